@@ -1,0 +1,26 @@
+#!/bin/sh
+# Installs the Debian 12 packages gatehouse needs to build, test and benchmark.
+# Idempotent and quiet when everything is present; called by the Makefile.
+set -eu
+BUILD="gcc clang make pkg-config libuv1-dev libssl-dev libnghttp2-dev libfyaml-dev
+ libjansson-dev libpcre2-dev libhiredis-dev zlib1g-dev libbrotli-dev libargon2-dev libcrypt-dev"
+TEST="libcmocka-dev python3 python3-pytest curl nghttp2-client openssl libclang-rt-14-dev
+ python3-websockets python3-grpcio python3-grpc-tools redis-server"
+BENCH="nginx-light haproxy wrk valgrind strace"
+case "${1:-test}" in
+  build) PKGS="$BUILD" ;;
+  test)  PKGS="$BUILD $TEST" ;;
+  bench) PKGS="$BUILD $TEST $BENCH" ;;
+  *) echo "usage: $0 [build|test|bench]" >&2; exit 2 ;;
+esac
+missing=""
+for p in $PKGS; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
+done
+[ -z "$missing" ] && exit 0
+SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+echo "installing:$missing"
+$SUDO apt-get update -qq
+DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends $missing >/dev/null
+# the nginx package starts a system nginx on :80; the benchmark runs its own
+if echo "$missing" | grep -q nginx; then $SUDO service nginx stop >/dev/null 2>&1 || true; fi

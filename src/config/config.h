@@ -1,0 +1,181 @@
+/* config.h — the configuration as plain C data (SPEC §2-§4).
+ *
+ * gh_config_load_* parse YAML (libfyaml) into these structs, validate them
+ * (units, ${ENV}, unknown keys, references) and report every problem to a
+ * gh_diag as FILE:LINE:COL. Everything lives in cfg->arena; strings are
+ * NUL-terminated. Nothing here runs: compiling (router, upstream runtime)
+ * happens in the modules above, and nothing reads YAML after load. */
+#ifndef GH_CONFIG_CONFIG_H
+#define GH_CONFIG_CONFIG_H
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/socket.h>
+#include "core/arena.h"
+#include "core/diag.h"
+#include "core/str.h"
+
+typedef struct gh_kv {
+    gh_str name, value;
+    gh_mark mark;                 /* of the key */
+    bool secret;                  /* value came from ${ENV}: masked outside the process */
+} gh_kv;
+
+typedef struct gh_cidr {
+    uint8_t family;               /* AF_INET or AF_INET6 */
+    uint8_t bits;                 /* prefix length */
+    uint8_t addr[16];             /* network byte order, host bits zeroed */
+} gh_cidr;
+
+typedef struct gh_listen_cfg {
+    gh_str address;               /* as written: "0.0.0.0:8080", "[::]:8080" */
+    struct sockaddr_storage sa;   /* resolved at load */
+    socklen_t salen;
+    bool http2;                   /* h2c prior knowledge (plaintext) / ALPN h2 (TLS) */
+    bool path_strict;             /* default true (SPEC §4) */
+    gh_mark mark;
+} gh_listen_cfg;
+
+typedef struct gh_limits_cfg {
+    uint64_t header_timeout_ms;   /* 10s */
+    uint64_t body_timeout_ms;     /* 10s */
+    uint64_t min_body_rate;       /* bytes/s, 1KiB */
+    uint64_t idle_timeout_ms;     /* 60s */
+    uint64_t max_header_bytes;    /* 16KiB */
+    uint64_t max_headers;         /* 100 */
+    uint64_t max_body_bytes;      /* 10MiB */
+    uint64_t max_connections;     /* 100000 (per process) */
+} gh_limits_cfg;
+
+typedef struct gh_log_cfg {
+    int level;                    /* enum gh_log_level, default info */
+    gh_str access;                /* "stdout" (default), "off", or a path */
+    gh_str errors;                /* "stderr" (default) or a path */
+} gh_log_cfg;
+
+/* ---- upstreams (SPEC §3) ---- */
+enum gh_balance { GH_BALANCE_ROUND_ROBIN = 0, GH_BALANCE_LEAST_CONN };
+enum gh_protocol { GH_PROTO_HTTP1 = 0, GH_PROTO_H2 };
+
+/* retries.on: bit set of failure kinds */
+enum {
+    GH_RETRY_CONNECT_ERROR = 1u << 0,
+    GH_RETRY_RESET         = 1u << 1,
+    GH_RETRY_TIMEOUT       = 1u << 2,
+    GH_RETRY_500           = 1u << 3,
+    GH_RETRY_502           = 1u << 4,
+    GH_RETRY_503           = 1u << 5,
+    GH_RETRY_504           = 1u << 6,
+};
+
+typedef struct gh_target_cfg {
+    gh_str address;               /* as written, "host:port" */
+    gh_str host;                  /* host part (name or literal, no brackets) */
+    uint16_t port;
+    uint32_t weight;              /* default 1 */
+    struct sockaddr_storage sa;   /* resolved at load (names: first address) */
+    socklen_t salen;
+    gh_mark mark;
+} gh_target_cfg;
+
+typedef struct gh_upstream_cfg {
+    gh_str name;
+    gh_mark mark;
+    gh_target_cfg *targets;
+    size_t ntargets;
+    int balance;                  /* enum gh_balance */
+    uint32_t keepalive;           /* idle pooled conns per target per worker, 128 */
+    int protocol;                 /* enum gh_protocol */
+    uint64_t connect_timeout_ms;  /* 2s */
+    uint64_t send_timeout_ms;     /* 30s */
+    uint64_t read_timeout_ms;     /* 30s */
+    uint32_t retry_attempts;      /* extra tries after the first, default 1 */
+    uint32_t retry_on;            /* GH_RETRY_* bits; default connect_error|reset|502|503|504 */
+    uint64_t retry_backoff_ms;    /* default 0 */
+} gh_upstream_cfg;
+
+/* ---- routes (SPEC §4) ---- */
+enum gh_target_kind {
+    GH_TARGET_UPSTREAM = 1, GH_TARGET_RESPOND, GH_TARGET_ECHO, GH_TARGET_REDIRECT,
+};
+
+/* Known methods as bits; a route may also list other tokens (extension methods). */
+enum {
+    GH_M_GET = 1u << 0, GH_M_HEAD = 1u << 1, GH_M_POST = 1u << 2, GH_M_PUT = 1u << 3,
+    GH_M_DELETE = 1u << 4, GH_M_PATCH = 1u << 5, GH_M_OPTIONS = 1u << 6,
+    GH_M_TRACE = 1u << 7, GH_M_CONNECT = 1u << 8, GH_M_OTHER = 1u << 15,
+};
+
+typedef struct gh_header_ops {
+    gh_kv *set;                   /* replace (or add) these headers */
+    size_t nset;
+    gh_str *remove;               /* header names to drop */
+    size_t nremove;
+} gh_header_ops;
+
+typedef struct gh_route_cfg {
+    gh_str name;
+    gh_mark mark;                 /* of the list item */
+    size_t index;                 /* position in the file (regex order, messages) */
+    struct {
+        gh_str host;              /* lower-cased; "*.example.com" for wildcards; empty = any */
+        gh_str prefix;            /* normalized, no trailing slash except "/" itself */
+        gh_str path;              /* template with {name} and {rest*} */
+        gh_str regex;             /* PCRE2 pattern */
+        uint32_t methods;         /* GH_M_* bits; 0 = any */
+        gh_str *method_names;     /* every method as written, upper-case */
+        size_t nmethods;
+        gh_kv *headers;           /* exact values; names as written */
+        size_t nheaders;
+        gh_kv *query;
+        size_t nquery;
+        gh_mark mark, host_mark, path_mark;   /* path_mark: of prefix/path/regex key */
+    } match;
+    int target;                   /* enum gh_target_kind */
+    gh_mark target_mark;          /* of the target key */
+    /* GH_TARGET_UPSTREAM */
+    gh_str upstream_name;
+    const gh_upstream_cfg *upstream;   /* resolved at load */
+    size_t upstream_index;
+    /* GH_TARGET_RESPOND */
+    struct { int status; gh_kv *headers; size_t nheaders; gh_str body; } respond;
+    /* GH_TARGET_REDIRECT */
+    struct { gh_str to; int status; } redirect;
+    struct {
+        bool strip_prefix;
+        gh_str prefix;            /* prepended after stripping */
+        gh_str path;              /* template using match params */
+        gh_mark mark;
+    } rewrite;
+    gh_header_ops request_headers, response_headers;
+    uint64_t timeout_ms;          /* 0 = upstream read timeout applies */
+} gh_route_cfg;
+
+typedef struct gh_config {
+    gh_arena arena;
+    const char *file;             /* as given on the command line */
+    gh_listen_cfg *listens;
+    size_t nlistens;
+    int workers;                  /* 0 = auto (one per core) */
+    gh_limits_cfg limits;
+    gh_cidr *trusted_proxies;
+    size_t ntrusted_proxies;
+    gh_log_cfg log;
+    uint64_t drain_timeout_ms;    /* 30s */
+    gh_upstream_cfg *upstreams;
+    size_t nupstreams;
+    gh_route_cfg *routes;
+    size_t nroutes;
+} gh_config;
+
+/* Parse and validate. NULL when any error was reported to diag (all errors
+ * are reported, not just the first). `name` is used in messages. */
+gh_config *gh_config_load_file(const char *path, gh_diag *diag);
+gh_config *gh_config_load_string(const char *name, const char *text, size_t len, gh_diag *diag);
+void gh_config_free(gh_config *cfg);
+
+const gh_upstream_cfg *gh_config_upstream(const gh_config *cfg, gh_str name);
+
+/* The embedded demo configuration (SPEC §11), YAML text. */
+extern const char gh_demo_config[];
+
+#endif

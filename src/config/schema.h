@@ -1,0 +1,127 @@
+/* schema.h — the loader's inside: the YAML tree, the load context, and the
+ * configuration keys declared as data (DESIGN "Config keys declared as data").
+ *
+ * load.c turns libfyaml's events into a small tree of gh_ynode with 1-based
+ * marks on every node. Each section of the file (top level, an upstream, a
+ * route, ...) is a table of gh_key: the key's name, the kind of value it
+ * takes, and either the field it fills (plain values, by offset) or a
+ * function. gh_ld_apply walks a mapping against such a table: unknown keys
+ * (with a "did you mean" hint), wrong kinds and bad values are reported at
+ * their line:col, and loading goes on so that every error is reported.
+ * Adding a key is adding a row. Not for use outside src/config/. */
+#ifndef GH_CONFIG_SCHEMA_H
+#define GH_CONFIG_SCHEMA_H
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include "config/config.h"
+
+/* ---- the YAML tree (lives in the load's temporary arena) ---- */
+enum gh_ykind { GH_Y_SCALAR = 1, GH_Y_MAP, GH_Y_SEQ };
+
+typedef struct gh_ynode gh_ynode;
+typedef struct gh_ypair {
+    gh_ynode *key, *value;
+} gh_ypair;
+
+struct gh_ynode {
+    int kind;                 /* enum gh_ykind */
+    gh_mark mark;             /* 1-based; an empty value gets its key's mark */
+    bool plain;               /* plain scalar: "", "~", "null" mean null */
+    gh_str text;              /* GH_Y_SCALAR: the value, NUL-terminated */
+    gh_ynode **items;         /* GH_Y_SEQ */
+    gh_ypair *pairs;          /* GH_Y_MAP, in file order */
+    size_t n, cap;            /* items or pairs */
+    size_t weight;            /* nodes below, aliases expanded (bounds alias bombs) */
+};
+
+bool gh_ynode_is_null(const gh_ynode *n);
+
+/* ---- the load context ---- */
+typedef struct gh_load {
+    gh_config *cfg;
+    gh_diag *diag;
+    gh_arena *a;              /* cfg->arena: what the configuration keeps */
+    gh_arena tmp;             /* the tree and scratch; freed after the load */
+} gh_load;
+
+void gh_ld_error(gh_load *ld, gh_mark at, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+void *gh_ld_zalloc(gh_load *ld, size_t n);            /* in cfg->arena; aborts on OOM */
+void *gh_ld_array(gh_load *ld, size_t n, size_t size); /* zeroed, overflow-checked */
+gh_str gh_ld_copy(gh_load *ld, gh_str s);             /* NUL-terminated copy in cfg->arena */
+
+/* ---- keys as data ---- */
+enum gh_vtype {
+    GH_V_STR = 1,             /* gh_str field (copied, ${ENV} expanded) */
+    GH_V_BOOL,                /* bool field: true | false */
+    GH_V_INT,                 /* int field, within [min, max] */
+    GH_V_U32,                 /* uint32_t field, within [min, max] */
+    GH_V_U64,                 /* uint64_t field, within [min, max] */
+    GH_V_DURATION,            /* uint64_t milliseconds, >= min */
+    GH_V_SIZE,                /* uint64_t bytes, >= min */
+    GH_V_FN,                  /* fn(ld, obj, pair) after the kind check */
+    GH_V_DEFER,               /* kind-checked and recorded in seen[] for the caller */
+};
+
+typedef bool (*gh_key_fn)(gh_load *ld, void *obj, const gh_ypair *kv);
+
+typedef struct gh_key {
+    const char *name;
+    int type;                 /* enum gh_vtype */
+    int kind;                 /* GH_V_FN/DEFER: the node kind required, 0 = any */
+    size_t off;               /* plain types: offset of the field in obj */
+    int64_t min, max;         /* numbers: accepted range */
+    gh_key_fn fn;             /* GH_V_FN */
+} gh_key;
+
+typedef struct gh_section {
+    const char *what;         /* for messages: "route", "upstream", ... */
+    const gh_key *keys;
+    size_t nkeys;
+} gh_section;
+
+#define GH_SECTION(what, keys) { (what), (keys), sizeof(keys) / sizeof((keys)[0]) }
+
+/* Apply every pair of `map` to obj. A null value stands for an empty
+ * mapping. seen, when given, has one slot per key of the table and gets
+ * the pair of each key present. Returns false (after reporting) when `map`
+ * is not a mapping. */
+bool gh_ld_apply(gh_load *ld, const gh_section *s, const gh_ynode *map, void *obj,
+                 const gh_ypair **seen);
+
+/* The closest known key for a misspelt one (edit distance <= 2 or a prefix
+ * either way), or NULL. */
+const char *gh_ld_suggest(gh_str key, const char *const *names, size_t n);
+
+/* ---- scalar values: report and return false when the value is wrong ---- */
+/* Text of a scalar after ${ENV} expansion (in ld->tmp); from_env may be NULL. */
+bool gh_ld_text(gh_load *ld, const gh_ynode *n, const char *expected, gh_str *out, bool *from_env);
+/* A non-empty string kept in cfg->arena. */
+bool gh_ld_str(gh_load *ld, const gh_ynode *n, gh_str *out, bool *from_env);
+bool gh_ld_bool(gh_load *ld, const gh_ynode *n, bool *out);
+bool gh_ld_int(gh_load *ld, const gh_ynode *n, int64_t min, int64_t max, int64_t *out);
+bool gh_ld_duration(gh_load *ld, const gh_ynode *n, uint64_t min, uint64_t *out_ms);
+bool gh_ld_size(gh_load *ld, const gh_ynode *n, uint64_t min, uint64_t *out);
+/* A mapping / a list (null = empty); reports "expected a mapping/list". */
+bool gh_ld_is_map(gh_load *ld, const gh_ynode *n);
+bool gh_ld_is_seq(gh_load *ld, const gh_ynode *n);
+
+/* A map of name -> string into gh_kv (header names must be tokens; header
+ * values must not hold CR, LF or NUL). Values from ${ENV} are marked secret. */
+bool gh_ld_kv_map(gh_load *ld, const gh_ynode *map, bool headers, gh_kv **out, size_t *nout);
+bool gh_ld_is_token(gh_str s);            /* RFC 9110 token */
+
+/* ---- addresses (load.c) ---- */
+/* Split "host:port" / "[v6]:port"; host without brackets. Reports at n. */
+bool gh_ld_hostport(gh_load *ld, const gh_ynode *n, gh_str addr, gh_str *host, uint16_t *port);
+/* Numeric literal, "localhost" (127.0.0.1), or (names_ok) a name looked up
+ * with getaddrinfo, first answer. */
+bool gh_ld_resolve(gh_load *ld, const gh_ynode *n, gh_str host, uint16_t port, bool names_ok,
+                   struct sockaddr_storage *sa, socklen_t *salen);
+
+/* ---- sections kept in their own files ---- */
+bool gh_ld_upstreams(gh_load *ld, void *cfg, const gh_ypair *kv);   /* upstreams.c */
+bool gh_ld_routes(gh_load *ld, void *cfg, const gh_ypair *kv);      /* routes.c */
+void gh_ld_routes_resolve(gh_load *ld);                             /* after everything */
+
+#endif

@@ -1,0 +1,36 @@
+/* str.h — byte slices (pointer + length) and small helpers on them.
+ * A gh_str never owns its bytes; whoever made it says how long they live. */
+#ifndef GH_CORE_STR_H
+#define GH_CORE_STR_H
+#include <stdbool.h>
+#include <stddef.h>
+#include <string.h>
+#include <strings.h>
+
+typedef struct gh_str {
+    const char *p;
+    size_t len;
+} gh_str;
+
+#define GH_STR(lit) ((gh_str){ (lit), sizeof(lit) - 1 })
+#define GH_STR_NULL ((gh_str){ NULL, 0 })
+
+static inline gh_str gh_str_from(const char *p, size_t len) { return (gh_str){ p, len }; }
+static inline gh_str gh_str_c(const char *s) { return (gh_str){ s, s ? strlen(s) : 0 }; }
+static inline bool gh_str_eq(gh_str a, gh_str b)
+{
+    return a.len == b.len && (a.len == 0 || memcmp(a.p, b.p, a.len) == 0);
+}
+static inline bool gh_str_eq_c(gh_str a, const char *b) { return gh_str_eq(a, gh_str_c(b)); }
+static inline bool gh_str_ieq(gh_str a, gh_str b)
+{
+    return a.len == b.len && (a.len == 0 || strncasecmp(a.p, b.p, a.len) == 0);
+}
+static inline bool gh_str_ieq_c(gh_str a, const char *b) { return gh_str_ieq(a, gh_str_c(b)); }
+static inline bool gh_str_starts(gh_str a, gh_str prefix)
+{
+    return a.len >= prefix.len && memcmp(a.p, prefix.p, prefix.len) == 0;
+}
+static inline char gh_lower(char c) { return (c >= 'A' && c <= 'Z') ? (char)(c + 32) : c; }
+
+#endif

@@ -1,0 +1,117 @@
+#include "http/exchange.h"
+#include <stdlib.h>
+#include <string.h>
+
+/* An exchange and the first block of its arena are one allocation, recycled
+ * through the worker's free list: a typical request allocates nothing. */
+#define EXCHANGE_ARENA_BYTES 6144
+#define MAX_FREE_EXCHANGES 256
+
+typedef struct exchange_slab {
+    gh_exchange ex;
+    _Alignas(16) unsigned char mem[EXCHANGE_ARENA_BYTES];
+} exchange_slab;
+
+gh_exchange *gh_exchange_new(gh_http_env *env)
+{
+    exchange_slab *s;
+    if (env->free_exchanges) {
+        s = (exchange_slab *)env->free_exchanges;
+        env->free_exchanges = *(gh_exchange **)s->mem;
+        env->nfree_exchanges--;
+    } else {
+        s = malloc(sizeof(*s));
+        if (!s)
+            return NULL;
+    }
+    gh_exchange *ex = &s->ex;
+    memset(ex, 0, sizeof(*ex));
+    gh_arena_init_with(&ex->arena, s->mem, sizeof(s->mem), 8192);
+    ex->env = env;
+    ex->start_ms = gh_now_ms(env);
+    ex->start_ns = uv_hrtime();
+    ex->log.upstream_ms = -1;
+    return ex;
+}
+
+void gh_exchange_free(gh_exchange *ex)
+{
+    gh_http_env *env = ex->env;
+    if (ex->pin)
+        env->unpin(env, ex->pin);
+    gh_arena_free(&ex->arena);
+    exchange_slab *s = (exchange_slab *)ex;
+    if (env->nfree_exchanges >= MAX_FREE_EXCHANGES) {
+        free(s);
+        return;
+    }
+    *(gh_exchange **)s->mem = env->free_exchanges;
+    env->free_exchanges = ex;
+    env->nfree_exchanges++;
+}
+
+const gh_header *gh_exchange_header(const gh_exchange *ex, const char *name, size_t len)
+{
+    for (size_t i = 0; i < ex->nheaders; i++) {
+        const gh_header *h = &ex->headers[i];
+        if (h->name_len == len && strncasecmp(h->name, name, len) == 0)
+            return h;
+    }
+    return NULL;
+}
+
+void gh_exchange_read_body(gh_exchange *ex, gh_body_cb cb)
+{
+    ex->body_cb = cb;
+    ex->down->resume_body(ex);
+}
+
+static uint64_t next_random(gh_http_env *env)
+{
+    /* xorshift128+: per worker, no locks, good enough for ids (not secrets) */
+    uint64_t s1 = env->rng[0];
+    const uint64_t s0 = env->rng[1];
+    env->rng[0] = s0;
+    s1 ^= s1 << 23;
+    env->rng[1] = s1 ^ s0 ^ (s1 >> 17) ^ (s0 >> 26);
+    return env->rng[1] + s0;
+}
+
+static bool request_id_ok(const char *v, size_t n)
+{
+    if (n == 0 || n > 36)
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        char c = v[i];
+        if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '-' || c == '_' || c == '.'))
+            return false;
+    }
+    return true;
+}
+
+void gh_exchange_set_request_id(gh_exchange *ex)
+{
+    const gh_header *h = gh_exchange_header(ex, "x-request-id", 12);
+    if (h && request_id_ok(h->value, h->value_len)) {
+        memcpy(ex->request_id, h->value, h->value_len);
+        ex->request_id[h->value_len] = '\0';
+        return;
+    }
+    static const char hex[] = "0123456789abcdef";
+    uint64_t a = next_random(ex->env), b = next_random(ex->env);
+    for (int i = 0; i < 16; i++) {
+        ex->request_id[i] = hex[(a >> (i * 4)) & 15];
+        ex->request_id[16 + i] = hex[(b >> (i * 4)) & 15];
+    }
+    ex->request_id[32] = '\0';
+}
+
+void gh_exchange_cache_clear(gh_http_env *env)
+{
+    while (env->free_exchanges) {
+        exchange_slab *s = (exchange_slab *)env->free_exchanges;
+        env->free_exchanges = *(gh_exchange **)s->mem;
+        free(s);
+    }
+    env->nfree_exchanges = 0;
+}

@@ -1,0 +1,149 @@
+/* exchange.h — one request and its response, protocol-neutral.
+ *
+ * A codec (HTTP/1.1 now, HTTP/2 later) fills the request part and hands the
+ * exchange to env->handle (routing, plugins, a target). Whatever produces
+ * the response talks back only through ex->down (gh_downstream_ops), and
+ * reads the request body through gh_exchange_read_body, so no stage above
+ * this file branches on the protocol. The exchange owns an arena freed when
+ * it ends and pins the configuration snapshot it started with. */
+#ifndef GH_HTTP_EXCHANGE_H
+#define GH_HTTP_EXCHANGE_H
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/uio.h>
+#include <uv.h>
+#include "config/config.h"
+#include "core/arena.h"
+#include "core/bufpool.h"
+#include "core/deadline.h"
+#include "core/str.h"
+#include "http/h1_parse.h"
+
+enum { GH_OK = 0, GH_AGAIN = 1, GH_ERROR = -1 };
+
+typedef struct gh_exchange gh_exchange;
+
+/* Kinds of client-side timeouts (each a deadline list in the worker). */
+enum { GH_TO_IDLE = 0, GH_TO_HEADER, GH_TO_BODY, GH_TO_SEND, GH_TO_COUNT };
+typedef struct gh_http_env gh_http_env;
+
+typedef struct gh_downstream_ops {
+    /* Response head. hdrs are end-to-end headers only (the codec adds its
+     * framing: Content-Length / Transfer-Encoding / Connection, Date).
+     * content_length < 0: unknown, the body streams. */
+    int (*send_head)(gh_exchange *ex, int status, const gh_header *hdrs, size_t n,
+                     int64_t content_length);
+    /* Body bytes. GH_OK: taken, the caller may reuse its memory. GH_AGAIN:
+     * the caller keeps p[0..len) alive and waits for ex->on_writable. */
+    int (*send_body)(gh_exchange *ex, const char *p, size_t len);
+    /* End of the response body (flushes; the exchange ends when written). */
+    int (*finish)(gh_exchange *ex);
+    /* The response cannot be completed (upstream died mid-body): close the
+     * client connection so the truncation is visible. */
+    void (*abort)(gh_exchange *ex);
+    /* Request body flow control: deliver (again) what is buffered. */
+    void (*resume_body)(gh_exchange *ex);
+} gh_downstream_ops;
+
+/* Returns how many of the len bytes the consumer took; the codec keeps the
+ * rest and delivers it again after gh_exchange_resume_body. `last`: these are
+ * the final bytes of the body (len may be 0). */
+typedef size_t (*gh_body_cb)(gh_exchange *ex, const char *p, size_t len, bool last);
+
+struct gh_exchange {
+    gh_arena arena;
+    gh_http_env *env;
+    const gh_downstream_ops *down;
+    void *down_ctx;                 /* the codec's connection or stream */
+    const gh_config *cfg;           /* pinned snapshot's configuration */
+    void *pin;                      /* env's handle for the pinned snapshot */
+    uint64_t start_ms;              /* cached clock at head completion */
+    uint64_t start_ns;              /* precise, for duration_ms */
+
+    /* ---- request (slices into the arena) ---- */
+    gh_str method;
+    uint32_t method_bit;            /* GH_M_* */
+    gh_str target;                  /* raw request-target */
+    gh_str path;                    /* normalized (set by the dispatcher) */
+    gh_str raw_path;                /* path part of target, not normalized */
+    gh_str query;                   /* after '?', raw; empty if none */
+    gh_str host;                    /* Host / :authority without port, lower-case */
+    gh_str authority;               /* Host as sent */
+    gh_header *headers;
+    size_t nheaders;
+    int minor;                      /* HTTP/1.x minor; 2 for h2 */
+    bool keep_alive;
+    bool expect_continue;
+    bool upgrade;
+    bool tls;
+    bool path_strict;
+    uint16_t local_port;
+    char client[48];                /* peer address, text */
+    uint16_t client_port;
+    char request_id[40];
+
+    /* ---- request body ---- */
+    int body_kind;                  /* enum gh_h1_body (NONE, LENGTH, CHUNKED) */
+    uint64_t content_length;
+    uint64_t body_received;         /* bytes delivered to the consumer */
+    bool body_done;                 /* all of the body was delivered */
+    gh_body_cb body_cb;             /* set by the consumer */
+
+    /* ---- response ---- */
+    int status;
+    bool head_sent;
+    bool response_done;             /* finish() called */
+    bool head_request;
+    uint64_t bytes_out;
+
+    /* ---- consumer (the target producing the response) ---- */
+    void *consumer;
+    void (*on_writable)(gh_exchange *ex);   /* downstream drained after GH_AGAIN */
+    void (*on_abort)(gh_exchange *ex);      /* client went away: release resources */
+
+    /* ---- what the access log and metrics report ---- */
+    struct {
+        gh_str route, upstream, target, consumer, version, cache;
+        const char *error;          /* problem code, or NULL */
+        int64_t upstream_ms;        /* -1 = no upstream */
+    } log;
+};
+
+/* Per-worker services the codecs and targets need; filled by server/. */
+struct gh_http_env {
+    gh_bufpool *bufs;               /* I/O buffers */
+    uv_loop_t *loop;                /* the worker's loop (its cached clock) */
+    bool draining;                  /* SIGTERM: finish, answer Connection: close */
+    void (*handle)(gh_exchange *ex);                         /* route + plugins + target */
+    void *(*pin)(gh_http_env *env, const gh_config **cfg);   /* pin the current snapshot */
+    void (*unpin)(gh_http_env *env, void *pin);
+    void (*done)(gh_exchange *ex);                           /* access log + metrics */
+    void (*conn_closed)(gh_http_env *env);                   /* a client connection ended */
+    const gh_limits_cfg *limits;    /* of the current snapshot (for new requests) */
+    gh_deadline_list timeouts[4];   /* GH_TO_*: the worker's tick expires them */
+    struct gh_h1_worker *h1;        /* codec state of this worker */
+    uint64_t rng[2];                /* xorshift128+ state for request ids */
+    gh_exchange *free_exchanges;    /* recycled exchange objects */
+    size_t nfree_exchanges;
+    void *owner;                    /* the worker */
+};
+
+
+/* Milliseconds, cached by the loop once per iteration: no syscall. */
+static inline uint64_t gh_now_ms(const gh_http_env *env) { return uv_now(env->loop); }
+
+gh_exchange *gh_exchange_new(gh_http_env *env);
+void gh_exchange_free(gh_exchange *ex);
+void gh_exchange_cache_clear(gh_http_env *env);   /* free the recycled objects */
+
+/* Request header lookup (case-insensitive name); NULL if absent. */
+const gh_header *gh_exchange_header(const gh_exchange *ex, const char *name, size_t len);
+
+/* Start delivering the request body to cb (sends 100 Continue if asked). */
+void gh_exchange_read_body(gh_exchange *ex, gh_body_cb cb);
+static inline void gh_exchange_resume_body(gh_exchange *ex) { ex->down->resume_body(ex); }
+
+/* A fresh 32-hex-digit id (or the client's well-formed X-Request-Id). */
+void gh_exchange_set_request_id(gh_exchange *ex);
+
+#endif

@@ -1,0 +1,599 @@
+/* h1_parse.c — strict, zero-copy HTTP/1.1 head parser (RFC 9112, SPEC §8).
+ *
+ * One forward pass over buf[0..min(len, max_bytes)); every read is bounds
+ * checked against that end, so nothing past `len` is ever touched. Framing
+ * headers are judged as soon as their line is complete, so a smuggling
+ * attempt is refused before the rest of the head arrives; the rules that need
+ * the whole head (missing Host, body kind) run at the blank line.
+ *
+ * Choices the header leaves open:
+ * - "Content-Length: 5, 5" is GH_H1E_CL_INVALID (a list is not 1*DIGIT);
+ *   a second Content-Length line is GH_H1E_CL_DUPLICATE.
+ * - Transfer-Encoding must be exactly one "chunked", for requests and for
+ *   responses alike: a gateway that drops the hop-by-hop TE header cannot
+ *   pass on any other transfer coding intact. TE in an HTTP/1.0 message is
+ *   refused too (RFC 9112 §6.1: its framing cannot be trusted).
+ * - Request-line: anything but SP after the target is GH_H1E_TARGET; if the
+ *   part after the target does not start with "HTTP/" (case-insensitively)
+ *   the target probably held a space, so that is GH_H1E_TARGET as well;
+ *   otherwise a wrong version is GH_H1E_VERSION.
+ * - A CR inside a header name is GH_H1E_HEADER_NAME; a bare LF anywhere is
+ *   GH_H1E_LINE_END; a CR not followed by LF in a value is
+ *   GH_H1E_HEADER_VALUE, elsewhere GH_H1E_LINE_END.
+ * - Host must be uri-host [":" port] with 1-5 port digits <= 65535; an empty
+ *   host or an empty port is GH_H1E_HOST_INVALID. It is validated on
+ *   HTTP/1.0 too when present.
+ * - max_bytes is clamped to INT_MAX (the return type); 0 means no head fits.
+ * - Responses do not skip leading empty lines (RFC 9112 §2.2 only asks that
+ *   of servers reading requests). */
+#include "http/h1_parse.h"
+
+#include <limits.h>
+#include <string.h>
+
+/* Character classes, one table for all of them (a single load per byte). */
+enum {
+    C_TOKEN  = 1,    /* RFC 9110 tchar */
+    C_VALUE  = 2,    /* field-value byte: HTAB, SP, VCHAR, obs-text */
+    C_TARGET = 4,    /* request-target byte: VCHAR */
+    C_REG    = 8,    /* reg-name: unreserved / sub-delims (pct-encoding apart) */
+    C_HEX    = 16,
+    C_QDTEXT = 32,   /* quoted-string qdtext (used by chunked.c's copy) */
+};
+
+static const unsigned char cls[256] = {
+     0,  0,  0,  0,  0,  0,  0,  0,  0, 34,  0,  0,  0,  0,  0,  0,  /* 00 */
+     0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  /* 10 */
+    34, 47,  6, 39, 47, 39, 47, 47, 46, 46, 47, 47, 46, 47, 47, 38,  /* 20 */
+    63, 63, 63, 63, 63, 63, 63, 63, 63, 63, 38, 46, 38, 46, 38, 38,  /* 30 */
+    38, 63, 63, 63, 63, 63, 63, 47, 47, 47, 47, 47, 47, 47, 47, 47,  /* 40 */
+    47, 47, 47, 47, 47, 47, 47, 47, 47, 47, 47, 38,  6, 38, 39, 47,  /* 50 */
+    39, 63, 63, 63, 63, 63, 63, 47, 47, 47, 47, 47, 47, 47, 47, 47,  /* 60 */
+    47, 47, 47, 47, 47, 47, 47, 47, 47, 47, 47, 38, 39, 38, 47,  0,  /* 70 */
+    34, 34, 34, 34, 34, 34, 34, 34, 34, 34, 34, 34, 34, 34, 34, 34,  /* 80 */
+    34, 34, 34, 34, 34, 34, 34, 34, 34, 34, 34, 34, 34, 34, 34, 34,  /* 90 */
+    34, 34, 34, 34, 34, 34, 34, 34, 34, 34, 34, 34, 34, 34, 34, 34,  /* a0 */
+    34, 34, 34, 34, 34, 34, 34, 34, 34, 34, 34, 34, 34, 34, 34, 34,  /* b0 */
+    34, 34, 34, 34, 34, 34, 34, 34, 34, 34, 34, 34, 34, 34, 34, 34,  /* c0 */
+    34, 34, 34, 34, 34, 34, 34, 34, 34, 34, 34, 34, 34, 34, 34, 34,  /* d0 */
+    34, 34, 34, 34, 34, 34, 34, 34, 34, 34, 34, 34, 34, 34, 34, 34,  /* e0 */
+    34, 34, 34, 34, 34, 34, 34, 34, 34, 34, 34, 34, 34, 34, 34, 34,  /* f0 */
+};
+
+typedef const unsigned char uchar;
+
+static inline unsigned lower(unsigned c) { return c - 'A' < 26u ? c + 32 : c; }
+
+/* Case-insensitive compare of s[0..n) with a lower-case literal; ASCII only,
+ * independent of the locale (strncasecmp is not). */
+static bool ieq(uchar *s, const char *lit, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (lower(s[i]) != (unsigned char)lit[i])
+            return false;
+    return true;
+}
+
+bool gh_h1_is_token(const char *s, size_t len)
+{
+    if (len == 0)
+        return false;
+    for (size_t i = 0; i < len; i++)
+        if (!(cls[(unsigned char)s[i]] & C_TOKEN))
+            return false;
+    return true;
+}
+
+bool gh_h1_head_complete(const char *buf, size_t len, size_t *scanned)
+{
+    /* Back up 3 bytes so a terminator split across reads is still seen; a
+     * smaller len than before means the caller compacted: start over. */
+    size_t from = *scanned <= len ? *scanned : 0;
+    from = from >= 3 ? from - 3 : 0;
+    if (len - from >= 4) {
+        const char *hit = memmem(buf + from, len - from, "\r\n\r\n", 4);
+        if (hit) {
+            *scanned = (size_t)(hit - buf) + 3;   /* a repeat call finds it again */
+            return true;
+        }
+    }
+    *scanned = len;
+    return false;
+}
+
+/* ---- host validation (RFC 3986 uri-host, RFC 9110 Host) ---- */
+
+static bool valid_ipv4(uchar *s, size_t n)
+{
+    size_t i = 0;
+    for (int octet = 0; octet < 4; octet++) {
+        if (octet > 0) {
+            if (i >= n || s[i] != '.')
+                return false;
+            i++;
+        }
+        size_t st = i;
+        unsigned v = 0;
+        while (i < n && i - st < 3 && (unsigned)(s[i] - '0') < 10u)
+            v = v * 10 + (s[i++] - '0');
+        size_t d = i - st;
+        if (d == 0 || v > 255 || (d > 1 && s[st] == '0'))   /* dec-octet: no leading 0 */
+            return false;
+    }
+    return i == n;
+}
+
+static bool valid_ipv6(uchar *s, size_t n)
+{
+    size_t i = 0;
+    int groups = 0;
+    bool gap = false;
+    if (n >= 2 && s[0] == ':' && s[1] == ':') {
+        gap = true;
+        i = 2;
+    } else if (n == 0 || s[0] == ':') {
+        return false;
+    }
+    while (i < n) {
+        size_t st = i;
+        while (i < n && i - st < 5 && (cls[s[i]] & C_HEX))
+            i++;
+        if (i < n && s[i] == '.') {               /* trailing IPv4 takes two groups */
+            if (!valid_ipv4(s + st, n - st))
+                return false;
+            groups += 2;
+            break;
+        }
+        if (i == st || i - st > 4)
+            return false;
+        groups++;
+        if (i == n)
+            break;
+        if (s[i] != ':' || ++i == n)
+            return false;                          /* a lone trailing ':' */
+        if (s[i] == ':') {
+            if (gap)
+                return false;
+            gap = true;
+            i++;
+        }
+    }
+    return gap ? groups <= 7 : groups == 8;
+}
+
+/* IPvFuture = "v" 1*HEXDIG "." 1*( unreserved / sub-delims / ":" ) */
+static bool valid_ipvfuture(uchar *s, size_t n)
+{
+    size_t i = 1;
+    if (n < 4 || lower(s[0]) != 'v')
+        return false;
+    while (i < n && (cls[s[i]] & C_HEX))
+        i++;
+    if (i == 1 || i >= n - 1 || s[i] != '.')
+        return false;
+    for (i++; i < n; i++)
+        if (!(cls[s[i]] & C_REG) && s[i] != ':')
+            return false;
+    return true;
+}
+
+static bool valid_host(uchar *s, size_t n)
+{
+    size_t i = 0;
+    if (n > 0 && s[0] == '[') {
+        uchar *close = memchr(s, ']', n);
+        if (!close)
+            return false;
+        size_t in = (size_t)(close - s) - 1;
+        if (!valid_ipv6(s + 1, in) && !valid_ipvfuture(s + 1, in))
+            return false;
+        i = in + 2;
+    } else {
+        /* reg-name (IPv4address is a subset of its syntax) */
+        while (i < n && s[i] != ':') {
+            if (cls[s[i]] & C_REG) {
+                i++;
+            } else if (s[i] == '%' && n - i >= 3 && (cls[s[i + 1]] & C_HEX) &&
+                       (cls[s[i + 2]] & C_HEX)) {
+                i += 3;
+            } else {
+                return false;
+            }
+        }
+        if (i == 0)
+            return false;
+    }
+    if (i == n)
+        return true;
+    if (s[i] != ':')
+        return false;
+    size_t st = ++i;
+    unsigned port = 0;
+    while (i < n && i - st < 5 && (unsigned)(s[i] - '0') < 10u)
+        port = port * 10 + (s[i++] - '0');
+    return i == n && i > st && port <= 65535;
+}
+
+/* ---- framing state accumulated header by header ---- */
+
+typedef struct framing {
+    bool request;
+    int ncl, nte, nhost;
+    uint64_t cl;
+    bool conn_close, conn_keep_alive, conn_upgrade, has_upgrade, expect;
+} framing;
+
+#define FAIL(err) do { m->error = (err); return GH_H1_BAD; } while (0)
+
+/* Connection = #connection-option: scan the comma list for the three
+ * options that matter; anything else is left to the hop-by-hop filter. */
+static void scan_connection(framing *f, uchar *v, size_t n)
+{
+    size_t i = 0;
+    while (i < n) {
+        while (i < n && (v[i] == ',' || v[i] == ' ' || v[i] == '\t'))
+            i++;
+        size_t st = i;
+        while (i < n && v[i] != ',')
+            i++;
+        size_t e = i;
+        while (e > st && (v[e - 1] == ' ' || v[e - 1] == '\t'))
+            e--;
+        size_t l = e - st;
+        if (l == 5 && ieq(v + st, "close", 5))
+            f->conn_close = true;
+        else if (l == 10 && ieq(v + st, "keep-alive", 10))
+            f->conn_keep_alive = true;
+        else if (l == 7 && ieq(v + st, "upgrade", 7))
+            f->conn_upgrade = true;
+    }
+}
+
+/* Judge one complete header line. Names are recognized by length and first
+ * letter before the full compare, so most headers cost two comparisons. */
+static int on_header(gh_h1_message *m, framing *f, uchar *name, size_t nl,
+                     uchar *v, size_t vl)
+{
+    switch (nl) {
+    case 4:
+        if (f->request && lower(name[0]) == 'h' && ieq(name, "host", 4)) {
+            if (++f->nhost > 1)
+                FAIL(GH_H1E_HOST_DUPLICATE);
+            if (!valid_host(v, vl))
+                FAIL(GH_H1E_HOST_INVALID);
+            m->host = (const char *)v;
+            m->host_len = (uint32_t)vl;
+        }
+        break;
+    case 6:
+        if (lower(name[0]) == 'e' && ieq(name, "expect", 6) && vl == 12 &&
+            ieq(v, "100-continue", 12))
+            f->expect = true;
+        break;
+    case 7:
+        if (lower(name[0]) == 'u' && ieq(name, "upgrade", 7))
+            f->has_upgrade = true;
+        break;
+    case 10:
+        if (lower(name[0]) == 'c' && ieq(name, "connection", 10))
+            scan_connection(f, v, vl);
+        break;
+    case 14:
+        if (lower(name[0]) == 'c' && ieq(name, "content-length", 14)) {
+            if (++f->ncl > 1)
+                FAIL(GH_H1E_CL_DUPLICATE);
+            if (f->nte)
+                FAIL(GH_H1E_CL_AND_TE);
+            if (vl == 0)
+                FAIL(GH_H1E_CL_INVALID);
+            uint64_t x = 0;
+            for (size_t i = 0; i < vl; i++) {
+                unsigned d = (unsigned)(v[i] - '0');
+                if (d > 9 || x > (UINT64_MAX - d) / 10)
+                    FAIL(GH_H1E_CL_INVALID);
+                x = x * 10 + d;
+            }
+            f->cl = x;
+        }
+        break;
+    case 17:
+        if (lower(name[0]) == 't' && ieq(name, "transfer-encoding", 17)) {
+            if (f->ncl)
+                FAIL(GH_H1E_CL_AND_TE);
+            if (++f->nte > 1 || m->minor == 0 || vl != 7 || !ieq(v, "chunked", 7))
+                FAIL(GH_H1E_TE_INVALID);
+        }
+        break;
+    default:
+        break;
+    }
+    return 0;
+}
+
+/* Header lines up to and including the blank line, starting at *pp. */
+static int parse_fields(gh_h1_message *m, framing *f, uchar **pp, uchar *end,
+                        size_t max_headers)
+{
+    uchar *p = *pp;
+    for (;;) {
+        if (p == end)
+            return GH_H1_AGAIN;
+        if (*p == '\r') {
+            if (p + 1 == end)
+                return GH_H1_AGAIN;
+            if (p[1] != '\n')
+                FAIL(GH_H1E_LINE_END);
+            *pp = p + 2;
+            return 0;
+        }
+        if (*p == '\n')
+            FAIL(GH_H1E_LINE_END);
+        if (*p == ' ' || *p == '\t')
+            FAIL(GH_H1E_OBS_FOLD);
+        if (m->nheaders == max_headers) {
+            m->error = GH_H1E_TOO_MANY_HEADERS;
+            return GH_H1_TOO_BIG;
+        }
+
+        uchar *name = p;
+        while (p < end && (cls[*p] & C_TOKEN))
+            p++;
+        if (p == end)
+            return GH_H1_AGAIN;
+        if (*p != ':' || p == name)
+            FAIL(*p == '\n' ? GH_H1E_LINE_END : GH_H1E_HEADER_NAME);
+        size_t nl = (size_t)(p - name);
+
+        p++;
+        while (p < end && (*p == ' ' || *p == '\t'))
+            p++;
+        uchar *v = p;
+        /* The hot loop: most bytes of a head are field values. */
+        while (end - p >= 4 && (cls[p[0]] & cls[p[1]] & cls[p[2]] & cls[p[3]] & C_VALUE))
+            p += 4;
+        while (p < end && (cls[*p] & C_VALUE))
+            p++;
+        if (p == end)
+            return GH_H1_AGAIN;
+        if (*p == '\n')
+            FAIL(GH_H1E_LINE_END);
+        if (*p != '\r')
+            FAIL(GH_H1E_HEADER_VALUE);
+        if (p + 1 == end)
+            return GH_H1_AGAIN;
+        if (p[1] != '\n')
+            FAIL(GH_H1E_HEADER_VALUE);
+        uchar *ve = p;
+        while (ve > v && (ve[-1] == ' ' || ve[-1] == '\t'))
+            ve--;
+        p += 2;
+
+        gh_header *h = &m->headers[m->nheaders++];
+        h->name = (const char *)name;
+        h->name_len = (uint32_t)nl;
+        h->value = (const char *)v;
+        h->value_len = (uint32_t)(ve - v);
+        int r = on_header(m, f, name, nl, v, (size_t)(ve - v));
+        if (r)
+            return r;
+    }
+}
+
+static void reset(gh_h1_message *m, gh_header *headers)
+{
+    *m = (gh_h1_message){ .headers = headers };
+}
+
+/* Bytes the parser may look at: a head longer than max_bytes is refused, so
+ * there is no need to scan beyond it. */
+static size_t limit_of(size_t max_bytes)
+{
+    return max_bytes > (size_t)INT_MAX ? (size_t)INT_MAX : max_bytes;
+}
+
+static int finish(int r, gh_h1_message *m, size_t len, size_t lim)
+{
+    if (r == GH_H1_AGAIN && len > lim) {
+        m->error = GH_H1E_HEAD_TOO_LARGE;
+        return GH_H1_TOO_BIG;
+    }
+    return r;
+}
+
+/* Check the request-target's form against the method (RFC 9112 §3.2). */
+static bool valid_target(uchar *meth, size_t ml, uchar *t, size_t tl)
+{
+    bool connect = ml == 7 && memcmp(meth, "CONNECT", 7) == 0;
+    if (connect) {                                 /* authority-form, port required */
+        uchar *colon = NULL;
+        for (size_t i = tl; i > 0; i--)
+            if (t[i - 1] == ':') { colon = t + i - 1; break; }
+            else if (t[i - 1] == ']') break;
+        return colon && colon + 1 < t + tl && valid_host(t, tl);
+    }
+    if (t[0] == '/')
+        return true;
+    if (tl == 1 && t[0] == '*')
+        return ml == 7 && memcmp(meth, "OPTIONS", 7) == 0;
+    size_t sl;
+    if (tl > 7 && ieq(t, "http://", 7))
+        sl = 7;
+    else if (tl > 8 && ieq(t, "https://", 8))
+        sl = 8;
+    else
+        return false;
+    /* absolute-form: a non-empty authority must follow the scheme */
+    return t[sl] != '/' && t[sl] != '?' && t[sl] != '#';
+}
+
+static int parse_request(gh_h1_message *m, framing *f, uchar *buf, uchar *end,
+                         size_t max_headers)
+{
+    uchar *p = buf;
+    /* RFC 9112 §2.2: ignore empty lines before the request-line. */
+    while (p < end && (*p == '\r' || *p == '\n')) {
+        if (*p == '\n')
+            FAIL(GH_H1E_LINE_END);
+        if (p + 1 == end)
+            return GH_H1_AGAIN;
+        if (p[1] != '\n')
+            FAIL(GH_H1E_LINE_END);
+        p += 2;
+    }
+
+    uchar *s = p;
+    while (p < end && (cls[*p] & C_TOKEN))
+        p++;
+    if (p == end)
+        return GH_H1_AGAIN;
+    if (*p != ' ' || p == s)
+        FAIL(GH_H1E_METHOD);
+    m->method = (const char *)s;
+    m->method_len = (uint32_t)(p - s);
+
+    s = ++p;
+    while (p < end && (cls[*p] & C_TARGET))
+        p++;
+    if (p == end)
+        return GH_H1_AGAIN;
+    if (*p != ' ' || p == s)
+        FAIL(GH_H1E_TARGET);
+    m->target = (const char *)s;
+    m->target_len = (uint32_t)(p - s);
+    if (!valid_target((uchar *)m->method, m->method_len, s, m->target_len))
+        FAIL(GH_H1E_TARGET);
+
+    static const char ver[] = "HTTP/1.";
+    p++;
+    for (int i = 0; i < 7; i++, p++) {
+        if (p == end)
+            return GH_H1_AGAIN;
+        if (*p != (unsigned char)ver[i])
+            FAIL(i < 5 && lower(*p) != lower((unsigned char)ver[i]) ? GH_H1E_TARGET
+                                                                  : GH_H1E_VERSION);
+    }
+    if (p == end)
+        return GH_H1_AGAIN;
+    if (*p != '0' && *p != '1')
+        FAIL(GH_H1E_VERSION);
+    m->minor = *p++ - '0';
+    if (p == end)
+        return GH_H1_AGAIN;
+    if (*p != '\r')
+        FAIL(*p == '\n' ? GH_H1E_LINE_END : GH_H1E_VERSION);
+    if (++p == end)
+        return GH_H1_AGAIN;
+    if (*p++ != '\n')
+        FAIL(GH_H1E_LINE_END);
+
+    int r = parse_fields(m, f, &p, end, max_headers);
+    if (r)
+        return r;
+
+    bool v11 = m->minor == 1;
+    if (v11 && f->nhost == 0)
+        FAIL(GH_H1E_HOST_MISSING);
+    m->body = f->nte ? GH_BODY_CHUNKED : f->ncl && f->cl ? GH_BODY_LENGTH : GH_BODY_NONE;
+    m->content_length = m->body == GH_BODY_LENGTH ? f->cl : 0;
+    m->keep_alive = !f->conn_close && (v11 || f->conn_keep_alive);
+    m->upgrade = v11 && f->conn_upgrade && f->has_upgrade;   /* 1.0: MUST ignore */
+    m->expect_continue = v11 && f->expect;
+    return (int)(p - buf);
+}
+
+int gh_h1_parse_request(const char *buf, size_t len, gh_h1_message *m,
+                        gh_header *headers, size_t max_headers, size_t max_bytes)
+{
+    reset(m, headers);
+    size_t lim = limit_of(max_bytes);
+    uchar *b = (uchar *)buf;
+    framing f = { .request = true };
+    int r = parse_request(m, &f, b, b + (len < lim ? len : lim), max_headers);
+    return finish(r, m, len, lim);
+}
+
+static int parse_response(gh_h1_message *m, framing *f, uchar *buf, uchar *end,
+                          size_t max_headers, bool head_request)
+{
+    static const char ver[] = "HTTP/1.";
+    uchar *p = buf;
+    for (int i = 0; i < 7; i++, p++) {
+        if (p == end)
+            return GH_H1_AGAIN;
+        if (*p != (unsigned char)ver[i])
+            FAIL(*p == '\n' ? GH_H1E_LINE_END : GH_H1E_VERSION);
+    }
+    if (p == end)
+        return GH_H1_AGAIN;
+    if (*p != '0' && *p != '1')
+        FAIL(GH_H1E_VERSION);
+    m->minor = *p++ - '0';
+    if (p == end)
+        return GH_H1_AGAIN;
+    if (*p != ' ')
+        FAIL((unsigned)(*p - '0') < 10u ? GH_H1E_VERSION : GH_H1E_STATUS);
+    p++;
+
+    int status = 0;
+    for (int i = 0; i < 3; i++, p++) {
+        if (p == end)
+            return GH_H1_AGAIN;
+        unsigned d = (unsigned)(*p - '0');
+        if (d > 9 || (i == 0 && d == 0))
+            FAIL(GH_H1E_STATUS);
+        status = status * 10 + (int)d;
+    }
+    m->status = status;
+    if (p == end)
+        return GH_H1_AGAIN;
+    /* "HTTP/1.1 200\r\n" (no SP) is tolerated; the reason may be empty. */
+    if (*p == ' ') {
+        uchar *s = ++p;
+        while (p < end && (cls[*p] & C_VALUE))
+            p++;
+        if (p == end)
+            return GH_H1_AGAIN;
+        m->reason = (const char *)s;
+        m->reason_len = (uint32_t)(p - s);
+    } else {
+        m->reason = (const char *)p;
+    }
+    if (*p != '\r')
+        FAIL(*p == '\n' ? GH_H1E_LINE_END : GH_H1E_STATUS);
+    if (++p == end)
+        return GH_H1_AGAIN;
+    if (*p++ != '\n')
+        FAIL(GH_H1E_LINE_END);
+
+    int r = parse_fields(m, f, &p, end, max_headers);
+    if (r)
+        return r;
+
+    bool v11 = m->minor == 1;
+    if (head_request || status < 200 || status == 204 || status == 304)
+        m->body = GH_BODY_NONE;            /* framing headers validated above, not used */
+    else if (f->nte)
+        m->body = GH_BODY_CHUNKED;
+    else if (f->ncl)
+        m->body = f->cl ? GH_BODY_LENGTH : GH_BODY_NONE;
+    else
+        m->body = GH_BODY_UNTIL_CLOSE;
+    m->content_length = m->body == GH_BODY_LENGTH ? f->cl : 0;
+    m->keep_alive = m->body != GH_BODY_UNTIL_CLOSE && !f->conn_close &&
+                    (v11 || f->conn_keep_alive);
+    m->upgrade = f->conn_upgrade && f->has_upgrade;
+    return (int)(p - buf);
+}
+
+int gh_h1_parse_response(const char *buf, size_t len, gh_h1_message *m,
+                         gh_header *headers, size_t max_headers, size_t max_bytes,
+                         bool head_request)
+{
+    reset(m, headers);
+    size_t lim = limit_of(max_bytes);
+    uchar *b = (uchar *)buf;
+    framing f = { .request = false };
+    int r = parse_response(m, &f, b, b + (len < lim ? len : lim), max_headers,
+                           head_request);
+    return finish(r, m, len, lim);
+}

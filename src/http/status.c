@@ -1,0 +1,145 @@
+#include "http/status.h"
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+const char *gh_status_reason(int s)
+{
+    switch (s) {
+    case 100: return "Continue";
+    case 101: return "Switching Protocols";
+    case 200: return "OK";
+    case 201: return "Created";
+    case 202: return "Accepted";
+    case 204: return "No Content";
+    case 206: return "Partial Content";
+    case 301: return "Moved Permanently";
+    case 302: return "Found";
+    case 303: return "See Other";
+    case 304: return "Not Modified";
+    case 307: return "Temporary Redirect";
+    case 308: return "Permanent Redirect";
+    case 400: return "Bad Request";
+    case 401: return "Unauthorized";
+    case 403: return "Forbidden";
+    case 404: return "Not Found";
+    case 405: return "Method Not Allowed";
+    case 408: return "Request Timeout";
+    case 409: return "Conflict";
+    case 410: return "Gone";
+    case 411: return "Length Required";
+    case 413: return "Content Too Large";
+    case 414: return "URI Too Long";
+    case 415: return "Unsupported Media Type";
+    case 417: return "Expectation Failed";
+    case 422: return "Unprocessable Content";
+    case 429: return "Too Many Requests";
+    case 431: return "Request Header Fields Too Large";
+    case 500: return "Internal Server Error";
+    case 501: return "Not Implemented";
+    case 502: return "Bad Gateway";
+    case 503: return "Service Unavailable";
+    case 504: return "Gateway Timeout";
+    default: return "Unknown";
+    }
+}
+
+const char *gh_http_date(void)
+{
+    static _Thread_local time_t last;
+    static _Thread_local char buf[32];
+    time_t now = time(NULL);
+    if (now != last) {
+        struct tm tm;
+        gmtime_r(&now, &tm);
+        strftime(buf, sizeof(buf), "%a, %d %b %Y %H:%M:%S GMT", &tm);
+        last = now;
+    }
+    return buf;
+}
+
+size_t gh_json_escape(char *out, size_t cap, const char *s, size_t len)
+{
+    static const char hex[] = "0123456789abcdef";
+    size_t o = 0;
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)s[i];
+        char esc = 0;
+        switch (c) {
+        case '"': esc = '"'; break;
+        case '\\': esc = '\\'; break;
+        case '\n': esc = 'n'; break;
+        case '\r': esc = 'r'; break;
+        case '\t': esc = 't'; break;
+        default: break;
+        }
+        if (esc) {
+            if (o + 2 > cap) return (size_t)-1;
+            out[o++] = '\\';
+            out[o++] = esc;
+        } else if (c < 0x20 || c == 0x7f) {
+            if (o + 6 > cap) return (size_t)-1;
+            memcpy(out + o, "\\u00", 4);
+            out[o + 4] = hex[c >> 4];
+            out[o + 5] = hex[c & 15];
+            o += 6;
+        } else {
+            if (o + 1 > cap) return (size_t)-1;
+            out[o++] = (char)c;
+        }
+    }
+    return o;
+}
+
+int gh_respond(gh_exchange *ex, int status, const gh_header *hdrs, size_t n,
+               const char *body, size_t body_len)
+{
+    gh_header *all = gh_arena_alloc(&ex->arena, (n + 2) * sizeof(*all));
+    if (!all)
+        return GH_ERROR;
+    if (n)
+        memcpy(all, hdrs, n * sizeof(*all));
+    const char *date = gh_arena_strndup(&ex->arena, gh_http_date(), 29);
+    all[n++] = (gh_header){ "Date", date, 4, 29 };
+    all[n++] = (gh_header){ "X-Request-Id", ex->request_id, 12, (uint32_t)strlen(ex->request_id) };
+    int rc = ex->down->send_head(ex, status, all, n, (int64_t)body_len);
+    if (rc == GH_ERROR)
+        return rc;
+    if (body_len && !ex->head_request) {
+        rc = ex->down->send_body(ex, body, body_len);
+        if (rc == GH_ERROR)
+            return rc;
+    }
+    return ex->down->finish(ex);
+}
+
+int gh_problem(gh_exchange *ex, int status, const char *code, const char *detail,
+               const gh_header *hdrs, size_t n, const char *extra_json)
+{
+    const char *title = gh_status_reason(status);
+    size_t dlen = detail ? strlen(detail) : 0;
+    size_t cap = 256 + strlen(title) + strlen(code) + dlen * 6 + (extra_json ? strlen(extra_json) : 0);
+    char *body = gh_arena_alloc(&ex->arena, cap);
+    if (!body)
+        return GH_ERROR;
+    int len = snprintf(body, cap, "{\"type\":\"about:blank\",\"title\":\"%s\",\"status\":%d,\"code\":\"%s\"",
+                       title, status, code);
+    if (detail) {
+        memcpy(body + len, ",\"detail\":\"", 11);
+        len += 11;
+        size_t e = gh_json_escape(body + len, cap - (size_t)len, detail, dlen);
+        len += (int)e;
+        body[len++] = '"';
+    }
+    len += snprintf(body + len, cap - (size_t)len, ",\"request_id\":\"%s\"%s%s}", ex->request_id,
+                    extra_json ? "," : "", extra_json ? extra_json : "");
+    gh_header *all = gh_arena_alloc(&ex->arena, (n + 1) * sizeof(*all));
+    if (!all)
+        return GH_ERROR;
+    all[0] = (gh_header){ "Content-Type", "application/problem+json", 12, 24 };
+    if (n)
+        memcpy(all + 1, hdrs, n * sizeof(*all));
+    if (!ex->log.error)
+        ex->log.error = code;
+    return gh_respond(ex, status, all, n + 1, body, (size_t)len);
+}

@@ -1,0 +1,28 @@
+/* status.h — reason phrases, the HTTP date, and gateway-made responses
+ * (problem+json, RFC 9457) sent through an exchange. */
+#ifndef GH_HTTP_STATUS_H
+#define GH_HTTP_STATUS_H
+#include <stddef.h>
+#include <stdint.h>
+#include "http/exchange.h"
+
+const char *gh_status_reason(int status);   /* "Not Found"; "Unknown" if none */
+
+/* "Sun, 06 Nov 1994 08:49:37 GMT", recomputed at most once a second per thread. */
+const char *gh_http_date(void);
+
+/* Send a complete response made by the gateway (status, headers, body)
+ * and finish the exchange. Adds Date, X-Request-Id. */
+int gh_respond(gh_exchange *ex, int status, const gh_header *hdrs, size_t n,
+               const char *body, size_t body_len);
+
+/* application/problem+json with the SPEC §8 `code`; `extra_json` (may be
+ * NULL) is spliced in as additional members, e.g. "\"versions\":[\"1\"]". */
+int gh_problem(gh_exchange *ex, int status, const char *code, const char *detail,
+               const gh_header *hdrs, size_t n, const char *extra_json);
+
+/* Append s to out as the inside of a JSON string (escaped); returns bytes written or
+ * (size_t)-1 if cap is too small. */
+size_t gh_json_escape(char *out, size_t cap, const char *s, size_t len);
+
+#endif

@@ -1,0 +1,278 @@
+/* main.c — the command line (SPEC §1): run, check, routes, explain, config,
+ * version. Exit codes: 0 ok, 1 configuration error, 2 usage, 3 runtime. */
+#include <jansson.h>
+#include <nghttp2/nghttp2.h>
+#include <openssl/opensslv.h>
+#include <pcre2.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <uv.h>
+#include <zlib.h>
+#include "config/config.h"
+#include "core/log.h"
+#include "route/route.h"
+#include "server/server.h"
+#include "server/snapshot.h"
+
+static void usage(FILE *out)
+{
+    fprintf(out,
+            "usage: gatehouse <command> [options]\n"
+            "\n"
+            "  run [-c FILE] [--workers N] [--log-level LEVEL]   serve (default: ./gatehouse.yaml, else the demo)\n"
+            "  check -c FILE                                     validate a configuration\n"
+            "  routes -c FILE                                    print the route table in precedence order\n"
+            "  explain -c FILE METHOD URL [-H 'Name: value']...  which route a request would take, and why\n"
+            "  config --default                                  print the embedded demo configuration\n"
+            "  version                                           versions of gatehouse and its libraries\n");
+}
+
+static int usage_error(const char *fmt, const char *arg)
+{
+    fprintf(stderr, "gatehouse: ");
+    fprintf(stderr, fmt, arg);
+    fprintf(stderr, "\n\n");
+    usage(stderr);
+    return 2;
+}
+
+/* Loads FILE into a compiled snapshot, printing diagnostics. */
+static gh_snapshot *load(const char *file, gh_diag *d)
+{
+    gh_diag_init(d, file);
+    gh_snapshot *s = gh_snapshot_load(file, 1, d);
+    gh_diag_print(d, stderr);
+    return s;
+}
+
+static int cmd_check(const char *file)
+{
+    gh_diag d;
+    gh_snapshot *s = load(file, &d);
+    int rc = s ? 0 : 1;
+    if (s)
+        printf("%s: configuration ok (%zu routes, %zu upstreams)%s\n", file, s->cfg->nroutes,
+               s->cfg->nupstreams, d.warnings ? ", with warnings" : "");
+    gh_diag_free(&d);
+    gh_snapshot_unref(s);
+    return rc;
+}
+
+static const char *target_name(const gh_route_cfg *r, char *buf, size_t cap)
+{
+    switch (r->target) {
+    case GH_TARGET_UPSTREAM: snprintf(buf, cap, "upstream %s", r->upstream_name.p); break;
+    case GH_TARGET_RESPOND: snprintf(buf, cap, "respond %d", r->respond.status); break;
+    case GH_TARGET_ECHO: snprintf(buf, cap, "echo"); break;
+    case GH_TARGET_REDIRECT: snprintf(buf, cap, "redirect %d %s", r->redirect.status, r->redirect.to.p); break;
+    default: snprintf(buf, cap, "?"); break;
+    }
+    return buf;
+}
+
+static int cmd_routes(const char *file)
+{
+    gh_diag d;
+    gh_snapshot *s = load(file, &d);
+    gh_diag_free(&d);
+    if (!s)
+        return 1;
+    size_t n = gh_router_count(s->router);
+    printf("%-4s %-24s %-56s %s\n", "#", "route", "match", "target");
+    for (size_t i = 0; i < n; i++) {
+        const gh_route_cfg *r = gh_router_at(s->router, i);
+        char match[512], target[512];
+        gh_router_describe(r, match, sizeof(match));
+        printf("%-4zu %-24s %-56s %s\n", i + 1, r->name.p, match, target_name(r, target, sizeof(target)));
+        printf("     plugins: (none)\n");
+    }
+    gh_snapshot_unref(s);
+    return 0;
+}
+
+/* explain: a dry run of routing, with no network traffic. */
+static int cmd_explain(const char *file, const char *method, const char *url, char **hdrs, int nh)
+{
+    gh_diag d;
+    gh_snapshot *s = load(file, &d);
+    gh_diag_free(&d);
+    if (!s)
+        return 1;
+    gh_header headers[64];
+    size_t nheaders = 0;
+    char host[256] = "";
+    for (int i = 0; i < nh && nheaders < 64; i++) {
+        const char *colon = strchr(hdrs[i], ':');
+        if (!colon) {
+            gh_snapshot_unref(s);
+            return usage_error("header '%s' must be 'Name: value'", hdrs[i]);
+        }
+        const char *v = colon + 1;
+        while (*v == ' ')
+            v++;
+        headers[nheaders++] = (gh_header){ hdrs[i], v, (uint32_t)(colon - hdrs[i]), (uint32_t)strlen(v) };
+        if ((size_t)(colon - hdrs[i]) == 4 && strncasecmp(hdrs[i], "host", 4) == 0)
+            snprintf(host, sizeof(host), "%s", v);
+    }
+    const char *path = url;
+    if (strncmp(url, "http://", 7) == 0 || strncmp(url, "https://", 8) == 0) {
+        const char *a = strstr(url, "://") + 3;
+        const char *slash = strchr(a, '/');
+        size_t alen = slash ? (size_t)(slash - a) : strlen(a);
+        snprintf(host, sizeof(host), "%.*s", (int)alen, a);
+        path = slash ? slash : "/";
+    }
+    char *colon = strchr(host, ':');
+    if (colon && host[0] != '[')
+        *colon = '\0';
+    for (char *p = host; *p; p++)
+        *p = gh_lower(*p);
+    const char *q = strchr(path, '?');
+    size_t plen = q ? (size_t)(q - path) : strlen(path);
+    char *norm = malloc(plen + 2);
+    size_t nlen = 0;
+    int pr = gh_path_normalize(path, plen, norm, &nlen, true);
+    int rc = 0;
+    if (pr != GH_PATH_OK) {
+        printf("request: %s %s\nresult: 400 bad_request (%s)\n", method, url,
+               pr == GH_PATH_CLIMB ? "the path climbs above the root" : "forbidden encoding in the path");
+        goto out;
+    }
+    norm[nlen] = '\0';
+    gh_route_request rq = {
+        .method = gh_str_c(method), .host = gh_str_c(host), .path = { norm, nlen },
+        .query = q ? gh_str_c(q + 1) : GH_STR(""), .headers = headers, .nheaders = nheaders,
+    };
+    gh_route_match m;
+    int mr = gh_router_match(s->router, &rq, &m);
+    printf("request:   %s %s (host %s, normalized path %s)\n", method, url, host[0] ? host : "-", norm);
+    if (mr == GH_ROUTE_NONE) {
+        printf("result:    404 no_route: no route matches\n");
+        goto out;
+    }
+    if (mr == GH_ROUTE_METHOD) {
+        printf("result:    405 method_not_allowed (Allow: %s)\n", m.allow_text);
+        goto out;
+    }
+    char desc[512], target[512];
+    gh_router_describe(m.route, desc, sizeof(desc));
+    printf("route:     %s (%s)\n", m.route->name.p, desc);
+    for (size_t i = 0; i < m.nparams; i++)
+        printf("param:     %.*s = %.*s\n", (int)m.params[i].name.len, m.params[i].name.p,
+               (int)m.params[i].value.len, m.params[i].value.p);
+    printf("plugins:   (none)\n");
+    printf("target:    %s\n", target_name(m.route, target, sizeof(target)));
+    if (m.route->target == GH_TARGET_UPSTREAM || m.route->target == GH_TARGET_ECHO) {
+        char fwd[8192];
+        size_t n = gh_rewrite_path(&m, rq.path, fwd, sizeof(fwd) - 1);
+        if (n != (size_t)-1) {
+            fwd[n] = '\0';
+            printf("forwarded: %s%s%s\n", fwd, q ? "?" : "", q ? q + 1 : "");
+        }
+        if (m.route->target == GH_TARGET_UPSTREAM) {
+            const gh_upstream_cfg *u = m.route->upstream;
+            printf("upstream:  %s (%s, %zu target%s:", u->name.p,
+                   u->balance == GH_BALANCE_LEAST_CONN ? "least_conn" : "round_robin", u->ntargets,
+                   u->ntargets == 1 ? "" : "s");
+            for (size_t i = 0; i < u->ntargets; i++)
+                printf(" %s", u->targets[i].address.p);
+            printf(")\n");
+        }
+    }
+out:
+    free(norm);
+    gh_snapshot_unref(s);
+    return rc;
+}
+
+static int cmd_version(void)
+{
+    printf("gatehouse %s\n", GH_VERSION);
+    printf("  libuv %s, %s, nghttp2 %s, jansson %s, zlib %s, pcre2 %d.%d\n", uv_version_string(),
+           OPENSSL_VERSION_TEXT, nghttp2_version(0)->version_str, JANSSON_VERSION, zlibVersion(),
+           PCRE2_MAJOR, PCRE2_MINOR);
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        usage(stderr);
+        return 2;
+    }
+    const char *cmd = argv[1];
+    if (strcmp(cmd, "-h") == 0 || strcmp(cmd, "--help") == 0 || strcmp(cmd, "help") == 0) {
+        usage(stdout);
+        return 0;
+    }
+    if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0)
+        return cmd_version();
+
+    const char *file = NULL;
+    gh_run_options run = { .config = NULL, .workers = 0, .log_level = -1 };
+    bool dflt = false;
+    char *pos[8];
+    int npos = 0;
+    char *hdrs[64];
+    int nh = 0;
+    for (int i = 2; i < argc; i++) {
+        const char *a = argv[i];
+        bool more = i + 1 < argc;
+        if ((strcmp(a, "-c") == 0 || strcmp(a, "--config") == 0) && more)
+            file = argv[++i];
+        else if (strcmp(a, "--workers") == 0 && more) {
+            char *end;
+            long n = strtol(argv[++i], &end, 10);
+            if (*end || n < 1 || n > 256)
+                return usage_error("--workers takes a number from 1 to 256, not '%s'", argv[i]);
+            run.workers = (int)n;
+        } else if (strcmp(a, "--log-level") == 0 && more) {
+            run.log_level = gh_log_level_parse(argv[++i]);
+            if (run.log_level < 0)
+                return usage_error("--log-level takes error, warn, info or debug, not '%s'", argv[i]);
+        } else if (strcmp(a, "-H") == 0 && more && nh < 64)
+            hdrs[nh++] = argv[++i];
+        else if (strcmp(a, "--default") == 0)
+            dflt = true;
+        else if (a[0] == '-' && a[1])
+            return usage_error("unknown option '%s'", a);
+        else if (npos < 8)
+            pos[npos++] = argv[i];
+        else
+            return usage_error("too many arguments at '%s'", a);
+    }
+
+    if (strcmp(cmd, "run") == 0) {
+        if (npos)
+            return usage_error("run takes no arguments ('%s')", pos[0]);
+        if (!file) {
+            FILE *f = fopen("gatehouse.yaml", "r");
+            if (f) {
+                fclose(f);
+                file = "gatehouse.yaml";
+            }
+        }
+        run.config = file;
+        return gh_server_run(&run);
+    }
+    if (strcmp(cmd, "config") == 0) {
+        if (dflt) {
+            fputs(gh_demo_config, stdout);
+            return 0;
+        }
+        return usage_error("config: use 'config --default'%s", "");
+    }
+    if (!file)
+        return usage_error("%s needs -c FILE", cmd);
+    if (strcmp(cmd, "check") == 0)
+        return npos ? usage_error("check takes no arguments ('%s')", pos[0]) : cmd_check(file);
+    if (strcmp(cmd, "routes") == 0)
+        return npos ? usage_error("routes takes no arguments ('%s')", pos[0]) : cmd_routes(file);
+    if (strcmp(cmd, "explain") == 0) {
+        if (npos != 2)
+            return usage_error("explain needs METHOD and URL%s", "");
+        return cmd_explain(file, pos[0], pos[1], hdrs, nh);
+    }
+    return usage_error("unknown command '%s'", cmd);
+}

@@ -1,0 +1,27 @@
+/* access_log.h — one JSON object per request (SPEC §9), buffered per worker
+ * and written once per loop iteration, so logging costs no syscall per
+ * request under load. The target (stdout, a file, or off) is process-wide
+ * and reopened on SIGUSR1. */
+#ifndef GH_OBSERVE_ACCESS_LOG_H
+#define GH_OBSERVE_ACCESS_LOG_H
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include "http/exchange.h"
+
+typedef struct gh_access_log {
+    char *buf;
+    size_t len, cap;
+} gh_access_log;
+
+/* Main thread: where access lines go ("stdout", "off" or a path). 0 or -errno. */
+int gh_access_log_open(const char *target);
+int gh_access_log_reopen(void);
+bool gh_access_log_enabled(void);
+
+void gh_access_log_init(gh_access_log *al);
+void gh_access_log_free(gh_access_log *al);
+void gh_access_log_add(gh_access_log *al, const gh_exchange *ex);
+void gh_access_log_flush(gh_access_log *al);
+
+#endif

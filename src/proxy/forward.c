@@ -1,0 +1,693 @@
+/* forward.c — the proxy state machine for one exchange.
+ *
+ * connect (or take a pooled connection) → send head and stream the request
+ * body → parse the response head → stream the response body → return the
+ * connection to the pool. Bytes are never copied on the way through: body
+ * data is written straight from the client's read buffer to the upstream
+ * socket and from the upstream's read buffer to the client, and whichever
+ * side is slower pauses the other (poll masks), so memory stays flat. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "core/log.h"
+#include "http/status.h"
+#include "proxy/headers.h"
+#include "proxy/proxy.h"
+
+enum { P_CONNECT = 1, P_SEND, P_WAIT, P_BODY, P_DONE };
+enum fail_kind { F_CONNECT, F_RESET, F_TIMEOUT, F_CONNECT_TIMEOUT };
+
+#define MAX_RESP_HEADERS 128
+
+typedef struct fwd {
+    gh_exchange *ex;
+    gh_proxy_ctx ctx;
+    const gh_route_cfg *route;
+    const gh_upstream_cfg *up;
+    gh_upconn *uc;
+    int phase;
+    int target;
+    uint64_t tried;               /* bit per target already tried */
+    uint32_t attempts;            /* tries so far */
+    bool reused;                  /* uc came from the pool */
+    bool stale_retry_used;        /* one free retry after a dead pooled connection */
+    bool counted;                 /* least_conn: begin() done for `target` */
+    uint64_t t0_ms;               /* upstream start (for upstream_ms) */
+    uint64_t deadline_ms;         /* route `timeout` (absolute), 0 = none */
+    /* request side */
+    char *head;
+    size_t head_len, head_off;
+    int body_mode;                /* GH_FWD_* */
+    char fbuf[96];                /* framing bytes owed before more data */
+    size_t fpos, flen;
+    uint64_t chunk_left;          /* data still owed for the announced chunk */
+    bool final_queued;            /* the end of the body is written or in fbuf */
+    bool body_started;            /* body bytes taken from the client: no retry */
+    bool req_done;
+    /* response side */
+    bool head_done;
+    bool keep_alive;
+    bool client_blocked;
+    int resp_body;
+    uint64_t resp_left;
+    gh_chunked chunk;
+    const char *span;
+    size_t span_len;
+} fwd;
+
+static void attempt(fwd *f);
+static void process_response(fwd *f);
+static void send_more(fwd *f);
+
+static uint64_t now_ms(fwd *f) { return gh_now_ms(f->ex->env); }
+
+static bool idempotent(const gh_exchange *ex)
+{
+    return ex->method_bit & (GH_M_GET | GH_M_HEAD | GH_M_OPTIONS | GH_M_PUT | GH_M_DELETE | GH_M_TRACE);
+}
+
+static void arm(fwd *f, uint64_t ms)
+{
+    if (f->deadline_ms) {
+        uint64_t now = now_ms(f);
+        uint64_t left = f->deadline_ms > now ? f->deadline_ms - now : 1;
+        if (left < ms)
+            ms = left;
+    }
+    gh_upconn_timer(f->uc, ms ? ms : 1);
+}
+
+static void end_target(fwd *f)
+{
+    if (f->counted)
+        gh_balance_end(f->ctx.balancer, f->ctx.worker, f->route->upstream_index, f->target);
+    f->counted = false;
+}
+
+static void drop_conn(fwd *f)
+{
+    if (f->uc) {
+        gh_upconn_close(f->uc);
+        f->uc = NULL;
+    }
+    end_target(f);
+}
+
+/* The exchange is over for us: forget it before the codec may free it. */
+static void detach(fwd *f)
+{
+    f->phase = P_DONE;
+    f->ex->consumer = NULL;
+    f->ex->on_abort = NULL;
+    f->ex->on_writable = NULL;
+}
+
+static void fail_client(fwd *f, int status, const char *code, const char *detail)
+{
+    gh_exchange *ex = f->ex;
+    drop_conn(f);
+    detach(f);
+    if (ex->head_sent) {
+        ex->log.error = code;
+        ex->down->abort(ex);
+        return;
+    }
+    gh_problem(ex, status, code, detail, NULL, 0, NULL);
+}
+
+static bool retry_allowed(fwd *f, enum fail_kind kind)
+{
+    const gh_upstream_cfg *up = f->up;
+    gh_exchange *ex = f->ex;
+    if (ex->head_sent || f->body_started || f->head_done)
+        return false;
+    /* a pooled connection the upstream closed meanwhile: retry once, free */
+    if (f->reused && kind == F_RESET && !f->stale_retry_used) {
+        f->stale_retry_used = true;
+        f->attempts--;
+        f->tried &= ~(1ull << (f->target & 63));
+        return true;
+    }
+    if (f->attempts > up->retry_attempts)
+        return false;
+    uint32_t bit = kind == F_RESET ? GH_RETRY_RESET
+                 : kind == F_TIMEOUT ? GH_RETRY_TIMEOUT
+                 : kind == F_CONNECT_TIMEOUT ? (GH_RETRY_CONNECT_ERROR | GH_RETRY_TIMEOUT)
+                 : GH_RETRY_CONNECT_ERROR;
+    if (!(up->retry_on & bit))
+        return false;
+    /* nothing of the request reached a connect failure; otherwise only idempotent */
+    bool nothing_sent = kind == F_CONNECT || kind == F_CONNECT_TIMEOUT;
+    return nothing_sent || idempotent(ex);
+}
+
+static void fail(fwd *f, enum fail_kind kind, int err)
+{
+    gh_log_debug("upstream %s target %s: %s (%s)", f->up->name.p, f->up->targets[f->target].address.p,
+                 kind == F_CONNECT ? "connect failed" : kind == F_RESET ? "connection reset"
+                                                                        : "timed out",
+                 err ? strerror(-err) : "-");
+    drop_conn(f);
+    if (retry_allowed(f, kind)) {
+        attempt(f);
+        return;
+    }
+    if (kind == F_TIMEOUT || kind == F_CONNECT_TIMEOUT)
+        fail_client(f, 504, "upstream_timeout", "the upstream did not answer in time");
+    else
+        fail_client(f, 502, "upstream_error", "the upstream refused or reset the connection");
+}
+
+/* ------------------------------------------------------- request side -- */
+
+/* Write the head rest, owed framing and up to len body bytes in one writev.
+ * *taken: body bytes written. GH_OK when everything offered was written. */
+static int out_write(fwd *f, const char *p, size_t len, bool last, size_t *taken)
+{
+    struct iovec iov[5];
+    int kind[5];   /* 0 head, 1 framing kept if unwritten, 2 data, 3 tail framing */
+    int n = 0;
+    char line[24], tail[8];
+    size_t data = 0, tail_len = 0;
+    *taken = 0;
+    if (f->head_off < f->head_len) {
+        iov[n] = (struct iovec){ f->head + f->head_off, f->head_len - f->head_off };
+        kind[n++] = 0;
+    }
+    if (f->fpos < f->flen) {
+        iov[n] = (struct iovec){ f->fbuf + f->fpos, f->flen - f->fpos };
+        kind[n++] = 1;
+    }
+    if (f->body_mode == GH_FWD_CHUNKED) {
+        if (f->chunk_left == 0 && len > 0) {
+            int l = snprintf(line, sizeof(line), "%zx\r\n", len);
+            iov[n] = (struct iovec){ line, (size_t)l };
+            kind[n++] = 1;
+            f->chunk_left = len;
+        }
+        data = len < f->chunk_left ? len : (size_t)f->chunk_left;
+        if (data) {
+            iov[n] = (struct iovec){ (void *)p, data };
+            kind[n++] = 2;
+        }
+        if (data && data == f->chunk_left) {
+            memcpy(tail, "\r\n", 2);
+            tail_len = 2;
+        }
+        if (last && data == len && !f->final_queued) {
+            memcpy(tail + tail_len, "0\r\n\r\n", 5);
+            tail_len += 5;
+            f->final_queued = true;
+        }
+        if (tail_len) {
+            iov[n] = (struct iovec){ tail, tail_len };
+            kind[n++] = 3;
+        }
+    } else if (f->body_mode == GH_FWD_LENGTH) {
+        data = len;
+        if (data) {
+            iov[n] = (struct iovec){ (void *)p, data };
+            kind[n++] = 2;
+        }
+        if (last)
+            f->final_queued = true;
+    } else {
+        f->final_queued = true;
+    }
+    if (n == 0)
+        return GH_OK;
+    ssize_t w = writev(f->uc->fd, iov, n);
+    if (w < 0) {
+        if (errno != EAGAIN && errno != EINTR)
+            return GH_ERROR;
+        w = 0;
+    }
+    size_t left = (size_t)w;
+    char keep[sizeof(f->fbuf)];
+    size_t klen = 0;
+    bool data_short = false;
+    for (int i = 0; i < n; i++) {
+        size_t wrote = left < iov[i].iov_len ? left : iov[i].iov_len;
+        left -= wrote;
+        switch (kind[i]) {
+        case 0:
+            f->head_off += wrote;
+            break;
+        case 2:
+            *taken = wrote;
+            if (f->body_mode == GH_FWD_CHUNKED)
+                f->chunk_left -= wrote;
+            data_short = wrote < iov[i].iov_len;
+            break;
+        default:
+            /* framing after data that did not go out is regenerated later */
+            if (kind[i] == 3 && data_short) {
+                if (tail_len >= 5 && last)
+                    f->final_queued = false;
+                break;
+            }
+            if (wrote < iov[i].iov_len) {
+                memcpy(keep + klen, (char *)iov[i].iov_base + wrote, iov[i].iov_len - wrote);
+                klen += iov[i].iov_len - wrote;
+            }
+        }
+    }
+    memcpy(f->fbuf, keep, klen);
+    f->fpos = 0;
+    f->flen = klen;
+    if (f->body_mode != GH_FWD_CHUNKED && data_short)
+        f->final_queued = false;
+    bool all = f->head_off == f->head_len && f->flen == 0 && !data_short;
+    return all ? GH_OK : GH_AGAIN;
+}
+
+static void request_written(fwd *f)
+{
+    f->req_done = true;
+    if (f->phase == P_SEND) {
+        f->phase = P_WAIT;
+        arm(f, f->up->read_timeout_ms);
+    }
+    gh_upconn_events(f->uc, UV_READABLE);
+}
+
+static size_t body_cb(gh_exchange *ex, const char *p, size_t len, bool last)
+{
+    fwd *f = ex->consumer;
+    if (!f || f->phase == P_DONE || !f->uc || f->req_done)
+        return len;   /* response already complete or failed: discard */
+    size_t taken = 0;
+    int rc = out_write(f, p, len, last, &taken);
+    if (taken)
+        f->body_started = true;
+    if (rc == GH_ERROR) {
+        fail(f, F_RESET, -errno);
+        return len;
+    }
+    if (rc == GH_AGAIN) {
+        gh_upconn_events(f->uc, UV_READABLE | UV_WRITABLE);
+        arm(f, f->up->send_timeout_ms);
+        return taken;
+    }
+    if (last && taken == len && f->final_queued)
+        request_written(f);
+    return taken;
+}
+
+/* The upstream socket can take more: owed bytes first, then more body. */
+static void send_more(fwd *f)
+{
+    size_t taken;
+    int rc = out_write(f, NULL, 0, false, &taken);
+    if (rc == GH_ERROR) {
+        fail(f, F_RESET, -errno);
+        return;
+    }
+    if (rc == GH_AGAIN)
+        return;
+    gh_upconn_events(f->uc, UV_READABLE);
+    if (f->body_mode == GH_FWD_NO_BODY || (f->final_queued && f->flen == 0)) {
+        if (!f->req_done)
+            request_written(f);
+        return;
+    }
+    arm(f, f->up->send_timeout_ms);
+    gh_exchange_resume_body(f->ex);
+}
+
+static void begin_send(fwd *f)
+{
+    f->phase = P_SEND;
+    gh_upconn_events(f->uc, UV_READABLE);
+    arm(f, f->up->send_timeout_ms);
+    if (f->body_mode == GH_FWD_NO_BODY) {
+        size_t taken;
+        int rc = out_write(f, NULL, 0, true, &taken);
+        if (rc == GH_ERROR)
+            fail(f, F_RESET, -errno);
+        else if (rc == GH_AGAIN)
+            gh_upconn_events(f->uc, UV_READABLE | UV_WRITABLE);
+        else
+            request_written(f);
+        return;
+    }
+    gh_exchange_read_body(f->ex, body_cb);
+    /* no body bytes buffered yet: send the head alone so the upstream can start */
+    if (f->phase == P_SEND && f->uc && f->head_off == 0)
+        send_more(f);
+}
+
+/* ------------------------------------------------------ response side -- */
+
+static void complete(fwd *f)
+{
+    gh_exchange *ex = f->ex;
+    gh_upconn *uc = f->uc;
+    f->uc = NULL;
+    end_target(f);
+    bool reusable = f->keep_alive && f->req_done && f->fpos == f->flen &&
+                    (!uc->in || gh_buf_len(uc->in) == 0);
+    gh_upconn_timer(uc, 0);
+    if (reusable)
+        gh_upconn_release(uc, f->up->keepalive);
+    else
+        gh_upconn_close(uc);
+    detach(f);
+    ex->down->finish(ex);   /* may free the exchange (and f): last */
+}
+
+static int64_t header_length(const gh_h1_message *m)
+{
+    for (size_t i = 0; i < m->nheaders; i++) {
+        const gh_header *h = &m->headers[i];
+        if (h->name_len == 14 && strncasecmp(h->name, "content-length", 14) == 0) {
+            int64_t v = 0;
+            for (uint32_t k = 0; k < h->value_len; k++) {
+                if (h->value[k] < '0' || h->value[k] > '9' || v > (INT64_MAX - 9) / 10)
+                    return -1;
+                v = v * 10 + (h->value[k] - '0');
+            }
+            return v;
+        }
+    }
+    return -1;
+}
+
+static bool parse_head(fwd *f)
+{
+    gh_exchange *ex = f->ex;
+    gh_buf *in = f->uc->in;
+    gh_header hdrs[MAX_RESP_HEADERS];
+    gh_h1_message m;
+    for (;;) {
+        int r = gh_h1_parse_response(in->data + in->start, gh_buf_len(in), &m, hdrs, MAX_RESP_HEADERS,
+                                     in->cap - 1, ex->head_request);
+        if (r == GH_H1_AGAIN) {
+            if (gh_buf_room(in) == 0 && in->start == 0) {
+                fail_client(f, 502, "upstream_error", "upstream response head too large");
+                return false;
+            }
+            return false;
+        }
+        if (r < 0) {
+            fail_client(f, 502, "upstream_error", "malformed or ambiguous upstream response");
+            return false;
+        }
+        if (m.status >= 100 && m.status < 200) {
+            if (m.status == 101) {
+                fail_client(f, 502, "upstream_error", "unexpected protocol switch from the upstream");
+                return false;
+            }
+            in->start += (size_t)r;   /* interim responses are not forwarded */
+            continue;
+        }
+        /* retry on configured statuses while the client has seen nothing */
+        uint32_t sbit = m.status == 500 ? GH_RETRY_500 : m.status == 502 ? GH_RETRY_502
+                      : m.status == 503 ? GH_RETRY_503 : m.status == 504 ? GH_RETRY_504 : 0;
+        if (sbit && (f->up->retry_on & sbit) && f->attempts <= f->up->retry_attempts &&
+            idempotent(ex) && !f->body_started && f->req_done) {
+            drop_conn(f);
+            attempt(f);
+            return false;
+        }
+        f->head_done = true;
+        f->phase = P_BODY;
+        f->keep_alive = m.keep_alive;
+        f->resp_body = m.body;
+        f->resp_left = m.content_length;
+        gh_chunked_init(&f->chunk);
+        ex->log.upstream_ms = (int64_t)(now_ms(f) - f->t0_ms);
+        int64_t clen = m.body == GH_BODY_LENGTH ? (int64_t)m.content_length
+                     : m.body == GH_BODY_NONE ? (ex->head_request || m.status == 304 ? header_length(&m) : 0)
+                     : -1;
+        size_t n;
+        gh_header *out = gh_proxy_response_headers(ex, f->route, m.headers, m.nheaders, &n);
+        in->start += (size_t)r;
+        if (!out || ex->down->send_head(ex, m.status, out, n, clen) == GH_ERROR) {
+            drop_conn(f);
+            detach(f);
+            return false;
+        }
+        if (m.body == GH_BODY_NONE) {
+            complete(f);
+            return false;
+        }
+        arm(f, f->up->read_timeout_ms);
+        return true;
+    }
+}
+
+/* Send one span to the client; false if we must wait (or stop). */
+static bool send_span(fwd *f, const char *p, size_t n)
+{
+    int rc = f->ex->down->send_body(f->ex, p, n);
+    if (rc == GH_OK)
+        return true;
+    if (rc == GH_AGAIN) {
+        f->client_blocked = true;
+        gh_upconn_events(f->uc, 0);   /* stop reading upstream until the client drains */
+        gh_upconn_timer(f->uc, 0);
+        return false;
+    }
+    drop_conn(f);   /* client gone; the codec reports it through on_abort */
+    f->phase = P_DONE;
+    return false;
+}
+
+static void process_response(fwd *f)
+{
+    if (f->phase == P_DONE || !f->uc || !f->uc->in)
+        return;
+    if (!f->head_done && !parse_head(f))
+        return;
+    gh_buf *in = f->uc->in;
+    while (!f->client_blocked && f->phase == P_BODY) {
+        size_t avail = gh_buf_len(in);
+        if (f->resp_body == GH_BODY_LENGTH) {
+            if (f->resp_left == 0) {
+                complete(f);
+                return;
+            }
+            size_t n = avail < f->resp_left ? avail : (size_t)f->resp_left;
+            if (n == 0)
+                break;
+            in->start += n;
+            f->resp_left -= n;
+            if (!send_span(f, in->data + in->start - n, n))
+                return;
+        } else if (f->resp_body == GH_BODY_CHUNKED) {
+            if (avail == 0)
+                break;
+            size_t used;
+            const char *data;
+            size_t dlen;
+            int rc = gh_chunked_decode(&f->chunk, in->data + in->start, avail, &used, &data, &dlen);
+            in->start += used;
+            if (rc == GH_CHUNKED_BAD) {
+                fail_client(f, 502, "upstream_error", "malformed chunked upstream response");
+                return;
+            }
+            if (dlen && !send_span(f, data, dlen))
+                return;
+            if (rc == GH_CHUNKED_DONE) {
+                complete(f);
+                return;
+            }
+        } else {   /* until close */
+            if (avail == 0)
+                break;
+            in->start += avail;
+            if (!send_span(f, in->data + in->start - avail, avail))
+                return;
+        }
+    }
+    if (!f->client_blocked && gh_buf_len(in) == 0)
+        in->start = in->end = 0;
+}
+
+static void read_response(fwd *f)
+{
+    gh_upconn *uc = f->uc;
+    if (f->client_blocked)
+        return;
+    if (!uc->in) {
+        uc->in = gh_buf_get(f->ctx.pw->bufs);
+        if (!uc->in) {
+            fail_client(f, 502, "upstream_error", "out of memory");
+            return;
+        }
+    }
+    gh_buf *in = uc->in;
+    if (gh_buf_room(in) == 0)
+        gh_buf_compact(in);
+    ssize_t n = read(uc->fd, in->data + in->end, gh_buf_room(in));
+    if (n < 0 && (errno == EAGAIN || errno == EINTR))
+        return;
+    if (n <= 0) {
+        int err = n < 0 ? -errno : 0;
+        if (!f->head_done) {
+            if (gh_buf_len(in) > 0 && n == 0) {
+                fail_client(f, 502, "upstream_error", "upstream closed inside the response head");
+                return;
+            }
+            fail(f, F_RESET, err);
+        } else if (f->resp_body == GH_BODY_UNTIL_CLOSE && n == 0) {
+            f->keep_alive = false;
+            complete(f);
+        } else {
+            /* mid-body: the client must see a broken response, not a short one */
+            fail_client(f, 502, "upstream_error", "upstream closed mid-response");
+        }
+        return;
+    }
+    in->end += (size_t)n;
+    if (f->head_done)
+        arm(f, f->up->read_timeout_ms);
+    process_response(f);
+}
+
+/* ------------------------------------------------------------- events -- */
+
+static void on_uc_event(gh_upconn *uc, int events)
+{
+    fwd *f = uc->owner;
+    if (!f)
+        return;
+    if (events < 0) {
+        if (f->head_done)
+            fail_client(f, 502, "upstream_error", "upstream connection error");
+        else
+            fail(f, f->phase == P_CONNECT ? F_CONNECT : F_RESET, events);
+        return;
+    }
+    if (f->phase == P_CONNECT) {
+        if (!(events & UV_WRITABLE))
+            return;
+        int r = gh_upconn_connect_result(uc);
+        if (r < 0) {
+            fail(f, F_CONNECT, r);
+            return;
+        }
+        begin_send(f);
+        return;
+    }
+    if ((events & UV_WRITABLE) && !f->req_done)
+        send_more(f);
+    if ((events & UV_READABLE) && f->uc == uc && f->phase != P_DONE)
+        read_response(f);
+}
+
+static void on_uc_timer(gh_upconn *uc)
+{
+    fwd *f = uc->owner;
+    if (!f)
+        return;
+    if (f->deadline_ms && now_ms(f) + 1 >= f->deadline_ms) {
+        f->ex->log.error = "upstream_timeout";
+        fail_client(f, 504, "upstream_timeout", "the route's timeout elapsed");
+        return;
+    }
+    switch (f->phase) {
+    case P_CONNECT:
+        fail(f, F_CONNECT_TIMEOUT, -ETIMEDOUT);
+        return;
+    case P_SEND:
+    case P_WAIT:
+        fail(f, F_TIMEOUT, -ETIMEDOUT);
+        return;
+    default:
+        fail_client(f, 504, "upstream_timeout", "the upstream stopped sending");
+        return;
+    }
+}
+
+static void on_client_writable(gh_exchange *ex)
+{
+    fwd *f = ex->consumer;
+    if (!f || f->phase == P_DONE || !f->uc)
+        return;
+    f->client_blocked = false;
+    gh_upconn_events(f->uc, f->req_done ? UV_READABLE : (f->uc->events | UV_READABLE));
+    arm(f, f->up->read_timeout_ms);
+    process_response(f);
+}
+
+static void on_client_abort(gh_exchange *ex)
+{
+    fwd *f = ex->consumer;
+    if (!f)
+        return;
+    drop_conn(f);
+    detach(f);
+}
+
+/* ------------------------------------------------------------ attempts -- */
+
+static void attempt(fwd *f)
+{
+    gh_exchange *ex = f->ex;
+    f->target = gh_balance_pick(f->ctx.balancer, f->ctx.worker, f->route->upstream_index, f->tried);
+    if (f->target < 0) {
+        fail_client(f, 503, "upstream_unavailable", "the upstream has no targets");
+        return;
+    }
+    f->tried |= 1ull << (f->target & 63);
+    f->attempts++;
+    f->head_off = 0;
+    f->fpos = f->flen = 0;
+    f->chunk_left = 0;
+    f->final_queued = false;
+    f->req_done = false;
+    const gh_target_cfg *t = &f->up->targets[f->target];
+    ex->log.target = t->address;
+    gh_balance_begin(f->ctx.balancer, f->ctx.worker, f->route->upstream_index, f->target);
+    f->counted = true;
+    f->uc = gh_pool_take(f->ctx.pw, (const struct sockaddr *)&t->sa, t->salen);
+    f->reused = f->uc != NULL;
+    if (!f->uc) {
+        int err = 0;
+        f->uc = gh_upconn_connect(f->ctx.pw, (const struct sockaddr *)&t->sa, t->salen, &err);
+        if (!f->uc) {
+            fail(f, F_CONNECT, err);
+            return;
+        }
+    }
+    f->uc->owner = f;
+    f->uc->on_event = on_uc_event;
+    f->uc->on_timer = on_uc_timer;
+    if (f->reused) {
+        begin_send(f);
+    } else {
+        f->phase = P_CONNECT;
+        arm(f, f->up->connect_timeout_ms);
+    }
+}
+
+void gh_proxy_start(gh_exchange *ex, const gh_proxy_ctx *ctx, const gh_route_cfg *route, gh_str path_q)
+{
+    fwd *f = gh_arena_zalloc(&ex->arena, sizeof(*f));
+    if (!f) {
+        gh_problem(ex, 500, "internal_error", "out of memory", NULL, 0, NULL);
+        return;
+    }
+    f->ex = ex;
+    f->ctx = *ctx;
+    f->route = route;
+    f->up = route->upstream;
+    f->t0_ms = gh_now_ms(ex->env);
+    if (route->timeout_ms)
+        f->deadline_ms = gh_now_ms(ex->env) + route->timeout_ms;
+    f->body_mode = ex->body_kind == GH_BODY_LENGTH ? GH_FWD_LENGTH
+                 : ex->body_kind == GH_BODY_CHUNKED ? GH_FWD_CHUNKED : GH_FWD_NO_BODY;
+    f->head = gh_proxy_request_head(ex, route, path_q, f->body_mode, &f->head_len);
+    if (!f->head) {
+        gh_problem(ex, 500, "internal_error", "out of memory", NULL, 0, NULL);
+        return;
+    }
+    ex->consumer = f;
+    ex->on_abort = on_client_abort;
+    ex->on_writable = on_client_writable;
+    ex->log.upstream = f->up->name;
+    attempt(f);
+}

@@ -1,0 +1,251 @@
+#include "proxy/headers.h"
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+
+#define MAX_CONN_TOKENS 16
+
+typedef struct conn_tokens {
+    gh_str t[MAX_CONN_TOKENS];
+    size_t n;
+} conn_tokens;
+
+static bool name_is(const gh_header *h, const char *name, size_t len)
+{
+    return h->name_len == len && strncasecmp(h->name, name, len) == 0;
+}
+
+/* Names listed in Connection headers are hop-by-hop too (RFC 9110 §7.6.1). */
+static void collect_connection(const gh_header *h, size_t nh, conn_tokens *ct)
+{
+    ct->n = 0;
+    for (size_t i = 0; i < nh; i++) {
+        if (!name_is(&h[i], "connection", 10))
+            continue;
+        const char *p = h[i].value, *end = p + h[i].value_len;
+        while (p < end && ct->n < MAX_CONN_TOKENS) {
+            while (p < end && (*p == ' ' || *p == '\t' || *p == ','))
+                p++;
+            const char *s = p;
+            while (p < end && *p != ',' && *p != ' ' && *p != '\t')
+                p++;
+            if (p > s)
+                ct->t[ct->n++] = (gh_str){ s, (size_t)(p - s) };
+        }
+    }
+}
+
+static bool in_tokens(const conn_tokens *ct, const gh_header *h)
+{
+    for (size_t i = 0; i < ct->n; i++)
+        if (h->name_len == ct->t[i].len && strncasecmp(h->name, ct->t[i].p, ct->t[i].len) == 0)
+            return true;
+    return false;
+}
+
+/* Hop-by-hop and framing headers, never forwarded in either direction. */
+static bool is_hop(const gh_header *h)
+{
+    switch (h->name_len) {
+    case 2: return name_is(h, "te", 2);
+    case 7: return name_is(h, "upgrade", 7) || name_is(h, "trailer", 7);
+    case 10: return name_is(h, "keep-alive", 10) || name_is(h, "connection", 10);
+    case 14: return name_is(h, "content-length", 14);
+    case 17: return name_is(h, "transfer-encoding", 17);
+    default:
+        return h->name_len > 6 && strncasecmp(h->name, "proxy-", 6) == 0;
+    }
+}
+
+static bool in_list(const gh_str *names, size_t n, const gh_header *h)
+{
+    for (size_t i = 0; i < n; i++)
+        if (h->name_len == names[i].len && strncasecmp(h->name, names[i].p, names[i].len) == 0)
+            return true;
+    return false;
+}
+
+static bool in_kv(const gh_kv *kv, size_t n, const gh_header *h)
+{
+    for (size_t i = 0; i < n; i++)
+        if (h->name_len == kv[i].name.len && strncasecmp(h->name, kv[i].name.p, kv[i].name.len) == 0)
+            return true;
+    return false;
+}
+
+#define PUT(s, n) do { memcpy(p, (s), (n)); p += (n); } while (0)
+#define PUTS(lit) PUT(lit, sizeof(lit) - 1)
+
+static char *put_header(char *p, const char *name, size_t nl, const char *value, size_t vl)
+{
+    PUT(name, nl);
+    PUTS(": ");
+    PUT(value, vl);
+    PUTS("\r\n");
+    return p;
+}
+
+/* W3C traceparent: keep the trace id of a valid header, new parent id. */
+static bool traceparent_ok(const gh_header *h)
+{
+    if (h->value_len != 55)
+        return false;
+    const char *v = h->value;
+    for (int i = 0; i < 55; i++) {
+        char c = v[i];
+        bool dash = i == 2 || i == 35 || i == 52;
+        if (dash ? c != '-' : !((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f')))
+            return false;
+    }
+    return memcmp(v, "ff", 2) != 0 && memcmp(v + 3, "00000000000000000000000000000000", 32) != 0;
+}
+
+static void hex_from_id(char *out, const char *id, size_t n)
+{
+    /* the request id is random hex already: reuse it for span/trace ids */
+    size_t len = strlen(id);
+    for (size_t i = 0; i < n; i++) {
+        char c = i < len ? id[i] : '0';
+        out[i] = ((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f')) ? c : '0';
+    }
+}
+
+char *gh_proxy_request_head(gh_exchange *ex, const gh_route_cfg *route, gh_str path_q,
+                            int body, size_t *len)
+{
+    conn_tokens ct;
+    collect_connection(ex->headers, ex->nheaders, &ct);
+    const gh_header_ops *ops = &route->request_headers;
+    const gh_header *xff = NULL, *tp = NULL;
+    size_t cap = ex->method.len + path_q.len + 512 + ex->authority.len * 2 + strlen(ex->client) +
+                 sizeof(ex->request_id);
+    for (size_t i = 0; i < ex->nheaders; i++)
+        cap += ex->headers[i].name_len + ex->headers[i].value_len + 4;
+    for (size_t i = 0; i < ops->nset; i++)
+        cap += ops->set[i].name.len + ops->set[i].value.len + 4;
+    char *buf = gh_arena_alloc(&ex->arena, cap);
+    if (!buf)
+        return NULL;
+    char *p = buf;
+    PUT(ex->method.p, ex->method.len);
+    PUTS(" ");
+    PUT(path_q.p, path_q.len);
+    PUTS(" HTTP/1.1\r\n");
+    if (ex->authority.len)
+        p = put_header(p, "Host", 4, ex->authority.p, ex->authority.len);
+    for (size_t i = 0; i < ex->nheaders; i++) {
+        const gh_header *h = &ex->headers[i];
+        if (is_hop(h) || in_tokens(&ct, h))
+            continue;
+        switch (h->name_len) {
+        case 4:
+            if (name_is(h, "host", 4)) continue;
+            break;
+        case 11:
+            if (name_is(h, "traceparent", 11)) { tp = h; continue; }
+            break;
+        case 12:
+            if (name_is(h, "x-request-id", 12)) continue;
+            break;
+        case 15:
+            if (name_is(h, "x-forwarded-for", 15)) { xff = h; continue; }
+            break;
+        case 16:
+            if (name_is(h, "x-forwarded-host", 16) || name_is(h, "x-forwarded-port", 16)) continue;
+            break;
+        case 17:
+            if (name_is(h, "x-forwarded-proto", 17)) continue;
+            break;
+        }
+        if (ops->nremove && in_list(ops->remove, ops->nremove, h))
+            continue;
+        if (ops->nset && in_kv(ops->set, ops->nset, h))
+            continue;
+        p = put_header(p, h->name, h->name_len, h->value, h->value_len);
+    }
+    if (body == GH_FWD_LENGTH)
+        p += sprintf(p, "Content-Length: %llu\r\n", (unsigned long long)ex->content_length);
+    else if (body == GH_FWD_CHUNKED)
+        PUTS("Transfer-Encoding: chunked\r\n");
+    PUTS("X-Forwarded-For: ");
+    if (xff && xff->value_len) {
+        PUT(xff->value, xff->value_len);
+        PUTS(", ");
+    }
+    PUT(ex->client, strlen(ex->client));
+    PUTS("\r\n");
+    if (ex->tls)
+        PUTS("X-Forwarded-Proto: https\r\n");
+    else
+        PUTS("X-Forwarded-Proto: http\r\n");
+    if (ex->authority.len)
+        p = put_header(p, "X-Forwarded-Host", 16, ex->authority.p, ex->authority.len);
+    p += sprintf(p, "X-Forwarded-Port: %u\r\n", ex->local_port);
+    p = put_header(p, "X-Request-Id", 12, ex->request_id, strlen(ex->request_id));
+    /* traceparent: continue the caller's trace with our own span id, or start one */
+    char trace[55];
+    if (tp && traceparent_ok(tp)) {
+        memcpy(trace, tp->value, 55);
+    } else {
+        memcpy(trace, "00-", 3);
+        hex_from_id(trace + 3, ex->request_id, 32);
+        memcpy(trace + 35, "-", 1);
+        memcpy(trace + 52, "-01", 3);
+    }
+    hex_from_id(trace + 36, ex->request_id + 16, 16);
+    trace[35] = '-';
+    p = put_header(p, "traceparent", 11, trace, 55);
+    for (size_t i = 0; i < ops->nset; i++)
+        p = put_header(p, ops->set[i].name.p, ops->set[i].name.len, ops->set[i].value.p, ops->set[i].value.len);
+    PUTS("\r\n");
+    *len = (size_t)(p - buf);
+    return buf;
+}
+
+gh_header *gh_apply_header_ops(gh_exchange *ex, const gh_header_ops *ops,
+                               const gh_header *h, size_t nh, size_t *n)
+{
+    gh_header *out = gh_arena_alloc(&ex->arena, (nh + ops->nset + 1) * sizeof(*out));
+    if (!out)
+        return NULL;
+    size_t k = 0;
+    for (size_t i = 0; i < nh; i++) {
+        if (ops->nremove && in_list(ops->remove, ops->nremove, &h[i]))
+            continue;
+        if (ops->nset && in_kv(ops->set, ops->nset, &h[i]))
+            continue;
+        out[k++] = h[i];
+    }
+    for (size_t i = 0; i < ops->nset; i++)
+        out[k++] = (gh_header){ ops->set[i].name.p, ops->set[i].value.p,
+                                (uint32_t)ops->set[i].name.len, (uint32_t)ops->set[i].value.len };
+    *n = k;
+    return out;
+}
+
+gh_header *gh_proxy_response_headers(gh_exchange *ex, const gh_route_cfg *route,
+                                     const gh_header *h, size_t nh, size_t *n)
+{
+    conn_tokens ct;
+    collect_connection(h, nh, &ct);
+    const gh_header_ops *ops = &route->response_headers;
+    gh_header *out = gh_arena_alloc(&ex->arena, (nh + ops->nset + 2) * sizeof(*out));
+    if (!out)
+        return NULL;
+    size_t k = 0;
+    for (size_t i = 0; i < nh; i++) {
+        if (is_hop(&h[i]) || in_tokens(&ct, &h[i]) || name_is(&h[i], "x-request-id", 12))
+            continue;
+        if (ops->nremove && in_list(ops->remove, ops->nremove, &h[i]))
+            continue;
+        if (ops->nset && in_kv(ops->set, ops->nset, &h[i]))
+            continue;
+        out[k++] = h[i];
+    }
+    for (size_t i = 0; i < ops->nset; i++)
+        out[k++] = (gh_header){ ops->set[i].name.p, ops->set[i].value.p,
+                                (uint32_t)ops->set[i].name.len, (uint32_t)ops->set[i].value.len };
+    out[k++] = (gh_header){ "X-Request-Id", ex->request_id, 12, (uint32_t)strlen(ex->request_id) };
+    *n = k;
+    return out;
+}

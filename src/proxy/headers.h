@@ -1,0 +1,27 @@
+/* headers.h — what crosses the proxy: the upstream request head (hop-by-hop
+ * headers removed, X-Forwarded-*, X-Request-Id, traceparent, route header
+ * operations) and the response headers passed back (SPEC §8). */
+#ifndef GH_PROXY_HEADERS_H
+#define GH_PROXY_HEADERS_H
+#include <stdbool.h>
+#include "config/config.h"
+#include "http/exchange.h"
+
+enum gh_fwd_body { GH_FWD_NO_BODY = 0, GH_FWD_LENGTH, GH_FWD_CHUNKED };
+
+/* The request head for the upstream, in the exchange arena.
+ * path_q: the rewritten path with "?query" if any. */
+char *gh_proxy_request_head(gh_exchange *ex, const gh_route_cfg *route, gh_str path_q,
+                            int body, size_t *len);
+
+/* Filter an upstream response's headers for the client: drops hop-by-hop
+ * and framing headers, applies route response_headers, adds X-Request-Id.
+ * Returns an arena array; *n set to its length. */
+gh_header *gh_proxy_response_headers(gh_exchange *ex, const gh_route_cfg *route,
+                                     const gh_header *h, size_t nh, size_t *n);
+
+/* The same header operations for responses made by local targets. */
+gh_header *gh_apply_header_ops(gh_exchange *ex, const gh_header_ops *ops,
+                               const gh_header *h, size_t nh, size_t *n);
+
+#endif

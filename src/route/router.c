@@ -1,0 +1,1122 @@
+/* router.c — the compiled route table and request matching (SPEC §4, §12.3, §12.4).
+ *
+ * Build: every route is compiled (host class, path kind, template segments,
+ * PCRE2 code, method set) and the table sorted by one total order:
+ *   1. host: exact < wildcard (longer suffix first) < none;
+ *   2. path: exact < template < prefix (longer first) < regex (file order);
+ *      templates: more literal segments first, then without {rest*} before
+ *      with, then more segments first;
+ *   3. conditions (methods/headers/query) before none; among routes with
+ *      conditions, more conditions first, then fewer methods — so a route
+ *      whose conditions strictly imply another's (same path) always wins.
+ * Routes equal in that order that can match one request are a tie (error).
+ *
+ * Match: the first route in that order matching fully. Candidates come from
+ * an open-addressing hash table keyed by (kind, host group, string): exact
+ * hosts, wildcard suffixes (tried at each '.' of the request host, longest
+ * first), exact paths and prefixes (tried at each '/' of the path, longest
+ * first). Templates and regexes are scanned per host group. No allocation,
+ * no locks: the router is read-only after build and shared by workers. */
+#define PCRE2_CODE_UNIT_WIDTH 8
+#include <pcre2.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include "route/route.h"
+
+enum { HOST_EXACT, HOST_WILD, HOST_ANY };
+enum { PATH_EXACT, PATH_TPL, PATH_PREFIX, PATH_REGEX };
+enum { SEG_LIT, SEG_PARAM, SEG_REST };
+enum { K_HOST, K_WILD, K_EXACT, K_PREFIX };
+
+typedef struct seg { gh_str text; int kind; } seg;
+typedef struct re_name { gh_str name; uint32_t group; } re_name;
+
+typedef struct rt {
+    const gh_route_cfg *cfg;
+    size_t pos;                   /* position in the file: regex order, stable sort */
+    int host_kind, path_kind;
+    gh_str host;                  /* exact: lower-case; wildcard: ".example.com" */
+    gh_str path;                  /* exact path, prefix, template (normalized) or regex */
+    seg *segs;                    /* templates */
+    size_t nseg, nlit, lead_len;  /* lead_len: bytes of the leading literal segments */
+    bool rest;
+    pcre2_code *re;
+    re_name *names;
+    size_t nnames;
+    uint32_t mbits;               /* known methods, HEAD implied by GET; 0 and no ext = any */
+    gh_str *ext;                  /* extension methods */
+    size_t next;
+    bool any_method, has_cond;
+    size_t ncond, mcount;
+} rt;
+
+typedef struct group {
+    size_t tpl_b, tpl_e, re_b, re_e;
+    bool exact, prefix;
+} group;
+
+typedef struct hent {
+    gh_str key;                   /* key.p == NULL: free slot */
+    uint32_t hash, kind, group, begin, end;
+} hent;
+
+struct gh_router {
+    gh_arena arena;
+    rt *routes;
+    size_t n;
+    group *groups;
+    size_t ngroups;
+    long any_group;               /* -1: no route without host */
+    bool has_wild;
+    hent *ht;
+    size_t htmask;
+    uint32_t max_pairs;           /* regex ovector pairs needed */
+};
+
+static const struct { uint32_t bit; const char *name; } KNOWN[] = {
+    { GH_M_GET, "GET" }, { GH_M_HEAD, "HEAD" }, { GH_M_POST, "POST" }, { GH_M_PUT, "PUT" },
+    { GH_M_DELETE, "DELETE" }, { GH_M_PATCH, "PATCH" }, { GH_M_OPTIONS, "OPTIONS" },
+    { GH_M_TRACE, "TRACE" }, { GH_M_CONNECT, "CONNECT" },
+};
+#define NKNOWN (sizeof(KNOWN) / sizeof(KNOWN[0]))
+
+/* Methods are case-sensitive tokens (RFC 9110 §9.1): "get" is not GET. */
+static uint32_t method_bit(gh_str m)
+{
+    for (size_t i = 0; i < NKNOWN; i++)
+        if (gh_str_eq_c(m, KNOWN[i].name))
+            return KNOWN[i].bit;
+    return 0;
+}
+
+/* ---- hash table ---- */
+
+static uint32_t hash_key(uint32_t kind, uint32_t grp, const char *p, size_t n)
+{
+    uint32_t h = 2166136261u;
+    h = (h ^ kind) * 16777619u;
+    h = (h ^ grp) * 16777619u;
+    bool icase = kind == K_HOST || kind == K_WILD;
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ (unsigned char)(icase ? gh_lower(p[i]) : p[i])) * 16777619u;
+    return h;
+}
+
+static const hent *ht_find(const gh_router *r, uint32_t kind, uint32_t grp, const char *p, size_t n)
+{
+    if (!r->ht)
+        return NULL;
+    uint32_t h = hash_key(kind, grp, p, n);
+    for (size_t i = h & r->htmask;; i = (i + 1) & r->htmask) {
+        const hent *e = &r->ht[i];
+        if (!e->key.p)
+            return NULL;
+        if (e->hash == h && e->kind == kind && e->group == grp && e->key.len == n &&
+            (kind == K_HOST || kind == K_WILD ? strncasecmp(e->key.p, p, n) == 0
+                                              : memcmp(e->key.p, p, n) == 0))
+            return e;
+    }
+}
+
+static void ht_put(gh_router *r, uint32_t kind, uint32_t grp, gh_str key, size_t b, size_t e)
+{
+    uint32_t h = hash_key(kind, grp, key.p, key.len);
+    size_t i = h & r->htmask;
+    while (r->ht[i].key.p)
+        i = (i + 1) & r->htmask;
+    r->ht[i] = (hent){ .key = key, .hash = h, .kind = kind, .group = grp,
+                       .begin = (uint32_t)b, .end = (uint32_t)e };
+}
+
+/* ---- thread-local PCRE2 match data ----
+ * gh_router_match runs on several workers at once over one router, so the
+ * ovector cannot live in the router. Each thread lazily creates one match
+ * block (the only allocation, once per thread, or again if a newer router
+ * has more capture groups) and reuses it; PCRE2 10.41+ also keeps its
+ * backtracking frames there, so matching itself does not allocate. */
+static _Thread_local pcre2_match_data *tl_md;
+static _Thread_local uint32_t tl_pairs;
+
+static pcre2_match_data *thread_md(uint32_t pairs)
+{
+    if (tl_md && tl_pairs >= pairs)
+        return tl_md;
+    if (tl_md)
+        pcre2_match_data_free(tl_md);
+    if (pairs < 16)
+        pairs = 16;
+    tl_md = pcre2_match_data_create(pairs, NULL);
+    tl_pairs = tl_md ? pairs : 0;
+    return tl_md;
+}
+
+void gh_router_thread_done(void)
+{
+    if (tl_md)
+        pcre2_match_data_free(tl_md);
+    tl_md = NULL;
+    tl_pairs = 0;
+}
+
+/* ---- compiling one route ---- */
+
+#define RNAME(c) (int)(c)->name.len, (c)->name.p
+
+static gh_str lower_copy(gh_arena *a, const char *p, size_t n)
+{
+    char *s = gh_arena_strndup(a, p, n);
+    for (size_t i = 0; s && i < n; i++)
+        s[i] = gh_lower(s[i]);
+    return (gh_str){ s, s ? n : 0 };
+}
+
+static bool valid_name(gh_str n)
+{
+    if (n.len == 0 || (n.p[0] >= '0' && n.p[0] <= '9'))
+        return false;
+    for (size_t i = 0; i < n.len; i++) {
+        char c = n.p[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_'))
+            return false;
+    }
+    return true;
+}
+
+static bool compile_host(gh_arena *a, const gh_route_cfg *c, rt *t, gh_diag *d)
+{
+    gh_str h = c->match.host;
+    if (h.len && h.p[h.len - 1] == '.')          /* "example.com." is "example.com" */
+        h.len--;
+    if (h.len == 0 || (h.len == 1 && h.p[0] == '*')) {
+        t->host_kind = HOST_ANY;
+        return true;
+    }
+    bool wild = h.len > 2 && h.p[0] == '*' && h.p[1] == '.';
+    gh_str body = wild ? gh_str_from(h.p + 1, h.len - 1) : h;
+    const char *colon = memchr(body.p, ':', body.len);
+    if (memchr(body.p, '*', body.len) || (wild && body.len < 2)) {
+        gh_diag_error(d, c->match.host_mark, "route '%.*s': host '%.*s': a wildcard is '*.' followed "
+                      "by a domain, as in *.example.com", RNAME(c), (int)h.len, h.p);
+        return false;
+    }
+    if (colon && body.p[0] != '[') {
+        gh_diag_error(d, c->match.host_mark, "route '%.*s': host '%.*s' carries a port; hosts are "
+                      "matched without the port", RNAME(c), (int)h.len, h.p);
+        return false;
+    }
+    t->host_kind = wild ? HOST_WILD : HOST_EXACT;
+    t->host = lower_copy(a, body.p, body.len);
+    return true;
+}
+
+/* Config paths go through the same normalization as requests (non-strict,
+ * so that whatever a user writes is kept), so "/a//b" or "/%7euser" in the
+ * file still match what clients send. */
+static bool normalize_cfg_path(gh_arena *a, const gh_route_cfg *c, gh_str in, gh_str *out, gh_diag *d)
+{
+    char *buf = gh_arena_alloc(a, in.len + 1);
+    size_t n = 0;
+    int rc = buf ? gh_path_normalize(in.p, in.len, buf, &n, false) : GH_PATH_BAD;
+    if (rc != GH_PATH_OK) {
+        gh_diag_error(d, c->match.path_mark, "route '%.*s': path '%.*s' %s", RNAME(c), (int)in.len, in.p,
+                      rc == GH_PATH_CLIMB ? "climbs above '/'"
+                                          : "must start with '/' and hold no spaces or control characters");
+        return false;
+    }
+    *out = gh_str_from(buf, n);
+    return true;
+}
+
+static bool compile_template(gh_arena *a, const gh_route_cfg *c, rt *t, gh_diag *d)
+{
+    gh_str p = t->path;
+    size_t n = 1;
+    for (size_t i = 1; i < p.len; i++)
+        n += p.p[i] == '/';
+    t->segs = gh_arena_zalloc(a, n * sizeof(seg));
+    if (!t->segs)
+        return false;
+    bool lead = true;
+    size_t nparams = 0;
+    for (size_t i = 1, k = 0; k < n; k++) {
+        const char *e = memchr(p.p + i, '/', p.len - i);
+        size_t j = e ? (size_t)(e - p.p) : p.len;
+        gh_str s = gh_str_from(p.p + i, j - i);
+        seg *sg = &t->segs[k];
+        const char *why = NULL;
+        if (memchr(s.p, '{', s.len) || memchr(s.p, '}', s.len)) {
+            bool star = s.len > 3 && s.p[s.len - 2] == '*';
+            gh_str name = gh_str_from(s.p + 1, s.len - 2 - star);
+            if (s.len < 3 || s.p[0] != '{' || s.p[s.len - 1] != '}' || !valid_name(name))
+                why = "a parameter is a whole segment, {name} or {name*}";
+            else if (star && k != n - 1)
+                why = "{name*} must be the last segment";
+            else if (++nparams > GH_MAX_PARAMS)
+                why = "too many parameters";
+            for (size_t q = 0; !why && q < k; q++)
+                if (t->segs[q].kind != SEG_LIT && gh_str_eq(t->segs[q].text, name))
+                    why = "a parameter name appears twice";
+            sg->kind = star ? SEG_REST : SEG_PARAM;
+            sg->text = name;
+            t->rest = star;
+            lead = false;
+        } else {
+            sg->kind = SEG_LIT;
+            sg->text = s;
+            t->nlit += s.len > 0;
+            if (lead)
+                t->lead_len = j;
+        }
+        if (why) {
+            gh_diag_error(d, c->match.path_mark, "route '%.*s': path template '%.*s': %s",
+                          RNAME(c), (int)p.len, p.p, why);
+            return false;
+        }
+        i = j + 1;
+    }
+    t->nseg = n;
+    return true;
+}
+
+static bool compile_regex(gh_arena *a, const gh_route_cfg *c, rt *t, uint32_t *max_pairs, gh_diag *d)
+{
+    int err;
+    PCRE2_SIZE off;
+    t->re = pcre2_compile((PCRE2_SPTR)t->path.p, t->path.len, 0, &err, &off, NULL);
+    if (!t->re) {
+        PCRE2_UCHAR msg[256];
+        pcre2_get_error_message(err, msg, sizeof(msg));
+        gh_diag_error(d, c->match.path_mark, "route '%.*s': invalid regex at offset %zu: %s",
+                      RNAME(c), (size_t)off, (const char *)msg);
+        return false;
+    }
+    (void)pcre2_jit_compile(t->re, PCRE2_JIT_COMPLETE);   /* without JIT the interpreter runs */
+    uint32_t captures = 0, count = 0, size = 0;
+    PCRE2_SPTR table = NULL;
+    pcre2_pattern_info(t->re, PCRE2_INFO_CAPTURECOUNT, &captures);
+    pcre2_pattern_info(t->re, PCRE2_INFO_NAMECOUNT, &count);
+    pcre2_pattern_info(t->re, PCRE2_INFO_NAMEENTRYSIZE, &size);
+    pcre2_pattern_info(t->re, PCRE2_INFO_NAMETABLE, &table);
+    if (captures + 1 > *max_pairs)
+        *max_pairs = captures + 1;
+    if (count > GH_MAX_PARAMS) {
+        gh_diag_error(d, c->match.path_mark, "route '%.*s': regex has %u named groups; at most %d",
+                      RNAME(c), count, GH_MAX_PARAMS);
+        return false;
+    }
+    t->names = gh_arena_zalloc(a, (count ? count : 1) * sizeof(re_name));
+    for (uint32_t i = 0; t->names && i < count; i++) {
+        PCRE2_SPTR e = table + (size_t)i * size;     /* 2-byte group number, then the name */
+        t->names[i].group = ((uint32_t)e[0] << 8) | e[1];
+        t->names[i].name = gh_str_c((const char *)e + 2);
+    }
+    t->nnames = count;
+    return t->names != NULL;
+}
+
+static bool compile_route(gh_router *r, const gh_route_cfg *c, rt *t, gh_diag *d)
+{
+    gh_arena *a = &r->arena;
+    t->cfg = c;
+    bool ok = compile_host(a, c, t, d);
+    int kinds = (c->match.prefix.len > 0) + (c->match.path.len > 0) + (c->match.regex.len > 0);
+    if (kinds > 1) {
+        gh_diag_error(d, c->match.path_mark, "route '%.*s': match by one of prefix, path or regex, "
+                      "not several", RNAME(c));
+        return false;
+    }
+    if (c->match.regex.len) {
+        t->path_kind = PATH_REGEX;
+        t->path = c->match.regex;
+        ok = compile_regex(a, c, t, &r->max_pairs, d) && ok;
+    } else if (c->match.path.len) {
+        ok = normalize_cfg_path(a, c, c->match.path, &t->path, d) && ok;
+        t->path_kind = memchr(c->match.path.p, '{', c->match.path.len) ? PATH_TPL : PATH_EXACT;
+        if (ok && t->path_kind == PATH_TPL)
+            ok = compile_template(a, c, t, d);
+    } else {                                    /* no path condition: every path */
+        gh_str p = c->match.prefix.len ? c->match.prefix : GH_STR("/");
+        t->path_kind = PATH_PREFIX;
+        ok = normalize_cfg_path(a, c, p, &t->path, d) && ok;
+        while (t->path.len > 1 && t->path.p[t->path.len - 1] == '/')
+            t->path.len--;
+    }
+    /* Methods: from the bits and from the names (whichever the loader set). */
+    t->mbits = c->match.methods & ~(uint32_t)GH_M_OTHER;
+    t->ext = gh_arena_zalloc(a, (c->match.nmethods + 1) * sizeof(gh_str));
+    if (!t->ext)
+        return false;
+    for (size_t i = 0; i < c->match.nmethods; i++) {
+        gh_str m = c->match.method_names[i];
+        uint32_t bit = method_bit(m);
+        bool dup = false;
+        for (size_t j = 0; j < t->next; j++)
+            dup |= gh_str_eq(t->ext[j], m);
+        if (bit)
+            t->mbits |= bit;
+        else if (!dup && m.len)
+            t->ext[t->next++] = m;
+    }
+    if (t->mbits & GH_M_GET)        /* a route that serves GET serves HEAD (nginx, Kong) */
+        t->mbits |= GH_M_HEAD;
+    t->any_method = t->mbits == 0 && t->next == 0;
+    t->mcount = (size_t)__builtin_popcount(t->mbits) + t->next;
+    t->ncond = !t->any_method + c->match.nheaders + c->match.nquery;
+    t->has_cond = t->ncond > 0;
+    return ok;
+}
+
+/* ---- precedence ---- */
+
+static int cmp_str(gh_str a, gh_str b)
+{
+    size_t n = a.len < b.len ? a.len : b.len;
+    int c = n ? memcmp(a.p, b.p, n) : 0;
+    return c ? c : (a.len > b.len) - (a.len < b.len);
+}
+
+#define CMP(x, y) do { if ((x) != (y)) return (x) < (y) ? -1 : 1; } while (0)
+
+static int cmp_host(const rt *a, const rt *b)
+{
+    CMP(a->host_kind, b->host_kind);
+    if (a->host_kind == HOST_WILD)
+        CMP(b->host.len, a->host.len);          /* longer suffix first */
+    return cmp_str(a->host, b->host);           /* only groups equal hosts together */
+}
+
+/* The path key: routes equal in it (and in host) are tie candidates. */
+static int cmp_path_key(const rt *a, const rt *b)
+{
+    CMP(a->path_kind, b->path_kind);
+    switch (a->path_kind) {
+    case PATH_EXACT:
+        return cmp_str(a->path, b->path);
+    case PATH_TPL:
+        CMP(b->nlit, a->nlit);
+        CMP(a->rest, b->rest);
+        CMP(b->nseg, a->nseg);
+        return 0;
+    case PATH_PREFIX:
+        CMP(b->path.len, a->path.len);
+        return cmp_str(a->path, b->path);
+    default:
+        CMP(a->pos, b->pos);                    /* regex: file order, never a tie */
+        return 0;
+    }
+}
+
+static int cmp_rt(const void *pa, const void *pb)
+{
+    const rt *a = pa, *b = pb;
+    int c = cmp_host(a, b);
+    if (!c)
+        c = cmp_path_key(a, b);
+    if (c)
+        return c;
+    CMP(b->has_cond, a->has_cond);
+    CMP(b->ncond, a->ncond);
+    CMP(a->mcount, b->mcount);
+    if (a->path_kind == PATH_TPL && (c = cmp_str(a->path, b->path)))
+        return c;
+    CMP(a->pos, b->pos);
+    return 0;
+}
+
+/* ---- overlap analysis (ties and shadows) ---- */
+
+static bool seg_compatible(const seg *x, const seg *y)
+{
+    if (x->kind == SEG_LIT && y->kind == SEG_LIT)
+        return gh_str_eq(x->text, y->text);
+    const seg *lit = x->kind == SEG_LIT ? x : y->kind == SEG_LIT ? y : NULL;
+    return !lit || lit->text.len > 0;           /* a parameter takes any non-empty segment */
+}
+
+static bool paths_overlap(const rt *a, const rt *b)
+{
+    if (a->path_kind != PATH_TPL)
+        return gh_str_eq(a->path, b->path);
+    for (size_t i = 0; i < a->nseg; i++)        /* same key: same count, {rest*} both or neither */
+        if (a->segs[i].kind != SEG_REST && b->segs[i].kind != SEG_REST &&
+            !seg_compatible(&a->segs[i], &b->segs[i]))
+            return false;
+    return true;
+}
+
+static const gh_kv *kv_find(const gh_kv *kv, size_t n, gh_str name, bool icase)
+{
+    for (size_t i = 0; i < n; i++)
+        if (icase ? gh_str_ieq(kv[i].name, name) : gh_str_eq(kv[i].name, name))
+            return &kv[i];
+    return NULL;
+}
+
+static bool ext_has(const rt *t, gh_str m)
+{
+    for (size_t i = 0; i < t->next; i++)
+        if (gh_str_eq(t->ext[i], m))
+            return true;
+    return false;
+}
+
+/* Can one request satisfy the conditions of both? Headers and query
+ * parameters are judged on their first occurrence, so different values
+ * for one name are disjoint. */
+static bool conds_overlap(const rt *a, const rt *b)
+{
+    const gh_route_cfg *x = a->cfg, *y = b->cfg;
+    if (!a->any_method && !b->any_method && !(a->mbits & b->mbits)) {
+        bool common = false;
+        for (size_t i = 0; i < a->next && !common; i++)
+            common = ext_has(b, a->ext[i]);
+        if (!common)
+            return false;
+    }
+    for (size_t i = 0; i < x->match.nheaders; i++) {
+        const gh_kv *o = kv_find(y->match.headers, y->match.nheaders, x->match.headers[i].name, true);
+        if (o && !gh_str_eq(o->value, x->match.headers[i].value))
+            return false;
+    }
+    for (size_t i = 0; i < x->match.nquery; i++) {
+        const gh_kv *o = kv_find(y->match.query, y->match.nquery, x->match.query[i].name, false);
+        if (o && !gh_str_eq(o->value, x->match.query[i].value))
+            return false;
+    }
+    return true;
+}
+
+static bool kv_subset(const gh_kv *s, size_t ns, const gh_kv *of, size_t nof, bool icase)
+{
+    for (size_t i = 0; i < ns; i++) {
+        const gh_kv *o = kv_find(of, nof, s[i].name, icase);
+        if (!o || !gh_str_eq(o->value, s[i].value))
+            return false;
+    }
+    return true;
+}
+
+/* Does every request meeting a's conditions meet b's? */
+static bool conds_imply(const rt *a, const rt *b)
+{
+    if (!b->any_method) {
+        if (a->any_method || (a->mbits & ~b->mbits))
+            return false;
+        for (size_t i = 0; i < a->next; i++)
+            if (!ext_has(b, a->ext[i]))
+                return false;
+    }
+    const gh_route_cfg *x = a->cfg, *y = b->cfg;
+    return kv_subset(y->match.headers, y->match.nheaders, x->match.headers, x->match.nheaders, true) &&
+           kv_subset(y->match.query, y->match.nquery, x->match.query, x->match.nquery, false);
+}
+
+static bool is_tie(const rt *a, const rt *b)
+{
+    if (a->has_cond != b->has_cond || !paths_overlap(a, b))
+        return false;                           /* rule 3 orders them, or disjoint paths */
+    if (!a->has_cond)
+        return true;
+    if (!conds_overlap(a, b))
+        return false;
+    bool ab = conds_imply(a, b), ba = conds_imply(b, a);
+    return ab == ba;                            /* equal, or neither more specific */
+}
+
+/* Is every request b's path accepts also accepted by a's? Only the cases
+ * that are certain (a precedes b in the same host group). */
+static bool path_covers(const rt *a, const rt *b)
+{
+    if (a->path_kind == PATH_PREFIX)
+        return a->path.len == 1 && b->path_kind == PATH_REGEX;      /* prefix "/" */
+    if (a->path_kind == PATH_REGEX)
+        return b->path_kind == PATH_REGEX && gh_str_eq(a->path, b->path);
+    if (a->path_kind != PATH_TPL || !a->rest)
+        return false;
+    size_t fixed = a->nseg - 1;
+    if (b->path_kind == PATH_REGEX)
+        return fixed == 0;                      /* "/{rest*}" takes every path */
+    if (b->path_kind == PATH_PREFIX) {
+        size_t i = 1;
+        for (size_t k = 0; k < fixed; k++) {    /* each fixed segment takes the prefix's segment */
+            if (i >= b->path.len)
+                return false;
+            const char *e = memchr(b->path.p + i, '/', b->path.len - i);
+            size_t j = e ? (size_t)(e - b->path.p) : b->path.len;
+            seg s = { gh_str_from(b->path.p + i, j - i), SEG_LIT };
+            if (!seg_compatible(&a->segs[k], &s) ||
+                (a->segs[k].kind == SEG_LIT && !gh_str_eq(a->segs[k].text, s.text)))
+                return false;
+            i = j + 1;
+        }
+        return true;
+    }
+    if (b->path_kind != PATH_TPL || b->nseg < fixed)
+        return false;
+    for (size_t k = 0; k < fixed; k++) {
+        const seg *x = &a->segs[k], *y = &b->segs[k];
+        if (y->kind == SEG_REST || (x->kind == SEG_LIT && (y->kind != SEG_LIT || !gh_str_eq(x->text, y->text))))
+            return false;
+        if (x->kind == SEG_PARAM && y->kind == SEG_LIT && y->text.len == 0)
+            return false;
+    }
+    return true;
+}
+
+static bool can_cover(const rt *t)
+{
+    return !t->has_cond && ((t->path_kind == PATH_PREFIX && t->path.len == 1) ||
+                            (t->path_kind == PATH_TPL && t->rest) || t->path_kind == PATH_REGEX);
+}
+
+/* Ties: routes with an equal sort key are adjacent, so only those are
+ * compared. Shadows: only routes that can cover others (no conditions and
+ * prefix "/", a {rest*} template or a regex) are kept as candidates. */
+static bool analyze_group(const gh_router *r, size_t b, size_t e, gh_diag *d)
+{
+    const rt **cov = malloc((e - b) * sizeof(*cov));
+    size_t ncov = 0;
+    if (!cov)
+        return false;
+    for (size_t j = b; j < e; j++) {
+        const rt *y = &r->routes[j];
+        bool reported = false;
+        for (size_t i = j; y->path_kind != PATH_REGEX && i-- > b && !reported;) {
+            const rt *x = &r->routes[i];
+            if (cmp_path_key(x, y) != 0)
+                break;
+            if (is_tie(x, y)) {
+                const rt *first = x->pos < y->pos ? x : y, *second = x->pos < y->pos ? y : x;
+                gh_diag_error(d, second->cfg->mark, "route '%.*s' ties with route '%.*s' (line %u): both "
+                              "match the same requests with equal precedence; make one more specific",
+                              RNAME(second->cfg), RNAME(first->cfg), first->cfg->mark.line);
+                reported = true;
+            }
+        }
+        for (size_t k = 0; k < ncov && !reported; k++) {
+            if (path_covers(cov[k], y)) {
+                gh_diag_warn(d, y->cfg->mark, "route '%.*s' can never match: route '%.*s' (line %u) "
+                             "takes precedence and matches all its requests", RNAME(y->cfg),
+                             RNAME(cov[k]->cfg), cov[k]->cfg->mark.line);
+                reported = true;
+            }
+        }
+        if (can_cover(y))
+            cov[ncov++] = y;
+    }
+    free(cov);
+    return true;
+}
+
+/* rewrite.path may only use names the match captures (rewrite.c fills them). */
+static void check_rewrite(const rt *t, gh_diag *d)
+{
+    const gh_route_cfg *c = t->cfg;
+    gh_str p = c->rewrite.path;
+    if (p.len && p.p[0] != '/')
+        gh_diag_error(d, c->rewrite.mark, "route '%.*s': rewrite.path must start with '/'", RNAME(c));
+    if (c->rewrite.prefix.len && c->rewrite.prefix.p[0] != '/')
+        gh_diag_error(d, c->rewrite.mark, "route '%.*s': rewrite.prefix must start with '/'", RNAME(c));
+    for (size_t i = 0; i < p.len; i++) {
+        if (p.p[i] != '{')
+            continue;
+        const char *e = memchr(p.p + i, '}', p.len - i);
+        size_t j = e ? (size_t)(e - p.p) : p.len;
+        gh_str name = gh_str_from(p.p + i + 1, j > i + 1 ? j - i - 1 : 0);
+        if (name.len && name.p[name.len - 1] == '*')
+            name.len--;
+        bool found = false;
+        for (size_t k = 0; k < t->nseg && !found; k++)
+            found = t->segs[k].kind != SEG_LIT && gh_str_eq(t->segs[k].text, name);
+        for (size_t k = 0; k < t->nnames && !found; k++)
+            found = gh_str_eq(t->names[k].name, name);
+        if (!e || !found) {
+            gh_diag_error(d, c->rewrite.mark, "route '%.*s': rewrite.path uses {%.*s}, which the "
+                          "match does not capture", RNAME(c), (int)name.len, name.p);
+            return;
+        }
+        i = j;
+    }
+}
+
+/* ---- build ---- */
+
+static bool index_routes(gh_router *r)
+{
+    size_t cap = 16;
+    while (cap < 2 * (r->n + r->n + 1))
+        cap <<= 1;
+    r->ht = gh_arena_zalloc(&r->arena, cap * sizeof(hent));
+    r->groups = gh_arena_zalloc(&r->arena, (r->n + 1) * sizeof(group));
+    if (!r->ht || !r->groups)
+        return false;
+    r->htmask = cap - 1;
+    r->any_group = -1;
+    for (size_t i = 0; i < r->n;) {
+        const rt *h = &r->routes[i];
+        uint32_t gid = (uint32_t)r->ngroups++;
+        group *g = &r->groups[gid];
+        size_t e = i;
+        while (e < r->n && cmp_host(h, &r->routes[e]) == 0)
+            e++;
+        for (size_t k = i; k < e;) {
+            const rt *t = &r->routes[k];
+            size_t m = k + 1;
+            if (t->path_kind == PATH_EXACT || t->path_kind == PATH_PREFIX) {
+                while (m < e && r->routes[m].path_kind == t->path_kind && gh_str_eq(r->routes[m].path, t->path))
+                    m++;
+                ht_put(r, t->path_kind == PATH_EXACT ? K_EXACT : K_PREFIX, gid, t->path, k, m);
+                *(t->path_kind == PATH_EXACT ? &g->exact : &g->prefix) = true;
+            } else {
+                while (m < e && r->routes[m].path_kind == t->path_kind)
+                    m++;
+                if (t->path_kind == PATH_TPL)
+                    g->tpl_b = k, g->tpl_e = m;
+                else
+                    g->re_b = k, g->re_e = m;
+            }
+            k = m;
+        }
+        if (h->host_kind == HOST_ANY)
+            r->any_group = gid;
+        else
+            ht_put(r, h->host_kind == HOST_EXACT ? K_HOST : K_WILD, 0, h->host, gid, gid + 1);
+        r->has_wild |= h->host_kind == HOST_WILD;
+        i = e;
+    }
+    return true;
+}
+
+gh_router *gh_router_build(const gh_config *cfg, gh_diag *diag)
+{
+    gh_diag local;
+    gh_diag *d = diag;
+    if (!d) {
+        gh_diag_init(&local, NULL);
+        d = &local;
+    }
+    size_t errors0 = d->errors;
+    gh_router *r = calloc(1, sizeof(*r));
+    if (!r)
+        goto out;
+    gh_arena_init(&r->arena, 16384);
+    r->n = cfg->nroutes;
+    r->routes = gh_arena_zalloc(&r->arena, (r->n + 1) * sizeof(rt));
+    if (!r->routes)
+        goto fail;
+    bool ok = true;
+    for (size_t i = 0; i < r->n; i++) {
+        r->routes[i].pos = i;
+        ok = compile_route(r, &cfg->routes[i], &r->routes[i], d) && ok;
+    }
+    if (!ok || d->errors != errors0)
+        goto fail;
+    qsort(r->routes, r->n, sizeof(rt), cmp_rt);
+    if (!index_routes(r))
+        goto fail;
+    for (size_t i = 0; i < r->n; i++)
+        check_rewrite(&r->routes[i], d);
+    for (size_t i = 0; i < r->n;) {
+        size_t e = i;
+        while (e < r->n && cmp_host(&r->routes[i], &r->routes[e]) == 0)
+            e++;
+        if (!analyze_group(r, i, e, d))
+            goto fail;
+        i = e;
+    }
+    if (d->errors == errors0)
+        goto out;
+fail:
+    if (d->errors == errors0)
+        gh_diag_error(d, (gh_mark){ 0, 0 }, "routes: out of memory");
+    gh_router_free(r);
+    r = NULL;
+out:
+    if (d == &local)
+        gh_diag_free(&local);
+    return r;
+}
+
+void gh_router_free(gh_router *r)
+{
+    if (!r)
+        return;
+    for (size_t i = 0; r->routes && i < r->n; i++)
+        if (r->routes[i].re)
+            pcre2_code_free(r->routes[i].re);
+    gh_arena_free(&r->arena);
+    free(r);
+}
+
+size_t gh_router_count(const gh_router *r) { return r ? r->n : 0; }
+
+const gh_route_cfg *gh_router_at(const gh_router *r, size_t i)
+{
+    return r && i < r->n ? r->routes[i].cfg : NULL;
+}
+
+/* ---- matching ---- */
+
+typedef struct scan {
+    const gh_router *r;
+    const gh_route_request *req;
+    gh_route_match *out;
+    uint32_t mbit;                /* of the request method; 0 = extension method */
+    uint32_t allow;               /* 405: methods of routes that matched all but the method */
+    const rt *allow_ext[8];       /* 405: routes contributing extension methods */
+    size_t nallow_ext;
+} scan;
+
+/* The first header of that name decides (names case-insensitive, values exact). */
+static bool headers_ok(const gh_route_cfg *c, const gh_route_request *req)
+{
+    for (size_t i = 0; i < c->match.nheaders; i++) {
+        const gh_kv *kv = &c->match.headers[i];
+        size_t k = 0;
+        while (k < req->nheaders &&
+               !gh_str_ieq(gh_str_from(req->headers[k].name, req->headers[k].name_len), kv->name))
+            k++;
+        if (k == req->nheaders || !gh_str_eq(gh_str_from(req->headers[k].value, req->headers[k].value_len), kv->value))
+            return false;
+    }
+    return true;
+}
+
+static int hexv(char c)
+{
+    return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10
+         : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+}
+
+/* Compare a raw query component with a configured string after decoding
+ * %XX and '+' (form encoding) on the fly. */
+static bool dec_eq(const char *s, size_t n, gh_str want)
+{
+    size_t k = 0;
+    for (size_t i = 0; i < n; k++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c == '+') {
+            c = ' ', i++;
+        } else if (c == '%' && i + 2 < n && hexv(s[i + 1]) >= 0 && hexv(s[i + 2]) >= 0) {
+            c = (unsigned char)(hexv(s[i + 1]) << 4 | hexv(s[i + 2]));
+            i += 3;
+        } else {
+            i++;
+        }
+        if (k >= want.len || (unsigned char)want.p[k] != c)
+            return false;
+    }
+    return k == want.len;
+}
+
+/* Each configured parameter must be present; its first occurrence decides. */
+static bool query_ok(const gh_route_cfg *c, gh_str q)
+{
+    for (size_t i = 0; i < c->match.nquery; i++) {
+        const gh_kv *kv = &c->match.query[i];
+        bool ok = false, seen = false;
+        for (size_t p = 0; p < q.len && !seen;) {
+            const char *amp = memchr(q.p + p, '&', q.len - p);
+            size_t e = amp ? (size_t)(amp - q.p) : q.len;
+            const char *eq = memchr(q.p + p, '=', e - p);
+            size_t ne = eq ? (size_t)(eq - q.p) : e;
+            if (dec_eq(q.p + p, ne - p, kv->name)) {
+                seen = true;
+                ok = eq ? dec_eq(eq + 1, e - ne - 1, kv->value) : kv->value.len == 0;
+            }
+            p = e + 1;
+        }
+        if (!ok)
+            return false;
+    }
+    return true;
+}
+
+static bool method_ok(const scan *s, const rt *t)
+{
+    if (t->any_method)
+        return true;
+    if (s->mbit)
+        return (t->mbits & s->mbit) != 0;
+    return ext_has(t, s->req->method);
+}
+
+/* 0: headers or query do not match; 1: all but the method; 2: everything. */
+static int conds(const scan *s, const rt *t)
+{
+    if (!headers_ok(t->cfg, s->req) || !query_ok(t->cfg, s->req->query))
+        return 0;
+    return method_ok(s, t) ? 2 : 1;
+}
+
+static bool settle(scan *s, const rt *t, int c)
+{
+    if (c == 2) {
+        s->out->route = t->cfg;
+        return true;
+    }
+    s->allow |= t->mbits;
+    if (t->next && s->nallow_ext < sizeof(s->allow_ext) / sizeof(s->allow_ext[0]))
+        s->allow_ext[s->nallow_ext++] = t;
+    return false;
+}
+
+static bool tpl_match(const rt *t, gh_str path, gh_route_match *out)
+{
+    size_t i = 1, np = 0;
+    bool more = path.len >= 1;    /* a segment (maybe empty) starts at i */
+    for (size_t k = 0; k < t->nseg; k++) {
+        const seg *sg = &t->segs[k];
+        if (sg->kind == SEG_REST) {
+            out->params[np++] = (gh_param){ sg->text, more ? gh_str_from(path.p + i, path.len - i)
+                                                           : gh_str_from(path.p + path.len, 0) };
+            more = false;
+            break;
+        }
+        if (!more)
+            return false;
+        const char *e = memchr(path.p + i, '/', path.len - i);
+        size_t j = e ? (size_t)(e - path.p) : path.len;
+        gh_str v = gh_str_from(path.p + i, j - i);
+        if (sg->kind == SEG_LIT ? !gh_str_eq(v, sg->text) : v.len == 0)
+            return false;
+        if (sg->kind == SEG_PARAM)
+            out->params[np++] = (gh_param){ sg->text, v };
+        more = j < path.len;
+        i = j + 1;
+    }
+    if (more)
+        return false;
+    out->nparams = np;
+    out->matched_prefix = gh_str_from(path.p, t->lead_len);
+    return true;
+}
+
+static bool re_match(const gh_router *r, const rt *t, gh_str path, gh_route_match *out)
+{
+    pcre2_match_data *md = thread_md(r->max_pairs);
+    if (!md || pcre2_match(t->re, (PCRE2_SPTR)path.p, path.len, 0, 0, md, NULL) < 0)
+        return false;
+    PCRE2_SIZE *ov = pcre2_get_ovector_pointer(md);
+    uint32_t pairs = pcre2_get_ovector_count(md);
+    size_t np = 0;
+    for (size_t k = 0; k < t->nnames; k++) {
+        uint32_t g = t->names[k].group;
+        if (g < pairs && ov[2 * g] != PCRE2_UNSET)
+            out->params[np++] = (gh_param){ t->names[k].name,
+                                            gh_str_from(path.p + ov[2 * g], ov[2 * g + 1] - ov[2 * g]) };
+    }
+    out->nparams = np;
+    out->matched_prefix = gh_str_from(path.p, 0);
+    return true;
+}
+
+static bool try_run(scan *s, const hent *e, gh_str matched)
+{
+    for (size_t i = e ? e->begin : 0; e && i < e->end; i++) {
+        const rt *t = &s->r->routes[i];
+        int c = conds(s, t);
+        if (c) {
+            s->out->nparams = 0;
+            s->out->matched_prefix = matched;
+            if (settle(s, t, c))
+                return true;
+        }
+    }
+    return false;
+}
+
+static bool try_group(scan *s, uint32_t gid)
+{
+    const gh_router *r = s->r;
+    const group *g = &r->groups[gid];
+    gh_str path = s->req->path;
+    if (g->exact && try_run(s, ht_find(r, K_EXACT, gid, path.p, path.len), path))
+        return true;
+    for (size_t i = g->tpl_b; i < g->tpl_e; i++) {
+        const rt *t = &r->routes[i];
+        int c = conds(s, t);
+        if (c && tpl_match(t, path, s->out) && settle(s, t, c))
+            return true;
+    }
+    if (g->prefix) {
+        /* Candidates, longest first: the path (without a trailing '/'), then
+         * up to each earlier '/', then "/" itself. */
+        size_t k = path.len;
+        while (k > 1 && path.p[k - 1] == '/')
+            k--;
+        for (;;) {
+            size_t n = k > 1 ? k : 1;
+            if (try_run(s, ht_find(r, K_PREFIX, gid, path.p, n), gh_str_from(path.p, n)))
+                return true;
+            if (n == 1)
+                break;
+            while (k > 1 && path.p[k - 1] != '/')
+                k--;
+            if (k > 1)
+                k--;                /* path[0..k) now ends just before that '/' */
+        }
+    }
+    for (size_t i = g->re_b; i < g->re_e; i++) {
+        const rt *t = &r->routes[i];
+        int c = conds(s, t);
+        if (c && re_match(r, t, path, s->out) && settle(s, t, c))
+            return true;
+    }
+    return false;
+}
+
+static void append(char *buf, size_t cap, size_t *n, const char *s, size_t len)
+{
+    if (*n + len + 1 > cap)
+        return;
+    memcpy(buf + *n, s, len);
+    *n += len;
+    buf[*n] = '\0';
+}
+
+static void allow_text(scan *s)
+{
+    gh_route_match *out = s->out;
+    size_t n = 0;
+    out->allow_text[0] = '\0';
+    for (size_t i = 0; i < NKNOWN; i++) {
+        if (!(s->allow & KNOWN[i].bit))
+            continue;
+        if (n)
+            append(out->allow_text, sizeof(out->allow_text), &n, ", ", 2);
+        append(out->allow_text, sizeof(out->allow_text), &n, KNOWN[i].name, strlen(KNOWN[i].name));
+    }
+    for (size_t i = 0; i < s->nallow_ext; i++) {
+        for (size_t j = 0; j < s->allow_ext[i]->next; j++) {
+            gh_str m = s->allow_ext[i]->ext[j];
+            bool dup = false;
+            for (size_t k = 0; k < i && !dup; k++)
+                dup = ext_has(s->allow_ext[k], m);
+            if (dup || n + m.len + 3 > sizeof(out->allow_text))
+                continue;
+            if (n)
+                append(out->allow_text, sizeof(out->allow_text), &n, ", ", 2);
+            append(out->allow_text, sizeof(out->allow_text), &n, m.p, m.len);
+            out->allow |= GH_M_OTHER;
+        }
+    }
+}
+
+/* The request host without ":port" and without a trailing dot. */
+static gh_str bare_host(gh_str h)
+{
+    if (h.len && h.p[0] == '[') {
+        const char *e = memchr(h.p, ']', h.len);
+        if (e)
+            h.len = (size_t)(e - h.p) + 1;
+    } else {
+        const char *c = memchr(h.p, ':', h.len);
+        if (c)
+            h.len = (size_t)(c - h.p);
+    }
+    if (h.len && h.p[h.len - 1] == '.')
+        h.len--;
+    return h;
+}
+
+int gh_router_match(const gh_router *r, const gh_route_request *req, gh_route_match *out)
+{
+    out->route = NULL;
+    out->nparams = 0;
+    out->matched_prefix = gh_str_from(req->path.p, 0);
+    out->allow = 0;
+    out->allow_text[0] = '\0';
+    if (!r || !req->path.p || req->path.len == 0)
+        return GH_ROUTE_NONE;
+    scan s = { .r = r, .req = req, .out = out, .mbit = method_bit(req->method) };
+    gh_str host = bare_host(req->host.p ? req->host : gh_str_from("", 0));
+    if (host.len) {
+        const hent *e = ht_find(r, K_HOST, 0, host.p, host.len);
+        if (e && try_group(&s, e->begin))
+            return GH_ROUTE_FOUND;
+        /* "*.example.com" needs at least one label before ".example.com";
+         * scanning dots left to right tries the longest suffix first. */
+        for (size_t i = 1; r->has_wild && i < host.len; i++) {
+            if (host.p[i] != '.')
+                continue;
+            e = ht_find(r, K_WILD, 0, host.p + i, host.len - i);
+            if (e && try_group(&s, e->begin))
+                return GH_ROUTE_FOUND;
+        }
+    }
+    if (r->any_group >= 0 && try_group(&s, (uint32_t)r->any_group))
+        return GH_ROUTE_FOUND;
+    out->nparams = 0;
+    out->matched_prefix = gh_str_from(req->path.p, 0);
+    if (!s.allow && !s.nallow_ext)
+        return GH_ROUTE_NONE;
+    out->allow = s.allow;
+    allow_text(&s);
+    return GH_ROUTE_METHOD;
+}
+
+/* ---- describe ---- */
+
+void gh_router_describe(const gh_route_cfg *c, char *buf, size_t cap)
+{
+    size_t n = 0;
+    if (!cap)
+        return;
+    buf[0] = '\0';
+#define PUT(...) do { if (n < cap) { int w_ = snprintf(buf + n, cap - n, __VA_ARGS__); \
+                      if (w_ > 0) n += (size_t)w_; } } while (0)
+    gh_str h = c->match.host;
+    if (h.len == 0)
+        PUT("any host");
+    else
+        PUT("host %.*s (%s)", (int)h.len, h.p, h.p[0] == '*' ? "wildcard" : "exact");
+    if (c->match.regex.len) {
+        PUT(", regex %.*s", (int)c->match.regex.len, c->match.regex.p);
+    } else if (c->match.path.len) {
+        gh_str p = c->match.path;
+        size_t lits = 0, start = 1;
+        bool tpl = memchr(p.p, '{', p.len) != NULL;
+        for (size_t i = 1; i <= p.len; i++)
+            if (i == p.len || p.p[i] == '/') {
+                lits += i > start && p.p[start] != '{';
+                start = i + 1;
+            }
+        if (tpl)
+            PUT(", path %.*s (template, %zu literal segment%s)", (int)p.len, p.p, lits, lits == 1 ? "" : "s");
+        else
+            PUT(", path %.*s (exact)", (int)p.len, p.p);
+    } else {
+        gh_str p = c->match.prefix.len ? c->match.prefix : GH_STR("/");
+        PUT(", prefix %.*s", (int)p.len, p.p);
+    }
+    uint32_t bits = c->match.methods;
+    for (size_t i = 0; i < c->match.nmethods; i++)
+        bits |= method_bit(c->match.method_names[i]);
+    if (bits & GH_M_GET)
+        bits |= GH_M_HEAD;
+    const char *sep = ", methods ";
+    for (size_t i = 0; i < NKNOWN; i++)
+        if (bits & KNOWN[i].bit) {
+            PUT("%s%s", sep, KNOWN[i].name);
+            sep = ", ";
+        }
+    for (size_t i = 0; i < c->match.nmethods; i++)
+        if (!method_bit(c->match.method_names[i])) {
+            PUT("%s%.*s", sep, (int)c->match.method_names[i].len, c->match.method_names[i].p);
+            sep = ", ";
+        }
+    /* Values from ${ENV} are secrets (SPEC §12.16). */
+    for (size_t i = 0; i < c->match.nheaders; i++) {
+        const gh_kv *kv = &c->match.headers[i];
+        PUT("%s%.*s: %.*s", i ? ", " : ", headers ", (int)kv->name.len, kv->name.p,
+            kv->secret ? 3 : (int)kv->value.len, kv->secret ? "***" : kv->value.p);
+    }
+    for (size_t i = 0; i < c->match.nquery; i++) {
+        const gh_kv *kv = &c->match.query[i];
+        PUT("%s%.*s=%.*s", i ? ", " : ", query ", (int)kv->name.len, kv->name.p,
+            kv->secret ? 3 : (int)kv->value.len, kv->secret ? "***" : kv->value.p);
+    }
+#undef PUT
+}

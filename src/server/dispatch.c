@@ -1,0 +1,96 @@
+#include "server/dispatch.h"
+#include <stdio.h>
+#include <string.h>
+#include "http/status.h"
+#include "proxy/proxy.h"
+#include "route/route.h"
+#include "server/worker.h"
+#include "targets/targets.h"
+
+/* The rewritten path plus "?query": what the upstream (or echo) is sent. */
+static gh_str forward_path(gh_exchange *ex, const gh_route_match *m)
+{
+    const gh_route_cfg *r = m->route;
+    size_t cap = ex->path.len * 2 + r->rewrite.prefix.len + r->rewrite.path.len + 64;
+    for (int round = 0; round < 2; round++) {
+        char *out = gh_arena_alloc(&ex->arena, cap + ex->query.len + 2);
+        if (!out)
+            break;
+        size_t n = gh_rewrite_path(m, ex->path, out, cap);
+        if (n != (size_t)-1) {
+            if (ex->query.len) {
+                out[n++] = '?';
+                memcpy(out + n, ex->query.p, ex->query.len);
+                n += ex->query.len;
+            }
+            out[n] = '\0';
+            return (gh_str){ out, n };
+        }
+        cap = r->rewrite.path.len + ex->path.len * (GH_MAX_PARAMS + 1) + 64;
+    }
+    return (gh_str){ NULL, 0 };
+}
+
+void gh_dispatch(gh_exchange *ex)
+{
+    gh_worker *w = ex->env->owner;
+    gh_snapshot *snap = gh_pin_snapshot(ex->pin);
+
+    char *np = gh_arena_alloc(&ex->arena, ex->raw_path.len + 2);
+    size_t nlen = 0;
+    int pr = np ? gh_path_normalize(ex->raw_path.p, ex->raw_path.len, np, &nlen, ex->path_strict) : GH_PATH_BAD;
+    if (pr != GH_PATH_OK) {
+        gh_problem(ex, 400, "bad_request",
+                   pr == GH_PATH_CLIMB ? "the path climbs above the root" : "the path has a forbidden encoding or character",
+                   NULL, 0, NULL);
+        return;
+    }
+    np[nlen] = '\0';
+    ex->path = (gh_str){ np, nlen };
+
+    gh_route_request rq = {
+        .method = ex->method, .host = ex->host, .path = ex->path, .query = ex->query,
+        .headers = ex->headers, .nheaders = ex->nheaders,
+    };
+    gh_route_match m;
+    int rc = gh_router_match(snap->router, &rq, &m);
+    if (rc == GH_ROUTE_NONE) {
+        gh_problem(ex, 404, "no_route", "no route matches this request", NULL, 0, NULL);
+        return;
+    }
+    if (rc == GH_ROUTE_METHOD) {
+        gh_header allow = { "Allow", m.allow_text, 5, (uint32_t)strlen(m.allow_text) };
+        char detail[192];
+        snprintf(detail, sizeof(detail), "method %.*s is not allowed here; allowed: %s",
+                 (int)(ex->method.len > 32 ? 32 : ex->method.len), ex->method.p, m.allow_text);
+        gh_problem(ex, 405, "method_not_allowed", detail, &allow, 1, NULL);
+        return;
+    }
+    const gh_route_cfg *route = m.route;
+    ex->log.route = route->name;
+    switch (route->target) {
+    case GH_TARGET_UPSTREAM: {
+        gh_str path_q = forward_path(ex, &m);
+        if (!path_q.p) {
+            gh_problem(ex, 500, "internal_error", "rewrite failed", NULL, 0, NULL);
+            return;
+        }
+        gh_proxy_ctx ctx = { .pw = w->pw, .balancer = snap->balancer, .worker = w->id };
+        gh_proxy_start(ex, &ctx, route, path_q);
+        return;
+    }
+    case GH_TARGET_ECHO: {
+        gh_str path_q = forward_path(ex, &m);
+        gh_target_echo(ex, route, path_q);
+        return;
+    }
+    case GH_TARGET_RESPOND:
+        gh_target_respond(ex, route);
+        return;
+    case GH_TARGET_REDIRECT:
+        gh_target_redirect(ex, route, &m);
+        return;
+    default:
+        gh_problem(ex, 500, "internal_error", "route has no target", NULL, 0, NULL);
+    }
+}

@@ -1,0 +1,38 @@
+/* listeners.h — listening sockets, made by the main thread, used by workers.
+ *
+ * Each worker gets its own SO_REUSEPORT socket per address (the kernel
+ * spreads connections across them). The main thread binds them, so a port
+ * that cannot be bound is reported before anything is published; a worker
+ * that receives a socket owns it from then on and closes it when the
+ * address goes away (reload) or on drain. libuv 1.44 has no
+ * UV_TCP_REUSEPORT, hence plain sockets. */
+#ifndef GH_SERVER_LISTENERS_H
+#define GH_SERVER_LISTENERS_H
+#include <stdbool.h>
+#include <sys/socket.h>
+#include "config/config.h"
+
+typedef struct gh_listen_item {
+    struct sockaddr_storage sa;
+    socklen_t salen;
+    char address[64];             /* as configured, for messages */
+    bool http2, path_strict;
+    int *fds;                     /* [nworkers]; -1 = the worker keeps its socket */
+} gh_listen_item;
+
+struct gh_listen_set {
+    gh_listen_item *items;
+    size_t n;
+    int nworkers;
+};
+typedef struct gh_listen_set gh_listen_set;
+
+/* Sockets for cfg's listen addresses. Addresses in `current` (the set in
+ * service, may be NULL) get fds = -1 (workers keep theirs); new ones are
+ * bound now. NULL + message in err on failure (nothing left open). */
+gh_listen_set *gh_listen_set_make(const gh_config *cfg, const gh_listen_set *current, int nworkers,
+                                  char *err, size_t errlen);
+void gh_listen_set_free(gh_listen_set *s);   /* closes fds never handed over */
+bool gh_sockaddr_equal(const struct sockaddr *a, const struct sockaddr *b);
+
+#endif

@@ -1,0 +1,256 @@
+#include "server/server.h"
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <uv.h>
+#include "core/log.h"
+#include "observe/access_log.h"
+#include "server/worker.h"
+
+typedef struct server {
+    const gh_run_options *opt;
+    uv_loop_t *loop;
+    uv_signal_t sig_hup, sig_term, sig_int, sig_usr1;
+    uv_timer_t timer;             /* drain watch, deferred reloads */
+    gh_worker *workers;
+    int nworkers;
+    uint64_t generation;
+    bool reload_pending;
+    bool draining;
+    uint64_t drain_deadline;
+    char access_target[4096];
+    unsigned long reloads_ok, reloads_error;
+} server;
+
+static int count_workers(const gh_run_options *o, const gh_config *cfg)
+{
+    if (o->workers > 0)
+        return o->workers;
+    if (cfg->workers > 0)
+        return cfg->workers;
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n > 0 ? (int)n : 1;
+}
+
+static void apply_logging(server *s, const gh_config *cfg)
+{
+    gh_log_level = s->opt->log_level >= 0 ? s->opt->log_level : cfg->log.level;
+    if (strcmp(s->access_target, cfg->log.access.p) != 0) {
+        int rc = gh_access_log_open(cfg->log.access.p);
+        if (rc < 0)
+            gh_log_error("cannot open access log %s: %s", cfg->log.access.p, strerror(-rc));
+        else
+            snprintf(s->access_target, sizeof(s->access_target), "%s", cfg->log.access.p);
+    }
+}
+
+static bool workers_caught_up(server *s)
+{
+    for (int i = 0; i < s->nworkers; i++)
+        if (atomic_load(&s->workers[i].seen_generation) != s->generation)
+            return false;
+    return true;
+}
+
+static void publish(server *s, gh_snapshot *snap)
+{
+    snap->generation = ++s->generation;
+    gh_snapshot *old = atomic_exchange(&gh_current_snapshot, snap);
+    for (int i = 0; i < s->nworkers; i++)
+        gh_worker_notify(&s->workers[i]);
+    gh_snapshot_unref(old);
+}
+
+static void reload(server *s)
+{
+    if (!workers_caught_up(s)) {
+        s->reload_pending = true;   /* one reload at a time: retried by the timer */
+        return;
+    }
+    s->reload_pending = false;
+    gh_diag d;
+    gh_diag_init(&d, s->opt->config ? s->opt->config : "<demo>");
+    gh_snapshot *snap = gh_snapshot_load(s->opt->config, s->nworkers, &d);
+    char err[512] = "";
+    if (snap) {
+        gh_snapshot *cur = atomic_load(&gh_current_snapshot);
+        snap->listen = gh_listen_set_make(snap->cfg, cur->listen, s->nworkers, err, sizeof(err));
+        if (!snap->listen) {
+            gh_snapshot_unref(snap);
+            snap = NULL;
+        }
+    }
+    if (!snap) {
+        s->reloads_error++;
+        gh_log_error("reload failed; keeping the running configuration (generation %llu)",
+                     (unsigned long long)s->generation);
+        for (size_t i = 0; i < d.n; i++)
+            gh_log_error("%s", d.items[i].text);
+        if (err[0])
+            gh_log_error("%s", err);
+        gh_diag_free(&d);
+        return;
+    }
+    for (size_t i = 0; i < d.n; i++)
+        gh_log_warn("%s", d.items[i].text);
+    gh_diag_free(&d);
+    if (count_workers(s->opt, snap->cfg) != s->nworkers)
+        gh_log_warn("reload: a change of `workers` takes effect at the next restart");
+    apply_logging(s, snap->cfg);
+    publish(s, snap);
+    s->reloads_ok++;
+    gh_log_info("configuration reloaded (generation %llu)", (unsigned long long)s->generation);
+}
+
+static void on_timer(uv_timer_t *t)
+{
+    server *s = t->data;
+    if (s->draining) {
+        bool all = true;
+        for (int i = 0; i < s->nworkers; i++)
+            all = all && atomic_load(&s->workers[i].stopped);
+        if (all || uv_now(s->loop) >= s->drain_deadline) {
+            if (!all)
+                gh_log_warn("drain_timeout reached with requests in flight; exiting");
+            uv_stop(s->loop);
+        }
+        return;
+    }
+    if (s->reload_pending)
+        reload(s);
+}
+
+static void on_signal(uv_signal_t *h, int signum)
+{
+    server *s = h->data;
+    switch (signum) {
+    case SIGHUP:
+        if (!s->draining)
+            reload(s);
+        break;
+    case SIGUSR1:
+        gh_log_reopen();
+        gh_access_log_reopen();
+        gh_log_info("log files reopened");
+        break;
+    default:
+        if (s->draining)
+            return;
+        s->draining = true;
+        gh_log_info("draining: no new connections; finishing requests in flight");
+        atomic_store(&gh_draining, true);
+        for (int i = 0; i < s->nworkers; i++)
+            gh_worker_notify(&s->workers[i]);
+        gh_snapshot *cur = atomic_load(&gh_current_snapshot);
+        s->drain_deadline = uv_now(s->loop) + cur->cfg->drain_timeout_ms;
+        break;
+    }
+}
+
+static void start_signals(server *s)
+{
+    struct { uv_signal_t *h; int sig; } sigs[] = {
+        { &s->sig_hup, SIGHUP }, { &s->sig_term, SIGTERM }, { &s->sig_int, SIGINT }, { &s->sig_usr1, SIGUSR1 },
+    };
+    for (size_t i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++) {
+        uv_signal_init(s->loop, sigs[i].h);
+        sigs[i].h->data = s;
+        uv_signal_start(sigs[i].h, on_signal, sigs[i].sig);
+    }
+}
+
+static void announce(const gh_run_options *o, const gh_config *cfg, int nworkers)
+{
+    char addrs[1024] = "";
+    size_t off = 0;
+    for (size_t i = 0; i < cfg->nlistens && off < sizeof(addrs) - 80; i++)
+        off += (size_t)snprintf(addrs + off, sizeof(addrs) - off, "%shttp://%s", i ? ", " : "", cfg->listens[i].address.p);
+    gh_log_info("gatehouse %s serving on %s with %d worker%s (config: %s)", GH_VERSION, addrs, nworkers,
+                nworkers == 1 ? "" : "s", o->config ? o->config : "embedded demo");
+    if (!o->config) {
+        fprintf(stderr,
+                "\n  gatehouse demo is up. Try:\n"
+                "    curl http://127.0.0.1:8080/            # the demo's index\n"
+                "    curl http://127.0.0.1:8080/hello       # a fixed response\n"
+                "    curl http://127.0.0.1:8080/echo/x?y=1  # the request as it would be forwarded\n\n");
+    }
+}
+
+int gh_server_run(const gh_run_options *o)
+{
+    signal(SIGPIPE, SIG_IGN);
+    server s = { .opt = o, .loop = uv_default_loop() };
+    gh_diag d;
+    gh_diag_init(&d, o->config ? o->config : "<demo>");
+    gh_config *cfg = o->config ? gh_config_load_file(o->config, &d)
+                               : gh_config_load_string("<demo>", gh_demo_config, strlen(gh_demo_config), &d);
+    if (!cfg) {
+        gh_diag_print(&d, stderr);
+        gh_diag_free(&d);
+        return 1;
+    }
+    s.nworkers = count_workers(o, cfg);
+    gh_snapshot *snap = gh_snapshot_build(cfg, s.nworkers, &d);
+    gh_diag_print(&d, stderr);
+    gh_diag_free(&d);
+    if (!snap)
+        return 1;
+    if (snap->cfg->log.errors.len && strcmp(snap->cfg->log.errors.p, "stderr") != 0) {
+        int rc = gh_log_open(snap->cfg->log.errors.p);
+        if (rc < 0) {
+            fprintf(stderr, "gatehouse: cannot open error log %s: %s\n", snap->cfg->log.errors.p, strerror(-rc));
+            gh_snapshot_unref(snap);
+            return 3;
+        }
+    }
+    apply_logging(&s, snap->cfg);
+    char err[512];
+    snap->listen = gh_listen_set_make(snap->cfg, NULL, s.nworkers, err, sizeof(err));
+    if (!snap->listen) {
+        gh_log_error("%s", err);
+        gh_snapshot_unref(snap);
+        return 3;
+    }
+    snap->generation = s.generation = 1;
+    atomic_store(&gh_current_snapshot, snap);
+    s.workers = calloc((size_t)s.nworkers, sizeof(gh_worker));
+    for (int i = 0; i < s.nworkers; i++) {
+        if (gh_worker_start(&s.workers[i], i) != 0) {
+            gh_log_error("cannot start worker %d", i);
+            return 3;
+        }
+    }
+    start_signals(&s);
+    uv_timer_init(s.loop, &s.timer);
+    s.timer.data = &s;
+    uv_timer_start(&s.timer, on_timer, 50, 50);
+    announce(o, snap->cfg, s.nworkers);
+    uv_run(s.loop, UV_RUN_DEFAULT);
+
+    /* drained: let every worker finish, then free what is left */
+    atomic_store(&gh_draining, true);
+    for (int i = 0; i < s.nworkers; i++)
+        if (atomic_load(&s.workers[i].stopped))
+            gh_worker_join(&s.workers[i]);
+    bool all = true;
+    for (int i = 0; i < s.nworkers; i++)
+        all = all && atomic_load(&s.workers[i].stopped);
+    if (!all) {   /* drain_timeout: requests still in flight are cut */
+        gh_log_info("exiting");
+        fflush(NULL);
+        _exit(0);
+    }
+    gh_snapshot_unref(atomic_exchange(&gh_current_snapshot, NULL));
+    free(s.workers);
+    uv_close((uv_handle_t *)&s.timer, NULL);
+    uv_close((uv_handle_t *)&s.sig_hup, NULL);
+    uv_close((uv_handle_t *)&s.sig_term, NULL);
+    uv_close((uv_handle_t *)&s.sig_int, NULL);
+    uv_close((uv_handle_t *)&s.sig_usr1, NULL);
+    uv_run(s.loop, UV_RUN_DEFAULT);
+    uv_loop_close(s.loop);
+    gh_log_info("stopped");
+    return 0;
+}

@@ -1,0 +1,774 @@
+/* test_config.c — the configuration loader: values, defaults, and the exact
+ * "FILE:LINE:COL: message" of each kind of mistake (SPEC §2-§4, §12.1). */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <unistd.h>
+#include <cmocka.h>
+#include "config/config.h"
+#include "config/schema.h"
+#include "config/units.h"
+#include "core/log.h"
+
+/* ---- helpers ---- */
+
+static gh_config *load(const char *yaml, gh_diag *d)
+{
+    gh_diag_init(d, "test.yaml");
+    return gh_config_load_string("test.yaml", yaml, strlen(yaml), d);
+}
+
+/* Every message of a load that must fail, one per line. */
+static char errors_buf[8192];
+static const char *errors_of(const char *yaml)
+{
+    gh_diag d;
+    gh_config *cfg = load(yaml, &d);
+    assert_null(cfg);
+    assert_true(d.errors > 0);
+    errors_buf[0] = '\0';
+    for (size_t i = 0; i < d.n; i++) {
+        strncat(errors_buf, d.items[i].text, sizeof(errors_buf) - strlen(errors_buf) - 2);
+        if (i + 1 < d.n)
+            strcat(errors_buf, "\n");
+    }
+    gh_diag_free(&d);
+    return errors_buf;
+}
+
+static gh_config *load_ok(const char *yaml, gh_diag *d)
+{
+    gh_config *cfg = load(yaml, d);
+    if (!cfg)
+        gh_diag_print(d, stderr);
+    assert_non_null(cfg);
+    assert_int_equal(d->errors, 0);
+    return cfg;
+}
+
+#define LISTEN "listen:\n  - address: 127.0.0.1:8080\n"
+
+/* ---- valid configurations ---- */
+
+static const char full_yaml[] =
+    "listen:\n"
+    "  - address: 0.0.0.0:8080\n"
+    "    http2: true\n"
+    "  - address: \"[::1]:8081\"\n"
+    "    path_strict: false\n"
+    "workers: 4\n"
+    "limits:\n"
+    "  header_timeout: 5s\n"
+    "  min_body_rate: 2KiB\n"
+    "  max_body_bytes: 1MB\n"
+    "  max_headers: 50\n"
+    "trusted_proxies: [10.0.0.0/8, \"::1\", 192.168.1.77/24]\n"
+    "log: { level: debug, access: /var/log/gh.log }\n"
+    "drain_timeout: 1m\n"
+    "upstreams:\n"
+    "  users:\n"
+    "    targets:\n"
+    "      - { address: 127.0.0.1:9001, weight: 2 }\n"
+    "      - 127.0.0.1:9002\n"
+    "      - localhost:9003\n"
+    "    balance: least_conn\n"
+    "    keepalive: 16\n"
+    "    protocol: http1\n"
+    "    timeouts: { connect: 250ms, read: 2h }\n"
+    "    retries: { attempts: 3, on: [timeout, 500], backoff: 25ms }\n"
+    "  orders:\n"
+    "    targets: [\"[::1]:9100\"]\n"
+    "routes:\n"
+    "  - name: users\n"
+    "    match:\n"
+    "      host: API.Example.com\n"
+    "      prefix: /users/\n"
+    "      methods: [get, POST, PURGE]\n"
+    "      headers: { X-Tenant: acme }\n"
+    "      query: { beta: \"1\" }\n"
+    "    upstream: users\n"
+    "    rewrite: { strip_prefix: true, prefix: /internal/users }\n"
+    "    request_headers: { set: { X-Env: prod }, remove: [Cookie] }\n"
+    "    response_headers: { set: { Cache-Control: no-store }, remove: [Server] }\n"
+    "    timeout: 10s\n"
+    "  - name: user\n"
+    "    match: { host: \"*.example.com\", path: \"/u/{id}/files/{rest*}\" }\n"
+    "    upstream: orders\n"
+    "    rewrite: { path: \"/v2/users/{id}/{rest}\" }\n"
+    "  - name: hello\n"
+    "    match: { regex: \"^/h(?<x>i)$\" }\n"
+    "    respond: { status: 201, headers: { Content-Type: text/plain }, body: \"hi\\n\" }\n"
+    "  - name: echo\n"
+    "    match: { prefix: / }\n"
+    "    echo:\n"
+    "  - name: docs\n"
+    "    match: { path: /docs }\n"
+    "    redirect: { to: \"https://example.com/\", status: 308 }\n";
+
+static void test_full_config(void **state)
+{
+    gh_diag d;
+    gh_config *cfg = load_ok(full_yaml, &d);
+    assert_string_equal(cfg->file, "test.yaml");
+
+    assert_int_equal(cfg->nlistens, 2);
+    assert_string_equal(cfg->listens[0].address.p, "0.0.0.0:8080");
+    assert_true(cfg->listens[0].http2);
+    assert_true(cfg->listens[0].path_strict);
+    assert_int_equal(cfg->listens[0].sa.ss_family, AF_INET);
+    assert_int_equal(ntohs(((struct sockaddr_in *)&cfg->listens[0].sa)->sin_port), 8080);
+    assert_int_equal(cfg->listens[0].mark.line, 2);
+    assert_int_equal(cfg->listens[1].sa.ss_family, AF_INET6);
+    assert_int_equal(ntohs(((struct sockaddr_in6 *)&cfg->listens[1].sa)->sin6_port), 8081);
+    assert_false(cfg->listens[1].http2);
+    assert_false(cfg->listens[1].path_strict);
+
+    assert_int_equal(cfg->workers, 4);
+    assert_int_equal(cfg->limits.header_timeout_ms, 5000);
+    assert_int_equal(cfg->limits.body_timeout_ms, 10000);          /* default */
+    assert_int_equal(cfg->limits.min_body_rate, 2048);
+    assert_int_equal(cfg->limits.max_body_bytes, 1000000);
+    assert_int_equal(cfg->limits.max_headers, 50);
+    assert_int_equal(cfg->limits.max_header_bytes, 16384);         /* default */
+    assert_int_equal(cfg->limits.max_connections, 100000);         /* default */
+
+    assert_int_equal(cfg->ntrusted_proxies, 3);
+    assert_int_equal(cfg->trusted_proxies[0].family, AF_INET);
+    assert_int_equal(cfg->trusted_proxies[0].bits, 8);
+    assert_int_equal(cfg->trusted_proxies[1].family, AF_INET6);
+    assert_int_equal(cfg->trusted_proxies[1].bits, 128);
+    assert_int_equal(cfg->trusted_proxies[2].bits, 24);
+    assert_int_equal(cfg->trusted_proxies[2].addr[3], 0);          /* host bits zeroed */
+    assert_int_equal(cfg->trusted_proxies[2].addr[2], 1);
+
+    assert_int_equal(cfg->log.level, GH_LOG_DEBUG);
+    assert_string_equal(cfg->log.access.p, "/var/log/gh.log");
+    assert_string_equal(cfg->log.errors.p, "stderr");
+    assert_int_equal(cfg->drain_timeout_ms, 60000);
+
+    assert_int_equal(cfg->nupstreams, 2);
+    const gh_upstream_cfg *u = gh_config_upstream(cfg, GH_STR("users"));
+    assert_ptr_equal(u, &cfg->upstreams[0]);
+    assert_int_equal(u->ntargets, 3);
+    assert_int_equal(u->targets[0].weight, 2);
+    assert_int_equal(u->targets[0].port, 9001);
+    assert_string_equal(u->targets[0].host.p, "127.0.0.1");
+    assert_int_equal(u->targets[1].weight, 1);
+    assert_string_equal(u->targets[1].address.p, "127.0.0.1:9002");
+    assert_string_equal(u->targets[2].host.p, "localhost");
+    assert_int_equal(u->targets[2].sa.ss_family, AF_INET);
+    assert_int_equal(ntohs(((struct sockaddr_in *)&u->targets[2].sa)->sin_port), 9003);
+    assert_int_equal(u->balance, GH_BALANCE_LEAST_CONN);
+    assert_int_equal(u->keepalive, 16);
+    assert_int_equal(u->connect_timeout_ms, 250);
+    assert_int_equal(u->send_timeout_ms, 30000);
+    assert_int_equal(u->read_timeout_ms, 2 * 3600 * 1000);
+    assert_int_equal(u->retry_attempts, 3);
+    assert_int_equal(u->retry_on, GH_RETRY_TIMEOUT | GH_RETRY_500);
+    assert_int_equal(u->retry_backoff_ms, 25);
+    const gh_upstream_cfg *o = gh_config_upstream(cfg, GH_STR("orders"));
+    assert_non_null(o);
+    assert_string_equal(o->targets[0].host.p, "::1");
+    assert_int_equal(o->keepalive, 128);
+    assert_int_equal(o->retry_attempts, 1);
+    assert_int_equal(o->retry_on, GH_RETRY_CONNECT_ERROR | GH_RETRY_RESET | GH_RETRY_502 | GH_RETRY_503 | GH_RETRY_504);
+    assert_null(gh_config_upstream(cfg, GH_STR("nope")));
+
+    assert_int_equal(cfg->nroutes, 5);
+    const gh_route_cfg *r = &cfg->routes[0];
+    assert_string_equal(r->name.p, "users");
+    assert_int_equal(r->index, 0);
+    assert_string_equal(r->match.host.p, "api.example.com");
+    assert_string_equal(r->match.prefix.p, "/users");
+    assert_int_equal(r->match.methods, GH_M_GET | GH_M_POST | GH_M_OTHER);
+    assert_int_equal(r->match.nmethods, 3);
+    assert_string_equal(r->match.method_names[0].p, "GET");
+    assert_string_equal(r->match.method_names[2].p, "PURGE");
+    assert_int_equal(r->match.nheaders, 1);
+    assert_string_equal(r->match.headers[0].name.p, "X-Tenant");
+    assert_string_equal(r->match.headers[0].value.p, "acme");
+    assert_false(r->match.headers[0].secret);
+    assert_int_equal(r->match.nquery, 1);
+    assert_string_equal(r->match.query[0].value.p, "1");
+    assert_int_equal(r->match.path_mark.line, 32);
+    assert_int_equal(r->match.path_mark.col, 7);
+    assert_int_equal(r->target, GH_TARGET_UPSTREAM);
+    assert_ptr_equal(r->upstream, u);
+    assert_int_equal(r->upstream_index, 0);
+    assert_int_equal(r->target_mark.line, 36);
+    assert_int_equal(r->target_mark.col, 5);
+    assert_true(r->rewrite.strip_prefix);
+    assert_string_equal(r->rewrite.prefix.p, "/internal/users");
+    assert_int_equal(r->request_headers.nset, 1);
+    assert_string_equal(r->request_headers.set[0].name.p, "X-Env");
+    assert_int_equal(r->request_headers.nremove, 1);
+    assert_string_equal(r->request_headers.remove[0].p, "Cookie");
+    assert_string_equal(r->response_headers.set[0].value.p, "no-store");
+    assert_string_equal(r->response_headers.remove[0].p, "Server");
+    assert_int_equal(r->timeout_ms, 10000);
+
+    r = &cfg->routes[1];
+    assert_string_equal(r->match.host.p, "*.example.com");
+    assert_string_equal(r->match.path.p, "/u/{id}/files/{rest*}");
+    assert_ptr_equal(r->upstream, o);
+    assert_int_equal(r->upstream_index, 1);
+    assert_string_equal(r->rewrite.path.p, "/v2/users/{id}/{rest}");
+    assert_int_equal(r->timeout_ms, 0);
+
+    r = &cfg->routes[2];
+    assert_string_equal(r->match.regex.p, "^/h(?<x>i)$");
+    assert_int_equal(r->target, GH_TARGET_RESPOND);
+    assert_int_equal(r->respond.status, 201);
+    assert_string_equal(r->respond.body.p, "hi\n");
+    assert_int_equal(r->respond.nheaders, 1);
+    assert_string_equal(r->respond.headers[0].value.p, "text/plain");
+
+    r = &cfg->routes[3];
+    assert_int_equal(r->target, GH_TARGET_ECHO);
+    assert_string_equal(r->match.prefix.p, "/");
+    assert_int_equal(r->match.methods, 0);
+
+    r = &cfg->routes[4];
+    assert_int_equal(r->target, GH_TARGET_REDIRECT);
+    assert_string_equal(r->redirect.to.p, "https://example.com/");
+    assert_int_equal(r->redirect.status, 308);
+
+    gh_config_free(cfg);
+    gh_diag_free(&d);
+}
+
+static void test_defaults(void **state)
+{
+    gh_diag d;
+    gh_config *cfg = load_ok(LISTEN "routes:\n  - name: r\n    match: { prefix: /x }\n    redirect: { to: /y }\n"
+                             "  - name: s\n    match: { path: /s }\n    respond: {}\n", &d);
+    assert_int_equal(cfg->workers, 0);
+    assert_int_equal(cfg->limits.header_timeout_ms, 10000);
+    assert_int_equal(cfg->limits.body_timeout_ms, 10000);
+    assert_int_equal(cfg->limits.min_body_rate, 1024);
+    assert_int_equal(cfg->limits.idle_timeout_ms, 60000);
+    assert_int_equal(cfg->limits.max_header_bytes, 16 * 1024);
+    assert_int_equal(cfg->limits.max_headers, 100);
+    assert_int_equal(cfg->limits.max_body_bytes, 10 * 1024 * 1024);
+    assert_int_equal(cfg->limits.max_connections, 100000);
+    assert_int_equal(cfg->log.level, GH_LOG_INFO);
+    assert_string_equal(cfg->log.access.p, "stdout");
+    assert_string_equal(cfg->log.errors.p, "stderr");
+    assert_int_equal(cfg->drain_timeout_ms, 30000);
+    assert_int_equal(cfg->ntrusted_proxies, 0);
+    assert_true(cfg->listens[0].path_strict);
+    assert_false(cfg->listens[0].http2);
+    assert_int_equal(cfg->routes[0].redirect.status, 302);
+    assert_int_equal(cfg->routes[1].respond.status, 200);
+    assert_int_equal(cfg->routes[1].respond.body.len, 0);
+    gh_config_free(cfg);
+    gh_diag_free(&d);
+}
+
+static void test_workers(void **state)
+{
+    gh_diag d;
+    gh_config *cfg = load_ok(LISTEN "workers: auto\n", &d);
+    assert_int_equal(cfg->workers, 0);
+    gh_config_free(cfg);
+    gh_diag_free(&d);
+    assert_string_equal(errors_of(LISTEN "workers: 0\n"),
+                        "test.yaml:3:10: expected auto or an integer between 1 and 256");
+    assert_string_equal(errors_of(LISTEN "workers: many\n"),
+                        "test.yaml:3:10: expected auto or an integer between 1 and 256");
+}
+
+static void test_demo_config_loads(void **state)
+{
+    gh_diag d;
+    gh_diag_init(&d, "demo");
+    gh_config *cfg = gh_config_load_string("<demo>", gh_demo_config, strlen(gh_demo_config), &d);
+    if (!cfg)
+        gh_diag_print(&d, stderr);
+    assert_non_null(cfg);
+    assert_int_equal(d.n, 0);
+    assert_int_equal(cfg->nlistens, 1);
+    assert_string_equal(cfg->listens[0].address.p, "0.0.0.0:8080");
+    assert_string_equal(cfg->log.access.p, "stdout");
+    bool echo = false, hello = false, docs = false, index = false;
+    for (size_t i = 0; i < cfg->nroutes; i++) {
+        const gh_route_cfg *r = &cfg->routes[i];
+        if (r->target == GH_TARGET_ECHO && gh_str_eq_c(r->match.prefix, "/echo"))
+            echo = true;
+        if (r->target == GH_TARGET_RESPOND && gh_str_eq_c(r->match.path, "/hello")) {
+            hello = r->respond.status == 200 && gh_str_eq_c(r->respond.body, "hello from gatehouse\n") &&
+                    r->respond.nheaders == 1 && gh_str_ieq_c(r->respond.headers[0].name, "content-type") &&
+                    gh_str_eq_c(r->respond.headers[0].value, "text/plain");
+        }
+        if (r->target == GH_TARGET_REDIRECT && gh_str_eq_c(r->match.path, "/docs"))
+            docs = gh_str_eq_c(r->redirect.to, "https://github.com/");
+        if (r->target == GH_TARGET_RESPOND && gh_str_eq_c(r->match.path, "/"))
+            index = r->respond.body.len > 0 && r->respond.body.p[0] == '{';
+    }
+    assert_true(echo && hello && docs && index);
+    gh_config_free(cfg);
+    gh_diag_free(&d);
+}
+
+static void test_load_file(void **state)
+{
+    char path[] = "/tmp/gh_test_config_XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    const char *yaml = LISTEN "workers: 2\n";
+    assert_int_equal(write(fd, yaml, strlen(yaml)), (ssize_t)strlen(yaml));
+    close(fd);
+    gh_diag d;
+    gh_diag_init(&d, path);
+    gh_config *cfg = gh_config_load_file(path, &d);
+    assert_non_null(cfg);
+    assert_string_equal(cfg->file, path);
+    assert_int_equal(cfg->workers, 2);
+    gh_config_free(cfg);
+    unlink(path);
+    cfg = gh_config_load_file(path, &d);
+    assert_null(cfg);
+    assert_int_equal(d.errors, 1);
+    char want[128];
+    snprintf(want, sizeof(want), "%s:0:0: cannot read the configuration: No such file or directory", path);
+    assert_string_equal(gh_diag_first_error(&d), want);
+    gh_diag_free(&d);
+}
+
+/* ---- ${ENV} ---- */
+
+static void test_env_interpolation(void **state)
+{
+    setenv("GH_T_TOKEN", "s3cret", 1);
+    setenv("GH_T_PORT", "8099", 1);
+    setenv("GH_T_BACKEND", "127.0.0.1", 1);
+    gh_diag d;
+    gh_config *cfg = load_ok("listen:\n  - address: \"127.0.0.1:${GH_T_PORT}\"\n"
+                             "upstreams:\n  u: { targets: [\"${GH_T_BACKEND}:${GH_T_PORT}\"] }\n"
+                             "routes:\n"
+                             "  - name: r\n"
+                             "    match: { prefix: /r }\n"
+                             "    upstream: u\n"
+                             "    request_headers:\n"
+                             "      set: { Authorization: \"Bearer ${GH_T_TOKEN}\", X-Plain: plain, X-Cost: \"$$5 $${HOME}\" }\n",
+                             &d);
+    assert_string_equal(cfg->listens[0].address.p, "127.0.0.1:8099");
+    assert_int_equal(cfg->upstreams[0].targets[0].port, 8099);
+    const gh_header_ops *h = &cfg->routes[0].request_headers;
+    assert_int_equal(h->nset, 3);
+    assert_string_equal(h->set[0].value.p, "Bearer s3cret");
+    assert_true(h->set[0].secret);
+    assert_string_equal(h->set[1].value.p, "plain");
+    assert_false(h->set[1].secret);
+    assert_string_equal(h->set[2].value.p, "$$5 ${HOME}");   /* "$${" is a literal "${" */
+    assert_false(h->set[2].secret);
+    gh_config_free(cfg);
+    gh_diag_free(&d);
+    unsetenv("GH_T_TOKEN");
+    unsetenv("GH_T_PORT");
+    unsetenv("GH_T_BACKEND");
+}
+
+static void test_env_unset(void **state)
+{
+    unsetenv("GH_T_MISSING");
+    assert_string_equal(errors_of(LISTEN "routes:\n  - name: r\n    match: { prefix: /r }\n"
+                                         "    respond: { body: \"key ${GH_T_MISSING}\" }\n"),
+                        "test.yaml:6:22: environment variable GH_T_MISSING is not set");
+    assert_string_equal(errors_of(LISTEN "log: { access: \"${1BAD}\" }\n"),
+                        "test.yaml:3:16: invalid environment reference in '${1BAD}' (use ${NAME})");
+    assert_string_equal(errors_of(LISTEN "log: { access: \"${OPEN\" }\n"),
+                        "test.yaml:3:16: invalid environment reference in '${OPEN' (use ${NAME})");
+}
+
+/* ---- unknown keys and kinds ---- */
+
+static void test_unknown_key_hint(void **state)
+{
+    assert_string_equal(errors_of(LISTEN "upstreem: {}\n"),
+                        "test.yaml:3:1: unknown key 'upstreem' (did you mean 'upstreams'?)");
+    assert_string_equal(errors_of(LISTEN "frobnicate: 1\n"), "test.yaml:3:1: unknown key 'frobnicate'");
+    assert_string_equal(errors_of(LISTEN "limits:\n  max_body: 1MiB\n"),
+                        "test.yaml:4:3: unknown key 'max_body' (did you mean 'max_body_bytes'?)");
+    assert_string_equal(errors_of(LISTEN "routes:\n  - name: r\n    match: { prefix: /r, methds: [GET] }\n    echo: {}\n"),
+                        "test.yaml:5:26: unknown key 'methds' (did you mean 'methods'?)");
+    assert_string_equal(errors_of(LISTEN "routes:\n  - name: r\n    match: { prefix: /r }\n    upstreams: u\n"),
+                        "test.yaml:4:5: route needs a target: one of upstream, respond, echo, redirect\n"
+                        "test.yaml:6:5: unknown key 'upstreams' (did you mean 'upstream'?)");
+}
+
+static void test_not_yet_supported_keys(void **state)
+{
+    assert_string_equal(errors_of(LISTEN "admin: { address: 127.0.0.1:9901 }\nplugins: {}\nconsumers: []\n"),
+                        "test.yaml:3:1: unknown key 'admin'\n"
+                        "test.yaml:4:1: unknown key 'plugins'\n"
+                        "test.yaml:5:1: unknown key 'consumers'");
+    assert_string_equal(errors_of(LISTEN "upstreams:\n  u:\n    targets: [127.0.0.1:1]\n"
+                                         "    health_check: {}\n    balance: hash\n    protocol: h2\n"),
+                        "test.yaml:6:5: unknown key 'health_check'\n"
+                        "test.yaml:7:14: balance 'hash' is not supported yet\n"
+                        "test.yaml:8:15: protocol 'h2' is not supported yet");
+    assert_string_equal(errors_of(LISTEN "routes:\n  - name: v\n    match: { prefix: /v }\n    versions: {}\n"),
+                        "test.yaml:6:5: target 'versions' is not supported yet");
+    assert_string_equal(errors_of("listen:\n  - address: 127.0.0.1:8443\n    tls: {}\n"),
+                        "test.yaml:3:5: unknown key 'tls'");
+}
+
+static void test_wrong_kinds(void **state)
+{
+    assert_string_equal(errors_of("listen: 127.0.0.1:80\n"), "test.yaml:1:9: expected a list");
+    assert_string_equal(errors_of(LISTEN "limits: [1, 2]\n"), "test.yaml:3:9: expected a mapping");
+    assert_string_equal(errors_of("listen:\n  - address: 127.0.0.1:80\n    http2: yes\n"),
+                        "test.yaml:3:12: expected true or false");
+    assert_string_equal(errors_of(LISTEN "routes:\n  - name: [a]\n    match: { prefix: /r }\n    echo: {}\n"),
+                        "test.yaml:4:11: expected a string");
+    assert_string_equal(errors_of(LISTEN "upstreams:\n  u:\n    targets: [127.0.0.1:1]\n    keepalive: -1\n"),
+                        "test.yaml:6:16: expected an integer between 0 and 100000");
+    assert_string_equal(errors_of(LISTEN "limits:\n  max_headers:\n"),
+                        "test.yaml:4:3: expected an integer between 1 and 10000");
+    assert_string_equal(errors_of(LISTEN "routes:\n  - name: r\n    match: { prefix: /r }\n    respond: { status: 99 }\n"),
+                        "test.yaml:6:24: expected an integer between 100 and 599");
+    assert_string_equal(errors_of(LISTEN "routes:\n  - name: r\n    match: { prefix: /r }\n    echo: true\n"),
+                        "test.yaml:6:11: expected a mapping");
+    assert_string_equal(errors_of(LISTEN "routes:\n  - just a string\n"), "test.yaml:4:5: expected a mapping");
+}
+
+static void test_bad_units(void **state)
+{
+    assert_string_equal(errors_of(LISTEN "limits:\n  header_timeout: 5x\n  idle_timeout: 5\n  max_body_bytes: 10MB!\n"),
+                        "test.yaml:4:19: invalid duration '5x' (use 250ms, 5s, 1m, 2h)\n"
+                        "test.yaml:5:17: invalid duration '5' (use 250ms, 5s, 1m, 2h)\n"
+                        "test.yaml:6:19: invalid size '10MB!' (use 512, 16KiB, 10MiB, 1GiB)");
+    assert_string_equal(errors_of(LISTEN "drain_timeout: 99999999999999999999h\n"),
+                        "test.yaml:3:16: invalid duration '99999999999999999999h' (use 250ms, 5s, 1m, 2h)");
+    assert_string_equal(errors_of(LISTEN "limits: { header_timeout: 0 }\n"),
+                        "test.yaml:3:27: expected a duration greater than 0");
+}
+
+static void test_units(void **state)
+{
+    uint64_t v;
+    assert_true(gh_parse_duration_ms(GH_STR("250ms"), &v) && v == 250);
+    assert_true(gh_parse_duration_ms(GH_STR("5s"), &v) && v == 5000);
+    assert_true(gh_parse_duration_ms(GH_STR("1m"), &v) && v == 60000);
+    assert_true(gh_parse_duration_ms(GH_STR("2h"), &v) && v == 7200000);
+    assert_true(gh_parse_duration_ms(GH_STR("0"), &v) && v == 0);
+    assert_false(gh_parse_duration_ms(GH_STR("5"), &v));
+    assert_false(gh_parse_duration_ms(GH_STR(""), &v));
+    assert_false(gh_parse_duration_ms(GH_STR("s"), &v));
+    assert_false(gh_parse_duration_ms(GH_STR("1.5s"), &v));
+    assert_false(gh_parse_duration_ms(GH_STR("-1s"), &v));
+    assert_false(gh_parse_duration_ms(GH_STR("5 s"), &v));
+    assert_false(gh_parse_duration_ms(GH_STR("18446744073709551615h"), &v));
+    assert_true(gh_parse_duration_ms(GH_STR("18446744073709551615ms"), &v) && v == UINT64_MAX);
+    assert_false(gh_parse_duration_ms(GH_STR("18446744073709551616ms"), &v));
+    assert_true(gh_parse_size(GH_STR("512"), &v) && v == 512);
+    assert_true(gh_parse_size(GH_STR("16KiB"), &v) && v == 16384);
+    assert_true(gh_parse_size(GH_STR("10MiB"), &v) && v == 10485760);
+    assert_true(gh_parse_size(GH_STR("1GiB"), &v) && v == 1073741824);
+    assert_true(gh_parse_size(GH_STR("2KB"), &v) && v == 2000);
+    assert_true(gh_parse_size(GH_STR("3MB"), &v) && v == 3000000);
+    assert_true(gh_parse_size(GH_STR("1GB"), &v) && v == 1000000000);
+    assert_false(gh_parse_size(GH_STR("1kib"), &v));
+    assert_false(gh_parse_size(GH_STR("1TiB"), &v));
+    assert_false(gh_parse_size(GH_STR("17179869184GiB"), &v));
+    assert_true(gh_parse_uint(GH_STR("42"), &v) && v == 42);
+    assert_false(gh_parse_uint(GH_STR("4 2"), &v));
+    assert_false(gh_parse_uint(GH_STR("0x10"), &v));
+}
+
+static void test_suggest(void **state)
+{
+    static const char *const names[] = { "listen", "upstreams", "routes", "trusted_proxies" };
+    assert_string_equal(gh_ld_suggest(GH_STR("upstreem"), names, 4), "upstreams");
+    assert_string_equal(gh_ld_suggest(GH_STR("route"), names, 4), "routes");
+    assert_string_equal(gh_ld_suggest(GH_STR("Listen"), names, 4), "listen");
+    assert_string_equal(gh_ld_suggest(GH_STR("trusted"), names, 4), "trusted_proxies");
+    assert_null(gh_ld_suggest(GH_STR("banana"), names, 4));
+}
+
+/* ---- YAML itself ---- */
+
+static void test_yaml_errors(void **state)
+{
+    assert_string_equal(errors_of(LISTEN "routes: [\n"),
+                        "test.yaml:4:1: invalid YAML: flow sequence without a closing bracket");
+    assert_string_equal(errors_of("listen:\n  - address: \"127.0.0.1:80\n"),
+                        "test.yaml:2:15: invalid YAML: double-quoted scalar without closing quote");
+    assert_string_equal(errors_of(""), "test.yaml:1:1: empty configuration");
+    assert_string_equal(errors_of("# nothing here\n"), "test.yaml:1:1: empty configuration");
+    assert_string_equal(errors_of("- a\n- b\n"), "test.yaml:1:1: expected a mapping");
+    assert_string_equal(errors_of(LISTEN "workers: 2\nworkers: 3\n"),
+                        "test.yaml:4:1: duplicate key 'workers' (first at line 3)");
+    assert_string_equal(errors_of(LISTEN "---\nworkers: 3\n"), "test.yaml:3:1: only one YAML document is allowed");
+    assert_string_equal(errors_of(LISTEN "workers: *nope\n"), "test.yaml:3:10: unknown alias '*nope'");
+}
+
+static void test_yaml_aliases(void **state)
+{
+    gh_diag d;
+    gh_config *cfg = load_ok(LISTEN "upstreams:\n"
+                             "  a: { targets: &t [127.0.0.1:1, 127.0.0.1:2] }\n"
+                             "  b: { targets: *t, keepalive: 1 }\n", &d);
+    assert_int_equal(cfg->upstreams[1].ntargets, 2);
+    assert_int_equal(cfg->upstreams[1].targets[1].port, 2);
+    gh_config_free(cfg);
+    gh_diag_free(&d);
+}
+
+/* ---- listen ---- */
+
+static void test_listen_errors(void **state)
+{
+    assert_string_equal(errors_of("workers: 1\n"),
+                        "test.yaml:1:1: at least one listen address is required (listen: [{ address: 0.0.0.0:8080 }])");
+    assert_string_equal(errors_of("listen: []\n"), "test.yaml:1:1: at least one listen address is required");
+    assert_string_equal(errors_of("listen:\n  - address: 127.0.0.1\n"),
+                        "test.yaml:2:14: invalid address '127.0.0.1' (use host:port or [v6]:port)");
+    assert_string_equal(errors_of("listen:\n  - address: 127.0.0.1:0\n  - address: 127.0.0.1:65536\n"),
+                        "test.yaml:2:14: invalid port in '127.0.0.1:0' (use 1-65535)\n"
+                        "test.yaml:3:14: invalid port in '127.0.0.1:65536' (use 1-65535)");
+    assert_string_equal(errors_of("listen:\n  - address: ::1:80\n"),
+                        "test.yaml:2:14: invalid address '::1:80' (an IPv6 address needs brackets: [::1]:8080)");
+    assert_string_equal(errors_of("listen:\n  - address: example.com:80\n"),
+                        "test.yaml:2:14: invalid host 'example.com' (use an IP address or localhost)");
+    assert_string_equal(errors_of("listen:\n  - address: 127.0.0.1:80\n  - address: 127.0.0.1:80\n"),
+                        "test.yaml:3:14: duplicate listen address '127.0.0.1:80' (also at line 2)");
+    assert_string_equal(errors_of("listen:\n  - http2: true\n"), "test.yaml:2:5: listen entry needs an address");
+
+    gh_diag d;
+    gh_config *cfg = load_ok("listen:\n  - address: localhost:8080\n  - address: \"[::]:8080\"\n", &d);
+    assert_int_equal(cfg->listens[0].sa.ss_family, AF_INET);
+    assert_int_equal(cfg->listens[1].sa.ss_family, AF_INET6);
+    gh_config_free(cfg);
+    gh_diag_free(&d);
+}
+
+static void test_trusted_proxies(void **state)
+{
+    assert_string_equal(errors_of(LISTEN "trusted_proxies: [10.0.0.0/8, 300.0.0.1, 10.0.0.0/33, \"::1/129\", x]\n"),
+                        "test.yaml:3:31: invalid address or CIDR '300.0.0.1'\n"
+                        "test.yaml:3:42: invalid address or CIDR '10.0.0.0/33'\n"
+                        "test.yaml:3:55: invalid address or CIDR '::1/129'\n"
+                        "test.yaml:3:66: invalid address or CIDR 'x'");
+    gh_diag d;
+    gh_config *cfg = load_ok(LISTEN "trusted_proxies: [\"2001:db8::ff/32\", 172.16.5.4/12]\n", &d);
+    assert_int_equal(cfg->trusted_proxies[0].bits, 32);
+    assert_int_equal(cfg->trusted_proxies[0].addr[4], 0);
+    assert_int_equal(cfg->trusted_proxies[0].addr[15], 0);
+    assert_int_equal(cfg->trusted_proxies[1].addr[1], 16);   /* 172.16.0.0 */
+    assert_int_equal(cfg->trusted_proxies[1].addr[2], 0);
+    gh_config_free(cfg);
+    gh_diag_free(&d);
+}
+
+/* ---- upstreams ---- */
+
+static void test_upstream_errors(void **state)
+{
+    assert_string_equal(errors_of(LISTEN "upstreams:\n  u: {}\n  v: { targets: [] }\n"),
+                        "test.yaml:4:3: upstream 'u' needs targets\n"
+                        "test.yaml:5:8: targets must not be empty");
+    assert_string_equal(errors_of(LISTEN "upstreams:\n  u:\n    targets:\n      - { weight: 2 }\n"
+                                         "      - { address: 127.0.0.1:1, weight: 1001 }\n      - nope\n"),
+                        "test.yaml:6:9: target needs an address\n"
+                        "test.yaml:7:41: expected an integer between 1 and 1000\n"
+                        "test.yaml:8:9: invalid address 'nope' (use host:port or [v6]:port)");
+    assert_string_equal(errors_of(LISTEN "upstreams:\n  u:\n    targets: [no-such-host.invalid:80]\n"),
+                        "test.yaml:5:15: cannot resolve 'no-such-host.invalid': Name or service not known");
+    assert_string_equal(errors_of(LISTEN "upstreams:\n  u:\n    targets: [127.0.0.1:1]\n    balance: fastest\n"
+                                         "    retries: { attempts: 11, on: [reset, 501] }\n"
+                                         "    timeouts: { connect: 0 }\n"),
+                        "test.yaml:6:14: invalid balance 'fastest' (use round_robin or least_conn)\n"
+                        "test.yaml:7:26: expected an integer between 0 and 10\n"
+                        "test.yaml:7:42: invalid retry condition '501' (use connect_error, reset, timeout, 500, 502, 503, 504)\n"
+                        "test.yaml:8:26: expected a duration greater than 0");
+}
+
+/* ---- routes ---- */
+
+#define ROUTE_HEAD LISTEN "upstreams:\n  u: { targets: [127.0.0.1:9000] }\nroutes:\n"
+
+static void test_undefined_upstream(void **state)
+{
+    assert_string_equal(errors_of(ROUTE_HEAD "  - name: r\n    match: { prefix: /r }\n    upstream: users\n"),
+                        "test.yaml:8:5: upstream 'users' is not defined");
+    /* defined after the routes: still found */
+    gh_diag d;
+    gh_config *cfg = load_ok(LISTEN "routes:\n  - name: r\n    match: { prefix: /r }\n    upstream: late\n"
+                             "upstreams:\n  late: { targets: [127.0.0.1:1] }\n", &d);
+    assert_ptr_equal(cfg->routes[0].upstream, &cfg->upstreams[0]);
+    gh_config_free(cfg);
+    gh_diag_free(&d);
+}
+
+static void test_duplicate_route_names(void **state)
+{
+    assert_string_equal(errors_of(ROUTE_HEAD "  - name: a\n    match: { prefix: /a }\n    echo: {}\n"
+                                             "  - name: b\n    match: { prefix: /b }\n    echo: {}\n"
+                                             "  - name: a\n    match: { prefix: /c }\n    echo: {}\n"),
+                        "test.yaml:12:11: duplicate route name 'a' (first at line 6)");
+}
+
+static void test_targets(void **state)
+{
+    assert_string_equal(errors_of(ROUTE_HEAD "  - name: r\n    match: { prefix: /r }\n    upstream: u\n"
+                                             "    respond: { body: x }\n"),
+                        "test.yaml:9:5: route has more than one target ('upstream' and 'respond'): use exactly one");
+    assert_string_equal(errors_of(ROUTE_HEAD "  - name: r\n    match: { prefix: /r }\n"),
+                        "test.yaml:6:5: route needs a target: one of upstream, respond, echo, redirect");
+    assert_string_equal(errors_of(ROUTE_HEAD "  - name: r\n    match: { prefix: /r }\n    redirect: { status: 301 }\n"),
+                        "test.yaml:8:5: redirect needs 'to'");
+    assert_string_equal(errors_of(ROUTE_HEAD "  - name: r\n    match: { prefix: /r }\n"
+                                             "    redirect: { to: /x, status: 304 }\n"),
+                        "test.yaml:8:33: expected one of 301, 302, 303, 307, 308");
+    assert_string_equal(errors_of(ROUTE_HEAD "  - name: r\n    match: { prefix: /r }\n    echo: { verbose: true }\n"),
+                        "test.yaml:8:13: unknown key 'verbose'");
+    assert_string_equal(errors_of(ROUTE_HEAD "  - match: { prefix: /r }\n    echo: {}\n"),
+                        "test.yaml:6:5: route needs a name");
+}
+
+static void test_match_errors(void **state)
+{
+    assert_string_equal(errors_of(ROUTE_HEAD "  - name: r\n    match: { methods: [GET] }\n    echo: {}\n"),
+                        "test.yaml:7:5: match needs one of prefix, path or regex");
+    assert_string_equal(errors_of(ROUTE_HEAD "  - name: r\n    echo: {}\n"), "test.yaml:6:5: route needs a match");
+    assert_string_equal(errors_of(ROUTE_HEAD "  - name: r\n    match: { prefix: /a, path: /b }\n    echo: {}\n"),
+                        "test.yaml:7:26: match takes only one of prefix, path or regex");
+    assert_string_equal(errors_of(ROUTE_HEAD "  - name: r\n    match: { prefix: users }\n    echo: {}\n"),
+                        "test.yaml:7:22: invalid prefix 'users': it must start with '/'");
+    assert_string_equal(errors_of(ROUTE_HEAD "  - name: r\n    match: { prefix: /a, host: \"api.*.com\" }\n    echo: {}\n"),
+                        "test.yaml:7:32: invalid host 'api.*.com': a wildcard is only allowed as a leading '*.'");
+    assert_string_equal(errors_of(ROUTE_HEAD "  - name: r\n    match: { prefix: /a, host: \"api.com:80\" }\n    echo: {}\n"),
+                        "test.yaml:7:32: invalid host 'api.com:80' (use a name like api.example.com or *.example.com)");
+    assert_string_equal(errors_of(ROUTE_HEAD "  - name: r\n    match: { prefix: /a, methods: [GET, \"B@D\", get] }\n"
+                                             "    echo: {}\n"),
+                        "test.yaml:7:41: invalid method 'B@D'\n"
+                        "test.yaml:7:48: duplicate method 'GET'");
+    assert_string_equal(errors_of(ROUTE_HEAD "  - name: r\n    match: { prefix: /a, headers: { \"X Y\": 1 } }\n"
+                                             "    echo: {}\n"),
+                        "test.yaml:7:37: invalid header name 'X Y'");
+}
+
+static void test_path_templates(void **state)
+{
+    static const struct { const char *path, *error; } cases[] = {
+        { "/a/x{id}", "a parameter must be a whole segment" },
+        { "/a/{id}x", "a parameter must be a whole segment" },
+        { "/a/{id", "unbalanced braces" },
+        { "/a/id}", "unbalanced braces" },
+        { "/a/{{id}}", "unbalanced braces" },
+        { "/a/{}", "invalid parameter name '{}'" },
+        { "/a/{x/y}", "a parameter name cannot contain '/'" },
+        { "/a/{1x}", "invalid parameter name '{1x}'" },
+        { "/{rest*}/b", "'{rest*}' must be the last segment" },
+        { "/{id}/{id}", "parameter 'id' appears twice" },
+        { "a/{id}", "it must start with '/'" },
+        { "/a//b", "'//', '.' and '..' segments never match a normalized path" },
+        { "/a/../b", "'//', '.' and '..' segments never match a normalized path" },
+        { "/a b", "spaces, control characters, '\\', '?' and '#' are not allowed" },
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        char yaml[512], want[256];
+        snprintf(yaml, sizeof(yaml), ROUTE_HEAD "  - name: r\n    match:\n      path: \"%s\"\n    echo: {}\n",
+                 cases[i].path);
+        snprintf(want, sizeof(want), "test.yaml:8:13: invalid path template '%s': %s", cases[i].path, cases[i].error);
+        assert_string_equal(errors_of(yaml), want);
+    }
+    gh_diag d;
+    gh_config *cfg = load_ok(ROUTE_HEAD "  - name: r\n    match: { path: \"/users/{id}/{rest*}\" }\n    echo: {}\n"
+                             "  - name: s\n    match: { path: \"/users/\" }\n    echo: {}\n", &d);
+    assert_string_equal(cfg->routes[0].match.path.p, "/users/{id}/{rest*}");
+    assert_string_equal(cfg->routes[1].match.path.p, "/users/");   /* exact: trailing slash kept */
+    gh_config_free(cfg);
+    gh_diag_free(&d);
+}
+
+static void test_rewrite(void **state)
+{
+    assert_string_equal(errors_of(ROUTE_HEAD "  - name: r\n    match: { path: /a }\n    upstream: u\n"
+                                             "    rewrite: { strip_prefix: true }\n"),
+                        "test.yaml:9:16: strip_prefix needs match.prefix");
+    assert_string_equal(errors_of(ROUTE_HEAD "  - name: r\n    match: { regex: \"^/a\" }\n    upstream: u\n"
+                                             "    rewrite:\n      strip_prefix: true\n"),
+                        "test.yaml:10:7: strip_prefix needs match.prefix");
+    assert_string_equal(errors_of(ROUTE_HEAD "  - name: r\n    match: { path: \"/u/{id}\" }\n    upstream: u\n"
+                                             "    rewrite: { path: \"/v2/{uid}\" }\n"),
+                        "test.yaml:9:22: rewrite path uses '{uid}', which match.path does not define");
+    assert_string_equal(errors_of(ROUTE_HEAD "  - name: r\n    match: { prefix: /u }\n    upstream: u\n"
+                                             "    rewrite: { path: \"/v2/{id}\" }\n"),
+                        "test.yaml:9:22: rewrite path uses '{id}', but match.prefix has no parameters");
+    assert_string_equal(errors_of(ROUTE_HEAD "  - name: r\n    match: { prefix: /u }\n    upstream: u\n"
+                                             "    rewrite: { prefix: internal }\n"),
+                        "test.yaml:9:24: invalid rewrite prefix 'internal': it must be a path starting with '/'");
+    assert_string_equal(errors_of(ROUTE_HEAD "  - name: r\n    match: { prefix: /u }\n    upstream: u\n"
+                                             "    rewrite: { strip_prefix: true, path: /x }\n"),
+                        "test.yaml:9:36: rewrite takes either path, or strip_prefix and prefix");
+    gh_diag d;
+    gh_config *cfg = load_ok(ROUTE_HEAD "  - name: r\n    match: { regex: \"^/u/(?<id>[0-9]+)$\" }\n    upstream: u\n"
+                             "    rewrite: { path: \"/users/{id}\" }\n", &d);
+    assert_string_equal(cfg->routes[0].rewrite.path.p, "/users/{id}");
+    assert_int_equal(cfg->routes[0].rewrite.mark.line, 9);
+    gh_config_free(cfg);
+    gh_diag_free(&d);
+}
+
+static void test_header_values(void **state)
+{
+    assert_string_equal(errors_of(ROUTE_HEAD "  - name: r\n    match: { prefix: /r }\n"
+                                             "    respond: { headers: { X-A: \"a\\r\\nB: c\" } }\n"),
+                        "test.yaml:8:32: invalid header value: CR and LF are not allowed");
+    assert_string_equal(errors_of(ROUTE_HEAD "  - name: r\n    match: { prefix: /r }\n    upstream: u\n"
+                                             "    response_headers: { set: { X-A: 1, x-a: 2 } }\n"),
+                        "test.yaml:9:40: duplicate header 'x-a'");
+}
+
+static void test_all_errors_in_file_order(void **state)
+{
+    const char *e = errors_of("listen:\n  - address: 127.0.0.1:80\n"
+                              "routes:\n  - name: r\n    match: { prefix: /r }\n    upstream: nope\n"
+                              "workers: 1000\n"
+                              "upstreams:\n  u: { targets: [bad] }\n");
+    assert_string_equal(e, "test.yaml:6:5: upstream 'nope' is not defined\n"
+                           "test.yaml:7:10: expected auto or an integer between 1 and 256\n"
+                           "test.yaml:9:18: invalid address 'bad' (use host:port or [v6]:port)");
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_full_config),
+        cmocka_unit_test(test_defaults),
+        cmocka_unit_test(test_workers),
+        cmocka_unit_test(test_demo_config_loads),
+        cmocka_unit_test(test_load_file),
+        cmocka_unit_test(test_env_interpolation),
+        cmocka_unit_test(test_env_unset),
+        cmocka_unit_test(test_unknown_key_hint),
+        cmocka_unit_test(test_not_yet_supported_keys),
+        cmocka_unit_test(test_wrong_kinds),
+        cmocka_unit_test(test_bad_units),
+        cmocka_unit_test(test_units),
+        cmocka_unit_test(test_suggest),
+        cmocka_unit_test(test_yaml_errors),
+        cmocka_unit_test(test_yaml_aliases),
+        cmocka_unit_test(test_listen_errors),
+        cmocka_unit_test(test_trusted_proxies),
+        cmocka_unit_test(test_upstream_errors),
+        cmocka_unit_test(test_undefined_upstream),
+        cmocka_unit_test(test_duplicate_route_names),
+        cmocka_unit_test(test_targets),
+        cmocka_unit_test(test_match_errors),
+        cmocka_unit_test(test_path_templates),
+        cmocka_unit_test(test_rewrite),
+        cmocka_unit_test(test_header_values),
+        cmocka_unit_test(test_all_errors_in_file_order),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
