@@ -59,8 +59,9 @@ typedef struct gh_router gh_router;
 gh_router *gh_router_build(const gh_config *cfg, gh_diag *diag);   /* NULL on error */
 void gh_router_free(gh_router *r);
 int gh_router_match(const gh_router *r, const gh_route_request *req, gh_route_match *out);
-/* Regex routes keep their PCRE2 match block per thread (created on a
- * thread's first regex match); a worker calls this before it exits. */
+/* Regex routes keep one PCRE2 match block per thread, created on the
+ * thread's first regex match and freed when the thread exits; this frees it
+ * earlier (optional: for leak checkers on the main thread, tests). */
 void gh_router_thread_done(void);
 
 /* Routes in precedence order (for `gatehouse routes` and explain). */
@@ -73,8 +74,8 @@ void gh_router_describe(const gh_route_cfg *route, char *buf, size_t cap);
 
 /* ---- rewrite ---- */
 /* The path to forward for a matched route: strip_prefix, prefix, or a path
- * template filled from params (SPEC §4). Writes into out (cap bytes);
- * returns the length, or (size_t)-1 if it does not fit. */
+ * template filled from params (SPEC §4). Writes into out (cap bytes) with a
+ * terminating NUL; returns the length, or (size_t)-1 if length + 1 > cap. */
 size_t gh_rewrite_path(const gh_route_match *m, gh_str path, char *out, size_t cap);
 
 #endif

@@ -19,6 +19,7 @@
  * no locks: the router is read-only after build and shared by workers. */
 #define PCRE2_CODE_UNIT_WIDTH 8
 #include <pcre2.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -134,29 +135,44 @@ static void ht_put(gh_router *r, uint32_t kind, uint32_t grp, gh_str key, size_t
  * ovector cannot live in the router. Each thread lazily creates one match
  * block (the only allocation, once per thread, or again if a newer router
  * has more capture groups) and reuses it; PCRE2 10.41+ also keeps its
- * backtracking frames there, so matching itself does not allocate. */
+ * backtracking frames there, so matching itself does not allocate. A
+ * pthread key frees the block when the thread exits. */
 static _Thread_local pcre2_match_data *tl_md;
 static _Thread_local uint32_t tl_pairs;
+static pthread_once_t md_once = PTHREAD_ONCE_INIT;
+static pthread_key_t md_key;
+static bool md_key_ok;
 
-static pcre2_match_data *thread_md(uint32_t pairs)
+static void md_exit(void *md)
 {
-    if (tl_md && tl_pairs >= pairs)
-        return tl_md;
-    if (tl_md)
-        pcre2_match_data_free(tl_md);
-    if (pairs < 16)
-        pairs = 16;
-    tl_md = pcre2_match_data_create(pairs, NULL);
-    tl_pairs = tl_md ? pairs : 0;
-    return tl_md;
+    pcre2_match_data_free(md);
+    tl_md = NULL;
+    tl_pairs = 0;
 }
+
+static void md_key_init(void) { md_key_ok = pthread_key_create(&md_key, md_exit) == 0; }
 
 void gh_router_thread_done(void)
 {
     if (tl_md)
         pcre2_match_data_free(tl_md);
+    if (md_key_ok)
+        pthread_setspecific(md_key, NULL);
     tl_md = NULL;
     tl_pairs = 0;
+}
+
+static pcre2_match_data *thread_md(uint32_t pairs)
+{
+    if (tl_md && tl_pairs >= pairs)
+        return tl_md;
+    gh_router_thread_done();
+    pthread_once(&md_once, md_key_init);
+    tl_md = pcre2_match_data_create(pairs < 16 ? 16 : pairs, NULL);
+    tl_pairs = tl_md ? (pairs < 16 ? 16 : pairs) : 0;
+    if (tl_md && md_key_ok)
+        pthread_setspecific(md_key, tl_md);
+    return tl_md;
 }
 
 /* ---- compiling one route ---- */

@@ -665,8 +665,7 @@ static void *worker(void *arg)
         if (rc != GH_ROUTE_FOUND || m.nparams != 1 || !gh_str_eq_c(m.params[0].value, path + 3))
             return (void *)1;
     }
-    gh_router_thread_done();
-    return NULL;
+    return NULL;                /* the match block is freed at thread exit */
 }
 
 static void test_regex_from_threads(void **state)
