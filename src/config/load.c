@@ -225,9 +225,50 @@ static void fy_output(struct fy_diag *diag, void *user, const char *buf, size_t 
         snprintf(b->fy_msg, sizeof(b->fy_msg), "%.*s", (int)len, buf);
 }
 
+/* Length of the valid UTF-8 sequence at s, 0 if there is none. */
+static size_t utf8_len(const unsigned char *s, size_t avail)
+{
+    if (s[0] < 0x80)
+        return 1;
+    size_t n = s[0] >= 0xf0 ? 4 : s[0] >= 0xe0 ? 3 : s[0] >= 0xc2 ? 2 : 0;
+    if (n == 0 || s[0] > 0xf4 || n > avail)
+        return 0;
+    for (size_t i = 1; i < n; i++)
+        if ((s[i] & 0xc0) != 0x80)
+            return 0;
+    if ((s[0] == 0xe0 && s[1] < 0xa0) || (s[0] == 0xed && s[1] >= 0xa0) ||   /* overlong, surrogate */
+        (s[0] == 0xf0 && s[1] < 0x90) || (s[0] == 0xf4 && s[1] >= 0x90))     /* overlong, > U+10FFFF */
+        return 0;
+    return n;
+}
+
+/* YAML text is Unicode; libfyaml 0.7.12 can also spin forever on some
+ * invalid UTF-8 (in a directive line), so it never sees any. */
+static bool check_utf8(gh_load *ld, const char *text, size_t len)
+{
+    gh_mark at = { 1, 1 };
+    for (size_t i = 0; i < len;) {
+        size_t n = utf8_len((const unsigned char *)text + i, len - i);
+        if (n == 0) {
+            gh_ld_error(ld, at, "invalid YAML: the file is not valid UTF-8");
+            return false;
+        }
+        if (text[i] == '\n') {
+            at.line++;
+            at.col = 1;
+        } else {
+            at.col++;
+        }
+        i += n;
+    }
+    return true;
+}
+
 /* Parse YAML into the tree; NULL after reporting (syntax errors included). */
 static gh_ynode *parse_yaml(gh_load *ld, const char *text, size_t len)
 {
+    if (!check_utf8(ld, text, len))
+        return NULL;
     builder *b = tmp_alloc(ld, sizeof(*b));
     memset(b, 0, sizeof(*b));
     b->ld = ld;

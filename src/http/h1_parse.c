@@ -310,6 +310,46 @@ static int on_header(gh_h1_message *m, framing *f, uchar *name, size_t nl,
     return 0;
 }
 
+/* Word-at-a-time checks (the classic "has a byte less than n" trick, exact
+ * as a yes/no answer for n <= 0x80; bytes with the top bit are cleared by ~w).
+ * has_ctl: a byte < 0x20 or 0x7F. has_nonvchar: a byte outside 0x21-0x7E. */
+static const uint64_t ONES = 0x0101010101010101u, HIGHS = 0x8080808080808080u;
+
+static inline bool has_ctl(uint64_t w)
+{
+    uint64_t del = w ^ (ONES * 0x7F);
+    return (((w - ONES * 0x20) & ~w) | ((del - ONES) & ~del)) & HIGHS;
+}
+
+static inline bool has_nonvchar(uint64_t w)
+{
+    uint64_t del = w ^ (ONES * 0x7F);
+    return (((w - ONES * 0x21) & ~w) | ((del - ONES) & ~del) | w) & HIGHS;
+}
+
+static inline uint64_t load8(uchar *p)
+{
+    uint64_t w;
+    memcpy(&w, p, 8);
+    return w;
+}
+
+/* The hot loop: most bytes of a head are field values. Eight bytes at a time
+ * while none is a control byte, then the table for the word that held one
+ * (an HTAB is valid there, so the scan may go on). */
+static inline uchar *skip_value(uchar *p, uchar *end)
+{
+    for (;;) {
+        while (end - p >= 8 && !has_ctl(load8(p)))
+            p += 8;
+        uchar *stop = end - p > 8 ? p + 8 : end;
+        while (p < stop && (cls[*p] & C_VALUE))
+            p++;
+        if (p < stop || p == end)
+            return p;
+    }
+}
+
 /* Header lines up to and including the blank line, starting at *pp. */
 static int parse_fields(gh_h1_message *m, framing *f, uchar **pp, uchar *end,
                         size_t max_headers)
@@ -348,11 +388,7 @@ static int parse_fields(gh_h1_message *m, framing *f, uchar **pp, uchar *end,
         while (p < end && (*p == ' ' || *p == '\t'))
             p++;
         uchar *v = p;
-        /* The hot loop: most bytes of a head are field values. */
-        while (end - p >= 4 && (cls[p[0]] & cls[p[1]] & cls[p[2]] & cls[p[3]] & C_VALUE))
-            p += 4;
-        while (p < end && (cls[*p] & C_VALUE))
-            p++;
+        p = skip_value(p, end);
         if (p == end)
             return GH_H1_AGAIN;
         if (*p == '\n')
@@ -452,6 +488,8 @@ static int parse_request(gh_h1_message *m, framing *f, uchar *buf, uchar *end,
     m->method_len = (uint32_t)(p - s);
 
     s = ++p;
+    while (end - p >= 8 && !has_nonvchar(load8(p)))
+        p += 8;
     while (p < end && (cls[*p] & C_TARGET))
         p++;
     if (p == end)

@@ -17,7 +17,9 @@
  * first), exact paths and prefixes (tried at each '/' of the path, longest
  * first). Templates and regexes are scanned per host group. No allocation,
  * no locks: the router is read-only after build and shared by workers. */
+#ifndef PCRE2_CODE_UNIT_WIDTH
 #define PCRE2_CODE_UNIT_WIDTH 8
+#endif
 #include <pcre2.h>
 #include <pthread.h>
 #include <stdint.h>
@@ -440,7 +442,21 @@ static int cmp_rt(const void *pa, const void *pb)
     return 0;
 }
 
-/* ---- overlap analysis (ties and shadows) ---- */
+/* ---- overlap analysis (ties and shadows) ----
+ * Ties (errors) between two routes of one host group with an equal path
+ * key (same exact path; same prefix; templates with equal literal count,
+ * {rest*} and segment count whose segments are pairwise compatible) when
+ *   - neither has conditions, or
+ *   - both have conditions that one request can meet together (methods
+ *     intersect, HEAD counting as part of GET; no header or query name with
+ *     different values) and neither's conditions strictly imply the other's.
+ * Regex routes never tie (file order decides).
+ * Shadows (warnings), only where certain: a route without conditions that
+ * takes precedence in the same host group and accepts every path the other
+ * does: prefix "/" over any regex; a {rest*} template over a prefix or
+ * template whose leading segments it accepts ("/{rest*}" over everything);
+ * a regex over a later regex with the identical pattern. Routes in other
+ * host groups never shadow (a more specific host is tried first). */
 
 static bool seg_compatible(const seg *x, const seg *y)
 {
@@ -561,23 +577,15 @@ static bool path_covers(const rt *a, const rt *b)
             const char *e = memchr(b->path.p + i, '/', b->path.len - i);
             size_t j = e ? (size_t)(e - b->path.p) : b->path.len;
             seg s = { gh_str_from(b->path.p + i, j - i), SEG_LIT };
-            if (!seg_compatible(&a->segs[k], &s) ||
-                (a->segs[k].kind == SEG_LIT && !gh_str_eq(a->segs[k].text, s.text)))
+            if (!seg_compatible(&a->segs[k], &s))
                 return false;
             i = j + 1;
         }
         return true;
     }
-    if (b->path_kind != PATH_TPL || b->nseg < fixed)
-        return false;
-    for (size_t k = 0; k < fixed; k++) {
-        const seg *x = &a->segs[k], *y = &b->segs[k];
-        if (y->kind == SEG_REST || (x->kind == SEG_LIT && (y->kind != SEG_LIT || !gh_str_eq(x->text, y->text))))
-            return false;
-        if (x->kind == SEG_PARAM && y->kind == SEG_LIT && y->text.len == 0)
-            return false;
-    }
-    return true;
+    /* A later template is never covered by one: it would need as many
+     * literal segments in the same places, i.e. the same key (a tie). */
+    return false;
 }
 
 static bool can_cover(const rt *t)

@@ -116,7 +116,8 @@ class Gatehouse:
         time.sleep(wait)
 
     def stderr(self):
-        self.err.flush()
+        if not self.err.closed:
+            self.err.flush()
         with open(self.err_path, "rb") as f:
             return f.read().decode("utf-8", "replace")
 

@@ -102,9 +102,15 @@ def read_request(c):
     return method, target, version, headers, size[0], digest.hexdigest()
 
 
-def send(sock, status, body=b"", ctype="application/json", extra=()):
-    head = "HTTP/1.1 %d X\r\nContent-Type: %s\r\nContent-Length: %d\r\nX-Upstream: %s\r\n" % (
-        status, ctype, len(body), NAME)
+def send(sock, status, body=b"", ctype="application/json", extra=(), head_only=False):
+    if status in (204, 304) or status < 200:
+        head = "HTTP/1.1 %d X\r\nX-Upstream: %s\r\n" % (status, NAME)
+        body = b""
+    else:
+        head = "HTTP/1.1 %d X\r\nContent-Type: %s\r\nContent-Length: %d\r\nX-Upstream: %s\r\n" % (
+            status, ctype, len(body), NAME)
+    if head_only:
+        body = b""
     for k, v in extra:
         head += "%s: %s\r\n" % (k, v)
     sock.sendall(head.encode() + b"\r\n" + body)
@@ -146,7 +152,7 @@ def handle(sock):
                 if path == "/big":
                     sock.sendall(("HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\n"
                                   "Content-Length: %d\r\n\r\n" % n).encode())
-                    while n > 0:
+                    while n > 0 and method != "HEAD":
                         part = block[:min(n, len(block))]
                         sock.sendall(part)
                         n -= len(part)

@@ -508,6 +508,10 @@ static void test_yaml_errors(void **state)
                         "test.yaml:4:1: duplicate key 'workers' (first at line 3)");
     assert_string_equal(errors_of(LISTEN "---\nworkers: 3\n"), "test.yaml:3:1: only one YAML document is allowed");
     assert_string_equal(errors_of(LISTEN "workers: *nope\n"), "test.yaml:3:10: unknown alias '*nope'");
+    /* invalid UTF-8 is refused before libfyaml sees it (it can hang on it) */
+    assert_string_equal(errors_of("%a\xa9\n"), "test.yaml:1:3: invalid YAML: the file is not valid UTF-8");
+    assert_string_equal(errors_of(LISTEN "log: { access: \"caf\xc3\xa9\xed\xa0\x80\" }\n"),
+                        "test.yaml:3:21: invalid YAML: the file is not valid UTF-8");
 }
 
 static void test_yaml_aliases(void **state)

@@ -393,6 +393,57 @@ static void test_header_syntax(void **st)
     BAD_REQ("GET / HTTP/1.1\r\nHo\rst: a\r\n\r\n", GH_H1E_HEADER_NAME);
 }
 
+/* Each byte at each position of a long value: the value scan goes eight
+ * bytes at a time, so every lane of a word must be checked. */
+static void test_value_bytes(void **st)
+{
+    (void)st;
+    static const char pre[] = "GET / HTTP/1.1\r\nHost: a\r\nX-Long: ";
+    char in[128];
+    for (int c = 0; c < 256; c++) {
+        for (size_t pos = 0; pos < 40; pos++) {
+            size_t n = sizeof pre - 1;
+            memcpy(in, pre, n);
+            memset(in + n, 'v', 40);
+            in[n + pos] = (char)c;
+            memcpy(in + n + 40, "x\r\n\r\n", 5);
+            n += 45;
+            int r = gh_h1_parse_request(place(in, n), n, &msg, hdrs, MAXH, 8192);
+            bool ok = c == '\t' || c == ' ' || (c >= 0x21 && c != 0x7f);
+            int want = ok ? (int)n : GH_H1_BAD;
+            int err = c == '\n' ? GH_H1E_LINE_END : GH_H1E_HEADER_VALUE;
+            if (r != want || (!ok && msg.error != err))
+                fail_msg("byte 0x%02x at %zu: %d/%d", c, pos, r, msg.error);
+        }
+    }
+}
+
+/* The same for the request-target (also scanned a word at a time). */
+static void test_target_bytes(void **st)
+{
+    (void)st;
+    char in[128];
+    for (int c = 0; c < 256; c++) {
+        for (size_t pos = 1; pos < 40; pos++) {
+            size_t n = 4;
+            memcpy(in, "GET ", 4);
+            in[n] = '/';
+            memset(in + n + 1, 't', 39);
+            in[n + pos] = (char)c;
+            n += 40;
+            static const char tail[] = " HTTP/1.1\r\nHost: a\r\n\r\n";
+            memcpy(in + n, tail, sizeof tail - 1);
+            n += sizeof tail - 1;
+            int r = gh_h1_parse_request(place(in, n), n, &msg, hdrs, MAXH, 8192);
+            bool ok = c >= 0x21 && c <= 0x7e;
+            if (r != (ok ? (int)n : GH_H1_BAD) || (!ok && msg.error != GH_H1E_TARGET))
+                fail_msg("byte 0x%02x at %zu: %d/%d", c, pos, r, msg.error);
+            if (ok)
+                assert_int_equal(msg.target_len, 40);
+        }
+    }
+}
+
 static void test_request_line(void **st)
 {
     (void)st;
@@ -863,6 +914,8 @@ int main(void)
         cmocka_unit_test(test_cl_te),
         cmocka_unit_test(test_te_invalid),
         cmocka_unit_test(test_header_syntax),
+        cmocka_unit_test(test_value_bytes),
+        cmocka_unit_test(test_target_bytes),
         cmocka_unit_test(test_request_line),
         cmocka_unit_test(test_host),
         cmocka_unit_test(test_responses),

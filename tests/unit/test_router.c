@@ -6,6 +6,7 @@
 #include <cmocka.h>
 #include <pthread.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include "route/route.h"
 
@@ -653,6 +654,50 @@ static void test_many_routes(void **state)
     gh_diag_free(&d);
 }
 
+/* Random normalized paths against a mixed table: whatever matches, params
+ * and matched_prefix lie inside the request path (ASan watches the reads). */
+static void test_random_paths(void **state)
+{
+    fx_reset();
+    fx_add("t1", NULL, "path", "/a/{x}/{rest*}");
+    fx_add("t2", NULL, "path", "/{x}/b/{y}");
+    fx_add("t3", NULL, "path", "/{x}");
+    fx_add("p1", NULL, "prefix", "/c/a");
+    fx_add("p2", NULL, "prefix", "/b");
+    fx_method(fx_add("e1", NULL, "path", "/a/b/"), "POST");
+    fx_add("r1", NULL, "regex", "^/(?<first>[^/]*)/(?<second>.*)$");
+    gh_diag d;
+    gh_router *r = fx_build(&d);
+    expect_clean(r, &d);
+    static const char *atoms[] = { "a", "b", "", "c", "a", "bb" };
+    unsigned seed = 7;
+    char raw[64], path[64];
+    for (int iter = 0; iter < 50000; iter++) {
+        size_t len = 0;
+        int parts = 1 + (int)((seed = seed * 1103515245u + 12345u) >> 16) % 5;
+        for (int k = 0; k < parts; k++) {
+            const char *a = atoms[((seed = seed * 1103515245u + 12345u) >> 16) % 6];
+            raw[len++] = '/';
+            memcpy(raw + len, a, strlen(a));
+            len += strlen(a);
+        }
+        size_t n;
+        assert_int_equal(gh_path_normalize(raw, len, path, &n, true), GH_PATH_OK);
+        char *copy = malloc(n);                 /* exact size: any over-read is caught */
+        memcpy(copy, path, n);
+        gh_route_request req = { .method = GH_STR("GET"), .path = { copy, n } };
+        gh_route_match m;
+        int rc = gh_router_match(r, &req, &m);
+        assert_true(rc == GH_ROUTE_FOUND || rc == GH_ROUTE_NONE || rc == GH_ROUTE_METHOD);
+        for (size_t k = 0; rc == GH_ROUTE_FOUND && k < m.nparams; k++)
+            assert_true(m.params[k].value.p >= copy && m.params[k].value.p + m.params[k].value.len <= copy + n);
+        assert_true(m.matched_prefix.len <= n);
+        free(copy);
+    }
+    gh_router_free(r);
+    gh_diag_free(&d);
+}
+
 static gh_router *shared;
 
 static void *worker(void *arg)
@@ -724,6 +769,7 @@ int main(void)
         cmocka_unit_test(test_config_paths_are_normalized),
         cmocka_unit_test(test_describe),
         cmocka_unit_test(test_many_routes),
+        cmocka_unit_test(test_random_paths),
         cmocka_unit_test(test_regex_from_threads),
         cmocka_unit_test(test_empty_table),
     };
