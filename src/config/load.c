@@ -73,8 +73,61 @@ static gh_mark to_mark(const struct fy_mark *m)
     return (gh_mark){ (unsigned)m->line + 1, (unsigned)m->column + 1 };
 }
 
+static bool is_white(char c) { return c == ' ' || c == '\t'; }
+
+/* A single-quoted scalar decoded from its source bytes: '' is a quote, and
+ * line breaks fold (one break -> a space, n empty lines -> n newlines).
+ * Done here because libfyaml 0.7.12 leaks (and its iterators garble) the
+ * text of scalars with runs of '' escapes. */
+static gh_str single_quoted(gh_load *ld, const char *src, size_t len)
+{
+    char *out = tmp_alloc(ld, len + 1), *o = out;
+    size_t breaks = 0;
+    bool first = true;
+    for (size_t i = 0; i <= len;) {
+        size_t end = i;
+        while (end < len && src[end] != '\n')
+            end++;
+        size_t a = i, b = end;
+        bool last = end >= len;
+        if (b > a && src[b - 1] == '\r')
+            b--;
+        if (!first)
+            while (a < b && is_white(src[a]))
+                a++;
+        if (!last)
+            while (b > a && is_white(src[b - 1]))
+                b--;
+        if (!first) {
+            if (a == b && !last) {
+                breaks++;
+                i = end + 1;
+                continue;
+            }
+            if (breaks == 0)
+                *o++ = ' ';
+            for (; breaks; breaks--)
+                *o++ = '\n';
+        }
+        for (size_t k = a; k < b; k++) {
+            *o++ = src[k];
+            if (src[k] == '\'' && k + 1 < b && src[k + 1] == '\'')
+                k++;
+        }
+        first = false;
+        i = end + 1;
+    }
+    *o = '\0';
+    return gh_str_from(out, (size_t)(o - out));
+}
+
 static gh_str token_text(gh_load *ld, struct fy_token *t)
 {
+    if (t && fy_token_get_type(t) == FYTT_SCALAR && fy_token_scalar_style(t) == FYSS_SINGLE_QUOTED) {
+        const struct fy_mark *sm = fy_token_start_mark(t), *em = fy_token_end_mark(t);
+        if (sm && em && sm->input_pos <= em->input_pos && em->input_pos <= ld->src_len)
+            return single_quoted(ld, ld->src + sm->input_pos, em->input_pos - sm->input_pos);
+    }
     size_t len = 0;
     const char *s = t ? fy_token_get_text(t, &len) : NULL;
     if (!s)
@@ -269,6 +322,8 @@ static gh_ynode *parse_yaml(gh_load *ld, const char *text, size_t len)
 {
     if (!check_utf8(ld, text, len))
         return NULL;
+    ld->src = text;
+    ld->src_len = len;
     builder *b = tmp_alloc(ld, sizeof(*b));
     memset(b, 0, sizeof(*b));
     b->ld = ld;

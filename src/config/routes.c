@@ -367,6 +367,38 @@ static bool set_response_headers(gh_load *ld, void *obj, const gh_ypair *kv)
     return gh_ld_apply(ld, &header_ops_section, kv->value, &((gh_route_cfg *)obj)->response_headers, NULL);
 }
 
+/* Every {name} in text must be something the match provides: match.path's
+ * parameters, {rest} for a prefix route (what follows the prefix); a
+ * regex's named groups are checked by the router. */
+static bool check_params_used(gh_load *ld, gh_mark at, gh_str text, int kind, const params *mp, const char *what)
+{
+    for (size_t i = 0; i < text.len; i++) {
+        if (text.p[i] != '{')
+            continue;
+        const char *close = memchr(text.p + i, '}', text.len - i);
+        if (!close)
+            break;
+        gh_str n = { text.p + i + 1, (size_t)(close - text.p) - i - 1 };
+        if (n.len && n.p[n.len - 1] == '*')
+            n.len--;
+        i = (size_t)(close - text.p);
+        bool found = kind == M_REGEX || kind == -1;
+        if (kind == M_PREFIX)
+            found = gh_str_eq_c(n, "rest");
+        for (size_t j = 0; !found && j < mp->n; j++)
+            found = gh_str_eq(mp->name[j], n);
+        if (!found) {
+            if (kind == M_PREFIX)
+                gh_ld_error(ld, at, "%s uses '{%.*s}', but a prefix route only provides {rest}", what,
+                            clip(n), n.p);
+            else
+                gh_ld_error(ld, at, "%s uses '{%.*s}', which match.path does not define", what, clip(n), n.p);
+            return false;
+        }
+    }
+    return true;
+}
+
 /* -------------------------------------------------------------- rewrite */
 
 enum { W_STRIP, W_PREFIX, W_PATH, W_COUNT };
@@ -411,20 +443,7 @@ static void load_rewrite(gh_load *ld, gh_route_cfg *r, const gh_ypair *kv, int k
     if (!gh_ld_str(ld, v, &p, NULL) || !check_template(ld, v, p, false, &rp, "path template"))
         return;
     r->rewrite.path = p;
-    for (size_t i = 0; i < rp.n; i++) {
-        gh_str n = rp.name[i];
-        bool found = kind != M_PATH || !r->match.path.len;   /* regex: the router knows */
-        for (size_t j = 0; !found && j < mp->n; j++)
-            found = gh_str_eq(mp->name[j], n);
-        if (kind == M_PREFIX)
-            gh_ld_error(ld, v->mark, "rewrite path uses '{%.*s}', but match.prefix has no parameters",
-                        clip(n), n.p);
-        else if (!found)
-            gh_ld_error(ld, v->mark, "rewrite path uses '{%.*s}', which match.path does not define",
-                        clip(n), n.p);
-        if (kind == M_PREFIX || !found)
-            return;
-    }
+    check_params_used(ld, v->mark, p, kind, mp, "rewrite path");
 }
 
 /* ---------------------------------------------------------------- route */
@@ -451,7 +470,7 @@ static const gh_key route_keys[] = {
 };
 static const gh_section route_section = GH_SECTION("route", route_keys);
 
-static void load_target(gh_load *ld, gh_route_cfg *r, const gh_ypair **seen)
+static void load_target(gh_load *ld, gh_route_cfg *r, const gh_ypair **seen, int kind, const params *mp)
 {
     int first = -1;
     for (int k = R_UPSTREAM; k <= R_BATCH; k++)
@@ -492,6 +511,8 @@ static void load_target(gh_load *ld, gh_route_cfg *r, const gh_ypair **seen)
             gh_ld_error(ld, kv->key->mark, "redirect needs 'to'");
         else if (r->redirect.to.p && r->redirect.to.len == 0)
             gh_ld_error(ld, rd[RD_TO]->value->mark, "expected a URL or a path");
+        else
+            check_params_used(ld, rd[RD_TO]->value->mark, r->redirect.to, kind, mp, "redirect");
         return;
     default:
         gh_ld_error(ld, kv->key->mark, "target '%s' is not supported yet", route_keys[first].name);
@@ -527,7 +548,7 @@ static void load_route(gh_load *ld, gh_route_cfg *r, const gh_ynode *item, gh_ma
         gh_ld_error(ld, item->mark, "route needs a match");
     else
         kind = load_match(ld, r, seen[R_MATCH], &mp);
-    load_target(ld, r, seen);
+    load_target(ld, r, seen, kind, &mp);
     if (seen[R_REWRITE])
         load_rewrite(ld, r, seen[R_REWRITE], kind, &mp);
 }

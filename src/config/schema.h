@@ -43,6 +43,8 @@ typedef struct gh_load {
     gh_diag *diag;
     gh_arena *a;              /* cfg->arena: what the configuration keeps */
     gh_arena tmp;             /* the tree and scratch; freed after the load */
+    const char *src;          /* the YAML text being parsed */
+    size_t src_len;
 } gh_load;
 
 void gh_ld_error(gh_load *ld, gh_mark at, const char *fmt, ...) __attribute__((format(printf, 3, 4)));

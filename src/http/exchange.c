@@ -66,7 +66,7 @@ void gh_exchange_read_body(gh_exchange *ex, gh_body_cb cb)
     ex->down->resume_body(ex);
 }
 
-static uint64_t next_random(gh_http_env *env)
+uint64_t gh_random(gh_http_env *env)
 {
     /* xorshift128+: per worker, no locks, good enough for ids (not secrets) */
     uint64_t s1 = env->rng[0];
@@ -98,7 +98,7 @@ void gh_exchange_set_request_id(gh_exchange *ex)
         return;
     }
     static const char hex[] = "0123456789abcdef";
-    uint64_t a = next_random(ex->env), b = next_random(ex->env);
+    uint64_t a = gh_random(ex->env), b = gh_random(ex->env);
     for (int i = 0; i < 16; i++) {
         ex->request_id[i] = hex[(a >> (i * 4)) & 15];
         ex->request_id[16 + i] = hex[(b >> (i * 4)) & 15];

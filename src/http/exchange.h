@@ -143,6 +143,9 @@ const gh_header *gh_exchange_header(const gh_exchange *ex, const char *name, siz
 void gh_exchange_read_body(gh_exchange *ex, gh_body_cb cb);
 static inline void gh_exchange_resume_body(gh_exchange *ex) { ex->down->resume_body(ex); }
 
+/* Per-worker pseudo-random numbers (ids, sampling; not for secrets). */
+uint64_t gh_random(gh_http_env *env);
+
 /* A fresh 32-hex-digit id (or the client's well-formed X-Request-Id). */
 void gh_exchange_set_request_id(gh_exchange *ex);
 

@@ -100,14 +100,26 @@ static bool traceparent_ok(const gh_header *h)
     return memcmp(v, "ff", 2) != 0 && memcmp(v + 3, "00000000000000000000000000000000", 32) != 0;
 }
 
-static void hex_from_id(char *out, const char *id, size_t n)
+static void put_hex(char *out, uint64_t v, int digits)
 {
-    /* the request id is random hex already: reuse it for span/trace ids */
-    size_t len = strlen(id);
-    for (size_t i = 0; i < n; i++) {
-        char c = i < len ? id[i] : '0';
-        out[i] = ((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f')) ? c : '0';
+    static const char hex[] = "0123456789abcdef";
+    for (int i = digits - 1; i >= 0; i--, v >>= 4)
+        out[i] = hex[v & 15];
+}
+
+/* "00-<trace id>-<our span id>-<flags>": the caller's trace continues, or a new one starts. */
+static void make_traceparent(gh_exchange *ex, const gh_header *tp, char out[55])
+{
+    if (tp && traceparent_ok(tp)) {
+        memcpy(out, tp->value, 55);
+    } else {
+        memcpy(out, "00-", 3);
+        put_hex(out + 3, gh_random(ex->env) | 1, 16);
+        put_hex(out + 19, gh_random(ex->env), 16);
+        memcpy(out + 52, "-01", 3);
     }
+    out[35] = '-';
+    put_hex(out + 36, gh_random(ex->env) | 1, 16);   /* never all zero */
 }
 
 char *gh_proxy_request_head(gh_exchange *ex, const gh_route_cfg *route, gh_str path_q,
@@ -116,7 +128,8 @@ char *gh_proxy_request_head(gh_exchange *ex, const gh_route_cfg *route, gh_str p
     conn_tokens ct;
     collect_connection(ex->headers, ex->nheaders, &ct);
     const gh_header_ops *ops = &route->request_headers;
-    const gh_header *xff = NULL, *tp = NULL;
+    const gh_header *tp = NULL;
+    bool any_xff = false;
     size_t cap = ex->method.len + path_q.len + 512 + ex->authority.len * 2 + strlen(ex->client) +
                  sizeof(ex->request_id);
     for (size_t i = 0; i < ex->nheaders; i++)
@@ -148,7 +161,7 @@ char *gh_proxy_request_head(gh_exchange *ex, const gh_route_cfg *route, gh_str p
             if (name_is(h, "x-request-id", 12)) continue;
             break;
         case 15:
-            if (name_is(h, "x-forwarded-for", 15)) { xff = h; continue; }
+            if (name_is(h, "x-forwarded-for", 15)) { any_xff = true; continue; }
             break;
         case 16:
             if (name_is(h, "x-forwarded-host", 16) || name_is(h, "x-forwarded-port", 16)) continue;
@@ -167,10 +180,14 @@ char *gh_proxy_request_head(gh_exchange *ex, const gh_route_cfg *route, gh_str p
         p += sprintf(p, "Content-Length: %llu\r\n", (unsigned long long)ex->content_length);
     else if (body == GH_FWD_CHUNKED)
         PUTS("Transfer-Encoding: chunked\r\n");
+    /* X-Forwarded-For: every client-sent line, in order, then this client */
     PUTS("X-Forwarded-For: ");
-    if (xff && xff->value_len) {
-        PUT(xff->value, xff->value_len);
-        PUTS(", ");
+    for (size_t i = 0; any_xff && i < ex->nheaders; i++) {
+        const gh_header *h = &ex->headers[i];
+        if (h->value_len && name_is(h, "x-forwarded-for", 15)) {
+            PUT(h->value, h->value_len);
+            PUTS(", ");
+        }
     }
     PUT(ex->client, strlen(ex->client));
     PUTS("\r\n");
@@ -182,18 +199,8 @@ char *gh_proxy_request_head(gh_exchange *ex, const gh_route_cfg *route, gh_str p
         p = put_header(p, "X-Forwarded-Host", 16, ex->authority.p, ex->authority.len);
     p += sprintf(p, "X-Forwarded-Port: %u\r\n", ex->local_port);
     p = put_header(p, "X-Request-Id", 12, ex->request_id, strlen(ex->request_id));
-    /* traceparent: continue the caller's trace with our own span id, or start one */
     char trace[55];
-    if (tp && traceparent_ok(tp)) {
-        memcpy(trace, tp->value, 55);
-    } else {
-        memcpy(trace, "00-", 3);
-        hex_from_id(trace + 3, ex->request_id, 32);
-        memcpy(trace + 35, "-", 1);
-        memcpy(trace + 52, "-01", 3);
-    }
-    hex_from_id(trace + 36, ex->request_id + 16, 16);
-    trace[35] = '-';
+    make_traceparent(ex, tp, trace);
     p = put_header(p, "traceparent", 11, trace, 55);
     for (size_t i = 0; i < ops->nset; i++)
         p = put_header(p, ops->set[i].name.p, ops->set[i].name.len, ops->set[i].value.p, ops->set[i].value.len);

@@ -944,6 +944,15 @@ static bool try_run(scan *s, const hent *e, gh_str matched)
         if (c) {
             s->out->nparams = 0;
             s->out->matched_prefix = matched;
+            if (t->path_kind == PATH_PREFIX) {
+                /* a prefix route offers what follows the prefix as {rest} */
+                gh_str path = s->req->path;
+                size_t at = matched.len < path.len && path.p[matched.len] == '/' ? matched.len + 1 : matched.len;
+                if (matched.len == 1)
+                    at = 1;
+                s->out->params[0] = (gh_param){ GH_STR("rest"), gh_str_from(path.p + at, path.len - at) };
+                s->out->nparams = 1;
+            }
             if (settle(s, t, c))
                 return true;
         }

@@ -526,6 +526,20 @@ static void test_yaml_aliases(void **state)
     gh_diag_free(&d);
 }
 
+static void test_yaml_single_quoted(void **state)
+{
+    gh_diag d;
+    gh_config *cfg = load_ok(LISTEN "routes:\n"
+                             "  - name: 'it''s'\n    match: { prefix: /a }\n    respond: { body: '' }\n"
+                             "  - name: b\n    match: { prefix: /b }\n"
+                             "    respond:\n      body: 'one\n        two  \n\n        three '\n", &d);
+    assert_string_equal(cfg->routes[0].name.p, "it's");
+    assert_string_equal(cfg->routes[0].respond.body.p, "");   /* libfyaml 0.7.12 leaked on this */
+    assert_string_equal(cfg->routes[1].respond.body.p, "one two\nthree ");
+    gh_config_free(cfg);
+    gh_diag_free(&d);
+}
+
 /* ---- listen ---- */
 
 static void test_listen_errors(void **state)
@@ -707,7 +721,7 @@ static void test_rewrite(void **state)
                         "test.yaml:9:22: rewrite path uses '{uid}', which match.path does not define");
     assert_string_equal(errors_of(ROUTE_HEAD "  - name: r\n    match: { prefix: /u }\n    upstream: u\n"
                                              "    rewrite: { path: \"/v2/{id}\" }\n"),
-                        "test.yaml:9:22: rewrite path uses '{id}', but match.prefix has no parameters");
+                        "test.yaml:9:22: rewrite path uses '{id}', but a prefix route only provides {rest}");
     assert_string_equal(errors_of(ROUTE_HEAD "  - name: r\n    match: { prefix: /u }\n    upstream: u\n"
                                              "    rewrite: { prefix: internal }\n"),
                         "test.yaml:9:24: invalid rewrite prefix 'internal': it must be a path starting with '/'");
@@ -762,6 +776,7 @@ int main(void)
         cmocka_unit_test(test_suggest),
         cmocka_unit_test(test_yaml_errors),
         cmocka_unit_test(test_yaml_aliases),
+        cmocka_unit_test(test_yaml_single_quoted),
         cmocka_unit_test(test_listen_errors),
         cmocka_unit_test(test_trusted_proxies),
         cmocka_unit_test(test_upstream_errors),
