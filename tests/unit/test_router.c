@@ -230,7 +230,9 @@ static void test_path_precedence(void **state)
     assert_true(gh_str_eq_c(m.matched_prefix, "/users"));
     assert_int_equal(fx_match(r, "GET", NULL, "/users/admin/x", NULL, NULL, &m), GH_ROUTE_FOUND);
     assert_true(gh_str_eq_c(m.matched_prefix, "/users/admin"));
-    assert_int_equal(m.nparams, 0);
+    /* a prefix route offers what follows the prefix as {rest} */
+    assert_int_equal(m.nparams, 1);
+    assert_true(gh_str_eq_c(m.params[0].name, "rest") && gh_str_eq_c(m.params[0].value, "x"));
     assert_int_equal(fx_match(r, "GET", NULL, "/users/", NULL, NULL, &m), GH_ROUTE_FOUND);
     assert_true(gh_str_eq_c(m.matched_prefix, "/users"));
     /* the table lists routes in precedence order, not file order */
