@@ -722,7 +722,13 @@ static bool start_request(h1_conn *c)
     gh_h1_message m;
     int r = gh_h1_parse_request(p, len, &m, w->scratch, max_headers, max_head);
     if (r == GH_H1_AGAIN) {
-        /* a blank line was seen, yet the head is incomplete: leading CRLFs */
+        /* a blank line was seen, yet the head is incomplete (leading CRLFs):
+         * keep looking from here, under the same header deadline */
+        c->head_scanned = (uint32_t)scanned;
+        if (c->state != ST_HEAD) {
+            c->state = ST_HEAD;
+            arm(c, GH_TO_HEADER);
+        }
         return false;
     }
     if (r == GH_H1_TOO_BIG) {

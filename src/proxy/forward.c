@@ -555,6 +555,10 @@ static void on_uc_event(gh_upconn *uc, int events)
     if (!f)
         return;
     if (events < 0) {
+        /* libuv reports any EPOLLERR as UV_EBADF: the socket knows the real error */
+        int so = gh_upconn_connect_result(uc);
+        if (so < 0)
+            events = so;
         if (f->head_done)
             fail_client(f, 502, "upstream_error", "upstream connection error");
         else

@@ -722,6 +722,9 @@ static void test_rewrite(void **state)
     assert_string_equal(errors_of(ROUTE_HEAD "  - name: r\n    match: { prefix: /u }\n    upstream: u\n"
                                              "    rewrite: { path: \"/v2/{id}\" }\n"),
                         "test.yaml:9:22: rewrite path uses '{id}', but a prefix route only provides {rest}");
+    assert_string_equal(errors_of(ROUTE_HEAD "  - name: r\n    match: { path: \"/u/{id}\" }\n"
+                                             "    redirect: { to: \"https://example.com/{uid}\" }\n"),
+                        "test.yaml:8:21: redirect uses '{uid}', which match.path does not define");
     assert_string_equal(errors_of(ROUTE_HEAD "  - name: r\n    match: { prefix: /u }\n    upstream: u\n"
                                              "    rewrite: { prefix: internal }\n"),
                         "test.yaml:9:24: invalid rewrite prefix 'internal': it must be a path starting with '/'");
@@ -733,6 +736,13 @@ static void test_rewrite(void **state)
                              "    rewrite: { path: \"/users/{id}\" }\n", &d);
     assert_string_equal(cfg->routes[0].rewrite.path.p, "/users/{id}");
     assert_int_equal(cfg->routes[0].rewrite.mark.line, 9);
+    gh_config_free(cfg);
+    gh_diag_free(&d);
+    cfg = load_ok(ROUTE_HEAD "  - name: r\n    match: { prefix: /old }\n    upstream: u\n"
+                  "    rewrite: { path: \"/new/{rest}\" }\n"
+                  "  - name: s\n    match: { prefix: /docs }\n    redirect: { to: \"https://example.com/{rest}\" }\n", &d);
+    assert_string_equal(cfg->routes[0].rewrite.path.p, "/new/{rest}");
+    assert_string_equal(cfg->routes[1].redirect.to.p, "https://example.com/{rest}");
     gh_config_free(cfg);
     gh_diag_free(&d);
 }
