@@ -182,6 +182,8 @@ int gh_server_run(const gh_run_options *o)
 {
     signal(SIGPIPE, SIG_IGN);
     server s = { .opt = o, .loop = uv_default_loop() };
+    /* handlers first: a SIGHUP right after the port opens must not kill us */
+    start_signals(&s);
     gh_diag d;
     gh_diag_init(&d, o->config ? o->config : "<demo>");
     gh_config *cfg = o->config ? gh_config_load_file(o->config, &d)
@@ -222,7 +224,6 @@ int gh_server_run(const gh_run_options *o)
             return 3;
         }
     }
-    start_signals(&s);
     uv_timer_init(s.loop, &s.timer);
     s.timer.data = &s;
     uv_timer_start(&s.timer, on_timer, 50, 50);
