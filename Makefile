@@ -4,16 +4,18 @@
 #   make test       install deps, build, unit + end-to-end tests, then again under ASan+UBSan
 #   make bench      side-by-side benchmark with nginx and HAProxy (bench/)
 #   make fuzz       build the libFuzzer harnesses and run each for FUZZ_SECONDS
-#   CC=clang make   builds clean with clang too
+#   make CC=clang   builds clean with clang too
+# CFLAGS/LDFLAGS are for the caller (optimisation, sanitizers); the flags the
+# project needs are in GH_CFLAGS and always apply.
 CC      ?= gcc
 PKGS    := libuv libssl libcrypto libnghttp2 libfyaml jansson libpcre2-8 zlib libbrotlienc libbrotlidec
-# -D_GNU_SOURCE: accept4, SO_REUSEPORT, memmem; C11 otherwise.
 CFLAGS  ?= -O2 -g
-CFLAGS  += -std=c11 -D_GNU_SOURCE -DPCRE2_CODE_UNIT_WIDTH=8 -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter -fno-strict-aliasing -Isrc
-LDLIBS  += $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lpthread -lm
-CFLAGS  += $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 VERSION := $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
-CFLAGS  += -DGH_VERSION='"$(VERSION)"'
+# _GNU_SOURCE: accept4, SO_REUSEPORT, memmem; the language is C11.
+GH_CFLAGS := -std=c11 -D_GNU_SOURCE -DPCRE2_CODE_UNIT_WIDTH=8 -Wall -Wextra -Werror -Wshadow \
+             -Wno-unused-parameter -fno-strict-aliasing -Isrc -DGH_VERSION='"$(VERSION)"' \
+             $(shell pkg-config --cflags $(PKGS))
+LIBS    := $(shell pkg-config --libs $(PKGS)) -lpthread -lm
 
 BUILD   ?= build
 SRCS    := $(sort $(shell find src -name '*.c'))
@@ -22,8 +24,10 @@ LIBOBJS := $(filter-out $(BUILD)/obj/main.o,$(OBJS))
 UNIT_SRCS := $(sort $(wildcard tests/unit/test_*.c))
 UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
 FUZZ_SRCS := $(sort $(wildcard tests/fuzz/fuzz_*.c))
+FUZZ_BINS := $(FUZZ_SRCS:tests/fuzz/%.c=build/fuzz/%)
 FUZZ_SECONDS ?= 60
 PYTEST  := /usr/bin/python3 -m pytest
+SAN     := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
 
 .PHONY: all deps run test unit e2e test-san bench fuzz fuzz-build clean
 all: $(BUILD)/gatehouse
@@ -32,15 +36,15 @@ deps:
 	@scripts/install-deps.sh build
 
 $(BUILD)/gatehouse: $(OBJS)
-	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LIBS)
 
 $(BUILD)/obj/%.o: src/%.c
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -MMD -MP -c -o $@ $<
+	$(CC) $(GH_CFLAGS) $(CFLAGS) -MMD -MP -c -o $@ $<
 
 $(BUILD)/tests/%: tests/unit/%.c $(LIBOBJS)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -Itests/unit -o $@ $< $(LIBOBJS) $(LDLIBS) -lcmocka
+	$(CC) $(GH_CFLAGS) $(CFLAGS) $(LDFLAGS) -Itests/unit -o $@ $< $(LIBOBJS) $(LIBS) -lcmocka
 
 -include $(OBJS:.o=.d)
 
@@ -51,38 +55,35 @@ unit: $(UNIT_BINS)
 	@set -e; for t in $(UNIT_BINS); do echo "== $$t"; $$t; done
 
 e2e: $(BUILD)/gatehouse
-	GATEHOUSE_BIN=$(CURDIR)/$(BUILD)/gatehouse $(PYTEST) -q -x tests/e2e $(PYTEST_ARGS)
+	GATEHOUSE_BIN=$(CURDIR)/$(BUILD)/gatehouse $(PYTEST) -q tests/e2e $(PYTEST_ARGS)
 
-# The whole suite: release build, then ASan+UBSan build of the same tests.
+# The whole suite: release build, then the same tests under ASan+UBSan.
 test:
 	@scripts/install-deps.sh test
 	$(MAKE) unit e2e
 	$(MAKE) test-san
 
 test-san:
-	$(MAKE) BUILD=build/san CC=clang \
-	  CFLAGS="-O1 -g -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer" \
-	  LDFLAGS="-fsanitize=address,undefined" \
-	  PYTEST_ARGS="$(PYTEST_ARGS)" unit e2e
+	$(MAKE) BUILD=build/san CC=clang CFLAGS="-O1 -g $(SAN)" LDFLAGS="$(SAN)" unit e2e
+
+# libFuzzer harnesses: each links the project's objects built with coverage.
+FUZZ_OBJS := $(filter-out build/fuzz/obj/main.o,$(SRCS:src/%.c=build/fuzz/obj/%.o))
+build/fuzz/obj/%.o: src/%.c
+	@mkdir -p $(dir $@)
+	clang $(GH_CFLAGS) -O1 -g -fsanitize=fuzzer-no-link,address,undefined -DGH_FUZZING -c -o $@ $<
+
+build/fuzz/%: tests/fuzz/%.c $(FUZZ_OBJS)
+	clang $(GH_CFLAGS) -O1 -g -fsanitize=fuzzer,address,undefined -DGH_FUZZING -o $@ $< $(FUZZ_OBJS) $(LIBS)
 
 fuzz-build:
 	@scripts/install-deps.sh test
-	@mkdir -p build/fuzz
-	@set -e; for f in $(FUZZ_SRCS); do n=$$(basename $$f .c); \
-	  $(MAKE) --no-print-directory BUILD=build/fuzz/obj-$$n CC=clang \
-	    CFLAGS="-O1 -g -fsanitize=fuzzer-no-link,address,undefined -DGH_FUZZING" $$(echo build/fuzz/obj-$$n/obj/dummy >/dev/null) \
-	    build/fuzz/obj-$$n/lib.stamp; \
-	  clang -O1 -g -std=c11 -D_GNU_SOURCE -Isrc $$(pkg-config --cflags $(PKGS)) -fsanitize=fuzzer,address,undefined \
-	    -o build/fuzz/$$n $$f $$(find build/fuzz/obj-$$n/obj -name '*.o' ! -name main.o) $(LDLIBS); done
-
-$(BUILD)/lib.stamp: $(LIBOBJS)
-	@touch $@
+	$(MAKE) $(FUZZ_BINS)
 
 fuzz: fuzz-build
-	@set -e; for f in $(FUZZ_SRCS); do n=$$(basename $$f .c); mkdir -p build/fuzz/corpus-$$n; \
+	@set -e; for b in $(FUZZ_BINS); do n=$$(basename $$b); mkdir -p build/fuzz/corpus-$$n; \
 	  echo "== $$n for $(FUZZ_SECONDS)s"; \
 	  dict=""; [ -f tests/fuzz/$$n.dict ] && dict="-dict=tests/fuzz/$$n.dict"; \
-	  build/fuzz/$$n -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 $$dict \
+	  $$b -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 $$dict \
 	    build/fuzz/corpus-$$n tests/fuzz/corpus/$$n; done
 
 bench: all
