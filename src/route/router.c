@@ -9,7 +9,9 @@
  *   3. conditions (methods/headers/query) before none; among routes with
  *      conditions, more conditions first, then fewer methods — so a route
  *      whose conditions strictly imply another's (same path) always wins.
- * Routes equal in that order that can match one request are a tie (error).
+ * Routes equal in that order that can match one request are a tie (error);
+ * that check, the shadowed-route warnings and the rewrite-template check
+ * are in route_check.c, the types both files use in router_int.h.
  *
  * Match: the first route in that order matching fully. Candidates come from
  * an open-addressing hash table keyed by (kind, host group, string): exact
@@ -17,65 +19,10 @@
  * first), exact paths and prefixes (tried at each '/' of the path, longest
  * first). Templates and regexes are scanned per host group. No allocation,
  * no locks: the router is read-only after build and shared by workers. */
-#ifndef PCRE2_CODE_UNIT_WIDTH
-#define PCRE2_CODE_UNIT_WIDTH 8
-#endif
-#include <pcre2.h>
 #include <pthread.h>
-#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include "route/route.h"
-
-enum { HOST_EXACT, HOST_WILD, HOST_ANY };
-enum { PATH_EXACT, PATH_TPL, PATH_PREFIX, PATH_REGEX };
-enum { SEG_LIT, SEG_PARAM, SEG_REST };
-enum { K_HOST, K_WILD, K_EXACT, K_PREFIX };
-
-typedef struct seg { gh_str text; int kind; } seg;
-typedef struct re_name { gh_str name; uint32_t group; } re_name;
-
-typedef struct rt {
-    const gh_route_cfg *cfg;
-    size_t pos;                   /* position in the file: regex order, stable sort */
-    int host_kind, path_kind;
-    gh_str host;                  /* exact: lower-case; wildcard: ".example.com" */
-    gh_str path;                  /* exact path, prefix, template (normalized) or regex */
-    seg *segs;                    /* templates */
-    size_t nseg, nlit, lead_len;  /* lead_len: bytes of the leading literal segments */
-    bool rest;
-    pcre2_code *re;
-    re_name *names;
-    size_t nnames;
-    uint32_t mbits;               /* known methods, HEAD implied by GET; 0 and no ext = any */
-    gh_str *ext;                  /* extension methods */
-    size_t next;
-    bool any_method, has_cond;
-    size_t ncond, mcount;
-} rt;
-
-typedef struct group {
-    size_t tpl_b, tpl_e, re_b, re_e;
-    bool exact, prefix;
-} group;
-
-typedef struct hent {
-    gh_str key;                   /* key.p == NULL: free slot */
-    uint32_t hash, kind, group, begin, end;
-} hent;
-
-struct gh_router {
-    gh_arena arena;
-    rt *routes;
-    size_t n;
-    group *groups;
-    size_t ngroups;
-    long any_group;               /* -1: no route without host */
-    bool has_wild;
-    hent *ht;
-    size_t htmask;
-    uint32_t max_pairs;           /* regex ovector pairs needed */
-};
+#include "route/router_int.h"
 
 static const struct { uint32_t bit; const char *name; } KNOWN[] = {
     { GH_M_GET, "GET" }, { GH_M_HEAD, "HEAD" }, { GH_M_POST, "POST" }, { GH_M_PUT, "PUT" },
@@ -91,6 +38,14 @@ static uint32_t method_bit(gh_str m)
         if (gh_str_eq_c(m, KNOWN[i].name))
             return KNOWN[i].bit;
     return 0;
+}
+
+bool gh_rt_ext_has(const rt *t, gh_str m)
+{
+    for (size_t i = 0; i < t->next; i++)
+        if (gh_str_eq(t->ext[i], m))
+            return true;
+    return false;
 }
 
 /* ---- hash table ---- */
@@ -178,8 +133,6 @@ static pcre2_match_data *thread_md(uint32_t pairs)
 }
 
 /* ---- compiling one route ---- */
-
-#define RNAME(c) (int)(c)->name.len, (c)->name.p
 
 static gh_str lower_copy(gh_arena *a, const char *p, size_t n)
 {
@@ -405,7 +358,7 @@ static int cmp_host(const rt *a, const rt *b)
 }
 
 /* The path key: routes equal in it (and in host) are tie candidates. */
-static int cmp_path_key(const rt *a, const rt *b)
+int gh_rt_cmp_path_key(const rt *a, const rt *b)
 {
     CMP(a->path_kind, b->path_kind);
     switch (a->path_kind) {
@@ -430,7 +383,7 @@ static int cmp_rt(const void *pa, const void *pb)
     const rt *a = pa, *b = pb;
     int c = cmp_host(a, b);
     if (!c)
-        c = cmp_path_key(a, b);
+        c = gh_rt_cmp_path_key(a, b);
     if (c)
         return c;
     CMP(b->has_cond, a->has_cond);
@@ -440,228 +393,6 @@ static int cmp_rt(const void *pa, const void *pb)
         return c;
     CMP(a->pos, b->pos);
     return 0;
-}
-
-/* ---- overlap analysis (ties and shadows) ----
- * Ties (errors) between two routes of one host group with an equal path
- * key (same exact path; same prefix; templates with equal literal count,
- * {rest*} and segment count whose segments are pairwise compatible) when
- *   - neither has conditions, or
- *   - both have conditions that one request can meet together (methods
- *     intersect, HEAD counting as part of GET; no header or query name with
- *     different values) and neither's conditions strictly imply the other's.
- * Regex routes never tie (file order decides).
- * Shadows (warnings), only where certain: a route without conditions that
- * takes precedence in the same host group and accepts every path the other
- * does: prefix "/" over any regex; a {rest*} template over a prefix or
- * template whose leading segments it accepts ("/{rest*}" over everything);
- * a regex over a later regex with the identical pattern. Routes in other
- * host groups never shadow (a more specific host is tried first). */
-
-static bool seg_compatible(const seg *x, const seg *y)
-{
-    if (x->kind == SEG_LIT && y->kind == SEG_LIT)
-        return gh_str_eq(x->text, y->text);
-    const seg *lit = x->kind == SEG_LIT ? x : y->kind == SEG_LIT ? y : NULL;
-    return !lit || lit->text.len > 0;           /* a parameter takes any non-empty segment */
-}
-
-static bool paths_overlap(const rt *a, const rt *b)
-{
-    if (a->path_kind != PATH_TPL)
-        return gh_str_eq(a->path, b->path);
-    for (size_t i = 0; i < a->nseg; i++)        /* same key: same count, {rest*} both or neither */
-        if (a->segs[i].kind != SEG_REST && b->segs[i].kind != SEG_REST &&
-            !seg_compatible(&a->segs[i], &b->segs[i]))
-            return false;
-    return true;
-}
-
-static const gh_kv *kv_find(const gh_kv *kv, size_t n, gh_str name, bool icase)
-{
-    for (size_t i = 0; i < n; i++)
-        if (icase ? gh_str_ieq(kv[i].name, name) : gh_str_eq(kv[i].name, name))
-            return &kv[i];
-    return NULL;
-}
-
-static bool ext_has(const rt *t, gh_str m)
-{
-    for (size_t i = 0; i < t->next; i++)
-        if (gh_str_eq(t->ext[i], m))
-            return true;
-    return false;
-}
-
-/* Can one request satisfy the conditions of both? Headers and query
- * parameters are judged on their first occurrence, so different values
- * for one name are disjoint. */
-static bool conds_overlap(const rt *a, const rt *b)
-{
-    const gh_route_cfg *x = a->cfg, *y = b->cfg;
-    if (!a->any_method && !b->any_method && !(a->mbits & b->mbits)) {
-        bool common = false;
-        for (size_t i = 0; i < a->next && !common; i++)
-            common = ext_has(b, a->ext[i]);
-        if (!common)
-            return false;
-    }
-    for (size_t i = 0; i < x->match.nheaders; i++) {
-        const gh_kv *o = kv_find(y->match.headers, y->match.nheaders, x->match.headers[i].name, true);
-        if (o && !gh_str_eq(o->value, x->match.headers[i].value))
-            return false;
-    }
-    for (size_t i = 0; i < x->match.nquery; i++) {
-        const gh_kv *o = kv_find(y->match.query, y->match.nquery, x->match.query[i].name, false);
-        if (o && !gh_str_eq(o->value, x->match.query[i].value))
-            return false;
-    }
-    return true;
-}
-
-static bool kv_subset(const gh_kv *s, size_t ns, const gh_kv *of, size_t nof, bool icase)
-{
-    for (size_t i = 0; i < ns; i++) {
-        const gh_kv *o = kv_find(of, nof, s[i].name, icase);
-        if (!o || !gh_str_eq(o->value, s[i].value))
-            return false;
-    }
-    return true;
-}
-
-/* Does every request meeting a's conditions meet b's? */
-static bool conds_imply(const rt *a, const rt *b)
-{
-    if (!b->any_method) {
-        if (a->any_method || (a->mbits & ~b->mbits))
-            return false;
-        for (size_t i = 0; i < a->next; i++)
-            if (!ext_has(b, a->ext[i]))
-                return false;
-    }
-    const gh_route_cfg *x = a->cfg, *y = b->cfg;
-    return kv_subset(y->match.headers, y->match.nheaders, x->match.headers, x->match.nheaders, true) &&
-           kv_subset(y->match.query, y->match.nquery, x->match.query, x->match.nquery, false);
-}
-
-static bool is_tie(const rt *a, const rt *b)
-{
-    if (a->has_cond != b->has_cond || !paths_overlap(a, b))
-        return false;                           /* rule 3 orders them, or disjoint paths */
-    if (!a->has_cond)
-        return true;
-    if (!conds_overlap(a, b))
-        return false;
-    bool ab = conds_imply(a, b), ba = conds_imply(b, a);
-    return ab == ba;                            /* equal, or neither more specific */
-}
-
-/* Is every request b's path accepts also accepted by a's? Only the cases
- * that are certain (a precedes b in the same host group). */
-static bool path_covers(const rt *a, const rt *b)
-{
-    if (a->path_kind == PATH_PREFIX)
-        return a->path.len == 1 && b->path_kind == PATH_REGEX;      /* prefix "/" */
-    if (a->path_kind == PATH_REGEX)
-        return b->path_kind == PATH_REGEX && gh_str_eq(a->path, b->path);
-    if (a->path_kind != PATH_TPL || !a->rest)
-        return false;
-    size_t fixed = a->nseg - 1;
-    if (b->path_kind == PATH_REGEX)
-        return fixed == 0;                      /* "/{rest*}" takes every path */
-    if (b->path_kind == PATH_PREFIX) {
-        size_t i = 1;
-        for (size_t k = 0; k < fixed; k++) {    /* each fixed segment takes the prefix's segment */
-            if (i >= b->path.len)
-                return false;
-            const char *e = memchr(b->path.p + i, '/', b->path.len - i);
-            size_t j = e ? (size_t)(e - b->path.p) : b->path.len;
-            seg s = { gh_str_from(b->path.p + i, j - i), SEG_LIT };
-            if (!seg_compatible(&a->segs[k], &s))
-                return false;
-            i = j + 1;
-        }
-        return true;
-    }
-    /* A later template is never covered by one: it would need as many
-     * literal segments in the same places, i.e. the same key (a tie). */
-    return false;
-}
-
-static bool can_cover(const rt *t)
-{
-    return !t->has_cond && ((t->path_kind == PATH_PREFIX && t->path.len == 1) ||
-                            (t->path_kind == PATH_TPL && t->rest) || t->path_kind == PATH_REGEX);
-}
-
-/* Ties: routes with an equal sort key are adjacent, so only those are
- * compared. Shadows: only routes that can cover others (no conditions and
- * prefix "/", a {rest*} template or a regex) are kept as candidates. */
-static bool analyze_group(const gh_router *r, size_t b, size_t e, gh_diag *d)
-{
-    const rt **cov = malloc((e - b) * sizeof(*cov));
-    size_t ncov = 0;
-    if (!cov)
-        return false;
-    for (size_t j = b; j < e; j++) {
-        const rt *y = &r->routes[j];
-        bool reported = false;
-        for (size_t i = j; y->path_kind != PATH_REGEX && i-- > b && !reported;) {
-            const rt *x = &r->routes[i];
-            if (cmp_path_key(x, y) != 0)
-                break;
-            if (is_tie(x, y)) {
-                const rt *first = x->pos < y->pos ? x : y, *second = x->pos < y->pos ? y : x;
-                gh_diag_error(d, second->cfg->mark, "route '%.*s' ties with route '%.*s' (line %u): both "
-                              "match the same requests with equal precedence; make one more specific",
-                              RNAME(second->cfg), RNAME(first->cfg), first->cfg->mark.line);
-                reported = true;
-            }
-        }
-        for (size_t k = 0; k < ncov && !reported; k++) {
-            if (path_covers(cov[k], y)) {
-                gh_diag_warn(d, y->cfg->mark, "route '%.*s' can never match: route '%.*s' (line %u) "
-                             "takes precedence and matches all its requests", RNAME(y->cfg),
-                             RNAME(cov[k]->cfg), cov[k]->cfg->mark.line);
-                reported = true;
-            }
-        }
-        if (can_cover(y))
-            cov[ncov++] = y;
-    }
-    free(cov);
-    return true;
-}
-
-/* rewrite.path may only use names the match captures (rewrite.c fills them). */
-static void check_rewrite(const rt *t, gh_diag *d)
-{
-    const gh_route_cfg *c = t->cfg;
-    gh_str p = c->rewrite.path;
-    if (p.len && p.p[0] != '/')
-        gh_diag_error(d, c->rewrite.mark, "route '%.*s': rewrite.path must start with '/'", RNAME(c));
-    if (c->rewrite.prefix.len && c->rewrite.prefix.p[0] != '/')
-        gh_diag_error(d, c->rewrite.mark, "route '%.*s': rewrite.prefix must start with '/'", RNAME(c));
-    for (size_t i = 0; i < p.len; i++) {
-        if (p.p[i] != '{')
-            continue;
-        const char *e = memchr(p.p + i, '}', p.len - i);
-        size_t j = e ? (size_t)(e - p.p) : p.len;
-        gh_str name = gh_str_from(p.p + i + 1, j > i + 1 ? j - i - 1 : 0);
-        if (name.len && name.p[name.len - 1] == '*')
-            name.len--;
-        bool found = false;
-        for (size_t k = 0; k < t->nseg && !found; k++)
-            found = t->segs[k].kind != SEG_LIT && gh_str_eq(t->segs[k].text, name);
-        for (size_t k = 0; k < t->nnames && !found; k++)
-            found = gh_str_eq(t->names[k].name, name);
-        if (!e || !found) {
-            gh_diag_error(d, c->rewrite.mark, "route '%.*s': rewrite.path uses {%.*s}, which the "
-                          "match does not capture", RNAME(c), (int)name.len, name.p);
-            return;
-        }
-        i = j;
-    }
 }
 
 /* ---- build ---- */
@@ -740,12 +471,12 @@ gh_router *gh_router_build(const gh_config *cfg, gh_diag *diag)
     if (!index_routes(r))
         goto fail;
     for (size_t i = 0; i < r->n; i++)
-        check_rewrite(&r->routes[i], d);
+        gh_rt_check_rewrite(&r->routes[i], d);
     for (size_t i = 0; i < r->n;) {
         size_t e = i;
         while (e < r->n && cmp_host(&r->routes[i], &r->routes[e]) == 0)
             e++;
-        if (!analyze_group(r, i, e, d))
+        if (!gh_rt_analyze_group(r, i, e, d))
             goto fail;
         i = e;
     }
@@ -863,7 +594,7 @@ static bool method_ok(const scan *s, const rt *t)
         return true;
     if (s->mbit)
         return (t->mbits & s->mbit) != 0;
-    return ext_has(t, s->req->method);
+    return gh_rt_ext_has(t, s->req->method);
 }
 
 /* 0: headers or query do not match; 1: all but the method; 2: everything. */
@@ -1026,7 +757,7 @@ static void allow_text(scan *s)
             gh_str m = s->allow_ext[i]->ext[j];
             bool dup = false;
             for (size_t k = 0; k < i && !dup; k++)
-                dup = ext_has(s->allow_ext[k], m);
+                dup = gh_rt_ext_has(s->allow_ext[k], m);
             if (dup || n + m.len + 3 > sizeof(out->allow_text))
                 continue;
             if (n)
