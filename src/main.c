@@ -59,13 +59,18 @@ static int cmd_check(const char *file)
     return rc;
 }
 
-static const char *target_name(const gh_route_cfg *r, char *buf, size_t cap)
+/* Printing configuration values goes through SHOW: ${ENV} values are "***". */
+#define SHOW(cfg, s) gh_config_show((cfg), (s)).p
+
+static const char *target_name(const gh_config *cfg, const gh_route_cfg *r, char *buf, size_t cap)
 {
     switch (r->target) {
-    case GH_TARGET_UPSTREAM: snprintf(buf, cap, "upstream %s", r->upstream_name.p); break;
+    case GH_TARGET_UPSTREAM: snprintf(buf, cap, "upstream %s", SHOW(cfg, r->upstream_name)); break;
     case GH_TARGET_RESPOND: snprintf(buf, cap, "respond %d", r->respond.status); break;
     case GH_TARGET_ECHO: snprintf(buf, cap, "echo"); break;
-    case GH_TARGET_REDIRECT: snprintf(buf, cap, "redirect %d %s", r->redirect.status, r->redirect.to.p); break;
+    case GH_TARGET_REDIRECT:
+        snprintf(buf, cap, "redirect %d %s", r->redirect.status, SHOW(cfg, r->redirect.to));
+        break;
     default: snprintf(buf, cap, "?"); break;
     }
     return buf;
@@ -83,8 +88,9 @@ static int cmd_routes(const char *file)
     for (size_t i = 0; i < n; i++) {
         const gh_route_cfg *r = gh_router_at(s->router, i);
         char match[512], target[512];
-        gh_router_describe(r, match, sizeof(match));
-        printf("%-4zu %-24s %-56s %s\n", i + 1, r->name.p, match, target_name(r, target, sizeof(target)));
+        gh_router_describe(s->cfg, r, match, sizeof(match));
+        printf("%-4zu %-24s %-56s %s\n", i + 1, SHOW(s->cfg, r->name), match,
+               target_name(s->cfg, r, target, sizeof(target)));
         printf("     plugins: (none)\n");
     }
     gh_snapshot_unref(s);
@@ -156,13 +162,13 @@ static int cmd_explain(const char *file, const char *method, const char *url, ch
         goto out;
     }
     char desc[512], target[512];
-    gh_router_describe(m.route, desc, sizeof(desc));
-    printf("route:     %s (%s)\n", m.route->name.p, desc);
+    gh_router_describe(s->cfg, m.route, desc, sizeof(desc));
+    printf("route:     %s (%s)\n", SHOW(s->cfg, m.route->name), desc);
     for (size_t i = 0; i < m.nparams; i++)
         printf("param:     %.*s = %.*s\n", (int)m.params[i].name.len, m.params[i].name.p,
                (int)m.params[i].value.len, m.params[i].value.p);
     printf("plugins:   (none)\n");
-    printf("target:    %s\n", target_name(m.route, target, sizeof(target)));
+    printf("target:    %s\n", target_name(s->cfg, m.route, target, sizeof(target)));
     if (m.route->target == GH_TARGET_UPSTREAM || m.route->target == GH_TARGET_ECHO) {
         char fwd[8192];
         size_t n = gh_rewrite_path(&m, rq.path, fwd, sizeof(fwd) - 1);
@@ -172,11 +178,11 @@ static int cmd_explain(const char *file, const char *method, const char *url, ch
         }
         if (m.route->target == GH_TARGET_UPSTREAM) {
             const gh_upstream_cfg *u = m.route->upstream;
-            printf("upstream:  %s (%s, %zu target%s:", u->name.p,
+            printf("upstream:  %s (%s, %zu target%s:", SHOW(s->cfg, u->name),
                    u->balance == GH_BALANCE_LEAST_CONN ? "least_conn" : "round_robin", u->ntargets,
                    u->ntargets == 1 ? "" : "s");
             for (size_t i = 0; i < u->ntargets; i++)
-                printf(" %s", u->targets[i].address.p);
+                printf(" %s", SHOW(s->cfg, u->targets[i].address));
             printf(")\n");
         }
     }

@@ -165,6 +165,8 @@ typedef struct gh_config {
     size_t nupstreams;
     gh_route_cfg *routes;
     size_t nroutes;
+    const char **secrets;         /* strings of the arena that came from ${ENV} */
+    size_t nsecrets, capsecrets;
 } gh_config;
 
 /* Parse and validate. NULL when any error was reported to diag (all errors
@@ -174,6 +176,13 @@ gh_config *gh_config_load_string(const char *name, const char *text, size_t len,
 void gh_config_free(gh_config *cfg);
 
 const gh_upstream_cfg *gh_config_upstream(const gh_config *cfg, gh_str name);
+
+/* SPEC §12.16: a value that came from ${ENV} never leaves the process; what
+ * prints configuration (routes, explain, the admin API) shows "***". */
+void gh_config_add_secret(gh_config *cfg, const char *p);
+bool gh_config_is_secret(const gh_config *cfg, const char *p);
+/* s itself, or "***" when it is a secret. */
+gh_str gh_config_show(const gh_config *cfg, gh_str s);
 
 /* The embedded demo configuration (SPEC §11), YAML text. */
 extern const char gh_demo_config[];

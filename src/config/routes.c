@@ -109,7 +109,8 @@ static const char *template_error(gh_str t, bool match, params *ps, char *buf, s
 }
 
 /* what: "path template" or "prefix", for the message */
-static bool check_template(gh_load *ld, const gh_ynode *at, gh_str t, bool match, params *ps, const char *what)
+static bool check_template(gh_load *ld, const gh_ynode *at, gh_str t, bool match, params *ps,
+                           const char *what)
 {
     char buf[160];
     const char *why = template_error(t, match, ps, buf, sizeof(buf));
@@ -134,7 +135,9 @@ static bool set_match_query(gh_load *ld, void *obj, const gh_ypair *kv)
 
 static bool set_methods(gh_load *ld, void *obj, const gh_ypair *kv)
 {
-    static const char *const known[] = { "GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "TRACE", "CONNECT" };
+    static const char *const known[] = {   /* in the order of the GH_M_* bits */
+        "GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "TRACE", "CONNECT",
+    };
     gh_route_cfg *r = obj;
     const gh_ynode *list = kv->value;
     if (list->kind != GH_Y_SEQ || list->n == 0) {
@@ -163,7 +166,7 @@ static bool set_methods(gh_load *ld, void *obj, const gh_ypair *kv)
         uint32_t bit = GH_M_OTHER;
         for (size_t j = 0; j < sizeof(known) / sizeof(known[0]); j++)
             if (gh_str_eq_c(m, known[j]))
-                bit = 1u << j;   /* GH_M_GET.. follow the order of known[] */
+                bit = 1u << j;
         r->match.methods |= bit;
         r->match.method_names[r->match.nmethods++] = m;
     }
@@ -172,13 +175,13 @@ static bool set_methods(gh_load *ld, void *obj, const gh_ypair *kv)
 
 enum { M_HOST, M_PREFIX, M_PATH, M_REGEX, M_METHODS, M_HEADERS, M_QUERY, M_COUNT };
 static const gh_key match_keys[] = {
-    [M_HOST] = { .name = "host", .type = GH_V_DEFER },
-    [M_PREFIX] = { .name = "prefix", .type = GH_V_DEFER },
-    [M_PATH] = { .name = "path", .type = GH_V_DEFER },
-    [M_REGEX] = { .name = "regex", .type = GH_V_DEFER },
-    [M_METHODS] = { .name = "methods", .type = GH_V_FN, .kind = GH_Y_SEQ, .fn = set_methods },
-    [M_HEADERS] = { .name = "headers", .type = GH_V_FN, .kind = GH_Y_MAP, .fn = set_match_headers },
-    [M_QUERY] = { .name = "query", .type = GH_V_FN, .kind = GH_Y_MAP, .fn = set_match_query },
+    [M_HOST] = GH_KEY_DEFER("host"),
+    [M_PREFIX] = GH_KEY_DEFER("prefix"),
+    [M_PATH] = GH_KEY_DEFER("path"),
+    [M_REGEX] = GH_KEY_DEFER("regex"),
+    [M_METHODS] = GH_KEY_FN("methods", GH_Y_SEQ, set_methods),
+    [M_HEADERS] = GH_KEY_FN("headers", GH_Y_MAP, set_match_headers),
+    [M_QUERY] = GH_KEY_FN("query", GH_Y_MAP, set_match_query),
 };
 static const gh_section match_section = GH_SECTION("match", match_keys);
 
@@ -208,10 +211,11 @@ static void load_host(gh_load *ld, gh_route_cfg *r, const gh_ypair *kv)
     if (!host_ok(h)) {
         const char *star = memchr(h.p, '*', h.len);
         if (star && !(star == h.p && h.len > 1 && h.p[1] == '.' && !memchr(h.p + 1, '*', h.len - 1)))
-            gh_ld_error(ld, kv->value->mark, "invalid host '%.*s': a wildcard is only allowed as a leading '*.'",
-                        clip(h), h.p);
+            gh_ld_error(ld, kv->value->mark,
+                        "invalid host '%.*s': a wildcard is only allowed as a leading '*.'", clip(h), h.p);
         else
-            gh_ld_error(ld, kv->value->mark, "invalid host '%.*s' (use a name like api.example.com or *.example.com)",
+            gh_ld_error(ld, kv->value->mark,
+                        "invalid host '%.*s' (use a name like api.example.com or *.example.com)",
                         clip(h), h.p);
         return;
     }
@@ -272,7 +276,8 @@ static int load_match(gh_load *ld, gh_route_cfg *r, const gh_ypair *kv, params *
     }
     if (which == seen[M_PATH]) {
         gh_str p;
-        if (gh_ld_str(ld, which->value, &p, NULL) && check_template(ld, which->value, p, true, ps, "path template"))
+        if (gh_ld_str(ld, which->value, &p, NULL) &&
+            check_template(ld, which->value, p, true, ps, "path template"))
             r->match.path = p;
         return M_PATH;
     }
@@ -294,9 +299,9 @@ static bool set_respond_headers(gh_load *ld, void *obj, const gh_ypair *kv)
 }
 
 static const gh_key respond_keys[] = {
-    { .name = "status", .type = GH_V_INT, .off = offsetof(gh_route_cfg, respond.status), .min = 100, .max = 599 },
-    { .name = "headers", .type = GH_V_FN, .kind = GH_Y_MAP, .fn = set_respond_headers },
-    { .name = "body", .type = GH_V_STR, .off = offsetof(gh_route_cfg, respond.body) },
+    GH_KEY_NUM("status", GH_V_INT, gh_route_cfg, respond.status, 100, 599),
+    GH_KEY_FN("headers", GH_Y_MAP, set_respond_headers),
+    GH_KEY_VAL("body", GH_V_STR, gh_route_cfg, respond.body),
 };
 static const gh_section respond_section = GH_SECTION("respond", respond_keys);
 
@@ -317,8 +322,8 @@ static bool set_redirect_status(gh_load *ld, void *obj, const gh_ypair *kv)
 
 enum { RD_TO, RD_STATUS };
 static const gh_key redirect_keys[] = {
-    [RD_TO] = { .name = "to", .type = GH_V_STR, .off = offsetof(gh_route_cfg, redirect.to) },
-    [RD_STATUS] = { .name = "status", .type = GH_V_FN, .fn = set_redirect_status },
+    [RD_TO] = GH_KEY_VAL("to", GH_V_STR, gh_route_cfg, redirect.to),
+    [RD_STATUS] = GH_KEY_FN("status", 0, set_redirect_status),
 };
 static const gh_section redirect_section = GH_SECTION("redirect", redirect_keys);
 static const gh_section echo_section = { "echo", NULL, 0 };
@@ -352,8 +357,8 @@ static bool set_ops_remove(gh_load *ld, void *obj, const gh_ypair *kv)
 }
 
 static const gh_key header_ops_keys[] = {
-    { .name = "set", .type = GH_V_FN, .kind = GH_Y_MAP, .fn = set_ops_set },
-    { .name = "remove", .type = GH_V_FN, .kind = GH_Y_SEQ, .fn = set_ops_remove },
+    GH_KEY_FN("set", GH_Y_MAP, set_ops_set),
+    GH_KEY_FN("remove", GH_Y_SEQ, set_ops_remove),
 };
 static const gh_section header_ops_section = GH_SECTION("headers", header_ops_keys);
 
@@ -370,7 +375,8 @@ static bool set_response_headers(gh_load *ld, void *obj, const gh_ypair *kv)
 /* Every {name} in text must be something the match provides: match.path's
  * parameters, {rest} for a prefix route (what follows the prefix); a
  * regex's named groups are checked by the router. */
-static bool check_params_used(gh_load *ld, gh_mark at, gh_str text, int kind, const params *mp, const char *what)
+static bool check_params_used(gh_load *ld, gh_mark at, gh_str text, int kind, const params *mp,
+                              const char *what)
 {
     for (size_t i = 0; i < text.len; i++) {
         if (text.p[i] != '{')
@@ -403,9 +409,9 @@ static bool check_params_used(gh_load *ld, gh_mark at, gh_str text, int kind, co
 
 enum { W_STRIP, W_PREFIX, W_PATH, W_COUNT };
 static const gh_key rewrite_keys[] = {
-    [W_STRIP] = { .name = "strip_prefix", .type = GH_V_BOOL, .off = offsetof(gh_route_cfg, rewrite.strip_prefix) },
-    [W_PREFIX] = { .name = "prefix", .type = GH_V_DEFER },
-    [W_PATH] = { .name = "path", .type = GH_V_DEFER },
+    [W_STRIP] = GH_KEY_VAL("strip_prefix", GH_V_BOOL, gh_route_cfg, rewrite.strip_prefix),
+    [W_PREFIX] = GH_KEY_DEFER("prefix"),
+    [W_PATH] = GH_KEY_DEFER("path"),
 };
 static const gh_section rewrite_section = GH_SECTION("rewrite", rewrite_keys);
 
@@ -426,7 +432,8 @@ static void load_rewrite(gh_load *ld, gh_route_cfg *r, const gh_ypair *kv, int k
             ((char *)p.p)[p.len] = '\0';
             if (p.len == 0 || p.p[0] != '/' || !path_chars_ok(p))
                 gh_ld_error(ld, seen[W_PREFIX]->value->mark,
-                            "invalid rewrite prefix '%.*s': it must be a path starting with '/'", clip(p), p.p);
+                            "invalid rewrite prefix '%.*s': it must be a path starting with '/'",
+                            clip(p), p.p);
             else
                 r->rewrite.prefix = p;
         }
@@ -454,19 +461,19 @@ enum {
     R_REWRITE, R_REQUEST_HEADERS, R_RESPONSE_HEADERS, R_TIMEOUT, R_COUNT
 };
 static const gh_key route_keys[] = {
-    [R_NAME] = { .name = "name", .type = GH_V_DEFER },
-    [R_MATCH] = { .name = "match", .type = GH_V_DEFER },
-    [R_UPSTREAM] = { .name = "upstream", .type = GH_V_DEFER },
-    [R_RESPOND] = { .name = "respond", .type = GH_V_DEFER },
-    [R_ECHO] = { .name = "echo", .type = GH_V_DEFER },
-    [R_REDIRECT] = { .name = "redirect", .type = GH_V_DEFER },
-    [R_VERSIONS] = { .name = "versions", .type = GH_V_DEFER },
-    [R_AGGREGATE] = { .name = "aggregate", .type = GH_V_DEFER },
-    [R_BATCH] = { .name = "batch", .type = GH_V_DEFER },
-    [R_REWRITE] = { .name = "rewrite", .type = GH_V_DEFER },
-    [R_REQUEST_HEADERS] = { .name = "request_headers", .type = GH_V_FN, .kind = GH_Y_MAP, .fn = set_request_headers },
-    [R_RESPONSE_HEADERS] = { .name = "response_headers", .type = GH_V_FN, .kind = GH_Y_MAP, .fn = set_response_headers },
-    [R_TIMEOUT] = { .name = "timeout", .type = GH_V_DURATION, .off = offsetof(gh_route_cfg, timeout_ms) },
+    [R_NAME] = GH_KEY_DEFER("name"),
+    [R_MATCH] = GH_KEY_DEFER("match"),
+    [R_UPSTREAM] = GH_KEY_DEFER("upstream"),
+    [R_RESPOND] = GH_KEY_DEFER("respond"),
+    [R_ECHO] = GH_KEY_DEFER("echo"),
+    [R_REDIRECT] = GH_KEY_DEFER("redirect"),
+    [R_VERSIONS] = GH_KEY_DEFER("versions"),
+    [R_AGGREGATE] = GH_KEY_DEFER("aggregate"),
+    [R_BATCH] = GH_KEY_DEFER("batch"),
+    [R_REWRITE] = GH_KEY_DEFER("rewrite"),
+    [R_REQUEST_HEADERS] = GH_KEY_FN("request_headers", GH_Y_MAP, set_request_headers),
+    [R_RESPONSE_HEADERS] = GH_KEY_FN("response_headers", GH_Y_MAP, set_response_headers),
+    [R_TIMEOUT] = GH_KEY_VAL("timeout", GH_V_DURATION, gh_route_cfg, timeout_ms),
 };
 static const gh_section route_section = GH_SECTION("route", route_keys);
 
@@ -482,7 +489,8 @@ static void load_target(gh_load *ld, gh_route_cfg *r, const gh_ypair **seen, int
     }
     for (int k = R_UPSTREAM; k <= R_BATCH; k++)
         if (seen[k] && k != first)
-            gh_ld_error(ld, seen[k]->key->mark, "route has more than one target ('%s' and '%s'): use exactly one",
+            gh_ld_error(ld, seen[k]->key->mark,
+                        "route has more than one target ('%s' and '%s'): use exactly one",
                         route_keys[first].name, route_keys[k].name);
     const gh_ypair *kv = seen[first];
     const gh_ypair *rd[2] = { 0 };

@@ -30,6 +30,16 @@ void *gh_ld_zalloc(gh_load *ld, size_t n)
     return p;
 }
 
+void *gh_ld_tmp(gh_load *ld, size_t n)
+{
+    void *p = gh_arena_alloc(&ld->tmp, n ? n : 1);
+    if (!p) {
+        fprintf(stderr, "gatehouse: out of memory loading the configuration\n");
+        abort();
+    }
+    return p;
+}
+
 void *gh_ld_array(gh_load *ld, size_t n, size_t size)
 {
     if (size && n > SIZE_MAX / size)
@@ -230,14 +240,19 @@ bool gh_ld_text(gh_load *ld, const gh_ynode *n, const char *expected, gh_str *ou
 bool gh_ld_str(gh_load *ld, const gh_ynode *n, gh_str *out, bool *from_env)
 {
     gh_str t;
-    if (!gh_ld_text(ld, n, "expected a string", &t, from_env))
+    bool env = false;
+    if (!gh_ld_text(ld, n, "expected a string", &t, &env))
         return false;
+    if (from_env)
+        *from_env = env;
     if (memchr(t.p, '\0', t.len)) {
         /* everything downstream treats these as C strings */
         gh_ld_error(ld, n->mark, "strings must not contain NUL characters");
         return false;
     }
     *out = gh_ld_copy(ld, t);
+    if (env)
+        gh_config_add_secret(ld->cfg, out->p);
     return true;
 }
 

@@ -51,6 +51,7 @@ void gh_ld_error(gh_load *ld, gh_mark at, const char *fmt, ...) __attribute__((f
 void *gh_ld_zalloc(gh_load *ld, size_t n);            /* in cfg->arena; aborts on OOM */
 void *gh_ld_array(gh_load *ld, size_t n, size_t size); /* zeroed, overflow-checked */
 gh_str gh_ld_copy(gh_load *ld, gh_str s);             /* NUL-terminated copy in cfg->arena */
+void *gh_ld_tmp(gh_load *ld, size_t n);               /* in ld->tmp; aborts on OOM */
 
 /* ---- keys as data ---- */
 enum gh_vtype {
@@ -84,6 +85,14 @@ typedef struct gh_section {
 
 #define GH_SECTION(what, keys) { (what), (keys), sizeof(keys) / sizeof((keys)[0]) }
 
+/* Rows: a plain value kept at offsetof(T, field) (numbers within [mn, mx];
+ * durations and sizes >= mn), a function, or a key the caller reads itself. */
+#define GH_KEY_VAL(nm, vt, T, field) { .name = (nm), .type = (vt), .off = offsetof(T, field) }
+#define GH_KEY_NUM(nm, vt, T, field, mn, mx) \
+    { .name = (nm), .type = (vt), .off = offsetof(T, field), .min = (mn), .max = (mx) }
+#define GH_KEY_FN(nm, k, f) { .name = (nm), .type = GH_V_FN, .kind = (k), .fn = (f) }
+#define GH_KEY_DEFER(nm) { .name = (nm), .type = GH_V_DEFER }
+
 /* Apply every pair of `map` to obj. A null value stands for an empty
  * mapping. seen, when given, has one slot per key of the table and gets
  * the pair of each key present. Returns false (after reporting) when `map`
@@ -112,6 +121,11 @@ bool gh_ld_is_seq(gh_load *ld, const gh_ynode *n);
  * values must not hold CR, LF or NUL). Values from ${ENV} are marked secret. */
 bool gh_ld_kv_map(gh_load *ld, const gh_ynode *map, bool headers, gh_kv **out, size_t *nout);
 bool gh_ld_is_token(gh_str s);            /* RFC 9110 token */
+
+/* ---- the file (yaml.c) ---- */
+/* Parse YAML text (kept in ld->src while parsing) into a tree in ld->tmp;
+ * NULL when the document is empty or after reporting an error. */
+gh_ynode *gh_ld_parse_yaml(gh_load *ld, const char *text, size_t len);
 
 /* ---- addresses (load.c) ---- */
 /* Split "host:port" / "[v6]:port"; host without brackets. Reports at n. */

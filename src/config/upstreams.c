@@ -22,7 +22,8 @@ static bool set_balance(gh_load *ld, void *obj, const gh_ypair *kv)
         gh_ld_error(ld, kv->value->mark, "balance '%.*s' is not supported yet", clip(t), t.p);
         return false;
     } else {
-        gh_ld_error(ld, kv->value->mark, "invalid balance '%.*s' (use round_robin or least_conn)", clip(t), t.p);
+        gh_ld_error(ld, kv->value->mark, "invalid balance '%.*s' (use round_robin or least_conn)",
+                    clip(t), t.p);
         return false;
     }
     return true;
@@ -45,9 +46,9 @@ static bool set_protocol(gh_load *ld, void *obj, const gh_ypair *kv)
 }
 
 static const gh_key timeouts_keys[] = {
-    { .name = "connect", .type = GH_V_DURATION, .off = offsetof(gh_upstream_cfg, connect_timeout_ms), .min = 1 },
-    { .name = "send", .type = GH_V_DURATION, .off = offsetof(gh_upstream_cfg, send_timeout_ms), .min = 1 },
-    { .name = "read", .type = GH_V_DURATION, .off = offsetof(gh_upstream_cfg, read_timeout_ms), .min = 1 },
+    GH_KEY_NUM("connect", GH_V_DURATION, gh_upstream_cfg, connect_timeout_ms, 1, 0),
+    GH_KEY_NUM("send", GH_V_DURATION, gh_upstream_cfg, send_timeout_ms, 1, 0),
+    GH_KEY_NUM("read", GH_V_DURATION, gh_upstream_cfg, read_timeout_ms, 1, 0),
 };
 static const gh_section timeouts_section = GH_SECTION("timeouts", timeouts_keys);
 
@@ -85,9 +86,9 @@ static bool set_retry_on(gh_load *ld, void *obj, const gh_ypair *kv)
 }
 
 static const gh_key retries_keys[] = {
-    { .name = "attempts", .type = GH_V_U32, .off = offsetof(gh_upstream_cfg, retry_attempts), .min = 0, .max = 10 },
-    { .name = "on", .type = GH_V_FN, .kind = GH_Y_SEQ, .fn = set_retry_on },
-    { .name = "backoff", .type = GH_V_DURATION, .off = offsetof(gh_upstream_cfg, retry_backoff_ms) },
+    GH_KEY_NUM("attempts", GH_V_U32, gh_upstream_cfg, retry_attempts, 0, 10),
+    GH_KEY_FN("on", GH_Y_SEQ, set_retry_on),
+    GH_KEY_VAL("backoff", GH_V_DURATION, gh_upstream_cfg, retry_backoff_ms),
 };
 static const gh_section retries_section = GH_SECTION("retries", retries_keys);
 
@@ -98,19 +99,19 @@ static bool set_retries(gh_load *ld, void *obj, const gh_ypair *kv)
 
 enum { U_TARGETS, U_BALANCE, U_KEEPALIVE, U_PROTOCOL, U_TIMEOUTS, U_RETRIES, U_COUNT };
 static const gh_key upstream_keys[] = {
-    [U_TARGETS] = { .name = "targets", .type = GH_V_DEFER },
-    [U_BALANCE] = { .name = "balance", .type = GH_V_FN, .fn = set_balance },
-    [U_KEEPALIVE] = { .name = "keepalive", .type = GH_V_U32, .off = offsetof(gh_upstream_cfg, keepalive), .min = 0, .max = 100000 },
-    [U_PROTOCOL] = { .name = "protocol", .type = GH_V_FN, .fn = set_protocol },
-    [U_TIMEOUTS] = { .name = "timeouts", .type = GH_V_FN, .kind = GH_Y_MAP, .fn = set_timeouts },
-    [U_RETRIES] = { .name = "retries", .type = GH_V_FN, .kind = GH_Y_MAP, .fn = set_retries },
+    [U_TARGETS] = GH_KEY_DEFER("targets"),
+    [U_BALANCE] = GH_KEY_FN("balance", 0, set_balance),
+    [U_KEEPALIVE] = GH_KEY_NUM("keepalive", GH_V_U32, gh_upstream_cfg, keepalive, 0, 100000),
+    [U_PROTOCOL] = GH_KEY_FN("protocol", 0, set_protocol),
+    [U_TIMEOUTS] = GH_KEY_FN("timeouts", GH_Y_MAP, set_timeouts),
+    [U_RETRIES] = GH_KEY_FN("retries", GH_Y_MAP, set_retries),
 };
 static const gh_section upstream_section = GH_SECTION("upstream", upstream_keys);
 
 enum { TG_ADDRESS, TG_WEIGHT };
 static const gh_key target_keys[] = {
-    [TG_ADDRESS] = { .name = "address", .type = GH_V_DEFER },
-    [TG_WEIGHT] = { .name = "weight", .type = GH_V_U32, .off = offsetof(gh_target_cfg, weight), .min = 1, .max = 1000 },
+    [TG_ADDRESS] = GH_KEY_DEFER("address"),
+    [TG_WEIGHT] = GH_KEY_NUM("weight", GH_V_U32, gh_target_cfg, weight, 1, 1000),
 };
 static const gh_section target_section = GH_SECTION("target", target_keys);
 
@@ -169,7 +170,7 @@ bool gh_ld_upstreams(gh_load *ld, void *obj, const gh_ypair *kv)
     cfg->upstreams = gh_ld_array(ld, map->n, sizeof(*cfg->upstreams));
     for (size_t i = 0; i < map->n; i++) {
         const gh_ynode *key = map->pairs[i].key;
-        if (key->kind != GH_Y_SCALAR || gh_ynode_is_null(key)) {
+        if (key->kind != GH_Y_SCALAR || gh_ynode_is_null(key) || key->text.len == 0) {
             gh_ld_error(ld, key->mark, "expected an upstream name");
             continue;
         }

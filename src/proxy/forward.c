@@ -33,6 +33,7 @@ typedef struct fwd {
     bool reused;                  /* uc came from the pool */
     bool stale_retry_used;        /* one free retry after a dead pooled connection */
     bool counted;                 /* least_conn: begin() done for `target` */
+    uv_timer_t *backoff;          /* waiting `retries.backoff` before the next try */
     uint64_t t0_ms;               /* upstream start (for upstream_ms) */
     uint64_t deadline_ms;         /* route `timeout` (absolute), 0 = none */
     /* request side */
@@ -57,6 +58,8 @@ typedef struct fwd {
 } fwd;
 
 static void attempt(fwd *f);
+static void retry(fwd *f);
+static void stop_backoff(fwd *f);
 static void process_response(fwd *f);
 static void send_more(fwd *f);
 
@@ -150,7 +153,7 @@ static void fail(fwd *f, enum fail_kind kind, int err)
                  err ? strerror(-err) : "-");
     drop_conn(f);
     if (retry_allowed(f, kind)) {
-        attempt(f);
+        retry(f);
         return;
     }
     if (kind == F_TIMEOUT || kind == F_CONNECT_TIMEOUT)
@@ -408,7 +411,7 @@ static bool parse_head(fwd *f)
         if (sbit && (f->up->retry_on & sbit) && f->attempts <= f->up->retry_attempts &&
             idempotent(ex) && !f->body_started && f->req_done) {
             drop_conn(f);
-            attempt(f);
+            retry(f);
             return false;
         }
         f->head_done = true;
@@ -622,8 +625,52 @@ static void on_client_abort(gh_exchange *ex)
     fwd *f = ex->consumer;
     if (!f)
         return;
+    stop_backoff(f);
     drop_conn(f);
     detach(f);
+}
+
+/* ------------------------------------------------------------- backoff -- */
+
+/* The timer lives outside the exchange arena: it must outlive an exchange
+ * that ends while it is closing. */
+static void on_backoff_closed(uv_handle_t *h)
+{
+    free(h);
+}
+
+static void stop_backoff(fwd *f)
+{
+    if (!f->backoff)
+        return;
+    uv_timer_stop(f->backoff);
+    uv_close((uv_handle_t *)f->backoff, on_backoff_closed);
+    f->backoff = NULL;
+}
+
+static void on_backoff(uv_timer_t *t)
+{
+    fwd *f = t->data;
+    stop_backoff(f);
+    attempt(f);
+}
+
+/* The next try, after `retries.backoff` if one is configured. */
+static void retry(fwd *f)
+{
+    uint64_t ms = f->up->retry_backoff_ms;
+    if (!ms) {
+        attempt(f);
+        return;
+    }
+    f->backoff = malloc(sizeof(*f->backoff));
+    if (!f->backoff) {
+        attempt(f);
+        return;
+    }
+    uv_timer_init(f->ex->env->loop, f->backoff);
+    f->backoff->data = f;
+    uv_timer_start(f->backoff, on_backoff, ms, 0);
 }
 
 /* ------------------------------------------------------------ attempts -- */

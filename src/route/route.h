@@ -69,8 +69,9 @@ size_t gh_router_count(const gh_router *r);
 const gh_route_cfg *gh_router_at(const gh_router *r, size_t i);
 
 /* Human description of why a route matched, for `explain` ("host api.example.com
- * (exact), prefix /users, methods GET|POST"). Writes into buf. */
-void gh_router_describe(const gh_route_cfg *route, char *buf, size_t cap);
+ * (exact), prefix /users, methods GET|POST"). Writes into buf; values that
+ * came from ${ENV} are shown as "***". */
+void gh_router_describe(const gh_config *cfg, const gh_route_cfg *route, char *buf, size_t cap);
 
 /* ---- rewrite ---- */
 /* The path to forward for a matched route: strip_prefix, prefix, or a path

@@ -823,7 +823,7 @@ int gh_router_match(const gh_router *r, const gh_route_request *req, gh_route_ma
 
 /* ---- describe ---- */
 
-void gh_router_describe(const gh_route_cfg *c, char *buf, size_t cap)
+void gh_router_describe(const gh_config *cfg, const gh_route_cfg *c, char *buf, size_t cap)
 {
     size_t n = 0;
     if (!cap)
@@ -831,15 +831,16 @@ void gh_router_describe(const gh_route_cfg *c, char *buf, size_t cap)
     buf[0] = '\0';
 #define PUT(...) do { if (n < cap) { int w_ = snprintf(buf + n, cap - n, __VA_ARGS__); \
                       if (w_ > 0) n += (size_t)w_; } } while (0)
-    gh_str h = c->match.host;
+    gh_str h = gh_config_show(cfg, c->match.host);
     if (h.len == 0)
         PUT("any host");
     else
-        PUT("host %.*s (%s)", (int)h.len, h.p, h.p[0] == '*' ? "wildcard" : "exact");
+        PUT("host %.*s (%s)", (int)h.len, h.p, c->match.host.p[0] == '*' ? "wildcard" : "exact");
     if (c->match.regex.len) {
-        PUT(", regex %.*s", (int)c->match.regex.len, c->match.regex.p);
+        gh_str re = gh_config_show(cfg, c->match.regex);
+        PUT(", regex %.*s", (int)re.len, re.p);
     } else if (c->match.path.len) {
-        gh_str p = c->match.path;
+        gh_str p = gh_config_show(cfg, c->match.path);
         size_t lits = 0, start = 1;
         bool tpl = memchr(p.p, '{', p.len) != NULL;
         for (size_t i = 1; i <= p.len; i++)
@@ -852,7 +853,7 @@ void gh_router_describe(const gh_route_cfg *c, char *buf, size_t cap)
         else
             PUT(", path %.*s (exact)", (int)p.len, p.p);
     } else {
-        gh_str p = c->match.prefix.len ? c->match.prefix : GH_STR("/");
+        gh_str p = c->match.prefix.len ? gh_config_show(cfg, c->match.prefix) : GH_STR("/");
         PUT(", prefix %.*s", (int)p.len, p.p);
     }
     uint32_t bits = c->match.methods;

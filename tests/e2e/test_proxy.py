@@ -282,3 +282,25 @@ def test_access_log_fields(gatehouse, upstreams):
     assert e["host"] == "api.example.com"
     assert e["route"] == "api" and e["upstream"] == "main" and e["target"] == up.address
     assert e["consumer"] is None
+
+
+def test_retry_backoff_waits_between_tries(gatehouse, upstreams):
+    good = upstreams("good")
+    dead = free_port()
+    cfg = """
+listen: [ { address: "127.0.0.1:{port}" } ]
+upstreams:
+  pair:
+    targets: [ "127.0.0.1:{dead}", "{good}" ]
+    retries: { attempts: 1, backoff: 300ms }
+routes:
+  - { name: r, match: { prefix: / }, upstream: pair }
+"""
+    g = gatehouse(cfg, subst={"dead": dead, "good": good.address}, workers=1)
+    times = []
+    for _ in range(2):   # round robin: one of the two requests starts on the dead target
+        t0 = time.time()
+        status, _, _ = g.get("/x")
+        times.append(time.time() - t0)
+        assert status == 200
+    assert max(times) >= 0.3 and min(times) < 0.2, times

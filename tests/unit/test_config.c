@@ -368,6 +368,12 @@ static void test_env_interpolation(void **state)
     assert_false(h->set[1].secret);
     assert_string_equal(h->set[2].value.p, "$$5 ${HOME}");   /* "$${" is a literal "${" */
     assert_false(h->set[2].secret);
+    /* SPEC §12.16: what came from ${ENV} is masked by whatever prints the configuration */
+    assert_true(gh_config_is_secret(cfg, h->set[0].value.p));
+    assert_true(gh_config_is_secret(cfg, cfg->listens[0].address.p));
+    assert_false(gh_config_is_secret(cfg, h->set[1].value.p));
+    assert_string_equal(gh_config_show(cfg, h->set[0].value).p, "***");
+    assert_string_equal(gh_config_show(cfg, h->set[1].value).p, "plain");
     gh_config_free(cfg);
     gh_diag_free(&d);
     unsetenv("GH_T_TOKEN");
@@ -394,6 +400,7 @@ static void test_unknown_key_hint(void **state)
     assert_string_equal(errors_of(LISTEN "upstreem: {}\n"),
                         "test.yaml:3:1: unknown key 'upstreem' (did you mean 'upstreams'?)");
     assert_string_equal(errors_of(LISTEN "frobnicate: 1\n"), "test.yaml:3:1: unknown key 'frobnicate'");
+    assert_string_equal(errors_of(LISTEN "\"a\\nb\\e\": 1\n"), "test.yaml:3:1: unknown key 'a?b?'");
     assert_string_equal(errors_of(LISTEN "limits:\n  max_body: 1MiB\n"),
                         "test.yaml:4:3: unknown key 'max_body' (did you mean 'max_body_bytes'?)");
     assert_string_equal(errors_of(LISTEN "routes:\n  - name: r\n    match: { prefix: /r, methds: [GET] }\n    echo: {}\n"),
@@ -512,6 +519,15 @@ static void test_yaml_errors(void **state)
     assert_string_equal(errors_of("%a\xa9\n"), "test.yaml:1:3: invalid YAML: the file is not valid UTF-8");
     assert_string_equal(errors_of(LISTEN "log: { access: \"caf\xc3\xa9\xed\xa0\x80\" }\n"),
                         "test.yaml:3:21: invalid YAML: the file is not valid UTF-8");
+    /* so is a NUL byte (libfyaml 0.7.12 crashes on some) and any other control character */
+    static const char nul[] = "listen: [{ address: 127.0.0.1:80 }]\n? a: \t\0b\n";
+    gh_diag d;
+    gh_diag_init(&d, "test.yaml");
+    assert_null(gh_config_load_string("test.yaml", nul, sizeof(nul) - 1, &d));
+    assert_string_equal(gh_diag_first_error(&d), "test.yaml:2:7: invalid YAML: control character U+0000 is not allowed");
+    gh_diag_free(&d);
+    assert_string_equal(errors_of(LISTEN "log: { access: \"a\x1b[31m\" }\n"),
+                        "test.yaml:3:18: invalid YAML: control character U+001B is not allowed");
 }
 
 static void test_yaml_aliases(void **state)

@@ -605,23 +605,23 @@ static void test_describe(void **state)
     fx_reset();
     gh_route_cfg *a = fx_add("a", "api.example.com", "path", "/users/{id}");
     fx_method(a, "GET");
-    gh_router_describe(a, buf, sizeof(buf));
+    gh_router_describe(NULL, a, buf, sizeof(buf));
     assert_string_equal(buf, "host api.example.com (exact), path /users/{id} (template, 1 literal segment), methods GET, HEAD");
     gh_route_cfg *b = fx_add("b", NULL, "prefix", "/users");
     fx_header(b, "X-Key", "s3cret");
     fx_headers[1][0].secret = true;
     fx_query_cond(b, "beta", "1");
-    gh_router_describe(b, buf, sizeof(buf));
+    gh_router_describe(NULL, b, buf, sizeof(buf));
     assert_string_equal(buf, "any host, prefix /users, headers X-Key: ***, query beta=1");
     gh_route_cfg *c = fx_add("c", "*.example.com", "regex", "^/u/(?<id>[0-9]+)$");
     fx_method(c, "POST");
     fx_method(c, "PURGE");
-    gh_router_describe(c, buf, sizeof(buf));
+    gh_router_describe(NULL, c, buf, sizeof(buf));
     assert_string_equal(buf, "host *.example.com (wildcard), regex ^/u/(?<id>[0-9]+)$, methods POST, PURGE");
     gh_route_cfg *e = fx_add("e", NULL, "path", "/a/b/{c}/{d*}");
-    gh_router_describe(e, buf, sizeof(buf));
+    gh_router_describe(NULL, e, buf, sizeof(buf));
     assert_string_equal(buf, "any host, path /a/b/{c}/{d*} (template, 2 literal segments)");
-    gh_router_describe(e, buf, 10);                       /* truncates, stays terminated */
+    gh_router_describe(NULL, e, buf, 10);                       /* truncates, stays terminated */
     assert_string_equal(buf, "any host,");
 }
 
