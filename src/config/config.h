@@ -11,6 +11,7 @@
 #include <stdint.h>
 #include <sys/socket.h>
 #include "core/arena.h"
+#include "core/cidr.h"
 #include "core/diag.h"
 #include "core/str.h"
 
@@ -20,11 +21,6 @@ typedef struct gh_kv {
     bool secret;                  /* value came from ${ENV}: masked outside the process */
 } gh_kv;
 
-typedef struct gh_cidr {
-    uint8_t family;               /* AF_INET or AF_INET6 */
-    uint8_t bits;                 /* prefix length */
-    uint8_t addr[16];             /* network byte order, host bits zeroed */
-} gh_cidr;
 
 typedef struct gh_listen_cfg {
     gh_str address;               /* as written: "0.0.0.0:8080", "[::]:8080" */

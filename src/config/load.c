@@ -119,38 +119,6 @@ bool gh_ld_resolve(gh_load *ld, const gh_ynode *n, gh_str host, uint16_t port, b
 #endif
 }
 
-static bool parse_cidr(gh_str s, gh_cidr *out)
-{
-    char buf[INET6_ADDRSTRLEN + 8];
-    const char *slash = memchr(s.p, '/', s.len);
-    size_t alen = slash ? (size_t)(slash - s.p) : s.len;
-    if (alen == 0 || alen >= sizeof(buf))
-        return false;
-    memcpy(buf, s.p, alen);
-    buf[alen] = '\0';
-    memset(out, 0, sizeof(*out));
-    unsigned max;
-    if (inet_pton(AF_INET, buf, out->addr) == 1) {
-        out->family = AF_INET;
-        max = 32;
-    } else if (inet_pton(AF_INET6, buf, out->addr) == 1) {
-        out->family = AF_INET6;
-        max = 128;
-    } else {
-        return false;
-    }
-    uint64_t bits = max;
-    if (slash && (!gh_parse_uint(gh_str_from(slash + 1, s.len - alen - 1), &bits) || bits > max))
-        return false;
-    out->bits = (uint8_t)bits;
-    /* zero the host bits so matching is a plain masked compare */
-    for (unsigned i = 0; i < 16; i++) {
-        unsigned keep = bits >= (i + 1) * 8 ? 8 : bits > i * 8 ? (unsigned)bits - i * 8 : 0;
-        out->addr[i] &= (uint8_t)(0xff00u >> keep);
-    }
-    return true;
-}
-
 /* ---------------------------------------------------------- top level */
 
 enum { L_ADDRESS, L_HTTP2, L_PATH_STRICT };
@@ -252,7 +220,7 @@ static bool set_trusted(gh_load *ld, void *obj, const gh_ypair *kv)
         gh_str t;
         if (!gh_ld_text(ld, list->items[i], "expected an address or CIDR (10.0.0.0/8, ::1)", &t, NULL))
             continue;
-        if (!parse_cidr(t, &cfg->trusted_proxies[cfg->ntrusted_proxies])) {
+        if (!gh_cidr_parse(t, &cfg->trusted_proxies[cfg->ntrusted_proxies])) {
             gh_ld_error(ld, list->items[i]->mark, "invalid address or CIDR '%.*s'",
                         t.len > 80 ? 80 : (int)t.len, t.p);
             continue;

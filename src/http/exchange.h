@@ -78,7 +78,9 @@ struct gh_exchange {
     bool tls;
     bool path_strict;
     uint16_t local_port;
-    char client[48];                /* peer address, text */
+    char peer[48];                  /* TCP peer address, text (X-Forwarded-For gets this) */
+    char client[48];                /* the client: the peer, or from X-Forwarded-For when
+                                       the peer is a trusted proxy (set by the dispatcher) */
     uint16_t client_port;
     char request_id[40];
 

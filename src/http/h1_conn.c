@@ -570,15 +570,16 @@ static gh_str host_of(gh_arena *ar, const char *h, size_t n)
 static void format_peer(h1_conn *c, gh_exchange *ex)
 {
     if (c->peer.sa.sa_family == AF_INET6) {
-        inet_ntop(AF_INET6, &c->peer.v6.sin6_addr, ex->client, sizeof(ex->client));
+        inet_ntop(AF_INET6, &c->peer.v6.sin6_addr, ex->peer, sizeof(ex->peer));
         ex->client_port = ntohs(c->peer.v6.sin6_port);
         /* v4-mapped addresses read as plain IPv4 */
-        if (strncmp(ex->client, "::ffff:", 7) == 0 && strchr(ex->client + 7, '.'))
-            memmove(ex->client, ex->client + 7, strlen(ex->client + 7) + 1);
+        if (strncmp(ex->peer, "::ffff:", 7) == 0 && strchr(ex->peer + 7, '.'))
+            memmove(ex->peer, ex->peer + 7, strlen(ex->peer + 7) + 1);
     } else {
-        inet_ntop(AF_INET, &c->peer.v4.sin_addr, ex->client, sizeof(ex->client));
+        inet_ntop(AF_INET, &c->peer.v4.sin_addr, ex->peer, sizeof(ex->peer));
         ex->client_port = ntohs(c->peer.v4.sin_port);
     }
+    memcpy(ex->client, ex->peer, sizeof(ex->client));
 }
 
 static gh_exchange *new_exchange(h1_conn *c)

@@ -130,7 +130,7 @@ char *gh_proxy_request_head(gh_exchange *ex, const gh_route_cfg *route, gh_str p
     const gh_header_ops *ops = &route->request_headers;
     const gh_header *tp = NULL;
     bool any_xff = false;
-    size_t cap = ex->method.len + path_q.len + 512 + ex->authority.len * 2 + strlen(ex->client) +
+    size_t cap = ex->method.len + path_q.len + 512 + ex->authority.len * 2 + strlen(ex->peer) +
                  sizeof(ex->request_id);
     for (size_t i = 0; i < ex->nheaders; i++)
         cap += ex->headers[i].name_len + ex->headers[i].value_len + 4;
@@ -189,7 +189,7 @@ char *gh_proxy_request_head(gh_exchange *ex, const gh_route_cfg *route, gh_str p
             PUTS(", ");
         }
     }
-    PUT(ex->client, strlen(ex->client));
+    PUT(ex->peer, strlen(ex->peer));
     PUTS("\r\n");
     if (ex->tls)
         PUTS("X-Forwarded-Proto: https\r\n");

@@ -4,6 +4,7 @@
 #include "http/status.h"
 #include "proxy/proxy.h"
 #include "route/route.h"
+#include "server/client_addr.h"
 #include "server/worker.h"
 #include "targets/targets.h"
 
@@ -35,6 +36,7 @@ void gh_dispatch(gh_exchange *ex)
 {
     gh_worker *w = ex->env->owner;
     gh_snapshot *snap = gh_pin_snapshot(ex->pin);
+    gh_resolve_client(ex, snap->cfg);
 
     char *np = gh_arena_alloc(&ex->arena, ex->raw_path.len + 2);
     size_t nlen = 0;

@@ -304,3 +304,61 @@ routes:
         times.append(time.time() - t0)
         assert status == 200
     assert max(times) >= 0.3 and min(times) < 0.2, times
+
+
+def test_trusted_proxies_give_the_real_client(gatehouse):
+    cfg = """
+listen: [ { address: "127.0.0.1:{port}" } ]
+trusted_proxies: [127.0.0.0/8, 10.0.0.0/8]
+routes:
+  - { name: e, match: { prefix: / }, echo: {} }
+"""
+    g = gatehouse(cfg, workers=1)
+    # the peer (127.0.0.1) is trusted: the right-most untrusted address is the client
+    _, _, body = g.get("/", headers={"X-Forwarded-For": "203.0.113.9, 10.1.2.3"})
+    info = json.loads(body)
+    assert info["client"] == "203.0.113.9"
+    # the chain forwarded upstream is the full one plus the peer
+    assert info["headers"]["x-forwarded-for"] == "203.0.113.9, 10.1.2.3, 127.0.0.1"
+    lines = g.access_log(wait_for=1)
+    assert lines[-1]["client"] == "203.0.113.9"
+    # garbage stops the walk at the last address that could be trusted
+    _, _, body = g.get("/", headers={"X-Forwarded-For": "nonsense, 10.1.2.3"})
+    assert json.loads(body)["client"] == "10.1.2.3"
+
+
+def test_untrusted_peer_is_the_client(gatehouse):
+    cfg = """
+listen: [ { address: "127.0.0.1:{port}" } ]
+trusted_proxies: [10.0.0.0/8]
+routes:
+  - { name: e, match: { prefix: / }, echo: {} }
+"""
+    g = gatehouse(cfg, workers=1)
+    _, _, body = g.get("/", headers={"X-Forwarded-For": "203.0.113.9"})
+    assert json.loads(body)["client"] == "127.0.0.1"
+
+
+def test_ipv6_listener(gatehouse, upstreams):
+    up = upstreams("v6")
+    port = free_port()
+    cfg = """
+listen: [ { address: "127.0.0.1:{port}" }, { address: "[::1]:{port6}" } ]
+upstreams:
+  main: { targets: [ "{up}" ] }
+routes:
+  - { name: r, match: { prefix: / }, upstream: main }
+"""
+    g = gatehouse(cfg, subst={"up": up.address, "port6": port}, workers=1)
+    s = socket.create_connection(("::1", port), timeout=5)
+    s.sendall(b"GET /six HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    out = b""
+    while True:
+        b = s.recv(65536)
+        if not b:
+            break
+        out += b
+    s.close()
+    assert out.startswith(b"HTTP/1.1 200")
+    info = json.loads(out.split(b"\r\n\r\n", 1)[1])
+    assert info["headers"]["x-forwarded-for"] == "::1"

@@ -28,6 +28,7 @@ static gh_exchange *make_exchange(const char *head)
     ex->authority = (gh_str){ m.host, m.host_len };
     ex->local_port = 8080;
     ex->content_length = m.content_length;
+    strcpy(ex->peer, "192.0.2.7");
     strcpy(ex->client, "192.0.2.7");
     strcpy(ex->request_id, "0123456789abcdef0123456789abcdef");
     return ex;
