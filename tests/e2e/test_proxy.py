@@ -362,3 +362,36 @@ routes:
     assert out.startswith(b"HTTP/1.1 200")
     info = json.loads(out.split(b"\r\n\r\n", 1)[1])
     assert info["headers"]["x-forwarded-for"] == "::1"
+
+
+def test_least_conn_avoids_the_busy_target(gatehouse, upstreams):
+    a, b = upstreams("a"), upstreams("b")
+    cfg = """
+listen: [ { address: "127.0.0.1:{port}" } ]
+log: { access: "off" }
+upstreams:
+  lc:
+    targets: [ "{a}", "{b}" ]
+    balance: least_conn
+routes:
+  - { name: r, match: { prefix: / }, upstream: lc }
+"""
+    g = gatehouse(cfg, subst={"a": a.address, "b": b.address}, workers=1)
+    # three slow requests in flight occupy both targets unevenly, then quick ones
+    # must go to whichever target has fewer requests in flight
+    slow = []
+    for _ in range(3):
+        s = socket.create_connection(("127.0.0.1", g.port), timeout=5)
+        s.sendall(b"GET /slow?delay=1.5 HTTP/1.1\r\nHost: x\r\n\r\n")
+        slow.append(s)
+        time.sleep(0.1)
+    a_busy = sum(1 for r in a.requests() if r["target"].startswith("/slow"))
+    time.sleep(0.1)
+    quick = [json.loads(g.get("/q")[2])["server"] for _ in range(4)]
+    # targets got slow requests 2:1 (least_conn alternates when equal);
+    # every quick request goes to the one with a single slow request
+    b_slow = 3 - a_busy
+    idle_side = "a" if a_busy < b_slow else "b"
+    assert quick == [idle_side] * 4, (a_busy, quick)
+    for s in slow:
+        s.close()
