@@ -1,0 +1,77 @@
+/* request.c — request facts every codec derives the same way: the method's
+ * bit, the host without its port, path and query from the request-target. */
+#include <string.h>
+#include <strings.h>
+#include "http/request.h"
+
+uint32_t gh_method_bit(const char *m, size_t n)
+{
+    switch (n) {
+    case 3:
+        if (memcmp(m, "GET", 3) == 0) return GH_M_GET;
+        if (memcmp(m, "PUT", 3) == 0) return GH_M_PUT;
+        break;
+    case 4:
+        if (memcmp(m, "HEAD", 4) == 0) return GH_M_HEAD;
+        if (memcmp(m, "POST", 4) == 0) return GH_M_POST;
+        break;
+    case 5:
+        if (memcmp(m, "PATCH", 5) == 0) return GH_M_PATCH;
+        if (memcmp(m, "TRACE", 5) == 0) return GH_M_TRACE;
+        break;
+    case 6:
+        if (memcmp(m, "DELETE", 6) == 0) return GH_M_DELETE;
+        break;
+    case 7:
+        if (memcmp(m, "OPTIONS", 7) == 0) return GH_M_OPTIONS;
+        if (memcmp(m, "CONNECT", 7) == 0) return GH_M_CONNECT;
+        break;
+    }
+    return GH_M_OTHER;
+}
+
+/* Host without port, lower-cased, into the arena. */
+gh_str gh_host_of(gh_arena *ar, const char *h, size_t n)
+{
+    size_t end = n;
+    if (n && h[0] == '[') {
+        const char *rb = memchr(h, ']', n);
+        end = rb ? (size_t)(rb - h) + 1 : n;
+    } else {
+        const char *colon = memchr(h, ':', n);
+        if (colon)
+            end = (size_t)(colon - h);
+    }
+    char *out = gh_arena_alloc(ar, end + 1);
+    for (size_t i = 0; i < end; i++)
+        out[i] = gh_lower(h[i]);
+    out[end] = '\0';
+    return (gh_str){ out, end };
+}
+
+/* Split the request-target into path and query; absolute-form gives the host. */
+void gh_split_target(gh_exchange *ex)
+{
+    const char *t = ex->target.p;
+    size_t n = ex->target.len;
+    if (n >= 7 && (strncasecmp(t, "http://", 7) == 0 || strncasecmp(t, "https://", 8) == 0)) {
+        size_t skip = t[4] == ':' ? 7 : 8;
+        const char *auth = t + skip;
+        const char *slash = memchr(auth, '/', n - skip);
+        size_t alen = slash ? (size_t)(slash - auth) : n - skip;
+        /* RFC 9112 §3.2.2: absolute-form's authority replaces Host */
+        ex->authority = (gh_str){ auth, alen };
+        ex->host = gh_host_of(&ex->arena, auth, alen);
+        t = slash ? slash : "/";
+        n = slash ? n - skip - alen : 1;
+    }
+    const char *q = memchr(t, '?', n);
+    if (q) {
+        ex->raw_path = (gh_str){ t, (size_t)(q - t) };
+        ex->query = (gh_str){ q + 1, n - (size_t)(q - t) - 1 };
+    } else {
+        ex->raw_path = (gh_str){ t, n };
+        ex->query = (gh_str){ "", 0 };
+    }
+}
+
