@@ -23,6 +23,13 @@ enum { GH_OK = 0, GH_AGAIN = 1, GH_ERROR = -1 };
 
 typedef struct gh_exchange gh_exchange;
 
+/* Work to run on the next loop turn, outside any callback (gh_env_defer). */
+typedef struct gh_task {
+    struct gh_task *next;
+    void (*run)(struct gh_task *t);
+    bool queued;
+} gh_task;
+
 /* Kinds of client-side timeouts (each a deadline list in the worker). */
 enum { GH_TO_IDLE = 0, GH_TO_HEADER, GH_TO_BODY, GH_TO_SEND, GH_TO_COUNT };
 typedef struct gh_http_env gh_http_env;
@@ -43,6 +50,9 @@ typedef struct gh_downstream_ops {
     void (*abort)(gh_exchange *ex);
     /* Request body flow control: deliver (again) what is buffered. */
     void (*resume_body)(gh_exchange *ex);
+    /* finish() with trailer fields (gRPC's grpc-status). HTTP/1.1 drops them
+     * (chunked trailers are not forwarded); HTTP/2 sends a trailing HEADERS. */
+    int (*finish_trailers)(gh_exchange *ex, const gh_header *hdrs, size_t n);
 } gh_downstream_ops;
 
 /* Returns how many of the len bytes the consumer took; the codec keeps the
@@ -133,6 +143,9 @@ struct gh_http_env {
 
 /* Milliseconds, cached by the loop once per iteration: no syscall. */
 static inline uint64_t gh_now_ms(const gh_http_env *env) { return uv_now(env->loop); }
+
+/* Run t->run on the next loop turn (once, however often it is queued). */
+void gh_env_defer(gh_http_env *env, gh_task *t);
 
 gh_exchange *gh_exchange_new(gh_http_env *env);
 void gh_exchange_free(gh_exchange *ex);

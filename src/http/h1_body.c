@@ -242,12 +242,20 @@ static void h1_resume_body(gh_exchange *ex)
         gh_h1c_want_read(c, true);
 }
 
+/* HTTP/1.1 responses go out with Content-Length or plain chunked framing:
+ * trailer fields are dropped (RFC 9110 §6.5.1 lets a proxy discard them). */
+static int h1_finish_trailers(gh_exchange *ex, const gh_header *hdrs, size_t n)
+{
+    return h1_finish(ex);
+}
+
 const gh_downstream_ops gh_h1_ops = {
     .send_head = h1_send_head,
     .send_body = h1_send_body,
     .finish = h1_finish,
     .abort = h1_abort,
     .resume_body = h1_resume_body,
+    .finish_trailers = h1_finish_trailers,
 };
 
 /* ------------------------------------------------------- request body --- */

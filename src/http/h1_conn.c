@@ -8,6 +8,7 @@
  * callback, so no stage is ever freed under its own feet. */
 #include "http/h1_int.h"
 #include "http/request.h"
+#include "http/h2_conn.h"
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -67,12 +68,30 @@ static void on_closed(uv_handle_t *h)
 static void run_close_queue(uv_idle_t *idle)
 {
     gh_h1_worker *w = idle->data;
+    while (w->tasks) {
+        gh_task *t = w->tasks;
+        w->tasks = t->next;
+        t->queued = false;
+        t->run(t);
+    }
     while (w->close_queue) {
         h1_conn *c = w->close_queue;
         w->close_queue = c->next_close;
         conn_close(c);
     }
-    uv_idle_stop(idle);
+    if (!w->tasks && !w->close_queue)
+        uv_idle_stop(idle);
+}
+
+void gh_env_defer(gh_http_env *env, gh_task *t)
+{
+    if (t->queued)
+        return;
+    gh_h1_worker *w = env->h1;
+    t->queued = true;
+    t->next = w->tasks;
+    w->tasks = t;
+    uv_idle_start(&w->closer, run_close_queue);
 }
 
 /* Close from inside a callback or an ops call: done on the next loop turn. */
@@ -218,6 +237,41 @@ static bool adopt_head(gh_exchange *ex, const char *buf, size_t len, const gh_h1
     return true;
 }
 
+static void on_handed_off(uv_handle_t *h)
+{
+    free(h->data);
+}
+
+/* The client speaks HTTP/2: give the socket, the transport and the bytes
+ * read so far to an HTTP/2 connection, and retire this one quietly. */
+static void handoff_h2(h1_conn *c)
+{
+    gh_h1_listen_info info = { .local_port = c->local_port, .path_strict = c->path_strict,
+                               .tls = c->tls, .http2 = true };
+    gh_buf *in = c->in;
+    c->in = NULL;
+    c->flags |= F_DEAD;
+    uv_poll_stop(&c->poll);
+    gh_deadline_cancel(&c->timer);
+    c->env->h1->nconns--;   /* the HTTP/2 connection counts itself */
+    gh_h2_conn_start(c->poll.loop, c->env, c->fd, &c->peer.sa, &info, c->tp,
+                     in ? in->data + in->start : NULL, in ? gh_buf_len(in) : 0);
+    gh_buf_put(c->env->bufs, in);
+    uv_close((uv_handle_t *)&c->poll, on_handed_off);
+}
+
+/* On an http2 listener a connection may open with the prior-knowledge
+ * preface: 1 = it does (hand over), 0 = it does not, -1 = too early to say. */
+static int h2_preface(h1_conn *c, const char *p, size_t len)
+{
+    if (!c->http2 || c->requests)
+        return 0;
+    size_t n = len < GH_H2_PREFACE_LEN ? len : GH_H2_PREFACE_LEN;
+    if (memcmp(p, GH_H2_PREFACE, n) != 0)
+        return 0;
+    return len >= GH_H2_PREFACE_LEN ? 1 : -1;
+}
+
 /* Try to take one request head from the buffer. false: wait for more. */
 static bool start_request(h1_conn *c)
 {
@@ -227,6 +281,13 @@ static bool start_request(h1_conn *c)
     size_t len = gh_buf_len(in);
     size_t scanned = c->head_scanned;
     size_t max_head = lim->max_header_bytes;
+    int pre = h2_preface(c, p, len);
+    if (pre > 0) {
+        handoff_h2(c);
+        return true;
+    }
+    if (pre < 0)
+        return false;
     if (!gh_h1_head_complete(p, len, &scanned)) {
         c->head_scanned = (uint32_t)scanned;
         if (len > max_head) {
@@ -485,6 +546,7 @@ int gh_h1_conn_start(uv_loop_t *loop, gh_http_env *env, int fd, const struct soc
     c->local_port = info->local_port;
     c->path_strict = info->path_strict;
     c->tls = info->tls;
+    c->http2 = info->http2;
     c->timer.fire = on_timeout;
     if (peer->sa_family == AF_INET6)
         memcpy(&c->peer.v6, peer, sizeof(c->peer.v6));
@@ -507,10 +569,10 @@ int gh_h1_conn_start(uv_loop_t *loop, gh_http_env *env, int fd, const struct soc
 void gh_h1_close_idle(gh_http_env *env)
 {
     gh_deadline *d;
-    while ((d = gh_deadline_pop_due(&env->timeouts[GH_TO_IDLE], UINT64_MAX)) != NULL) {
-        h1_conn *c = (h1_conn *)((char *)d - offsetof(h1_conn, timer));
-        gh_h1c_defer_close(c);
-    }
+    /* every idle entry's handler closes it (HTTP/2 ones after a GOAWAY) */
+    while ((d = gh_deadline_pop_due(&env->timeouts[GH_TO_IDLE], UINT64_MAX)) != NULL)
+        d->fire(d);
+    gh_h2_drain(env);
 }
 
 size_t gh_h1_conn_count(const gh_http_env *env)

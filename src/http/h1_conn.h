@@ -16,14 +16,16 @@ typedef struct gh_h1_listen_info {
     uint16_t local_port;
     bool path_strict;
     bool tls;
+    bool http2;                   /* h2c prior knowledge (plaintext) or ALPN h2 (TLS) */
 } gh_h1_listen_info;
 
 /* Take over an accepted, non-blocking socket. 0, or -errno (fd closed). */
 int gh_h1_conn_start(uv_loop_t *loop, gh_http_env *env, int fd, const struct sockaddr *peer,
                      const gh_h1_listen_info *info, gh_transport *tp);
 
-/* Drain: close every idle keep-alive connection of this worker now; active
- * ones close after their current response (which says Connection: close). */
+/* Drain: close every idle connection of this worker now (HTTP/1.1 and
+ * HTTP/2, which also get GOAWAY); active ones close after their current
+ * response (which says Connection: close). */
 void gh_h1_close_idle(gh_http_env *env);
 
 /* Connections of this worker still open. */
@@ -31,9 +33,11 @@ size_t gh_h1_conn_count(const gh_http_env *env);
 
 /* Per-worker state the codec keeps inside env->codec (set up by the worker). */
 typedef struct gh_h1_worker {
-    uv_idle_t closer;             /* runs deferred closes outside callbacks */
+    uv_idle_t closer;             /* runs deferred closes and tasks outside callbacks */
     struct h1_conn *close_queue;
-    size_t nconns;
+    gh_task *tasks;               /* gh_env_defer */
+    struct h2_conn *h2_conns;     /* HTTP/2 connections (drain sends them GOAWAY) */
+    size_t nconns;                /* client connections, both codecs */
     gh_header *scratch;           /* header array for parsing */
     size_t scratch_cap;
 } gh_h1_worker;

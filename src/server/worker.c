@@ -79,6 +79,7 @@ static void follow_snapshot(gh_worker *w)
             if (gh_sockaddr_equal((struct sockaddr *)&l->sa, (struct sockaddr *)&set->items[k].sa)) {
                 keep = true;
                 l->info.path_strict = set->items[k].path_strict;
+                l->info.http2 = set->items[k].http2;
             }
         }
         if (!keep) {
@@ -144,6 +145,7 @@ static void listener_open(gh_worker *w, const gh_listen_item *it, int fd)
     l->info.local_port = ntohs(it->sa.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&it->sa)->sin6_port
                                                            : ((struct sockaddr_in *)&it->sa)->sin_port);
     l->info.path_strict = it->path_strict;
+    l->info.http2 = it->http2;
     l->info.tls = false;
     uv_poll_init_socket(&w->loop, &l->poll, fd);
     l->poll.data = l;
