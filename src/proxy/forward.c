@@ -220,10 +220,12 @@ static int out_write(fwd *f, const char *p, size_t len, bool last, size_t *taken
     }
     if (n == 0)
         return GH_OK;
-    ssize_t w = writev(f->uc->fd, iov, n);
+    ssize_t w = gh_upconn_writev(f->uc, iov, n);
     if (w < 0) {
-        if (errno != EAGAIN && errno != EINTR)
+        if (w != -EAGAIN) {
+            errno = (int)-w;
             return GH_ERROR;
+        }
         w = 0;
     }
     size_t left = (size_t)w;
@@ -524,11 +526,11 @@ static void read_response(fwd *f)
     gh_buf *in = uc->in;
     if (gh_buf_room(in) == 0)
         gh_buf_compact(in);
-    ssize_t n = read(uc->fd, in->data + in->end, gh_buf_room(in));
-    if (n < 0 && (errno == EAGAIN || errno == EINTR))
+    ssize_t n = gh_upconn_read(uc, in->data + in->end, gh_buf_room(in));
+    if (n == -EAGAIN)
         return;
     if (n <= 0) {
-        int err = n < 0 ? -errno : 0;
+        int err = (int)n;
         if (!f->head_done) {
             if (gh_buf_len(in) > 0 && n == 0) {
                 fail_client(f, 502, "upstream_error", "upstream closed inside the response head");

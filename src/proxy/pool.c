@@ -188,11 +188,22 @@ gh_upconn *gh_upconn_connect(gh_proxy_worker *pw, const struct sockaddr *sa, soc
     uc->poll.data = uc;
     uc->timer.data = uc;
     uc->fd = fd;
+    uc->tp = &gh_transport_plain;
     uc->pw = pw;
     uc->pool = p;
     pw->open_conns++;
     gh_upconn_events(uc, UV_WRITABLE);
     return uc;
+}
+
+ssize_t gh_upconn_read(gh_upconn *uc, char *buf, size_t len)
+{
+    return uc->tp->ops->read(uc->tp, uc->fd, buf, len);
+}
+
+ssize_t gh_upconn_writev(gh_upconn *uc, const struct iovec *iov, int n)
+{
+    return uc->tp->ops->writev(uc->tp, uc->fd, iov, n);
 }
 
 int gh_upconn_connect_result(gh_upconn *uc)
@@ -270,6 +281,9 @@ void gh_upconn_close(gh_upconn *uc)
     uc->pw->open_conns--;
     uv_poll_stop(&uc->poll);
     uv_timer_stop(&uc->timer);
+    if (uc->tp && uc->tp->ops->destroy)
+        uc->tp->ops->destroy(uc->tp);
+    uc->tp = NULL;
     close(uc->fd);   /* the poll watcher is stopped; closing the fd now frees the port at once */
     uv_close((uv_handle_t *)&uc->poll, on_uc_closed);
     uv_close((uv_handle_t *)&uc->timer, on_uc_closed);

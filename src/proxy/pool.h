@@ -12,6 +12,7 @@
 #include <sys/socket.h>
 #include <uv.h>
 #include "core/bufpool.h"
+#include "core/transport.h"
 
 typedef struct gh_upconn gh_upconn;
 typedef struct gh_pool gh_pool;
@@ -28,6 +29,7 @@ struct gh_upconn {
     gh_pool *pool;
     gh_upconn *prev, *next;       /* pool's idle list */
     gh_buf *in;
+    gh_transport *tp;             /* plain (shared) or TLS */
     void *owner;
     gh_upconn_cb on_event;
     gh_upconn_timer_cb on_timer;
@@ -62,6 +64,10 @@ int gh_upconn_connect_result(gh_upconn *uc);      /* 0 or -errno (SO_ERROR) */
 void gh_upconn_release(gh_upconn *uc, uint32_t keep);
 void gh_upconn_close(gh_upconn *uc);
 void gh_upconn_events(gh_upconn *uc, int events);  /* poll mask */
+/* Bytes on the connection (through its transport, plain or TLS): like
+ * read(2)/writev(2) but returning -errno; -EAGAIN = wait for readiness. */
+ssize_t gh_upconn_read(gh_upconn *uc, char *buf, size_t len);
+ssize_t gh_upconn_writev(gh_upconn *uc, const struct iovec *iov, int n);
 void gh_upconn_timer(gh_upconn *uc, uint64_t ms);  /* 0 = stop */
 
 #endif
