@@ -1,6 +1,7 @@
 #include "http/status.h"
 #include <stdio.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 
 const char *gh_status_reason(int s)
@@ -113,9 +114,69 @@ int gh_respond(gh_exchange *ex, int status, const gh_header *hdrs, size_t n,
     return ex->down->finish(ex);
 }
 
+/* gRPC clients cannot read an HTTP error body: they get HTTP 200 with
+ * grpc-status / grpc-message ("trailers-only" response). Codes follow
+ * gRPC's HTTP mapping, refined by the gateway's own problem code. */
+static int grpc_status_for(int status, const char *code)
+{
+    if (strcmp(code, "upstream_timeout") == 0 || strcmp(code, "request_timeout") == 0)
+        return 4;    /* DEADLINE_EXCEEDED */
+    if (strcmp(code, "rate_limited") == 0 || strcmp(code, "payload_too_large") == 0 ||
+        strcmp(code, "header_too_large") == 0)
+        return 8;    /* RESOURCE_EXHAUSTED */
+    switch (status) {
+    case 400: return 13;   /* INTERNAL */
+    case 401: return 16;   /* UNAUTHENTICATED */
+    case 403: return 7;    /* PERMISSION_DENIED */
+    case 404: case 405: case 410: return 12;   /* UNIMPLEMENTED */
+    case 429: case 502: case 503: case 504: return 14;   /* UNAVAILABLE */
+    default: return 2;     /* UNKNOWN */
+    }
+}
+
+static bool is_grpc(const gh_exchange *ex)
+{
+    const gh_header *ct = gh_exchange_header(ex, "content-type", 12);
+    return ct && ct->value_len >= 16 && strncasecmp(ct->value, "application/grpc", 16) == 0;
+}
+
+static int grpc_problem(gh_exchange *ex, int status, const char *code, const char *detail)
+{
+    /* grpc-message is percent-encoded (gRPC HTTP/2 protocol) */
+    const char *msg = detail ? detail : code;
+    size_t len = strlen(msg);
+    char *enc = gh_arena_alloc(&ex->arena, len * 3 + 1);
+    char *st = gh_arena_printf(&ex->arena, "%d", grpc_status_for(status, code));
+    if (!enc || !st)
+        return GH_ERROR;
+    size_t o = 0;
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)msg[i];
+        if (c < 0x20 || c > 0x7e || c == '%') {
+            o += (size_t)snprintf(enc + o, 4, "%%%02X", c);
+        } else {
+            enc[o++] = (char)c;
+        }
+    }
+    enc[o] = '\0';
+    gh_header h[4] = {
+        { "Content-Type", "application/grpc", 12, 16 },
+        { "grpc-status", st, 11, (uint32_t)strlen(st) },
+        { "grpc-message", enc, 12, (uint32_t)o },
+        { "X-Request-Id", ex->request_id, 12, (uint32_t)strlen(ex->request_id) },
+    };
+    ex->log.error = code;
+    int rc = ex->down->send_head(ex, 200, h, 4, -1);
+    if (rc == GH_ERROR)
+        return rc;
+    return ex->down->finish(ex);
+}
+
 int gh_problem(gh_exchange *ex, int status, const char *code, const char *detail,
                const gh_header *hdrs, size_t n, const char *extra_json)
 {
+    if (ex->minor == 2 && is_grpc(ex))
+        return grpc_problem(ex, status, code, detail);
     const char *title = gh_status_reason(status);
     size_t dlen = detail ? strlen(detail) : 0;
     size_t cap = 256 + strlen(title) + strlen(code) + dlen * 6 + (extra_json ? strlen(extra_json) : 0);
