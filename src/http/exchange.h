@@ -17,6 +17,7 @@
 #include "core/bufpool.h"
 #include "core/deadline.h"
 #include "core/str.h"
+#include "core/transport.h"
 #include "http/h1_parse.h"
 
 enum { GH_OK = 0, GH_AGAIN = 1, GH_ERROR = -1 };
@@ -33,6 +34,16 @@ typedef struct gh_task {
 /* Kinds of client-side timeouts (each a deadline list in the worker). */
 enum { GH_TO_IDLE = 0, GH_TO_HEADER, GH_TO_BODY, GH_TO_SEND, GH_TO_COUNT };
 typedef struct gh_http_env gh_http_env;
+
+/* A client connection handed over after a protocol switch (101). */
+typedef struct gh_takeover {
+    int fd;
+    gh_transport *tp;
+    char *pending;                /* client bytes already read (malloc'd) */
+    size_t npending;
+    char *head;                   /* the 101 response head to send first (malloc'd) */
+    size_t nhead;
+} gh_takeover;
 
 typedef struct gh_downstream_ops {
     /* Response head. hdrs are end-to-end headers only (the codec adds its
@@ -53,6 +64,11 @@ typedef struct gh_downstream_ops {
     /* finish() with trailer fields (gRPC's grpc-status). HTTP/1.1 drops them
      * (chunked trailers are not forwarded); HTTP/2 sends a trailing HEADERS. */
     int (*finish_trailers)(gh_exchange *ex, const gh_header *hdrs, size_t n);
+    /* 101 Switching Protocols (WebSocket): end the exchange (logged, freed)
+     * and hand the client connection over in *t, with the response head
+     * (status line + hdrs + Connection: upgrade) still to be written.
+     * GH_ERROR if the codec cannot (HTTP/2); then nothing changed. */
+    int (*upgrade)(gh_exchange *ex, const gh_header *hdrs, size_t n, gh_takeover *t);
 } gh_downstream_ops;
 
 /* Returns how many of the len bytes the consumer took; the codec keeps the

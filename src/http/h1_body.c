@@ -249,6 +249,14 @@ static int h1_finish_trailers(gh_exchange *ex, const gh_header *hdrs, size_t n)
     return h1_finish(ex);
 }
 
+static int h1_upgrade(gh_exchange *ex, const gh_header *hdrs, size_t n, gh_takeover *t)
+{
+    h1_conn *c = CONN(ex);
+    if (c->flags & F_DEAD || ex->head_sent)
+        return GH_ERROR;
+    return gh_h1c_upgrade(c, hdrs, n, t);
+}
+
 const gh_downstream_ops gh_h1_ops = {
     .send_head = h1_send_head,
     .send_body = h1_send_body,
@@ -256,6 +264,7 @@ const gh_downstream_ops gh_h1_ops = {
     .abort = h1_abort,
     .resume_body = h1_resume_body,
     .finish_trailers = h1_finish_trailers,
+    .upgrade = h1_upgrade,
 };
 
 /* ------------------------------------------------------- request body --- */

@@ -260,6 +260,49 @@ static void handoff_h2(h1_conn *c)
     uv_close((uv_handle_t *)&c->poll, on_handed_off);
 }
 
+/* 101: the exchange ends here and the socket goes to a tunnel. */
+int gh_h1c_upgrade(h1_conn *c, const gh_header *hdrs, size_t n, gh_takeover *t)
+{
+    gh_exchange *ex = c->ex;
+    size_t cap = 64;
+    for (size_t i = 0; i < n; i++)
+        cap += hdrs[i].name_len + hdrs[i].value_len + 4;
+    char *head = malloc(cap);
+    gh_buf *in = c->in;
+    size_t np = in ? gh_buf_len(in) : 0;
+    char *pending = np ? malloc(np) : NULL;
+    if (!head || (np && !pending)) {
+        free(head);
+        free(pending);
+        return GH_ERROR;
+    }
+    size_t o = (size_t)snprintf(head, cap, "HTTP/1.1 101 Switching Protocols\r\n");
+    for (size_t i = 0; i < n; i++)
+        o += (size_t)snprintf(head + o, cap - o, "%.*s: %.*s\r\n", (int)hdrs[i].name_len, hdrs[i].name,
+                              (int)hdrs[i].value_len, hdrs[i].value);
+    o += (size_t)snprintf(head + o, cap - o, "Connection: upgrade\r\n\r\n");
+    if (np)
+        memcpy(pending, in->data + in->start, np);
+    *t = (gh_takeover){ .fd = c->fd, .tp = c->tp, .pending = pending, .npending = np, .head = head, .nhead = o };
+    ex->status = 101;
+    ex->head_sent = ex->response_done = true;
+    ex->on_abort = ex->on_writable = NULL;
+    ex->body_cb = NULL;
+    c->ex = NULL;
+    c->act = NULL;
+    if (c->env->done)
+        c->env->done(ex);
+    gh_exchange_free(ex);
+    c->in = NULL;
+    gh_buf_put(c->env->bufs, in);
+    c->flags |= F_DEAD;
+    uv_poll_stop(&c->poll);
+    gh_deadline_cancel(&c->timer);
+    c->env->h1->nconns--;   /* the tunnel counts itself */
+    uv_close((uv_handle_t *)&c->poll, on_handed_off);
+    return GH_OK;
+}
+
 /* On an http2 listener a connection may open with the prior-knowledge
  * preface: 1 = it does (hand over), 0 = it does not, -1 = too early to say. */
 static int h2_preface(h1_conn *c, const char *p, size_t len)

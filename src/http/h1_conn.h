@@ -37,6 +37,7 @@ typedef struct gh_h1_worker {
     struct h1_conn *close_queue;
     gh_task *tasks;               /* gh_env_defer */
     struct h2_conn *h2_conns;     /* HTTP/2 connections (drain sends them GOAWAY) */
+    struct gh_tunnel *tunnels;    /* WebSocket tunnels (proxy/tunnel.c; drain closes them) */
     size_t nconns;                /* client connections, both codecs */
     gh_header *scratch;           /* header array for parsing */
     size_t scratch_cap;

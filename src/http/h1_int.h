@@ -70,6 +70,7 @@ void gh_h1c_want_read(h1_conn *c, bool on);
 void gh_h1c_arm(h1_conn *c, int kind);
 void gh_h1c_defer_close(h1_conn *c);
 void gh_h1c_process(h1_conn *c);
+int gh_h1c_upgrade(h1_conn *c, const gh_header *hdrs, size_t n, gh_takeover *t);
 /* h1_body.c */
 int gh_h1c_writev(h1_conn *c, struct iovec *iov, int n);
 void gh_h1c_flush(h1_conn *c);

@@ -416,6 +416,12 @@ static void h2_resume_body(gh_exchange *ex)
     deliver(STREAM(ex));
 }
 
+/* RFC 8441 (WebSocket over HTTP/2) is not offered: no upgrade here. */
+static int h2_upgrade(gh_exchange *ex, const gh_header *hdrs, size_t n, gh_takeover *t)
+{
+    return GH_ERROR;
+}
+
 static const gh_downstream_ops h2_ops = {
     .send_head = h2_send_head,
     .send_body = h2_send_body,
@@ -423,6 +429,7 @@ static const gh_downstream_ops h2_ops = {
     .abort = h2_abort,
     .resume_body = h2_resume_body,
     .finish_trailers = h2_finish_trailers,
+    .upgrade = h2_upgrade,
 };
 
 /* ------------------------------------------------------ request body --- */

@@ -10,10 +10,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include "core/log.h"
 #include "http/status.h"
 #include "proxy/headers.h"
 #include "proxy/proxy.h"
+#include "proxy/tunnel.h"
 
 enum { P_CONNECT = 1, P_SEND, P_WAIT, P_BODY, P_DONE };
 enum fail_kind { F_CONNECT, F_RESET, F_TIMEOUT, F_CONNECT_TIMEOUT };
@@ -379,6 +381,70 @@ static int64_t header_length(const gh_h1_message *m)
     return -1;
 }
 
+/* 101 to a request that asked for it (WebSocket): from now on the two
+ * connections are one byte tunnel. */
+static void switch_protocols(fwd *f, const gh_h1_message *m, size_t head_len)
+{
+    gh_exchange *ex = f->ex;
+    const gh_header *up = NULL;
+    for (size_t i = 0; i < m->nheaders; i++)
+        if (m->headers[i].name_len == 7 && strncasecmp(m->headers[i].name, "upgrade", 7) == 0)
+            up = &m->headers[i];
+    if (!ex->upgrade || !up || !f->req_done) {
+        fail_client(f, 502, "upstream_error", "unexpected protocol switch from the upstream");
+        return;
+    }
+    size_t n;
+    gh_header *hdrs = gh_proxy_response_headers(ex, f->route, m->headers, m->nheaders, &n);
+    gh_header *all = hdrs ? gh_arena_alloc(&ex->arena, (n + 1) * sizeof(*all)) : NULL;
+    if (!all) {
+        fail_client(f, 502, "upstream_error", "out of memory");
+        return;
+    }
+    memcpy(all, hdrs, n * sizeof(*all));
+    all[n++] = (gh_header){ "Upgrade", up->value, 7, up->value_len };
+    ex->log.upstream_ms = (int64_t)(now_ms(f) - f->t0_ms);
+    uint64_t idle = ex->env->limits->idle_timeout_ms;
+    gh_http_env *env = ex->env;
+    gh_upconn *uc = f->uc;
+    gh_buf *in = uc->in;
+    in->start += head_len;
+    size_t npend = gh_buf_len(in);
+    char *pend = npend ? malloc(npend) : NULL;
+    if (npend && !pend) {
+        fail_client(f, 502, "upstream_error", "out of memory");
+        return;
+    }
+    if (npend)
+        memcpy(pend, in->data + in->start, npend);
+    uv_loop_t *loop = uc->pw->loop;
+    f->uc = NULL;
+    end_target(f);
+    detach(f);
+    gh_takeover client;
+    if (ex->down->upgrade(ex, all, n, &client) != GH_OK) {
+        free(pend);
+        gh_upconn_close(uc);
+        gh_problem(ex, 502, "upstream_error", "this connection cannot switch protocols", NULL, 0, NULL);
+        return;
+    }
+    /* ex and f are gone now */
+    int fd;
+    gh_transport *tp;
+    gh_upconn_detach(uc, &fd, &tp);
+    if (gh_tunnel_start(loop, env, &client, fd, tp, pend, npend, idle) < 0) {
+        if (tp && tp->ops->destroy)
+            tp->ops->destroy(tp);
+        close(fd);
+        if (client.tp && client.tp->ops->destroy)
+            client.tp->ops->destroy(client.tp);
+        close(client.fd);
+        if (env->conn_closed)
+            env->conn_closed(env);
+    }
+    free(pend);
+}
+
 static bool parse_head(fwd *f)
 {
     gh_exchange *ex = f->ex;
@@ -401,7 +467,7 @@ static bool parse_head(fwd *f)
         }
         if (m.status >= 100 && m.status < 200) {
             if (m.status == 101) {
-                fail_client(f, 502, "upstream_error", "unexpected protocol switch from the upstream");
+                switch_protocols(f, &m, (size_t)r);
                 return false;
             }
             in->start += (size_t)r;   /* interim responses are not forwarded */

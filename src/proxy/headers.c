@@ -176,6 +176,14 @@ char *gh_proxy_request_head(gh_exchange *ex, const gh_route_cfg *route, gh_str p
             continue;
         p = put_header(p, h->name, h->name_len, h->value, h->value_len);
     }
+    if (ex->upgrade) {
+        /* a protocol switch (WebSocket) is asked of the upstream too */
+        const gh_header *up = gh_exchange_header(ex, "upgrade", 7);
+        if (up) {
+            PUTS("Connection: upgrade\r\n");
+            p = put_header(p, "Upgrade", 7, up->value, up->value_len);
+        }
+    }
     if (body == GH_FWD_LENGTH)
         p += sprintf(p, "Content-Length: %llu\r\n", (unsigned long long)ex->content_length);
     else if (body == GH_FWD_CHUNKED)
@@ -253,6 +261,91 @@ gh_header *gh_proxy_response_headers(gh_exchange *ex, const gh_route_cfg *route,
         out[k++] = (gh_header){ ops->set[i].name.p, ops->set[i].value.p,
                                 (uint32_t)ops->set[i].name.len, (uint32_t)ops->set[i].value.len };
     out[k++] = (gh_header){ "X-Request-Id", ex->request_id, 12, (uint32_t)strlen(ex->request_id) };
+    *n = k;
+    return out;
+}
+
+/* TE carries "trailers" (parameters and other codings ignored). */
+static bool te_has_trailers(const gh_header *h)
+{
+    const char *p = h->value, *end = p + h->value_len;
+    while (p < end) {
+        while (p < end && (*p == ' ' || *p == '\t' || *p == ','))
+            p++;
+        const char *s = p;
+        while (p < end && *p != ',' && *p != ';' && *p != ' ' && *p != '\t')
+            p++;
+        if (p - s == 8 && strncasecmp(s, "trailers", 8) == 0)
+            return true;
+        while (p < end && *p != ',')
+            p++;
+    }
+    return false;
+}
+
+gh_header *gh_proxy_request_fields(gh_exchange *ex, const gh_route_cfg *route, size_t *n)
+{
+    conn_tokens ct;
+    collect_connection(ex->headers, ex->nheaders, &ct);
+    const gh_header_ops *ops = &route->request_headers;
+    gh_header *out = gh_arena_alloc(&ex->arena, (ex->nheaders + ops->nset + 8) * sizeof(*out));
+    size_t xff_cap = strlen(ex->peer) + 1;
+    for (size_t i = 0; i < ex->nheaders; i++)
+        if (name_is(&ex->headers[i], "x-forwarded-for", 15))
+            xff_cap += ex->headers[i].value_len + 2;
+    char *xff = gh_arena_alloc(&ex->arena, xff_cap);
+    char *trace = gh_arena_alloc(&ex->arena, 55);
+    char *port = gh_arena_printf(&ex->arena, "%u", ex->local_port);
+    if (!out || !xff || !trace || !port)
+        return NULL;
+    const gh_header *tp = NULL;
+    bool te = false;
+    size_t k = 0, xl = 0;
+    for (size_t i = 0; i < ex->nheaders; i++) {
+        const gh_header *h = &ex->headers[i];
+        if (name_is(h, "te", 2)) {
+            te = te || te_has_trailers(h);   /* gRPC needs it end to end (SPEC §12.22) */
+            continue;
+        }
+        if (is_hop(h) || in_tokens(&ct, h) || name_is(h, "host", 4) || name_is(h, "x-request-id", 12) ||
+            name_is(h, "x-forwarded-host", 16) || name_is(h, "x-forwarded-port", 16) ||
+            name_is(h, "x-forwarded-proto", 17))
+            continue;
+        if (name_is(h, "traceparent", 11)) {
+            tp = h;
+            continue;
+        }
+        if (name_is(h, "x-forwarded-for", 15)) {
+            if (h->value_len) {
+                memcpy(xff + xl, h->value, h->value_len);
+                memcpy(xff + xl + h->value_len, ", ", 2);
+                xl += h->value_len + 2;
+            }
+            continue;
+        }
+        if (ops->nremove && in_list(ops->remove, ops->nremove, h))
+            continue;
+        if (ops->nset && in_kv(ops->set, ops->nset, h))
+            continue;
+        out[k++] = *h;
+    }
+    gh_header te_h = { "te", "trailers", 2, 8 };
+    if (te && !(ops->nremove && in_list(ops->remove, ops->nremove, &te_h)))
+        out[k++] = te_h;
+    memcpy(xff + xl, ex->peer, strlen(ex->peer));
+    xl += strlen(ex->peer);
+    out[k++] = (gh_header){ "x-forwarded-for", xff, 15, (uint32_t)xl };
+    out[k++] = ex->tls ? (gh_header){ "x-forwarded-proto", "https", 17, 5 }
+                       : (gh_header){ "x-forwarded-proto", "http", 17, 4 };
+    if (ex->authority.len)
+        out[k++] = (gh_header){ "x-forwarded-host", ex->authority.p, 16, (uint32_t)ex->authority.len };
+    out[k++] = (gh_header){ "x-forwarded-port", port, 16, (uint32_t)strlen(port) };
+    out[k++] = (gh_header){ "x-request-id", ex->request_id, 12, (uint32_t)strlen(ex->request_id) };
+    make_traceparent(ex, tp, trace);
+    out[k++] = (gh_header){ "traceparent", trace, 11, 55 };
+    for (size_t i = 0; i < ops->nset; i++)
+        out[k++] = (gh_header){ ops->set[i].name.p, ops->set[i].value.p,
+                                (uint32_t)ops->set[i].name.len, (uint32_t)ops->set[i].value.len };
     *n = k;
     return out;
 }

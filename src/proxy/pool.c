@@ -288,3 +288,22 @@ void gh_upconn_close(gh_upconn *uc)
     uv_close((uv_handle_t *)&uc->poll, on_uc_closed);
     uv_close((uv_handle_t *)&uc->timer, on_uc_closed);
 }
+
+void gh_upconn_detach(gh_upconn *uc, int *fd, gh_transport **tp)
+{
+    *fd = uc->fd;
+    *tp = uc->tp;
+    uc->tp = NULL;
+    idle_unlink(uc);
+    uc->closing = 2;
+    uc->owner = NULL;
+    uc->on_event = NULL;
+    uc->on_timer = NULL;
+    gh_buf_put(uc->pw->bufs, uc->in);
+    uc->in = NULL;
+    uc->pw->open_conns--;
+    uv_poll_stop(&uc->poll);
+    uv_timer_stop(&uc->timer);
+    uv_close((uv_handle_t *)&uc->poll, on_uc_closed);
+    uv_close((uv_handle_t *)&uc->timer, on_uc_closed);
+}

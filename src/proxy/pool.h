@@ -63,6 +63,8 @@ int gh_upconn_connect_result(gh_upconn *uc);      /* 0 or -errno (SO_ERROR) */
 /* Return a healthy connection to its pool (keeps at most `keep` idle). */
 void gh_upconn_release(gh_upconn *uc, uint32_t keep);
 void gh_upconn_close(gh_upconn *uc);
+/* Hand the socket and transport over (to a tunnel); the gh_upconn goes. */
+void gh_upconn_detach(gh_upconn *uc, int *fd, gh_transport **tp);
 void gh_upconn_events(gh_upconn *uc, int events);  /* poll mask */
 /* Bytes on the connection (through its transport, plain or TLS): like
  * read(2)/writev(2) but returning -errno; -EAGAIN = wait for readiness. */

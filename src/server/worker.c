@@ -9,6 +9,7 @@
 #include <sys/random.h>
 #include <unistd.h>
 #include "core/log.h"
+#include "proxy/tunnel.h"
 #include "server/dispatch.h"
 
 _Atomic(gh_snapshot *) gh_current_snapshot;
@@ -185,6 +186,7 @@ static void begin_drain(gh_worker *w)
         listener_close(w->listeners[i]);
     w->nlisteners = 0;
     gh_h1_close_idle(&w->env);
+    gh_tunnel_close_all(&w->env);
 }
 
 /* ------------------------------------------------------------- events ---- */
