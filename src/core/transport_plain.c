@@ -1,3 +1,6 @@
+/* transport_plain.c — plain TCP: read(2) and writev(2), retried on EINTR.
+ * Stateless and shared by every plain connection, so it never writes
+ * t->want (see gh_transport_wants). */
 #include "core/transport.h"
 #include <errno.h>
 #include <unistd.h>
