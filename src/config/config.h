@@ -22,12 +22,41 @@ typedef struct gh_kv {
 } gh_kv;
 
 
+/* ---- TLS (listen.tls, upstreams.*.tls) ---- */
+enum gh_client_cert { GH_CLIENT_CERT_NONE = 0, GH_CLIENT_CERT_OPTIONAL, GH_CLIENT_CERT_REQUIRED };
+
+typedef struct gh_cert_cfg {
+    gh_str cert, key;             /* PEM file paths, resolved against the config file's directory
+                                   * (cert: the leaf first, then its chain) */
+    gh_mark mark;                 /* of the list item */
+    gh_mark cert_mark, key_mark;  /* of the `cert` and `key` keys: where file errors point */
+} gh_cert_cfg;
+
+typedef struct gh_tls_listen_cfg {
+    gh_cert_cfg *certificates;    /* SNI picks by the certificate's names; the first is the default */
+    size_t ncertificates;
+    gh_str client_ca;             /* PEM bundle for mTLS (resolved path); empty = none */
+    int client_cert;              /* enum gh_client_cert; default optional with client_ca, else none */
+    int min_version;              /* TLS1_2_VERSION (default) or TLS1_3_VERSION */
+    gh_mark mark, client_ca_mark; /* of the `tls` and `client_ca` keys */
+} gh_tls_listen_cfg;
+
+typedef struct gh_tls_upstream_cfg {
+    bool verify;                  /* default true */
+    gh_str ca;                    /* PEM bundle (resolved path); empty = the system's CAs */
+    gh_str sni;                   /* server name to send and verify; default: the target's host */
+    gh_str cert, key;             /* client certificate (optional; both or neither) */
+    gh_mark mark;                 /* of the `tls` key */
+    gh_mark ca_mark, cert_mark, key_mark;   /* of those keys: where file errors point */
+} gh_tls_upstream_cfg;
+
 typedef struct gh_listen_cfg {
     gh_str address;               /* as written: "0.0.0.0:8080", "[::]:8080" */
     struct sockaddr_storage sa;   /* resolved at load */
     socklen_t salen;
     bool http2;                   /* h2c prior knowledge (plaintext) / ALPN h2 (TLS) */
     bool path_strict;             /* default true (SPEC §4) */
+    gh_tls_listen_cfg *tls;       /* NULL = plaintext */
     gh_mark mark;
 } gh_listen_cfg;
 
@@ -87,6 +116,7 @@ typedef struct gh_upstream_cfg {
     uint32_t retry_attempts;      /* extra tries after the first, default 1 */
     uint32_t retry_on;            /* GH_RETRY_* bits; default connect_error|reset|502|503|504 */
     uint64_t retry_backoff_ms;    /* default 0 */
+    gh_tls_upstream_cfg *tls;     /* NULL = plaintext */
 } gh_upstream_cfg;
 
 /* ---- routes (SPEC §4) ---- */

@@ -121,11 +121,12 @@ bool gh_ld_resolve(gh_load *ld, const gh_ynode *n, gh_str host, uint16_t port, b
 
 /* ---------------------------------------------------------- top level */
 
-enum { L_ADDRESS, L_HTTP2, L_PATH_STRICT };
+enum { L_ADDRESS, L_HTTP2, L_PATH_STRICT, L_TLS, L_COUNT };
 static const gh_key listen_keys[] = {
     [L_ADDRESS] = GH_KEY_DEFER("address"),
     [L_HTTP2] = GH_KEY_VAL("http2", GH_V_BOOL, gh_listen_cfg, http2),
     [L_PATH_STRICT] = GH_KEY_VAL("path_strict", GH_V_BOOL, gh_listen_cfg, path_strict),
+    [L_TLS] = GH_KEY_FN("tls", GH_Y_MAP, gh_ld_listen_tls),
 };
 static const gh_section listen_section = GH_SECTION("listen", listen_keys);
 
@@ -141,7 +142,7 @@ static bool set_listen(gh_load *ld, void *obj, const gh_ypair *kv)
     for (size_t i = 0; i < list->n; i++) {
         const gh_ynode *item = list->items[i];
         gh_listen_cfg *l = &cfg->listens[cfg->nlistens];
-        const gh_ypair *seen[3] = { 0 };
+        const gh_ypair *seen[L_COUNT] = { 0 };
         memset(l, 0, sizeof(*l));
         l->path_strict = true;
         l->mark = item->mark;

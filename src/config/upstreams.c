@@ -1,7 +1,7 @@
 /* upstreams.c — the `upstreams:` section (SPEC §3): targets, balancing,
- * keepalive, protocol, timeouts and retries. Keys of §3 not implemented yet
- * (hash_on, tls, health_check, circuit_breaker, resolve_every) are absent
- * from the tables, so they are refused as unknown keys. */
+ * keepalive, protocol, timeouts, retries, tls (config/tls.c). Keys of §3 not
+ * implemented yet (hash_on, health_check, circuit_breaker, resolve_every)
+ * are absent from the tables, so they are refused as unknown keys. */
 #include <stdio.h>
 #include <string.h>
 #include "config/schema.h"
@@ -38,10 +38,11 @@ static bool set_protocol(gh_load *ld, void *obj, const gh_ypair *kv)
         ((gh_upstream_cfg *)obj)->protocol = GH_PROTO_HTTP1;
         return true;
     }
-    if (gh_str_eq_c(t, "h2"))
-        gh_ld_error(ld, kv->value->mark, "protocol 'h2' is not supported yet");
-    else
-        gh_ld_error(ld, kv->value->mark, "invalid protocol '%.*s' (use http1)", clip(t), t.p);
+    if (gh_str_eq_c(t, "h2")) {
+        ((gh_upstream_cfg *)obj)->protocol = GH_PROTO_H2;
+        return true;
+    }
+    gh_ld_error(ld, kv->value->mark, "invalid protocol '%.*s' (use http1 or h2)", clip(t), t.p);
     return false;
 }
 
@@ -97,7 +98,7 @@ static bool set_retries(gh_load *ld, void *obj, const gh_ypair *kv)
     return gh_ld_apply(ld, &retries_section, kv->value, obj, NULL);
 }
 
-enum { U_TARGETS, U_BALANCE, U_KEEPALIVE, U_PROTOCOL, U_TIMEOUTS, U_RETRIES, U_COUNT };
+enum { U_TARGETS, U_BALANCE, U_KEEPALIVE, U_PROTOCOL, U_TIMEOUTS, U_RETRIES, U_TLS, U_COUNT };
 static const gh_key upstream_keys[] = {
     [U_TARGETS] = GH_KEY_DEFER("targets"),
     [U_BALANCE] = GH_KEY_FN("balance", 0, set_balance),
@@ -105,6 +106,7 @@ static const gh_key upstream_keys[] = {
     [U_PROTOCOL] = GH_KEY_FN("protocol", 0, set_protocol),
     [U_TIMEOUTS] = GH_KEY_FN("timeouts", GH_Y_MAP, set_timeouts),
     [U_RETRIES] = GH_KEY_FN("retries", GH_Y_MAP, set_retries),
+    [U_TLS] = GH_KEY_FN("tls", GH_Y_MAP, gh_ld_upstream_tls),
 };
 static const gh_section upstream_section = GH_SECTION("upstream", upstream_keys);
 
