@@ -109,6 +109,7 @@ struct gh_exchange {
                                        the peer is a trusted proxy (set by the dispatcher) */
     uint16_t client_port;
     char request_id[40];
+    gh_str client_cert;             /* verified mTLS client subject (RFC 4514), else empty */
 
     /* ---- request body ---- */
     int body_kind;                  /* enum gh_h1_body (NONE, LENGTH, CHUNKED) */

@@ -9,6 +9,7 @@
 #include "http/h1_int.h"
 #include "http/request.h"
 #include "http/h2_conn.h"
+#include "tls/tls.h"
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -162,6 +163,11 @@ static gh_exchange *new_exchange(h1_conn *c)
     ex->local_port = c->local_port;
     ex->minor = 1;
     format_peer(c, ex);
+    if (c->tls) {
+        char subject[512];
+        if (gh_tls_peer_subject(c->tp, subject, sizeof(subject)))
+            ex->client_cert = gh_arena_str(&ex->arena, gh_str_c(subject));
+    }
     c->act = gh_arena_zalloc(&ex->arena, sizeof(h1_active));
     c->ex = ex;
     c->state = ST_ACTIVE;
@@ -490,6 +496,8 @@ static void on_readable(h1_conn *c)
     }
     ssize_t n = c->tp->ops->read(c->tp, c->fd, in->data + in->end, gh_buf_room(in));
     if (n == -EAGAIN) {
+        if (gh_transport_wants(c->tp, false) == GH_WANT_WRITE)
+            gh_h1c_set_events(c, c->events | UV_WRITABLE);   /* TLS: a read that must write first */
         if (gh_buf_len(in) == 0 && !(c->ex && c->act && c->act->span_len)) {
             gh_buf_put(c->env->bufs, in);
             c->in = NULL;
@@ -516,6 +524,42 @@ static void on_readable(h1_conn *c)
     gh_h1c_process(c);
 }
 
+/* Read until the transport has nothing buffered: TLS decrypts ahead, and
+ * bytes inside it never make the socket readable again. */
+static void read_all(h1_conn *c)
+{
+    for (int i = 0; i < 64; i++) {
+        on_readable(c);
+        if ((c->flags & (F_DEAD | F_READ_OFF)) || !gh_transport_pending(c->tp))
+            return;
+    }
+}
+
+/* TLS: finish the handshake, then pick the codec ALPN chose. The header
+ * deadline armed at accept covers a handshake that never ends. */
+static void handshake(h1_conn *c)
+{
+    int rc = gh_transport_handshake(c->tp, c->fd);
+    if (rc == -EAGAIN) {
+        gh_h1c_set_events(c, gh_transport_wants(c->tp, false));
+        return;
+    }
+    if (rc < 0) {
+        gh_log_debug("TLS handshake failed: %s", gh_tls_error(c->tp) ? gh_tls_error(c->tp) : "?");
+        gh_h1c_defer_close(c);
+        return;
+    }
+    c->state = ST_HEAD;
+    gh_h1c_set_events(c, UV_READABLE);
+    const char *alpn = gh_tls_alpn(c->tp);
+    if (alpn && strcmp(alpn, "h2") == 0) {
+        handoff_h2(c);
+        return;
+    }
+    if (gh_transport_pending(c->tp))
+        read_all(c);
+}
+
 static void on_poll(uv_poll_t *h, int status, int events)
 {
     h1_conn *c = h->data;
@@ -525,10 +569,18 @@ static void on_poll(uv_poll_t *h, int status, int events)
         gh_h1c_defer_close(c);
         return;
     }
-    if (events & UV_WRITABLE)
+    if (c->state == ST_HANDSHAKE) {
+        handshake(c);
+        return;
+    }
+    if (events & UV_WRITABLE) {
         gh_h1c_flush(c);
+        /* a TLS read that waited for writability */
+        if (!(events & UV_READABLE) && !(c->flags & F_DEAD) && (!c->act || c->act->wq_n == 0))
+            events |= UV_READABLE;
+    }
     if ((events & UV_READABLE) && !(c->flags & F_DEAD))
-        on_readable(c);
+        read_all(c);
 }
 
 /* ------------------------------------------------------------ timeouts -- */
@@ -605,6 +657,12 @@ int gh_h1_conn_start(uv_loop_t *loop, gh_http_env *env, int fd, const struct soc
     c->events = UV_READABLE;
     uv_poll_start(&c->poll, UV_READABLE, on_poll);
     env->h1->nconns++;
+    if (c->tp->ops->handshake) {
+        c->state = ST_HANDSHAKE;
+        gh_h1c_arm(c, GH_TO_HEADER);
+        handshake(c);
+        return 0;
+    }
     gh_h1c_arm(c, GH_TO_IDLE);   /* a connection that never sends counts as idle */
     return 0;
 }

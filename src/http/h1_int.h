@@ -5,7 +5,7 @@
 #include <uv.h>
 #include "http/h1_conn.h"
 
-enum { ST_IDLE = 0, ST_HEAD, ST_ACTIVE };
+enum { ST_IDLE = 0, ST_HEAD, ST_ACTIVE, ST_HANDSHAKE };
 
 enum {
     F_CLOSE_AFTER = 1u << 0,     /* close once the current response is written */

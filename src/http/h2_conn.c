@@ -26,6 +26,7 @@
 #include "core/log.h"
 #include "http/request.h"
 #include "http/status.h"
+#include "tls/tls.h"
 
 #define MAX_STREAMS 100
 #define STREAM_WINDOW 65535          /* also the most request body we buffer per stream */
@@ -53,6 +54,7 @@ typedef struct h2_conn {
         struct sockaddr_in6 v6;
     } peer;
     gh_h1_listen_info info;
+    char *client_cert;               /* verified mTLS subject, or NULL */
     size_t nstreams;                 /* streams holding an exchange */
     int fd;
     int events;
@@ -99,6 +101,7 @@ static void on_closed(uv_handle_t *h)
     h2_conn *c = h->data;
     close(c->fd);
     free(c->out);
+    free(c->client_cert);
     free(c);
 }
 
@@ -504,6 +507,8 @@ static int on_begin_headers(nghttp2_session *ng, const nghttp2_frame *f, void *u
         ex->client_port = ntohs(c->peer.v4.sin_port);
     }
     memcpy(ex->client, ex->peer, sizeof(ex->client));
+    if (c->client_cert)
+        ex->client_cert = gh_str_c(c->client_cert);   /* lives as long as the connection */
     s->c = c;
     s->ex = ex;
     s->id = f->hd.stream_id;
@@ -971,6 +976,11 @@ int gh_h2_conn_start(uv_loop_t *loop, gh_http_env *env, int fd, const struct soc
     w->nconns++;
     if (env->draining)
         nghttp2_submit_goaway(c->ng, NGHTTP2_FLAG_NONE, 0, NGHTTP2_NO_ERROR, NULL, 0);
+    if (c->info.tls) {
+        char subject[512];
+        if (gh_tls_peer_subject(c->tp, subject, sizeof(subject)))
+            c->client_cert = strdup(subject);
+    }
     if (prelen) {
         ssize_t r = nghttp2_session_mem_recv(c->ng, (const uint8_t *)pre, prelen);
         if (r < 0)
@@ -979,6 +989,9 @@ int gh_h2_conn_start(uv_loop_t *loop, gh_http_env *env, int fd, const struct soc
             dispatch_ready(c);
     }
     flush(c);
+    /* TLS may already hold the client's first frames (sent with its Finished) */
+    if (!c->closing && gh_transport_pending(c->tp))
+        on_readable(c);
     return 0;
 }
 

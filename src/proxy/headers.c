@@ -130,7 +130,7 @@ char *gh_proxy_request_head(gh_exchange *ex, const gh_route_cfg *route, gh_str p
     const gh_header_ops *ops = &route->request_headers;
     const gh_header *tp = NULL;
     bool any_xff = false;
-    size_t cap = ex->method.len + path_q.len + 512 + ex->authority.len * 2 + strlen(ex->peer) +
+    size_t cap = ex->method.len + path_q.len + 512 + ex->authority.len * 2 + strlen(ex->peer) + ex->client_cert.len +
                  sizeof(ex->request_id);
     for (size_t i = 0; i < ex->nheaders; i++)
         cap += ex->headers[i].name_len + ex->headers[i].value_len + 4;
@@ -159,6 +159,10 @@ char *gh_proxy_request_head(gh_exchange *ex, const gh_route_cfg *route, gh_str p
             break;
         case 12:
             if (name_is(h, "x-request-id", 12)) continue;
+            break;
+        case 21:
+            /* only the gateway vouches for a client certificate */
+            if (name_is(h, "x-client-cert-subject", 21)) continue;
             break;
         case 15:
             if (name_is(h, "x-forwarded-for", 15)) { any_xff = true; continue; }
@@ -207,6 +211,8 @@ char *gh_proxy_request_head(gh_exchange *ex, const gh_route_cfg *route, gh_str p
         p = put_header(p, "X-Forwarded-Host", 16, ex->authority.p, ex->authority.len);
     p += sprintf(p, "X-Forwarded-Port: %u\r\n", ex->local_port);
     p = put_header(p, "X-Request-Id", 12, ex->request_id, strlen(ex->request_id));
+    if (ex->client_cert.len)
+        p = put_header(p, "X-Client-Cert-Subject", 21, ex->client_cert.p, ex->client_cert.len);
     char trace[55];
     make_traceparent(ex, tp, trace);
     p = put_header(p, "traceparent", 11, trace, 55);

@@ -53,8 +53,8 @@ void gh_listen_set_free(gh_listen_set *s)
     free(s);
 }
 
-gh_listen_set *gh_listen_set_make(const gh_config *cfg, const gh_listen_set *current, int nworkers,
-                                  char *err, size_t errlen)
+gh_listen_set *gh_listen_set_make(const gh_config *cfg, struct gh_tls_server *const *tls,
+                                  const gh_listen_set *current, int nworkers, char *err, size_t errlen)
 {
     gh_listen_set *s = calloc(1, sizeof(*s));
     if (!s)
@@ -73,6 +73,7 @@ gh_listen_set *gh_listen_set_make(const gh_config *cfg, const gh_listen_set *cur
         snprintf(it->address, sizeof(it->address), "%s", l->address.p);
         it->http2 = l->http2;
         it->path_strict = l->path_strict;
+        it->tls = tls ? tls[i] : NULL;
         it->fds = malloc(sizeof(int) * (size_t)nworkers);
         if (!it->fds) {
             gh_listen_set_free(s);

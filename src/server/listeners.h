@@ -17,6 +17,7 @@ typedef struct gh_listen_item {
     socklen_t salen;
     char address[64];             /* as configured, for messages */
     bool http2, path_strict;
+    struct gh_tls_server *tls;    /* the snapshot's; NULL = plaintext */
     int *fds;                     /* [nworkers]; -1 = the worker keeps its socket */
 } gh_listen_item;
 
@@ -30,8 +31,8 @@ typedef struct gh_listen_set gh_listen_set;
 /* Sockets for cfg's listen addresses. Addresses in `current` (the set in
  * service, may be NULL) get fds = -1 (workers keep theirs); new ones are
  * bound now. NULL + message in err on failure (nothing left open). */
-gh_listen_set *gh_listen_set_make(const gh_config *cfg, const gh_listen_set *current, int nworkers,
-                                  char *err, size_t errlen);
+gh_listen_set *gh_listen_set_make(const gh_config *cfg, struct gh_tls_server *const *tls,
+                                  const gh_listen_set *current, int nworkers, char *err, size_t errlen);
 void gh_listen_set_free(gh_listen_set *s);   /* closes fds never handed over */
 bool gh_sockaddr_equal(const struct sockaddr *a, const struct sockaddr *b);
 

@@ -76,7 +76,7 @@ static void reload(server *s)
     char err[512] = "";
     if (snap) {
         gh_snapshot *cur = atomic_load(&gh_current_snapshot);
-        snap->listen = gh_listen_set_make(snap->cfg, cur->listen, s->nworkers, err, sizeof(err));
+        snap->listen = gh_listen_set_make(snap->cfg, snap->tls_servers, cur->listen, s->nworkers, err, sizeof(err));
         if (!snap->listen) {
             gh_snapshot_unref(snap);
             snap = NULL;
@@ -166,7 +166,8 @@ static void announce(const gh_run_options *o, const gh_config *cfg, int nworkers
     char addrs[1024] = "";
     size_t off = 0;
     for (size_t i = 0; i < cfg->nlistens && off < sizeof(addrs) - 80; i++)
-        off += (size_t)snprintf(addrs + off, sizeof(addrs) - off, "%shttp://%s", i ? ", " : "", cfg->listens[i].address.p);
+        off += (size_t)snprintf(addrs + off, sizeof(addrs) - off, "%s%s://%s", i ? ", " : "",
+                                cfg->listens[i].tls ? "https" : "http", cfg->listens[i].address.p);
     gh_log_info("gatehouse %s serving on %s with %d worker%s (config: %s)", GH_VERSION, addrs, nworkers,
                 nworkers == 1 ? "" : "s", o->config ? o->config : "embedded demo");
     if (!o->config) {
@@ -209,7 +210,7 @@ int gh_server_run(const gh_run_options *o)
     }
     apply_logging(&s, snap->cfg);
     char err[512];
-    snap->listen = gh_listen_set_make(snap->cfg, NULL, s.nworkers, err, sizeof(err));
+    snap->listen = gh_listen_set_make(snap->cfg, snap->tls_servers, NULL, s.nworkers, err, sizeof(err));
     if (!snap->listen) {
         gh_log_error("%s", err);
         gh_snapshot_unref(snap);

@@ -14,7 +14,17 @@ gh_snapshot *gh_snapshot_build(gh_config *cfg, int nworkers, gh_diag *diag)
     s->cfg = cfg;
     s->router = gh_router_build(cfg, diag);
     s->balancer = gh_balancer_new(cfg, nworkers);
-    if (!s->router || !s->balancer || diag->errors) {
+    /* certificates are read here, on every load: a bad one refuses the
+     * configuration (and a reload keeps the running one) */
+    s->tls_servers = calloc(cfg->nlistens + 1, sizeof(*s->tls_servers));
+    s->tls_clients = calloc(cfg->nupstreams + 1, sizeof(*s->tls_clients));
+    for (size_t i = 0; s->tls_servers && i < cfg->nlistens; i++)
+        if (cfg->listens[i].tls)
+            s->tls_servers[i] = gh_tls_server_new(cfg, &cfg->listens[i], diag);
+    for (size_t i = 0; s->tls_clients && i < cfg->nupstreams; i++)
+        if (cfg->upstreams[i].tls)
+            s->tls_clients[i] = gh_tls_client_new(cfg, &cfg->upstreams[i], diag);
+    if (!s->router || !s->balancer || !s->tls_servers || !s->tls_clients || diag->errors) {
         gh_snapshot_unref(s);
         return NULL;
     }
@@ -41,6 +51,12 @@ void gh_snapshot_unref(gh_snapshot *s)
         return;
     gh_router_free(s->router);
     gh_balancer_free(s->balancer);
+    for (size_t i = 0; s->tls_servers && i < s->cfg->nlistens; i++)
+        gh_tls_server_free(s->tls_servers[i]);
+    for (size_t i = 0; s->tls_clients && i < s->cfg->nupstreams; i++)
+        gh_tls_client_free(s->tls_clients[i]);
+    free(s->tls_servers);
+    free(s->tls_clients);
     gh_listen_set_free(s->listen);
     gh_config_free(s->cfg);
     free(s);

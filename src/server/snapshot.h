@@ -8,6 +8,7 @@
 #include "config/config.h"
 #include "proxy/balance.h"
 #include "route/route.h"
+#include "tls/tls.h"
 
 typedef struct gh_listen_set gh_listen_set;
 
@@ -18,6 +19,8 @@ typedef struct gh_snapshot {
     gh_router *router;
     gh_balancer *balancer;
     gh_listen_set *listen;        /* sockets handed to workers with this snapshot */
+    gh_tls_server **tls_servers;  /* per cfg->listens[i]; NULL for plaintext */
+    gh_tls_client **tls_clients;  /* per cfg->upstreams[i]; NULL without tls */
 } gh_snapshot;
 
 /* Compile cfg (ownership passes to the snapshot, also on failure).

@@ -81,6 +81,8 @@ static void follow_snapshot(gh_worker *w)
                 keep = true;
                 l->info.path_strict = set->items[k].path_strict;
                 l->info.http2 = set->items[k].http2;
+                l->tls = set->items[k].tls;   /* new certificates for new connections */
+                l->info.tls = l->tls != NULL;
             }
         }
         if (!keep) {
@@ -125,7 +127,13 @@ static void on_accept(uv_poll_t *h, int status, int events)
         }
         int one = 1;
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-        if (gh_h1_conn_start(&w->loop, &w->env, fd, (struct sockaddr *)&peer, &l->info, NULL) < 0)
+        gh_transport *tp = NULL;
+        if (l->tls && !(tp = gh_tls_accept(l->tls, fd))) {
+            atomic_fetch_sub(&gh_open_connections, 1);
+            close(fd);
+            continue;
+        }
+        if (gh_h1_conn_start(&w->loop, &w->env, fd, (struct sockaddr *)&peer, &l->info, tp) < 0)
             atomic_fetch_sub(&gh_open_connections, 1);
     }
 }
@@ -147,7 +155,8 @@ static void listener_open(gh_worker *w, const gh_listen_item *it, int fd)
                                                            : ((struct sockaddr_in *)&it->sa)->sin_port);
     l->info.path_strict = it->path_strict;
     l->info.http2 = it->http2;
-    l->info.tls = false;
+    l->tls = it->tls;
+    l->info.tls = it->tls != NULL;
     uv_poll_init_socket(&w->loop, &l->poll, fd);
     l->poll.data = l;
     uv_poll_start(&l->poll, UV_READABLE, on_accept);

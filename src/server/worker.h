@@ -26,6 +26,7 @@ typedef struct gh_worker_listener {
     int fd;
     struct sockaddr_storage sa;
     gh_h1_listen_info info;
+    struct gh_tls_server *tls;    /* current snapshot's, NULL = plaintext */
     struct gh_worker *w;
     bool closing;
 } gh_worker_listener;
