@@ -596,7 +596,10 @@ static void on_timeout(gh_deadline *d)
         gh_h1c_defer_close(c);
         return;
     case GH_TO_HEADER:
-        gh_log_debug("client %s: request head not complete within header_timeout", "");
+        if (c->state == ST_HANDSHAKE) {   /* nothing can be said over half a handshake */
+            gh_h1c_defer_close(c);
+            return;
+        }
         reject(c, 408, "request_timeout", "request head not received within header_timeout");
         return;
     case GH_TO_BODY: {
@@ -673,6 +676,16 @@ void gh_h1_close_idle(gh_http_env *env)
     /* every idle entry's handler closes it (HTTP/2 ones after a GOAWAY) */
     while ((d = gh_deadline_pop_due(&env->timeouts[GH_TO_IDLE], UINT64_MAX)) != NULL)
         d->fire(d);
+    /* connections still in their TLS handshake have sent no request either */
+    gh_deadline_list *hl = &env->timeouts[GH_TO_HEADER];
+    for (gh_deadline *x = hl->head.next, *next; x != &hl->head; x = next) {
+        next = x->next;
+        if (x->fire != on_timeout)
+            continue;
+        h1_conn *c = (h1_conn *)((char *)x - offsetof(h1_conn, timer));
+        if (c->state == ST_HANDSHAKE)
+            gh_h1c_defer_close(c);
+    }
     gh_h2_drain(env);
 }
 

@@ -13,11 +13,13 @@
 #include <unistd.h>
 #include "core/log.h"
 #include "http/status.h"
+#include "proxy/h2_upstream.h"
 #include "proxy/headers.h"
 #include "proxy/proxy.h"
 #include "proxy/tunnel.h"
+#include "tls/tls.h"
 
-enum { P_CONNECT = 1, P_SEND, P_WAIT, P_BODY, P_DONE };
+enum { P_CONNECT = 1, P_TLS, P_SEND, P_WAIT, P_BODY, P_DONE };
 enum fail_kind { F_CONNECT, F_RESET, F_TIMEOUT, F_CONNECT_TIMEOUT };
 
 #define MAX_RESP_HEADERS 128
@@ -36,6 +38,7 @@ typedef struct fwd {
     bool stale_retry_used;        /* one free retry after a dead pooled connection */
     bool counted;                 /* least_conn: begin() done for `target` */
     uv_timer_t *backoff;          /* waiting `retries.backoff` before the next try */
+    bool tls_failed;              /* the last failure was a TLS handshake */
     uint64_t t0_ms;               /* upstream start (for upstream_ms) */
     uint64_t deadline_ms;         /* route `timeout` (absolute), 0 = none */
     /* request side */
@@ -160,6 +163,8 @@ static void fail(fwd *f, enum fail_kind kind, int err)
     }
     if (kind == F_TIMEOUT || kind == F_CONNECT_TIMEOUT)
         fail_client(f, 504, "upstream_timeout", "the upstream did not answer in time");
+    else if (f->tls_failed)
+        fail_client(f, 502, "upstream_error", "the TLS handshake with the upstream failed");
     else
         fail_client(f, 502, "upstream_error", "the upstream refused or reset the connection");
 }
@@ -616,6 +621,46 @@ static void read_response(fwd *f)
     if (f->head_done)
         arm(f, f->up->read_timeout_ms);
     process_response(f);
+    /* TLS decrypts ahead: bytes it holds will not make the socket readable */
+    if (f->uc == uc && f->phase != P_DONE && !f->client_blocked && gh_transport_pending(uc->tp))
+        read_response(f);
+}
+
+/* ----------------------------------------------------------------- TLS -- */
+
+uint64_t gh_proxy_tls_tag(const gh_upstream_cfg *u)
+{
+    if (!u->tls)
+        return 0;
+    uint64_t h = 1469598103934665603ULL;   /* FNV-1a over what makes a TLS connection differ */
+    const gh_str parts[] = { u->tls->sni, u->tls->ca, u->tls->cert, u->tls->key, u->name };
+    for (size_t i = 0; i < sizeof(parts) / sizeof(parts[0]); i++) {
+        for (size_t k = 0; k < parts[i].len; k++)
+            h = (h ^ (unsigned char)parts[i].p[k]) * 1099511628211ULL;
+        h = (h ^ 0xff) * 1099511628211ULL;
+    }
+    return (h ^ (u->tls->verify ? 1 : 2)) | 1;   /* never 0 */
+}
+
+static void begin_send(fwd *f);
+
+/* Drive the upstream TLS handshake; then the request goes out. */
+static void tls_step(fwd *f)
+{
+    int rc = gh_transport_handshake(f->uc->tp, f->uc->fd);
+    if (rc == -EAGAIN) {
+        gh_upconn_events(f->uc, gh_transport_wants(f->uc->tp, false));
+        return;
+    }
+    if (rc < 0) {
+        const char *why = gh_tls_error(f->uc->tp);
+        gh_log_warn("upstream %s target %s: TLS handshake failed: %s", f->up->name.p,
+                    f->up->targets[f->target].address.p, why ? why : "?");
+        f->tls_failed = true;
+        fail(f, F_CONNECT, -EPROTO);
+        return;
+    }
+    begin_send(f);
 }
 
 /* ------------------------------------------------------------- events -- */
@@ -644,7 +689,24 @@ static void on_uc_event(gh_upconn *uc, int events)
             fail(f, F_CONNECT, r);
             return;
         }
+        gh_tls_client *tls = f->ctx.tls ? f->ctx.tls[f->route->upstream_index] : NULL;
+        if (tls) {
+            const gh_target_cfg *t = &f->up->targets[f->target];
+            uc->tp = gh_tls_connect(tls, uc->fd, t->host.p);
+            if (!uc->tp) {
+                uc->tp = &gh_transport_plain;
+                fail(f, F_CONNECT, -ENOMEM);
+                return;
+            }
+            f->phase = P_TLS;
+            tls_step(f);
+            return;
+        }
         begin_send(f);
+        return;
+    }
+    if (f->phase == P_TLS) {
+        tls_step(f);
         return;
     }
     if ((events & UV_WRITABLE) && !f->req_done)
@@ -665,6 +727,7 @@ static void on_uc_timer(gh_upconn *uc)
     }
     switch (f->phase) {
     case P_CONNECT:
+    case P_TLS:
         fail(f, F_CONNECT_TIMEOUT, -ETIMEDOUT);
         return;
     case P_SEND:
@@ -753,6 +816,7 @@ static void attempt(fwd *f)
     }
     f->tried |= 1ull << (f->target & 63);
     f->attempts++;
+    f->tls_failed = false;
     f->head_off = 0;
     f->fpos = f->flen = 0;
     f->chunk_left = 0;
@@ -762,11 +826,12 @@ static void attempt(fwd *f)
     ex->log.target = t->address;
     gh_balance_begin(f->ctx.balancer, f->ctx.worker, f->route->upstream_index, f->target);
     f->counted = true;
-    f->uc = gh_pool_take(f->ctx.pw, (const struct sockaddr *)&t->sa, t->salen);
+    uint64_t tag = gh_proxy_tls_tag(f->up);
+    f->uc = gh_pool_take_tagged(f->ctx.pw, (const struct sockaddr *)&t->sa, t->salen, tag);
     f->reused = f->uc != NULL;
     if (!f->uc) {
         int err = 0;
-        f->uc = gh_upconn_connect(f->ctx.pw, (const struct sockaddr *)&t->sa, t->salen, &err);
+        f->uc = gh_upconn_connect_tagged(f->ctx.pw, (const struct sockaddr *)&t->sa, t->salen, tag, &err);
         if (!f->uc) {
             fail(f, F_CONNECT, err);
             return;
@@ -785,6 +850,7 @@ static void attempt(fwd *f)
 
 void gh_proxy_start(gh_exchange *ex, const gh_proxy_ctx *ctx, const gh_route_cfg *route, gh_str path_q)
 {
+    if (route->upstream->protocol == GH_PROTO_H2) { gh_h2up_start(ex, ctx, route, path_q); return; }
     fwd *f = gh_arena_zalloc(&ex->arena, sizeof(*f));
     if (!f) {
         gh_problem(ex, 500, "internal_error", "out of memory", NULL, 0, NULL);

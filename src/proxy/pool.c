@@ -1,4 +1,5 @@
 #include "proxy/pool.h"
+#include "proxy/h2_upstream.h"
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -10,6 +11,7 @@
 struct gh_pool {
     struct sockaddr_storage sa;
     socklen_t salen;
+    uint64_t tag;                 /* what else the connections share: 0 = plain, else TLS identity */
     uint64_t hash;
     gh_upconn *idle;              /* most recently used first */
     uint32_t nidle;
@@ -34,16 +36,17 @@ static size_t addr_len(const struct sockaddr *sa, socklen_t len)
     return len;
 }
 
-static gh_pool *pool_find(gh_proxy_worker *pw, const struct sockaddr *sa, socklen_t len, bool create)
+static gh_pool *pool_find(gh_proxy_worker *pw, const struct sockaddr *sa, socklen_t len, uint64_t tag,
+                          bool create)
 {
     size_t alen = addr_len(sa, len);
-    uint64_t h = addr_hash(sa, (socklen_t)alen);
+    uint64_t h = addr_hash(sa, (socklen_t)alen) ^ (tag * 0x9e3779b97f4a7c15ULL);
     if (pw->table_cap) {
         for (size_t i = h & (pw->table_cap - 1);; i = (i + 1) & (pw->table_cap - 1)) {
             gh_pool *p = pw->table[i];
             if (!p)
                 break;
-            if (p->hash == h && p->salen == alen && memcmp(&p->sa, sa, alen) == 0)
+            if (p->hash == h && p->tag == tag && p->salen == alen && memcmp(&p->sa, sa, alen) == 0)
                 return p;
         }
     }
@@ -72,6 +75,7 @@ static gh_pool *pool_find(gh_proxy_worker *pw, const struct sockaddr *sa, sockle
         return NULL;
     memcpy(&p->sa, sa, alen);
     p->salen = (socklen_t)alen;
+    p->tag = tag;
     p->hash = h;
     size_t j = h & (pw->table_cap - 1);
     while (pw->table[j])
@@ -110,6 +114,7 @@ static void idle_unlink(gh_upconn *uc)
 
 void gh_proxy_worker_free(gh_proxy_worker *pw)
 {
+    gh_h2up_worker_free(pw->h2up);   /* before the pools: its connections are counted there */
     for (size_t i = 0; i < pw->table_cap; i++) {
         gh_pool *p = pw->table[i];
         if (!p)
@@ -128,7 +133,12 @@ static void on_uc_poll(uv_poll_t *h, int status, int events)
 {
     gh_upconn *uc = h->data;
     if (uc->idle) {
-        /* an idle upstream connection must stay silent; anything = dead */
+        /* an idle upstream connection must stay silent; anything = dead —
+         * except TLS records that carry no data (session tickets, key
+         * updates), which a read consumes and reports as -EAGAIN */
+        char probe[64];
+        if (status >= 0 && uc->tp != &gh_transport_plain && gh_upconn_read(uc, probe, sizeof(probe)) == -EAGAIN)
+            return;
         gh_upconn_close(uc);
         return;
     }
@@ -149,7 +159,12 @@ static void on_uc_timer(uv_timer_t *t)
 
 gh_upconn *gh_pool_take(gh_proxy_worker *pw, const struct sockaddr *sa, socklen_t len)
 {
-    gh_pool *p = pool_find(pw, sa, len, false);
+    return gh_pool_take_tagged(pw, sa, len, 0);
+}
+
+gh_upconn *gh_pool_take_tagged(gh_proxy_worker *pw, const struct sockaddr *sa, socklen_t len, uint64_t tag)
+{
+    gh_pool *p = pool_find(pw, sa, len, tag, false);
     if (!p || !p->idle)
         return NULL;
     gh_upconn *uc = p->idle;
@@ -160,7 +175,13 @@ gh_upconn *gh_pool_take(gh_proxy_worker *pw, const struct sockaddr *sa, socklen_
 
 gh_upconn *gh_upconn_connect(gh_proxy_worker *pw, const struct sockaddr *sa, socklen_t len, int *err)
 {
-    gh_pool *p = pool_find(pw, sa, len, true);
+    return gh_upconn_connect_tagged(pw, sa, len, 0, err);
+}
+
+gh_upconn *gh_upconn_connect_tagged(gh_proxy_worker *pw, const struct sockaddr *sa, socklen_t len, uint64_t tag,
+                                    int *err)
+{
+    gh_pool *p = pool_find(pw, sa, len, tag, true);
     if (!p) {
         *err = -ENOMEM;
         return NULL;

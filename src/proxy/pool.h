@@ -48,6 +48,7 @@ struct gh_proxy_worker {
     size_t table_cap, npools;
     uint64_t idle_timeout_ms;     /* pooled connection lifetime when unused */
     size_t open_conns;
+    struct gh_h2up_worker *h2up;  /* HTTP/2 upstream sessions (h2_upstream.c), made on first use */
 };
 
 gh_proxy_worker *gh_proxy_worker_new(uv_loop_t *loop, gh_bufpool *bufs);
@@ -56,9 +57,15 @@ void gh_proxy_worker_free(gh_proxy_worker *pw);   /* closes every pooled connect
 /* An idle connection to sa from the pool (its owner/callbacks to be set by
  * the caller), or NULL. */
 gh_upconn *gh_pool_take(gh_proxy_worker *pw, const struct sockaddr *sa, socklen_t len);
+/* The same, for connections that share more than the address: `tag`
+ * identifies it (0 = plain TCP; TLS: a hash of the name verified, the CA,
+ * the client certificate), so a connection is reused only by its kind. */
+gh_upconn *gh_pool_take_tagged(gh_proxy_worker *pw, const struct sockaddr *sa, socklen_t len, uint64_t tag);
 /* Start a non-blocking connect; the owner gets UV_WRITABLE when connected
  * (check gh_upconn_connect_result). NULL + *err on immediate failure. */
 gh_upconn *gh_upconn_connect(gh_proxy_worker *pw, const struct sockaddr *sa, socklen_t len, int *err);
+gh_upconn *gh_upconn_connect_tagged(gh_proxy_worker *pw, const struct sockaddr *sa, socklen_t len, uint64_t tag,
+                                    int *err);
 int gh_upconn_connect_result(gh_upconn *uc);      /* 0 or -errno (SO_ERROR) */
 /* Return a healthy connection to its pool (keeps at most `keep` idle). */
 void gh_upconn_release(gh_upconn *uc, uint32_t keep);

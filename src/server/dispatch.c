@@ -77,7 +77,7 @@ void gh_dispatch(gh_exchange *ex)
             gh_problem(ex, 500, "internal_error", "rewrite failed", NULL, 0, NULL);
             return;
         }
-        gh_proxy_ctx ctx = { .pw = w->pw, .balancer = snap->balancer, .worker = w->id };
+        gh_proxy_ctx ctx = { .pw = w->pw, .balancer = snap->balancer, .tls = snap->tls_clients, .worker = w->id };
         gh_proxy_start(ex, &ctx, route, path_q);
         return;
     }

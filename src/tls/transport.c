@@ -24,6 +24,7 @@ typedef struct tls_conn {
     gh_tls_server *server;    /* the reference this connection holds, or NULL */
     gh_tls_client *client;
     int failed;               /* sticky: once broken, every call returns this */
+    bool eof;                 /* close_notify/EOF seen after data: the next read returns 0 */
     const char *error;        /* static text from OpenSSL, for logs */
 } tls_conn;
 
@@ -103,6 +104,8 @@ static ssize_t tls_read(gh_transport *t, int fd, char *buf, size_t len)
     (void)fd;
     if (c->failed)
         return c->failed;
+    if (c->eof)
+        return 0;
     size_t got = 0;
     while (got < len) {
         size_t n = 0;
@@ -116,9 +119,11 @@ static ssize_t tls_read(gh_transport *t, int fd, char *buf, size_t len)
         }
         int err = errno;
         if (got) {
-            if (SSL_get_error(c->ssl, r) != SSL_ERROR_WANT_READ &&
-                SSL_get_error(c->ssl, r) != SSL_ERROR_WANT_WRITE)
-                outcome(c, r, err);   /* sets failed (EOF repeats by itself) */
+            int e = SSL_get_error(c->ssl, r);
+            if (e == SSL_ERROR_ZERO_RETURN)
+                c->eof = true;   /* the socket will not say so again: remember it */
+            else if (e != SSL_ERROR_WANT_READ && e != SSL_ERROR_WANT_WRITE)
+                outcome(c, r, err);   /* sets failed */
             ERR_clear_error();
             break;
         }
@@ -211,7 +216,8 @@ static ssize_t tls_writev(gh_transport *t, int fd, const struct iovec *iov, int 
 static bool tls_pending(gh_transport *t)
 {
     tls_conn *c = (tls_conn *)t;
-    return !c->failed && SSL_has_pending(c->ssl);
+    /* a remembered EOF or failure is news the reader must come and get */
+    return c->eof || c->failed || SSL_has_pending(c->ssl);
 }
 
 static void tls_destroy(gh_transport *t)
