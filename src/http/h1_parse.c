@@ -177,6 +177,13 @@ static bool valid_ipvfuture(uchar *s, size_t n)
     return true;
 }
 
+static bool valid_host(uchar *s, size_t n);
+
+bool gh_h1_valid_host(const char *s, size_t n)
+{
+    return valid_host((uchar *)s, n);
+}
+
 static bool valid_host(uchar *s, size_t n)
 {
     size_t i = 0;

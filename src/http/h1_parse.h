@@ -96,6 +96,8 @@ bool gh_h1_head_complete(const char *buf, size_t len, size_t *scanned);
 
 /* Tokens: RFC 9110 tchar. */
 bool gh_h1_is_token(const char *s, size_t len);
+/* uri-host [":" port], the rule for Host (and HTTP/2 :authority). */
+bool gh_h1_valid_host(const char *s, size_t n);
 
 /* ---- chunked transfer coding ---- */
 typedef struct gh_chunked {

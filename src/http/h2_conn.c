@@ -63,6 +63,7 @@ typedef struct h2_conn {
 
 struct h2_stream {
     h2_conn *c;
+    gh_deadline timer;               /* head or request body not arriving */
     gh_exchange *ex;
     int32_t id;
     h2_stream *next_ready, *next_notify;
@@ -82,7 +83,7 @@ struct h2_stream {
     size_t nnv;
     const char *data;                /* producer's bytes not yet given to nghttp2 */
     size_t data_len;
-    gh_header *trailers;
+    nghttp2_nv *trailer_nv;
     size_t ntrailers;
     bool submitted, eof, deferred, producer_waits;
 };
@@ -105,6 +106,16 @@ static void on_closed(uv_handle_t *h)
     free(c);
 }
 
+/* A response that flow control holds back: the client's window is shut. */
+static bool send_blocked(h2_conn *c)
+{
+    for (h2_stream *s = c->streams; s; s = s->next)
+        if (s->data_len && (nghttp2_session_get_remote_window_size(c->ng) <= 0 ||
+                            nghttp2_session_get_stream_remote_window_size(c->ng, s->id) <= 0))
+            return true;
+    return false;
+}
+
 static void arm_timeout(h2_conn *c)
 {
     const gh_limits_cfg *l = c->env->limits;
@@ -113,8 +124,22 @@ static void arm_timeout(h2_conn *c)
         gh_deadline_arm(&c->env->timeouts[GH_TO_SEND], &c->timer, now + l->idle_timeout_ms, GH_TO_SEND);
     else if (c->nstreams == 0)
         gh_deadline_arm(&c->env->timeouts[GH_TO_IDLE], &c->timer, now + l->idle_timeout_ms, GH_TO_IDLE);
-    else
+    else if (send_blocked(c)) {
+        /* a zero window that stays shut: armed once, not pushed on by PINGs */
+        if (!gh_deadline_armed(&c->timer) || c->timer.list != GH_TO_SEND)
+            gh_deadline_arm(&c->env->timeouts[GH_TO_SEND], &c->timer, now + l->idle_timeout_ms, GH_TO_SEND);
+    } else
         gh_deadline_cancel(&c->timer);
+}
+
+static void on_stream_timeout(gh_deadline *d);
+
+static void stream_arm(h2_stream *s, int kind)
+{
+    const gh_limits_cfg *l = s->c->env->limits;
+    uint64_t ms = kind == GH_TO_HEADER ? l->header_timeout_ms : l->body_timeout_ms;
+    s->timer.fire = on_stream_timeout;
+    gh_deadline_arm(&s->c->env->timeouts[kind], &s->timer, gh_now_ms(s->c->env) + ms, (unsigned char)kind);
 }
 
 static void stream_free_body(h2_stream *s)
@@ -255,7 +280,13 @@ static nghttp2_nv *make_nv(gh_exchange *ex, const gh_header *h, size_t n, size_t
             return NULL;
         for (uint32_t j = 0; j < h[i].name_len; j++)
             name[j] = gh_lower(h[i].name[j]);
-        nv[k++] = (nghttp2_nv){ (uint8_t *)name, (uint8_t *)h[i].value, h[i].name_len, h[i].value_len,
+        /* the caller's values may live in a buffer it reuses (the proxy's
+         * read buffer) before nghttp2 serializes the frame: copy them too */
+        char *value = gh_arena_alloc(&ex->arena, h[i].value_len + 1);
+        if (!value)
+            return NULL;
+        memcpy(value, h[i].value, h[i].value_len);
+        nv[k++] = (nghttp2_nv){ (uint8_t *)name, (uint8_t *)value, h[i].name_len, h[i].value_len,
                                 NGHTTP2_NV_FLAG_NO_COPY_NAME | NGHTTP2_NV_FLAG_NO_COPY_VALUE };
     }
     *out_n = k;
@@ -291,9 +322,7 @@ static int h2_send_head(gh_exchange *ex, int status, const gh_header *hdrs, size
 
 static void submit_trailers(nghttp2_session *ng, h2_stream *s, uint32_t *flags)
 {
-    size_t k;
-    nghttp2_nv *nv = make_nv(s->ex, s->trailers, s->ntrailers, 0, &k);
-    if (nv && nghttp2_submit_trailer(ng, s->id, nv, k) == 0)
+    if (s->trailer_nv && nghttp2_submit_trailer(ng, s->id, s->trailer_nv, s->ntrailers) == 0)
         *flags |= NGHTTP2_DATA_FLAG_NO_END_STREAM;
 }
 
@@ -375,9 +404,8 @@ static int finish_common(gh_exchange *ex)
         body = false;
     if (kick(s, body) != GH_OK)
         return GH_ERROR;
-    /* the client may still be sending a body nobody will read: stop it */
-    if (!s->end_recv)
-        nghttp2_submit_rst_stream(s->c->ng, NGHTTP2_FLAG_NONE, s->id, NGHTTP2_NO_ERROR);
+    /* a body the client is still sending is stopped by on_frame_send once
+     * the whole response is out (RST_STREAM now would discard it) */
     return GH_OK;
 }
 
@@ -390,11 +418,10 @@ static int h2_finish_trailers(gh_exchange *ex, const gh_header *hdrs, size_t n)
 {
     h2_stream *s = STREAM(ex);
     if (n) {
-        s->trailers = gh_arena_alloc(&ex->arena, n * sizeof(*hdrs));
-        if (s->trailers) {
-            memcpy(s->trailers, hdrs, n * sizeof(*hdrs));
-            s->ntrailers = n;
-        }
+        size_t k;
+        s->trailer_nv = make_nv(ex, hdrs, n, 0, &k);   /* copied now: hdrs may not outlive this call */
+        if (s->trailer_nv && k)
+            s->ntrailers = k;
     }
     return finish_common(ex);
 }
@@ -519,6 +546,7 @@ static int on_begin_headers(nghttp2_session *ng, const nghttp2_frame *f, void *u
     c->streams = s;
     c->nstreams++;
     gh_deadline_cancel(&c->timer);
+    stream_arm(s, GH_TO_HEADER);   /* the whole head within header_timeout */
     return 0;
 }
 
@@ -560,6 +588,23 @@ static int on_header(nghttp2_session *ng, const nghttp2_frame *f, const uint8_t 
         return 0;
     }
     s->regular_seen = true;
+    if (nl == 6 && memcmp(name, "cookie", 6) == 0) {
+        /* RFC 9113 §8.2.3: one cookie field, crumbs joined with "; " */
+        for (size_t i = 0; i < s->nhdrs; i++) {
+            gh_header *h = &s->hdrs[i];
+            if (h->name_len == 6 && memcmp(h->name, "cookie", 6) == 0) {
+                char *j = gh_arena_alloc(&ex->arena, h->value_len + 2 + vl + 1);
+                if (!j)
+                    return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+                memcpy(j, h->value, h->value_len);
+                memcpy(j + h->value_len, "; ", 2);
+                memcpy(j + h->value_len + 2, value, vl);
+                h->value = j;
+                h->value_len += 2 + (uint32_t)vl;
+                return 0;
+            }
+        }
+    }
     if (s->nhdrs == s->caphdrs) {
         size_t cap = s->caphdrs ? s->caphdrs * 2 : 16;
         gh_header *h = gh_arena_alloc(&ex->arena, cap * sizeof(*h));
@@ -592,6 +637,8 @@ static void head_done(h2_conn *c, h2_stream *s, bool end_stream)
     }
     const gh_header *host = gh_exchange_header(ex, "host", 4);
     gh_str auth = s->authority.p ? s->authority : host ? (gh_str){ host->value, host->value_len } : GH_STR_NULL;
+    if (auth.p && !gh_h1_valid_host(auth.p, auth.len))
+        s->bad = true;   /* the rule HTTP/1.1's Host is held to */
     if (auth.p) {
         ex->authority = auth;
         ex->host = gh_host_of(&ex->arena, auth.p, auth.len);
@@ -616,6 +663,10 @@ static void head_done(h2_conn *c, h2_stream *s, bool end_stream)
         ex->body_kind = GH_BODY_CHUNKED;  /* length unknown: framed per hop */
     }
     gh_exchange_set_request_id(ex);
+    if (end_stream)
+        gh_deadline_cancel(&s->timer);
+    else
+        stream_arm(s, GH_TO_BODY);
     s->next_ready = NULL;
     if (c->ready_tail)
         c->ready_tail->next_ready = s;
@@ -637,6 +688,7 @@ static int on_frame_recv(nghttp2_session *ng, const nghttp2_frame *f, void *ud)
     }
     if ((f->hd.type == NGHTTP2_DATA || f->hd.type == NGHTTP2_HEADERS) && end) {
         s->end_recv = true;
+        gh_deadline_cancel(&s->timer);
         if (s->dispatched)
             deliver(s);
     }
@@ -648,6 +700,8 @@ static int on_data(nghttp2_session *ng, uint8_t flags, int32_t id, const uint8_t
     h2_conn *c = ud;
     h2_stream *s = nghttp2_session_get_stream_user_data(ng, id);
     gh_exchange *ex = s ? s->ex : NULL;
+    if (s && !s->closed && !s->end_recv && len)
+        stream_arm(s, GH_TO_BODY);   /* the body moves */
     if (!ex || s->closed || ex->response_done) {
         nghttp2_session_consume(ng, id, len);   /* nobody reads it: keep the window open */
         return 0;
@@ -702,6 +756,7 @@ static int on_data(nghttp2_session *ng, uint8_t flags, int32_t id, const uint8_t
 static void stream_end(h2_conn *c, h2_stream *s)
 {
     s->closed = true;
+    gh_deadline_cancel(&s->timer);
     gh_exchange *ex = s->ex;
     s->ex = NULL;
     stream_free_body(s);
@@ -736,6 +791,18 @@ static void stream_end(h2_conn *c, h2_stream *s)
         c->env->done(ex);
     gh_exchange_free(ex);   /* s lived in its arena */
     c->nstreams--;
+}
+
+/* RFC 9113 §8.1: after a complete response, a request body still coming
+ * is stopped with RST_STREAM(NO_ERROR). */
+static int on_frame_send(nghttp2_session *ng, const nghttp2_frame *f, void *ud)
+{
+    if ((f->hd.type == NGHTTP2_DATA || f->hd.type == NGHTTP2_HEADERS) && (f->hd.flags & NGHTTP2_FLAG_END_STREAM)) {
+        h2_stream *s = nghttp2_session_get_stream_user_data(ng, f->hd.stream_id);
+        if (s && !s->end_recv)
+            nghttp2_submit_rst_stream(ng, NGHTTP2_FLAG_NONE, f->hd.stream_id, NGHTTP2_NO_ERROR);
+    }
+    return 0;
 }
 
 static int on_stream_close(nghttp2_session *ng, int32_t id, uint32_t err, void *ud)
@@ -852,6 +919,39 @@ static void on_timeout(gh_deadline *d)
     conn_close(c);   /* a client that stopped reading, or a goodbye that never completed */
 }
 
+/* A head that never completes ends the connection (its HPACK state is
+ * mid-block); a request body that stops is answered 408 (or reset). */
+static void on_stream_timeout(gh_deadline *d)
+{
+    h2_stream *s = (h2_stream *)((char *)d - offsetof(h2_stream, timer));
+    h2_conn *c = s->c;
+    if (c->dead || s->closed)
+        return;
+    if (d->list == GH_TO_HEADER || !s->ex) {
+        nghttp2_session_terminate_session(c->ng, NGHTTP2_PROTOCOL_ERROR);
+        schedule_flush(c);
+        return;
+    }
+    gh_exchange *ex = s->ex;
+    if (s->body_len > s->body_off || ex->response_done) {
+        /* we hold the client back (the consumer has not taken what we
+         * buffered), or nobody waits for the body any more: not its fault */
+        stream_arm(s, GH_TO_BODY);
+        return;
+    }
+    if (!ex->response_done && ex->on_abort)
+        ex->on_abort(ex);
+    ex->on_abort = NULL;
+    ex->on_writable = NULL;
+    ex->body_cb = NULL;
+    if (!ex->head_sent && s->dispatched) {
+        gh_problem(ex, 408, "request_timeout", "request body not received in time", NULL, 0, NULL);
+    } else {
+        nghttp2_submit_rst_stream(c->ng, NGHTTP2_FLAG_NONE, s->id, NGHTTP2_CANCEL);
+        schedule_flush(c);
+    }
+}
+
 static void conn_close(h2_conn *c)
 {
     if (c->closing)
@@ -929,6 +1029,7 @@ int gh_h2_conn_start(uv_loop_t *loop, gh_http_env *env, int fd, const struct soc
     nghttp2_session_callbacks_set_on_frame_recv_callback(cb, on_frame_recv);
     nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cb, on_data);
     nghttp2_session_callbacks_set_on_stream_close_callback(cb, on_stream_close);
+    nghttp2_session_callbacks_set_on_frame_send_callback(cb, on_frame_send);
     /* abuse limits (DESIGN: use nghttp2's, and bound streams ourselves) */
     nghttp2_option_set_no_auto_window_update(opt, 1);
     nghttp2_option_set_max_outbound_ack(opt, 1000);        /* PING / SETTINGS floods */
