@@ -47,7 +47,7 @@ typedef struct gh_takeover {
 
 typedef struct gh_downstream_ops {
     /* Response head. hdrs are end-to-end headers only (the codec adds its
-     * framing: Content-Length / Transfer-Encoding / Connection, Date).
+     * framing: Content-Length / Transfer-Encoding / Connection).
      * content_length < 0: unknown, the body streams. */
     int (*send_head)(gh_exchange *ex, int status, const gh_header *hdrs, size_t n,
                      int64_t content_length);

@@ -1,4 +1,5 @@
 #include "proxy/headers.h"
+#include "http/status.h"
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
@@ -250,13 +251,15 @@ gh_header *gh_proxy_response_headers(gh_exchange *ex, const gh_route_cfg *route,
     conn_tokens ct;
     collect_connection(h, nh, &ct);
     const gh_header_ops *ops = &route->response_headers;
-    gh_header *out = gh_arena_alloc(&ex->arena, (nh + ops->nset + 2) * sizeof(*out));
+    gh_header *out = gh_arena_alloc(&ex->arena, (nh + ops->nset + 3) * sizeof(*out));
     if (!out)
         return NULL;
     size_t k = 0;
+    bool dated = false;
     for (size_t i = 0; i < nh; i++) {
         if (is_hop(&h[i]) || in_tokens(&ct, &h[i]) || name_is(&h[i], "x-request-id", 12))
             continue;
+        dated = dated || name_is(&h[i], "date", 4);
         if (ops->nremove && in_list(ops->remove, ops->nremove, &h[i]))
             continue;
         if (ops->nset && in_kv(ops->set, ops->nset, &h[i]))
@@ -267,6 +270,11 @@ gh_header *gh_proxy_response_headers(gh_exchange *ex, const gh_route_cfg *route,
         out[k++] = (gh_header){ ops->set[i].name.p, ops->set[i].value.p,
                                 (uint32_t)ops->set[i].name.len, (uint32_t)ops->set[i].value.len };
     out[k++] = (gh_header){ "X-Request-Id", ex->request_id, 12, (uint32_t)strlen(ex->request_id) };
+    if (!dated) {   /* RFC 9110 §6.6.1: a forwarded response without Date gets one */
+        char *d = gh_arena_strndup(&ex->arena, gh_http_date(), 29);
+        if (d)
+            out[k++] = (gh_header){ "Date", d, 4, 29 };
+    }
     *n = k;
     return out;
 }

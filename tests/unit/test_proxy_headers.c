@@ -115,11 +115,12 @@ static void test_response_headers_filtered(void **state)
     route.response_headers = (gh_header_ops){ .set = set, .nset = 1, .remove = remove, .nremove = 1 };
     size_t n;
     gh_header *out = gh_proxy_response_headers(ex, &route, up, sizeof(up) / sizeof(up[0]), &n);
-    assert_int_equal(n, 3);
+    assert_int_equal(n, 4);
     assert_memory_equal(out[0].name, "Content-Type", 12);
     assert_memory_equal(out[1].name, "Cache-Control", 13);
     assert_memory_equal(out[2].name, "X-Request-Id", 12);
     assert_memory_equal(out[2].value, ex->request_id, 32);
+    assert_memory_equal(out[3].name, "Date", 4);   /* the upstream sent none: we add it */
     gh_exchange_free(ex);
 }
 
