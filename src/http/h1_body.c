@@ -336,7 +336,10 @@ void gh_h1c_deliver_body(h1_conn *c)
             const char *data = NULL;
             size_t dlen = 0;
             int rc = gh_chunked_decode(&a->chunk, in->data + in->start, avail, &used, &data, &dlen);
-            in->start += used;
+            /* the decoder stops right after a data span: leave the span
+             * itself unconsumed, at in->start, so compacting the buffer
+             * moves it along instead of overwriting it */
+            in->start += used - dlen;
             if (rc == GH_CHUNKED_BAD) {
                 gh_h1c_body_error(c, 400, "bad_request", "malformed chunked request body");
                 return;
@@ -345,7 +348,7 @@ void gh_h1c_deliver_body(h1_conn *c)
                 gh_h1c_body_error(c, 413, "payload_too_large", "request body exceeds max_body_bytes");
                 return;
             }
-            a->span = data;
+            (void)data;   /* == in->data + in->start */
             a->span_len = dlen;
             if (rc == GH_CHUNKED_DONE && dlen == 0) {
                 ex->body_done = true;
@@ -356,10 +359,10 @@ void gh_h1c_deliver_body(h1_conn *c)
             if (dlen == 0)
                 continue;
         }
-        size_t took = ex->body_cb(ex, a->span, a->span_len, false);
+        size_t took = ex->body_cb(ex, in->data + in->start, a->span_len, false);
         if (c->ex != ex || (c->flags & F_DEAD))
             return;
-        a->span += took;
+        in->start += took;
         a->span_len -= took;
         ex->body_received += took;
         if (a->span_len)

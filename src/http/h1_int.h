@@ -24,8 +24,7 @@ enum { RESP_LENGTH = 0, RESP_CHUNKED, RESP_CLOSE, RESP_NONE };
 typedef struct h1_active {
     uint64_t body_left;          /* GH_BODY_LENGTH: bytes still expected */
     gh_chunked chunk;            /* GH_BODY_CHUNKED decoder */
-    const char *span;            /* decoded chunk data not yet taken */
-    size_t span_len;
+    size_t span_len;             /* decoded chunk data not yet taken: at in->start */
     uint64_t rx_mark;            /* body bytes read when the rate window opened */
     uint64_t rx;                 /* body bytes read from the socket */
     char *head;                  /* serialized response head awaiting its first write */
