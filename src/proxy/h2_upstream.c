@@ -187,8 +187,8 @@ static bool retry_allowed(h2x *x, enum gh_h2up_fail kind)
     if (!(up->retry_on & bit))
         return false;
     /* nothing was processed upstream (no connection, or a refused stream) */
-    return kind == GH_H2F_CONNECT || kind == GH_H2F_CONNECT_TIMEOUT || kind == GH_H2F_REFUSED ||
-           idempotent(x->ex);
+    return kind == GH_H2F_CONNECT || kind == GH_H2F_TLS || kind == GH_H2F_CONNECT_TIMEOUT ||
+           kind == GH_H2F_REFUSED || idempotent(x->ex);
 }
 
 static void on_backoff(uv_timer_t *t)
@@ -225,6 +225,8 @@ void gh_h2up_fail(h2x *x, enum gh_h2up_fail kind, const char *why)
         fail_client(x, 504, "upstream_timeout", "the upstream did not answer in time");
     else if (kind == GH_H2F_CONNECT)
         fail_client(x, 502, "upstream_error", "the upstream refused the connection");
+    else if (kind == GH_H2F_TLS)
+        fail_client(x, 502, "upstream_error", "the TLS handshake with the upstream failed");
     else
         fail_client(x, 502, "upstream_error", "the upstream reset the connection or the stream");
 }
@@ -445,7 +447,10 @@ static void on_head(h2x *x, bool end)
 static int on_frame_recv(nghttp2_session *ng, const nghttp2_frame *f, void *ud)
 {
     if (f->hd.type == NGHTTP2_GOAWAY) {
-        ((sess *)ud)->goaway = true;   /* no new streams; nghttp2 refuses the unprocessed */
+        sess *ss = ud;
+        ss->goaway = true;   /* no new streams; nghttp2 refuses the unprocessed ones */
+        if (!ss->streams)
+            ss->dead = true;   /* nothing to finish: close when the handler unwinds */
         return 0;
     }
     h2x *x = stream_x(ng, f->hd.stream_id);

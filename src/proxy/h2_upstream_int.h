@@ -12,9 +12,10 @@
 #define GH_H2UP_MAX_HEADER_BYTES (64 << 10)  /* response head or trailers */
 #define GH_H2UP_BUCKETS 64
 
-/* Why an attempt failed. REFUSED: the upstream did not process the stream
- * (safe to retry); LOST: the whole connection died. */
-enum gh_h2up_fail { GH_H2F_CONNECT, GH_H2F_CONNECT_TIMEOUT, GH_H2F_REFUSED, GH_H2F_RESET,
+/* Why an attempt failed. TLS: handshake or ALPN (a connect error);
+ * REFUSED: the upstream did not process the stream (safe to retry); LOST:
+ * the whole connection died. */
+enum gh_h2up_fail { GH_H2F_CONNECT, GH_H2F_TLS, GH_H2F_CONNECT_TIMEOUT, GH_H2F_REFUSED, GH_H2F_RESET,
                     GH_H2F_LOST, GH_H2F_TIMEOUT };
 
 typedef struct gh_h2up_sess gh_h2up_sess;
@@ -37,7 +38,7 @@ struct gh_h2up_sess {                /* one HTTP/2 connection to a target */
     gh_task flush_task;
     struct sockaddr_storage sa;
     socklen_t salen;
-    bool tls;
+    uint64_t tag;                    /* TLS identity (gh_proxy_tls_tag), 0 = plaintext */
     gh_h2up_stream *streams;         /* submitted, not closed */
     gh_h2up_call *waiting;           /* exchanges waiting for the connection */
     size_t nstreams, nwaiting;
@@ -47,7 +48,7 @@ struct gh_h2up_sess {                /* one HTTP/2 connection to a target */
     uint64_t connect_due, idle_due, timer_at;
     int busy;                        /* inside one of its handlers: freeing waits */
     int rd_want;
-    bool tcp_up, connected, goaway, dead, reread;
+    bool tcp_up, connected, goaway, dead, reread, tls_failed;
 };
 
 struct gh_h2up_stream {              /* malloc'd: it may outlive its exchange */

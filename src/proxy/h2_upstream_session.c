@@ -1,7 +1,8 @@
 /* h2_upstream_session.c — the HTTP/2 client connections under `protocol:
- * h2` upstreams: per worker, a few per target address (a table keyed like
- * the pools), made on demand over gh_upconn (plaintext: h2c prior knowledge;
- * TLS: ALPN h2), shared by every exchange going there, closed when idle for
+ * h2` upstreams: per worker, a few per target address and TLS identity
+ * (keyed like the pools), made on demand over gh_upconn (plaintext: h2c
+ * prior knowledge; TLS: ALPN must pick h2), shared by every exchange going
+ * there, closed when idle for
  * pw->idle_timeout_ms, on GOAWAY once drained, or on error (their exchanges
  * then fail or retry: h2_upstream.c decides).
  *
@@ -16,6 +17,7 @@
 #include "core/log.h"
 #include "http/h1_conn.h"
 #include "proxy/h2_upstream_int.h"
+#include "tls/tls.h"
 
 #define CONN_WINDOW (8 << 20)
 #define MAX_STREAMS 100              /* per session, even if the server allows more */
@@ -184,8 +186,8 @@ static void on_flush_task(gh_task *t)
     unwind(ss);
 }
 
-static sess *sess_new(gh_h2up_worker *w, const h2x *x, const struct sockaddr *sa, socklen_t len,
-                      size_t b, int *err)
+static sess *sess_new(gh_h2up_worker *w, const h2x *x, const gh_target_cfg *t, const struct sockaddr *sa,
+                      socklen_t len, uint64_t tag, size_t b, int *err)
 {
     sess *ss = calloc(1, sizeof(*ss));
     if (!ss || nghttp2_session_client_new2(&ss->ng, w->cbs, ss, w->opt) != 0) {
@@ -200,8 +202,20 @@ static sess *sess_new(gh_h2up_worker *w, const h2x *x, const struct sockaddr *sa
     };
     nghttp2_submit_settings(ss->ng, NGHTTP2_FLAG_NONE, iv, sizeof(iv) / sizeof(iv[0]));
     nghttp2_session_set_local_window_size(ss->ng, NGHTTP2_FLAG_NONE, 0, CONN_WINDOW);
-    /* TODO(upstream TLS): connect through the upstream's TLS client (ALPN h2) */
     ss->uc = gh_upconn_connect(w->pw, sa, len, err);
+    gh_tls_client *tls = x->ctx.tls ? x->ctx.tls[x->route->upstream_index] : NULL;
+    if (ss->uc && tls) {
+        /* made now, not once connected: it holds its own reference to the
+         * client, which a reload may otherwise free meanwhile */
+        gh_transport *tp = gh_tls_connect(tls, ss->uc->fd, t->host.p);
+        if (tp) {
+            ss->uc->tp = tp;
+        } else {
+            gh_upconn_close(ss->uc);
+            ss->uc = NULL;
+            *err = -ENOMEM;
+        }
+    }
     if (!ss->uc) {
         nghttp2_session_del(ss->ng);
         free(ss);
@@ -212,7 +226,7 @@ static sess *sess_new(gh_h2up_worker *w, const h2x *x, const struct sockaddr *sa
     ss->uc->on_timer = on_uc_timer;
     memcpy(&ss->sa, sa, len);
     ss->salen = len;
-    ss->tls = x->up->tls != NULL;
+    ss->tag = tag;
     ss->w = w;
     ss->flush_task.run = on_flush_task;
     ss->rd_want = UV_READABLE;
@@ -229,11 +243,11 @@ sess *gh_h2up_pick(h2x *x, const gh_target_cfg *t, int *err)
     socklen_t len = t->salen;
     const struct sockaddr *sa = (const struct sockaddr *)&t->sa;
     size_t b = addr_key(sa, &len);
-    bool tls = x->up->tls != NULL;
+    uint64_t tag = gh_proxy_tls_tag(x->up);
     sess *best = NULL;
     size_t count = 0, best_load = 0;
     for (sess *ss = w->buckets[b]; ss; ss = ss->next) {
-        if (ss->dead || ss->goaway || ss->salen != len || ss->tls != tls || memcmp(&ss->sa, sa, len) != 0)
+        if (ss->dead || ss->goaway || ss->salen != len || ss->tag != tag || memcmp(&ss->sa, sa, len) != 0)
             continue;
         size_t load = ss->nstreams + ss->nwaiting;
         if (load < stream_limit(ss))
@@ -246,7 +260,7 @@ sess *gh_h2up_pick(h2x *x, const gh_target_cfg *t, int *err)
     }
     if (best && count >= MAX_SESSIONS)
         return best;   /* nghttp2 queues the stream until one ends */
-    sess *ss = sess_new(w, x, sa, len, b, err);
+    sess *ss = sess_new(w, x, t, sa, len, tag, b, err);
     return ss ? ss : best;
 }
 
@@ -285,7 +299,7 @@ static void sess_lost(sess *ss, enum gh_h2up_fail kind)
     while (ss->waiting) {
         h2x *x = ss->waiting;
         gh_h2up_wait_remove(x);
-        gh_h2up_fail(x, kind, "connection failed");
+        gh_h2up_fail(x, ss->tls_failed ? GH_H2F_TLS : kind, "connection failed");
     }
     while (ss->streams) {
         h2s *st = ss->streams;
@@ -416,11 +430,14 @@ static void on_connected(sess *ss)
         gh_upconn_events(ss->uc, gh_transport_wants(ss->uc->tp, false));
         return;
     }
-    if (r < 0) {
+    const char *alpn = r < 0 || !gh_tls_is(ss->uc->tp) ? NULL : gh_tls_alpn(ss->uc->tp);
+    if (r < 0 || (gh_tls_is(ss->uc->tp) && (!alpn || strcmp(alpn, "h2") != 0))) {
+        const char *why = r < 0 ? gh_tls_error(ss->uc->tp) : "the server did not select h2 (ALPN)";
+        gh_log_warn("h2 upstream: TLS handshake failed: %s", why ? why : "?");
+        ss->tls_failed = true;
         sess_lost(ss, GH_H2F_CONNECT);
         return;
     }
-    /* TODO(upstream TLS): require ALPN "h2" here (gh_tls_alpn), else GH_H2F_CONNECT */
     ss->connected = true;
     while (ss->waiting && !ss->dead) {
         h2x *x = ss->waiting;
