@@ -9,6 +9,7 @@
  * (BWS belongs to an extension), at most 16 hex digits, bounded size lines
  * and trailers. Trailer fields are validated like header fields and dropped. */
 #include "http/h1_parse.h"
+#include "http/h1_chars.h"
 
 enum {
     MAX_SIZE_DIGITS = 16,         /* 16 hex digits always fit a uint64_t */
@@ -40,28 +41,6 @@ enum {
     S_BAD,
 };
 
-/* Same classes as h1_parse.c: 1 tchar, 2 field-value byte, 4 VCHAR,
- * 16 HEXDIG, 32 qdtext. */
-enum { C_TOKEN = 1, C_VALUE = 2, C_VCHAR = 4, C_HEX = 16, C_QDTEXT = 32 };
-
-static const unsigned char cls[256] = {
-     0,  0,  0,  0,  0,  0,  0,  0,  0, 34,  0,  0,  0,  0,  0,  0,  /* 00 */
-     0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  /* 10 */
-    34, 47,  6, 39, 47, 39, 47, 47, 46, 46, 47, 47, 46, 47, 47, 38,  /* 20 */
-    63, 63, 63, 63, 63, 63, 63, 63, 63, 63, 38, 46, 38, 46, 38, 38,  /* 30 */
-    38, 63, 63, 63, 63, 63, 63, 47, 47, 47, 47, 47, 47, 47, 47, 47,  /* 40 */
-    47, 47, 47, 47, 47, 47, 47, 47, 47, 47, 47, 38,  6, 38, 39, 47,  /* 50 */
-    39, 63, 63, 63, 63, 63, 63, 47, 47, 47, 47, 47, 47, 47, 47, 47,  /* 60 */
-    47, 47, 47, 47, 47, 47, 47, 47, 47, 47, 47, 38, 39, 38, 47,  0,  /* 70 */
-    34, 34, 34, 34, 34, 34, 34, 34, 34, 34, 34, 34, 34, 34, 34, 34,  /* 80 */
-    34, 34, 34, 34, 34, 34, 34, 34, 34, 34, 34, 34, 34, 34, 34, 34,  /* 90 */
-    34, 34, 34, 34, 34, 34, 34, 34, 34, 34, 34, 34, 34, 34, 34, 34,  /* a0 */
-    34, 34, 34, 34, 34, 34, 34, 34, 34, 34, 34, 34, 34, 34, 34, 34,  /* b0 */
-    34, 34, 34, 34, 34, 34, 34, 34, 34, 34, 34, 34, 34, 34, 34, 34,  /* c0 */
-    34, 34, 34, 34, 34, 34, 34, 34, 34, 34, 34, 34, 34, 34, 34, 34,  /* d0 */
-    34, 34, 34, 34, 34, 34, 34, 34, 34, 34, 34, 34, 34, 34, 34, 34,  /* e0 */
-    34, 34, 34, 34, 34, 34, 34, 34, 34, 34, 34, 34, 34, 34, 34, 34,  /* f0 */
-};
 
 static unsigned hexval(unsigned ch)
 {
@@ -123,7 +102,7 @@ int gh_chunked_decode(gh_chunked *c, const char *buf, size_t len, size_t *consum
 
         switch (st) {
         case S_SIZE:
-            if (cls[ch] & C_HEX) {
+            if (gh_h1_cls[ch] & C_HEX) {
                 if (c->line_len > MAX_SIZE_DIGITS)
                     st = S_BAD;
                 else
@@ -139,10 +118,10 @@ int gh_chunked_decode(gh_chunked *c, const char *buf, size_t len, size_t *consum
             st = ch == ' ' || ch == '\t' ? S_EXT_WS : ch == ';' ? S_EXT_NAME0 : S_BAD;
             break;
         case S_EXT_NAME0:
-            st = ch == ' ' || ch == '\t' ? S_EXT_NAME0 : cls[ch] & C_TOKEN ? S_EXT_NAME : S_BAD;
+            st = ch == ' ' || ch == '\t' ? S_EXT_NAME0 : gh_h1_cls[ch] & C_TOKEN ? S_EXT_NAME : S_BAD;
             break;
         case S_EXT_NAME:
-            if (!(cls[ch] & C_TOKEN))
+            if (!(gh_h1_cls[ch] & C_TOKEN))
                 st = ch == '=' ? S_EXT_VAL0 : after_item(ch, S_EXT_NAME_WS);
             break;
         case S_EXT_NAME_WS:
@@ -151,19 +130,19 @@ int gh_chunked_decode(gh_chunked *c, const char *buf, size_t len, size_t *consum
             break;
         case S_EXT_VAL0:
             st = ch == ' ' || ch == '\t' ? S_EXT_VAL0
-               : ch == '"' ? S_EXT_QUOTED : cls[ch] & C_TOKEN ? S_EXT_VAL : S_BAD;
+               : ch == '"' ? S_EXT_QUOTED : gh_h1_cls[ch] & C_TOKEN ? S_EXT_VAL : S_BAD;
             break;
         case S_EXT_VAL:
-            if (!(cls[ch] & C_TOKEN))
+            if (!(gh_h1_cls[ch] & C_TOKEN))
                 st = after_item(ch, S_EXT_WS);
             break;
         case S_EXT_QUOTED:
             st = ch == '"' ? S_EXT : ch == '\\' ? S_EXT_QPAIR
-               : cls[ch] & C_QDTEXT ? S_EXT_QUOTED : S_BAD;
+               : gh_h1_cls[ch] & C_QDTEXT ? S_EXT_QUOTED : S_BAD;
             break;
         case S_EXT_QPAIR:
             /* quoted-pair: HTAB / SP / VCHAR / obs-text, i.e. a value byte */
-            st = cls[ch] & C_VALUE ? S_EXT_QUOTED : S_BAD;
+            st = gh_h1_cls[ch] & C_VALUE ? S_EXT_QUOTED : S_BAD;
             break;
         case S_SIZE_LF:
             if (ch != '\n') {
@@ -181,14 +160,14 @@ int gh_chunked_decode(gh_chunked *c, const char *buf, size_t len, size_t *consum
             break;
         case S_TR_START:
             /* a leading SP/HTAB would be obs-fold; ':' an empty name */
-            st = ch == '\r' ? S_END_LF : cls[ch] & C_TOKEN ? S_TR_NAME : S_BAD;
+            st = ch == '\r' ? S_END_LF : gh_h1_cls[ch] & C_TOKEN ? S_TR_NAME : S_BAD;
             break;
         case S_TR_NAME:
-            if (!(cls[ch] & C_TOKEN))
+            if (!(gh_h1_cls[ch] & C_TOKEN))
                 st = ch == ':' ? S_TR_VALUE : S_BAD;
             break;
         case S_TR_VALUE:
-            if (!(cls[ch] & C_VALUE))
+            if (!(gh_h1_cls[ch] & C_VALUE))
                 st = ch == '\r' ? S_TR_LF : S_BAD;
             break;
         case S_TR_LF:

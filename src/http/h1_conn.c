@@ -135,21 +135,6 @@ static void conn_close(h1_conn *c)
 
 /* ---------------------------------------------------- request heads ---- */
 
-static void format_peer(h1_conn *c, gh_exchange *ex)
-{
-    if (c->peer.sa.sa_family == AF_INET6) {
-        inet_ntop(AF_INET6, &c->peer.v6.sin6_addr, ex->peer, sizeof(ex->peer));
-        ex->client_port = ntohs(c->peer.v6.sin6_port);
-        /* v4-mapped addresses read as plain IPv4 */
-        if (strncmp(ex->peer, "::ffff:", 7) == 0 && strchr(ex->peer + 7, '.'))
-            memmove(ex->peer, ex->peer + 7, strlen(ex->peer + 7) + 1);
-    } else {
-        inet_ntop(AF_INET, &c->peer.v4.sin_addr, ex->peer, sizeof(ex->peer));
-        ex->client_port = ntohs(c->peer.v4.sin_port);
-    }
-    memcpy(ex->client, ex->peer, sizeof(ex->client));
-}
-
 static gh_exchange *new_exchange(h1_conn *c)
 {
     gh_exchange *ex = gh_exchange_new(c->env);
@@ -162,7 +147,7 @@ static gh_exchange *new_exchange(h1_conn *c)
     ex->path_strict = c->path_strict;
     ex->local_port = c->local_port;
     ex->minor = 1;
-    format_peer(c, ex);
+    gh_set_peer(ex, &c->peer.sa);
     if (c->tls) {
         char subject[512];
         if (gh_tls_peer_subject(c->tp, subject, sizeof(subject)))

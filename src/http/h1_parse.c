@@ -31,34 +31,8 @@
 #include <limits.h>
 #include <string.h>
 
-/* Character classes, one table for all of them (a single load per byte). */
-enum {
-    C_TOKEN  = 1,    /* RFC 9110 tchar */
-    C_VALUE  = 2,    /* field-value byte: HTAB, SP, VCHAR, obs-text */
-    C_TARGET = 4,    /* request-target byte: VCHAR */
-    C_REG    = 8,    /* reg-name: unreserved / sub-delims (pct-encoding apart) */
-    C_HEX    = 16,
-    C_QDTEXT = 32,   /* quoted-string qdtext (used by chunked.c's copy) */
-};
+#include "http/h1_chars.h"
 
-static const unsigned char cls[256] = {
-     0,  0,  0,  0,  0,  0,  0,  0,  0, 34,  0,  0,  0,  0,  0,  0,  /* 00 */
-     0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  /* 10 */
-    34, 47,  6, 39, 47, 39, 47, 47, 46, 46, 47, 47, 46, 47, 47, 38,  /* 20 */
-    63, 63, 63, 63, 63, 63, 63, 63, 63, 63, 38, 46, 38, 46, 38, 38,  /* 30 */
-    38, 63, 63, 63, 63, 63, 63, 47, 47, 47, 47, 47, 47, 47, 47, 47,  /* 40 */
-    47, 47, 47, 47, 47, 47, 47, 47, 47, 47, 47, 38,  6, 38, 39, 47,  /* 50 */
-    39, 63, 63, 63, 63, 63, 63, 47, 47, 47, 47, 47, 47, 47, 47, 47,  /* 60 */
-    47, 47, 47, 47, 47, 47, 47, 47, 47, 47, 47, 38, 39, 38, 47,  0,  /* 70 */
-    34, 34, 34, 34, 34, 34, 34, 34, 34, 34, 34, 34, 34, 34, 34, 34,  /* 80 */
-    34, 34, 34, 34, 34, 34, 34, 34, 34, 34, 34, 34, 34, 34, 34, 34,  /* 90 */
-    34, 34, 34, 34, 34, 34, 34, 34, 34, 34, 34, 34, 34, 34, 34, 34,  /* a0 */
-    34, 34, 34, 34, 34, 34, 34, 34, 34, 34, 34, 34, 34, 34, 34, 34,  /* b0 */
-    34, 34, 34, 34, 34, 34, 34, 34, 34, 34, 34, 34, 34, 34, 34, 34,  /* c0 */
-    34, 34, 34, 34, 34, 34, 34, 34, 34, 34, 34, 34, 34, 34, 34, 34,  /* d0 */
-    34, 34, 34, 34, 34, 34, 34, 34, 34, 34, 34, 34, 34, 34, 34, 34,  /* e0 */
-    34, 34, 34, 34, 34, 34, 34, 34, 34, 34, 34, 34, 34, 34, 34, 34,  /* f0 */
-};
 
 typedef const unsigned char uchar;
 
@@ -79,7 +53,7 @@ bool gh_h1_is_token(const char *s, size_t len)
     if (len == 0)
         return false;
     for (size_t i = 0; i < len; i++)
-        if (!(cls[(unsigned char)s[i]] & C_TOKEN))
+        if (!(gh_h1_cls[(unsigned char)s[i]] & C_TOKEN))
             return false;
     return true;
 }
@@ -136,7 +110,7 @@ static bool valid_ipv6(uchar *s, size_t n)
     }
     while (i < n) {
         size_t st = i;
-        while (i < n && i - st < 5 && (cls[s[i]] & C_HEX))
+        while (i < n && i - st < 5 && (gh_h1_cls[s[i]] & C_HEX))
             i++;
         if (i < n && s[i] == '.') {               /* trailing IPv4 takes two groups */
             if (!valid_ipv4(s + st, n - st))
@@ -167,12 +141,12 @@ static bool valid_ipvfuture(uchar *s, size_t n)
     size_t i = 1;
     if (n < 4 || lower(s[0]) != 'v')
         return false;
-    while (i < n && (cls[s[i]] & C_HEX))
+    while (i < n && (gh_h1_cls[s[i]] & C_HEX))
         i++;
     if (i == 1 || i >= n - 1 || s[i] != '.')
         return false;
     for (i++; i < n; i++)
-        if (!(cls[s[i]] & C_REG) && s[i] != ':')
+        if (!(gh_h1_cls[s[i]] & C_REG) && s[i] != ':')
             return false;
     return true;
 }
@@ -198,10 +172,10 @@ static bool valid_host(uchar *s, size_t n)
     } else {
         /* reg-name (IPv4address is a subset of its syntax) */
         while (i < n && s[i] != ':') {
-            if (cls[s[i]] & C_REG) {
+            if (gh_h1_cls[s[i]] & C_REG) {
                 i++;
-            } else if (s[i] == '%' && n - i >= 3 && (cls[s[i + 1]] & C_HEX) &&
-                       (cls[s[i + 2]] & C_HEX)) {
+            } else if (s[i] == '%' && n - i >= 3 && (gh_h1_cls[s[i + 1]] & C_HEX) &&
+                       (gh_h1_cls[s[i + 2]] & C_HEX)) {
                 i += 3;
             } else {
                 return false;
@@ -350,7 +324,7 @@ static inline uchar *skip_value(uchar *p, uchar *end)
         while (end - p >= 8 && !has_ctl(load8(p)))
             p += 8;
         uchar *stop = end - p > 8 ? p + 8 : end;
-        while (p < stop && (cls[*p] & C_VALUE))
+        while (p < stop && (gh_h1_cls[*p] & C_VALUE))
             p++;
         if (p < stop || p == end)
             return p;
@@ -383,7 +357,7 @@ static int parse_fields(gh_h1_message *m, framing *f, uchar **pp, uchar *end,
         }
 
         uchar *name = p;
-        while (p < end && (cls[*p] & C_TOKEN))
+        while (p < end && (gh_h1_cls[*p] & C_TOKEN))
             p++;
         if (p == end)
             return GH_H1_AGAIN;
@@ -485,7 +459,7 @@ static int parse_request(gh_h1_message *m, framing *f, uchar *buf, uchar *end,
     }
 
     uchar *s = p;
-    while (p < end && (cls[*p] & C_TOKEN))
+    while (p < end && (gh_h1_cls[*p] & C_TOKEN))
         p++;
     if (p == end)
         return GH_H1_AGAIN;
@@ -497,7 +471,7 @@ static int parse_request(gh_h1_message *m, framing *f, uchar *buf, uchar *end,
     s = ++p;
     while (end - p >= 8 && !has_nonvchar(load8(p)))
         p += 8;
-    while (p < end && (cls[*p] & C_TARGET))
+    while (p < end && (gh_h1_cls[*p] & C_TARGET))
         p++;
     if (p == end)
         return GH_H1_AGAIN;
@@ -594,7 +568,7 @@ static int parse_response(gh_h1_message *m, framing *f, uchar *buf, uchar *end,
     /* "HTTP/1.1 200\r\n" (no SP) is tolerated; the reason may be empty. */
     if (*p == ' ') {
         uchar *s = ++p;
-        while (p < end && (cls[*p] & C_VALUE))
+        while (p < end && (gh_h1_cls[*p] & C_VALUE))
             p++;
         if (p == end)
             return GH_H1_AGAIN;

@@ -524,16 +524,7 @@ static int on_begin_headers(nghttp2_session *ng, const nghttp2_frame *f, void *u
     ex->tls = c->info.tls;
     ex->path_strict = c->info.path_strict;
     ex->local_port = c->info.local_port;
-    if (c->peer.sa.sa_family == AF_INET6) {
-        inet_ntop(AF_INET6, &c->peer.v6.sin6_addr, ex->peer, sizeof(ex->peer));
-        ex->client_port = ntohs(c->peer.v6.sin6_port);
-        if (strncmp(ex->peer, "::ffff:", 7) == 0 && strchr(ex->peer + 7, '.'))
-            memmove(ex->peer, ex->peer + 7, strlen(ex->peer + 7) + 1);
-    } else {
-        inet_ntop(AF_INET, &c->peer.v4.sin_addr, ex->peer, sizeof(ex->peer));
-        ex->client_port = ntohs(c->peer.v4.sin_port);
-    }
-    memcpy(ex->client, ex->peer, sizeof(ex->client));
+    gh_set_peer(ex, &c->peer.sa);
     if (c->client_cert)
         ex->client_cert = gh_str_c(c->client_cert);   /* lives as long as the connection */
     s->c = c;

@@ -2,6 +2,8 @@
  * bit, the host without its port, path and query from the request-target. */
 #include <string.h>
 #include <strings.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include "http/request.h"
 
 uint32_t gh_method_bit(const char *m, size_t n)
@@ -75,3 +77,19 @@ void gh_split_target(gh_exchange *ex)
     }
 }
 
+
+void gh_set_peer(gh_exchange *ex, const struct sockaddr *sa)
+{
+    if (sa->sa_family == AF_INET6) {
+        const struct sockaddr_in6 *v6 = (const struct sockaddr_in6 *)sa;
+        inet_ntop(AF_INET6, &v6->sin6_addr, ex->peer, sizeof(ex->peer));
+        ex->client_port = ntohs(v6->sin6_port);
+        if (strncmp(ex->peer, "::ffff:", 7) == 0 && strchr(ex->peer + 7, '.'))
+            memmove(ex->peer, ex->peer + 7, strlen(ex->peer + 7) + 1);
+    } else {
+        const struct sockaddr_in *v4 = (const struct sockaddr_in *)sa;
+        inet_ntop(AF_INET, &v4->sin_addr, ex->peer, sizeof(ex->peer));
+        ex->client_port = ntohs(v4->sin_port);
+    }
+    memcpy(ex->client, ex->peer, sizeof(ex->client));
+}

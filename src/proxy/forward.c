@@ -14,6 +14,7 @@
 #include "core/log.h"
 #include "http/status.h"
 #include "proxy/h2_upstream.h"
+#include "proxy/backoff.h"
 #include "proxy/headers.h"
 #include "proxy/proxy.h"
 #include "proxy/tunnel.h"
@@ -763,25 +764,14 @@ static void on_client_abort(gh_exchange *ex)
 
 /* ------------------------------------------------------------- backoff -- */
 
-/* The timer lives outside the exchange arena: it must outlive an exchange
- * that ends while it is closing. */
-static void on_backoff_closed(uv_handle_t *h)
-{
-    free(h);
-}
-
 static void stop_backoff(fwd *f)
 {
-    if (!f->backoff)
-        return;
-    uv_timer_stop(f->backoff);
-    uv_close((uv_handle_t *)f->backoff, on_backoff_closed);
-    f->backoff = NULL;
+    gh_backoff_stop(&f->backoff);
 }
 
-static void on_backoff(uv_timer_t *t)
+static void on_backoff(void *data)
 {
-    fwd *f = t->data;
+    fwd *f = data;
     stop_backoff(f);
     attempt(f);
 }
@@ -790,18 +780,8 @@ static void on_backoff(uv_timer_t *t)
 static void retry(fwd *f)
 {
     uint64_t ms = f->up->retry_backoff_ms;
-    if (!ms) {
+    if (!ms || !(f->backoff = gh_backoff_start(f->ex->env->loop, ms, on_backoff, f)))
         attempt(f);
-        return;
-    }
-    f->backoff = malloc(sizeof(*f->backoff));
-    if (!f->backoff) {
-        attempt(f);
-        return;
-    }
-    uv_timer_init(f->ex->env->loop, f->backoff);
-    f->backoff->data = f;
-    uv_timer_start(f->backoff, on_backoff, ms, 0);
 }
 
 /* ------------------------------------------------------------ attempts -- */

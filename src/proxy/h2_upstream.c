@@ -20,6 +20,7 @@
 #include <string.h>
 #include "core/log.h"
 #include "http/status.h"
+#include "proxy/backoff.h"
 #include "proxy/h2_upstream_int.h"
 #include "proxy/headers.h"
 
@@ -83,20 +84,9 @@ static void end_target(h2x *x)
     x->counted = false;
 }
 
-/* The timer lives outside the exchange arena: it must outlive an exchange
- * that ends while it is closing. */
-static void on_backoff_closed(uv_handle_t *h)
-{
-    free(h);
-}
-
 static void stop_backoff(h2x *x)
 {
-    if (!x->backoff)
-        return;
-    uv_timer_stop(x->backoff);
-    uv_close((uv_handle_t *)x->backoff, on_backoff_closed);
-    x->backoff = NULL;
+    gh_backoff_stop(&x->backoff);
 }
 
 /* The exchange is over for us: forget it before the codec may free it. */
@@ -191,9 +181,9 @@ static bool retry_allowed(h2x *x, enum gh_h2up_fail kind)
            kind == GH_H2F_REFUSED || idempotent(x->ex);
 }
 
-static void on_backoff(uv_timer_t *t)
+static void on_backoff(void *data)
 {
-    h2x *x = t->data;
+    h2x *x = data;
     stop_backoff(x);
     attempt(x);
 }
@@ -202,13 +192,8 @@ static void on_backoff(uv_timer_t *t)
 static void retry(h2x *x)
 {
     uint64_t ms = x->up->retry_backoff_ms;
-    if (ms && (x->backoff = malloc(sizeof(*x->backoff)))) {
-        uv_timer_init(x->w->pw->loop, x->backoff);
-        x->backoff->data = x;
-        uv_timer_start(x->backoff, on_backoff, ms, 0);
-        return;
-    }
-    attempt(x);
+    if (!ms || !(x->backoff = gh_backoff_start(x->w->pw->loop, ms, on_backoff, x)))
+        attempt(x);
 }
 
 void gh_h2up_fail(h2x *x, enum gh_h2up_fail kind, const char *why)
@@ -622,7 +607,7 @@ static bool build_request(h2x *x, gh_str path_q)
     gh_exchange *ex = x->ex;
     gh_arena *a = &ex->arena;
     size_t nf;
-    gh_header *f = gh_proxy_request_fields(ex, x->route, &nf);
+    gh_header *f = gh_proxy_request_fields(ex, x->route, true, &nf);
     x->nv = f ? gh_arena_alloc(a, (nf + 5) * sizeof(*x->nv)) : NULL;
     if (!x->nv)
         return false;

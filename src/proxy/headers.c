@@ -123,20 +123,19 @@ static void make_traceparent(gh_exchange *ex, const gh_header *tp, char out[55])
     put_hex(out + 36, gh_random(ex->env) | 1, 16);   /* never all zero */
 }
 
+/* The HTTP/1.1 head: request line, Host, the same fields an HTTP/2
+ * upstream gets, then the upgrade (WebSocket) and the body's framing. */
 char *gh_proxy_request_head(gh_exchange *ex, const gh_route_cfg *route, gh_str path_q,
                             int body, size_t *len)
 {
-    conn_tokens ct;
-    collect_connection(ex->headers, ex->nheaders, &ct);
-    const gh_header_ops *ops = &route->request_headers;
-    const gh_header *tp = NULL;
-    bool any_xff = false;
-    size_t cap = ex->method.len + path_q.len + 512 + ex->authority.len * 2 + strlen(ex->peer) + ex->client_cert.len +
-                 sizeof(ex->request_id);
-    for (size_t i = 0; i < ex->nheaders; i++)
-        cap += ex->headers[i].name_len + ex->headers[i].value_len + 4;
-    for (size_t i = 0; i < ops->nset; i++)
-        cap += ops->set[i].name.len + ops->set[i].value.len + 4;
+    size_t nf;
+    gh_header *f = gh_proxy_request_fields(ex, route, false, &nf);
+    if (!f)
+        return NULL;
+    const gh_header *up = ex->upgrade ? gh_exchange_header(ex, "upgrade", 7) : NULL;
+    size_t cap = ex->method.len + path_q.len + ex->authority.len + 128 + (up ? up->value_len + 40 : 0);
+    for (size_t i = 0; i < nf; i++)
+        cap += f[i].name_len + f[i].value_len + 4;
     char *buf = gh_arena_alloc(&ex->arena, cap);
     if (!buf)
         return NULL;
@@ -147,78 +146,16 @@ char *gh_proxy_request_head(gh_exchange *ex, const gh_route_cfg *route, gh_str p
     PUTS(" HTTP/1.1\r\n");
     if (ex->authority.len)
         p = put_header(p, "Host", 4, ex->authority.p, ex->authority.len);
-    for (size_t i = 0; i < ex->nheaders; i++) {
-        const gh_header *h = &ex->headers[i];
-        if (is_hop(h) || in_tokens(&ct, h))
-            continue;
-        switch (h->name_len) {
-        case 4:
-            if (name_is(h, "host", 4)) continue;
-            break;
-        case 11:
-            if (name_is(h, "traceparent", 11)) { tp = h; continue; }
-            break;
-        case 12:
-            if (name_is(h, "x-request-id", 12)) continue;
-            break;
-        case 21:
-            /* only the gateway vouches for a client certificate */
-            if (name_is(h, "x-client-cert-subject", 21)) continue;
-            break;
-        case 15:
-            if (name_is(h, "x-forwarded-for", 15)) { any_xff = true; continue; }
-            break;
-        case 16:
-            if (name_is(h, "x-forwarded-host", 16) || name_is(h, "x-forwarded-port", 16)) continue;
-            break;
-        case 17:
-            if (name_is(h, "x-forwarded-proto", 17)) continue;
-            break;
-        }
-        if (ops->nremove && in_list(ops->remove, ops->nremove, h))
-            continue;
-        if (ops->nset && in_kv(ops->set, ops->nset, h))
-            continue;
-        p = put_header(p, h->name, h->name_len, h->value, h->value_len);
-    }
-    if (ex->upgrade) {
-        /* a protocol switch (WebSocket) is asked of the upstream too */
-        const gh_header *up = gh_exchange_header(ex, "upgrade", 7);
-        if (up) {
-            PUTS("Connection: upgrade\r\n");
-            p = put_header(p, "Upgrade", 7, up->value, up->value_len);
-        }
+    for (size_t i = 0; i < nf; i++)
+        p = put_header(p, f[i].name, f[i].name_len, f[i].value, f[i].value_len);
+    if (up) {   /* a protocol switch (WebSocket) is asked of the upstream too */
+        PUTS("Connection: upgrade\r\n");
+        p = put_header(p, "Upgrade", 7, up->value, up->value_len);
     }
     if (body == GH_FWD_LENGTH)
         p += sprintf(p, "Content-Length: %llu\r\n", (unsigned long long)ex->content_length);
     else if (body == GH_FWD_CHUNKED)
         PUTS("Transfer-Encoding: chunked\r\n");
-    /* X-Forwarded-For: every client-sent line, in order, then this client */
-    PUTS("X-Forwarded-For: ");
-    for (size_t i = 0; any_xff && i < ex->nheaders; i++) {
-        const gh_header *h = &ex->headers[i];
-        if (h->value_len && name_is(h, "x-forwarded-for", 15)) {
-            PUT(h->value, h->value_len);
-            PUTS(", ");
-        }
-    }
-    PUT(ex->peer, strlen(ex->peer));
-    PUTS("\r\n");
-    if (ex->tls)
-        PUTS("X-Forwarded-Proto: https\r\n");
-    else
-        PUTS("X-Forwarded-Proto: http\r\n");
-    if (ex->authority.len)
-        p = put_header(p, "X-Forwarded-Host", 16, ex->authority.p, ex->authority.len);
-    p += sprintf(p, "X-Forwarded-Port: %u\r\n", ex->local_port);
-    p = put_header(p, "X-Request-Id", 12, ex->request_id, strlen(ex->request_id));
-    if (ex->client_cert.len)
-        p = put_header(p, "X-Client-Cert-Subject", 21, ex->client_cert.p, ex->client_cert.len);
-    char trace[55];
-    make_traceparent(ex, tp, trace);
-    p = put_header(p, "traceparent", 11, trace, 55);
-    for (size_t i = 0; i < ops->nset; i++)
-        p = put_header(p, ops->set[i].name.p, ops->set[i].name.len, ops->set[i].value.p, ops->set[i].value.len);
     PUTS("\r\n");
     *len = (size_t)(p - buf);
     return buf;
@@ -297,12 +234,12 @@ static bool te_has_trailers(const gh_header *h)
     return false;
 }
 
-gh_header *gh_proxy_request_fields(gh_exchange *ex, const gh_route_cfg *route, size_t *n)
+gh_header *gh_proxy_request_fields(gh_exchange *ex, const gh_route_cfg *route, bool keep_te, size_t *n)
 {
     conn_tokens ct;
     collect_connection(ex->headers, ex->nheaders, &ct);
     const gh_header_ops *ops = &route->request_headers;
-    gh_header *out = gh_arena_alloc(&ex->arena, (ex->nheaders + ops->nset + 8) * sizeof(*out));
+    gh_header *out = gh_arena_alloc(&ex->arena, (ex->nheaders + ops->nset + 9) * sizeof(*out));
     size_t xff_cap = strlen(ex->peer) + 1;
     for (size_t i = 0; i < ex->nheaders; i++)
         if (name_is(&ex->headers[i], "x-forwarded-for", 15))
@@ -321,9 +258,11 @@ gh_header *gh_proxy_request_fields(gh_exchange *ex, const gh_route_cfg *route, s
             te = te || te_has_trailers(h);   /* gRPC needs it end to end (SPEC §12.22) */
             continue;
         }
+        /* hop-by-hop, and what only the gateway may say (a client-sent
+         * X-Client-Cert-Subject would impersonate a verified certificate) */
         if (is_hop(h) || in_tokens(&ct, h) || name_is(h, "host", 4) || name_is(h, "x-request-id", 12) ||
             name_is(h, "x-forwarded-host", 16) || name_is(h, "x-forwarded-port", 16) ||
-            name_is(h, "x-forwarded-proto", 17))
+            name_is(h, "x-forwarded-proto", 17) || name_is(h, "x-client-cert-subject", 21))
             continue;
         if (name_is(h, "traceparent", 11)) {
             tp = h;
@@ -344,17 +283,19 @@ gh_header *gh_proxy_request_fields(gh_exchange *ex, const gh_route_cfg *route, s
         out[k++] = *h;
     }
     gh_header te_h = { "te", "trailers", 2, 8 };
-    if (te && !(ops->nremove && in_list(ops->remove, ops->nremove, &te_h)))
-        out[k++] = te_h;
+    if (te && keep_te && !(ops->nremove && in_list(ops->remove, ops->nremove, &te_h)))
+        out[k++] = te_h;   /* only toward HTTP/2 (SPEC §12.22) */
     memcpy(xff + xl, ex->peer, strlen(ex->peer));
     xl += strlen(ex->peer);
-    out[k++] = (gh_header){ "x-forwarded-for", xff, 15, (uint32_t)xl };
-    out[k++] = ex->tls ? (gh_header){ "x-forwarded-proto", "https", 17, 5 }
-                       : (gh_header){ "x-forwarded-proto", "http", 17, 4 };
+    out[k++] = (gh_header){ "X-Forwarded-For", xff, 15, (uint32_t)xl };
+    out[k++] = ex->tls ? (gh_header){ "X-Forwarded-Proto", "https", 17, 5 }
+                       : (gh_header){ "X-Forwarded-Proto", "http", 17, 4 };
     if (ex->authority.len)
-        out[k++] = (gh_header){ "x-forwarded-host", ex->authority.p, 16, (uint32_t)ex->authority.len };
-    out[k++] = (gh_header){ "x-forwarded-port", port, 16, (uint32_t)strlen(port) };
-    out[k++] = (gh_header){ "x-request-id", ex->request_id, 12, (uint32_t)strlen(ex->request_id) };
+        out[k++] = (gh_header){ "X-Forwarded-Host", ex->authority.p, 16, (uint32_t)ex->authority.len };
+    out[k++] = (gh_header){ "X-Forwarded-Port", port, 16, (uint32_t)strlen(port) };
+    out[k++] = (gh_header){ "X-Request-Id", ex->request_id, 12, (uint32_t)strlen(ex->request_id) };
+    if (ex->client_cert.len)
+        out[k++] = (gh_header){ "X-Client-Cert-Subject", ex->client_cert.p, 21, (uint32_t)ex->client_cert.len };
     make_traceparent(ex, tp, trace);
     out[k++] = (gh_header){ "traceparent", trace, 11, 55 };
     for (size_t i = 0; i < ops->nset; i++)

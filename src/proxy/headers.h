@@ -14,11 +14,11 @@ enum gh_fwd_body { GH_FWD_NO_BODY = 0, GH_FWD_LENGTH, GH_FWD_CHUNKED };
 char *gh_proxy_request_head(gh_exchange *ex, const gh_route_cfg *route, gh_str path_q,
                             int body, size_t *len);
 
-/* The same request as header fields for an HTTP/2 upstream: no Host (the
- * caller sends :authority) and no framing (the caller adds content-length),
- * but TE reduced to "trailers" when the client sent it (SPEC §12.22: gRPC
- * needs it). In the exchange arena; names as the client spelled them. */
-gh_header *gh_proxy_request_fields(gh_exchange *ex, const gh_route_cfg *route, size_t *n);
+/* The request's header fields as any upstream gets them (the one place
+ * that decides what crosses): no Host (HTTP/1.1 adds it, HTTP/2 sends
+ * :authority), no framing; TE reduced to "trailers" when keep_te (HTTP/2
+ * upstreams, SPEC §12.22: gRPC needs it). In the exchange arena. */
+gh_header *gh_proxy_request_fields(gh_exchange *ex, const gh_route_cfg *route, bool keep_te, size_t *n);
 
 /* Filter an upstream response's headers for the client: drops hop-by-hop
  * and framing headers, applies route response_headers, adds X-Request-Id.
