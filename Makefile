@@ -10,14 +10,14 @@
 CC      ?= gcc
 PKGS    := libuv libssl libcrypto libnghttp2 libfyaml jansson libpcre2-8 zlib libbrotlienc libbrotlidec
 CFLAGS  ?= -O2 -g
+BUILD   ?= build
 VERSION := $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 # _GNU_SOURCE: accept4, SO_REUSEPORT, memmem; the language is C11.
 GH_CFLAGS := -std=c11 -D_GNU_SOURCE -DPCRE2_CODE_UNIT_WIDTH=8 -Wall -Wextra -Werror -Wshadow \
-             -Wno-unused-parameter -fno-strict-aliasing -Isrc -DGH_VERSION='"$(VERSION)"' \
+             -Wno-unused-parameter -fno-strict-aliasing -Isrc -I$(BUILD)/gen \
              $(shell pkg-config --cflags $(PKGS))
 LIBS    := $(shell pkg-config --libs $(PKGS)) -lpthread -lm
 
-BUILD   ?= build
 SRCS    := $(sort $(shell find src -name '*.c'))
 OBJS    := $(SRCS:src/%.c=$(BUILD)/obj/%.o)
 LIBOBJS := $(filter-out $(BUILD)/obj/main.o,$(OBJS))
@@ -48,6 +48,15 @@ $(BUILD)/tests/%: tests/unit/%.c $(LIBOBJS)
 
 -include $(OBJS:.o=.d)
 
+# The version string changes with every commit: only the files that print it
+# are rebuilt, and only when it really changed.
+$(BUILD)/gen/version.h: FORCE
+	@mkdir -p $(dir $@)
+	@echo '#define GH_VERSION "$(VERSION)"' > $@.tmp; cmp -s $@.tmp $@ || mv $@.tmp $@; rm -f $@.tmp
+$(BUILD)/obj/main.o $(BUILD)/obj/server/server.o: $(BUILD)/gen/version.h
+.PHONY: FORCE
+FORCE:
+
 run: deps all
 	./$(BUILD)/gatehouse run
 
@@ -68,9 +77,9 @@ test-san:
 
 # libFuzzer harnesses: each links the project's objects built with coverage.
 FUZZ_OBJS := $(filter-out build/fuzz/obj/main.o,$(SRCS:src/%.c=build/fuzz/obj/%.o))
-build/fuzz/obj/%.o: src/%.c
+build/fuzz/obj/%.o: src/%.c build/gen/version.h
 	@mkdir -p $(dir $@)
-	clang $(GH_CFLAGS) -O1 -g -fsanitize=fuzzer-no-link,address,undefined -DGH_FUZZING -c -o $@ $<
+	clang $(GH_CFLAGS) -Ibuild/gen -O1 -g -fsanitize=fuzzer-no-link,address,undefined -DGH_FUZZING -c -o $@ $<
 
 build/fuzz/%: tests/fuzz/%.c $(FUZZ_OBJS)
 	clang $(GH_CFLAGS) -O1 -g -fsanitize=fuzzer,address,undefined -DGH_FUZZING -o $@ $< $(FUZZ_OBJS) $(LIBS)

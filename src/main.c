@@ -1,5 +1,6 @@
 /* main.c — the command line (SPEC §1): run, check, routes, explain, config,
  * version. Exit codes: 0 ok, 1 configuration error, 2 usage, 3 runtime. */
+#include "version.h"
 #include <jansson.h>
 #include <nghttp2/nghttp2.h>
 #include <openssl/opensslv.h>

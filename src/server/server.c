@@ -1,3 +1,4 @@
+#include "version.h"
 #include "server/server.h"
 #include <signal.h>
 #include <stdio.h>
