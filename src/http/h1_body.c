@@ -23,7 +23,7 @@ int gh_h1c_writev(h1_conn *c, struct iovec *iov, int n)
     ssize_t w = c->tp->ops->writev(c->tp, c->fd, iov, n);
     if (w == (ssize_t)total)
         return GH_OK;
-    if (w < 0 && w != -EAGAIN) {
+    if ((w < 0 && w != -EAGAIN) || (w == 0 && total > 0)) {   /* 0 would wait forever */
         gh_h1c_defer_close(c);
         return GH_ERROR;
     }

@@ -198,6 +198,15 @@ static ssize_t tls_writev(gh_transport *t, int fd, const struct iovec *iov, int 
         int r = SSL_write_ex(c->ssl, p, len, &w);
         if (r != 1) {
             int err = errno;
+            /* a write can never "succeed with 0 bytes": OpenSSL reports
+             * ZERO_RETURN for a write once the peer's close was read, and
+             * a writer told 0 would wait for writability forever */
+            if (SSL_get_error(c->ssl, r) == SSL_ERROR_ZERO_RETURN) {
+                c->failed = -EPIPE;
+                c->error = "the peer closed the connection";
+                ERR_clear_error();
+                return total ? (ssize_t)total : c->failed;
+            }
             if (!total)
                 return outcome(c, r, err);
             /* progress first; a broken connection fails the next call */

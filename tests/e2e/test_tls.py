@@ -1345,3 +1345,29 @@ def test_https_downstream_to_https_upstream_over_h2(gatehouse, tls_upstreams, pk
     assert info["client_subject"] == "CN=gatehouse,O=Example"
     assert info["headers"]["x-client-cert-subject"] == SUBJECT
     assert info["headers"]["x-forwarded-proto"] == "https"
+
+
+def test_client_reset_after_its_request_does_not_make_the_gateway_spin(gatehouse, upstreams, pki):
+    """A TLS client that sends a request, then FIN, and whose socket is reset
+    before the answer is written: the gateway's write fails (EPIPE) and the
+    connection is closed; it must never keep retrying the write (a busy
+    loop found by the TLS benchmark)."""
+    g, up = start(gatehouse, upstreams, pki)
+    ctx = client_ctx(pki, verify=False)
+    for _ in range(10):
+        s = socket.create_connection(("127.0.0.1", g.port))
+        t = ctx.wrap_socket(s, server_hostname="default.example.com")
+        t.sendall(b"GET /slow?delay=0.2 HTTP/1.1\r\nHost: default.example.com\r\n\r\n")
+        raw = socket.socket(fileno=t.detach())
+        raw.shutdown(socket.SHUT_WR)
+        raw.close()
+    time.sleep(0.6)   # the answers come back to closed sockets
+
+    def ticks():
+        with open("/proc/%d/stat" % g.proc.pid) as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return int(fields[11]) + int(fields[12])   # utime + stime
+
+    t0 = ticks()
+    time.sleep(1.0)
+    assert ticks() - t0 <= 5, "gateway busy while idle"   # 5 ticks = 50 ms of 1 s
