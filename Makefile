@@ -92,7 +92,7 @@ fuzz: fuzz-build
 	@set -e; for b in $(FUZZ_BINS); do n=$$(basename $$b); mkdir -p build/fuzz/corpus-$$n; \
 	  echo "== $$n for $(FUZZ_SECONDS)s"; \
 	  dict=""; [ -f tests/fuzz/$$n.dict ] && dict="-dict=tests/fuzz/$$n.dict"; \
-	  $$b -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 $$dict \
+	  $$b -max_total_time=$(FUZZ_SECONDS) -timeout=10 -print_final_stats=1 $$dict \
 	    build/fuzz/corpus-$$n tests/fuzz/corpus/$$n; done
 
 bench: all
