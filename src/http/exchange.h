@@ -161,6 +161,17 @@ struct gh_http_env {
 /* Milliseconds, cached by the loop once per iteration: no syscall. */
 static inline uint64_t gh_now_ms(const gh_http_env *env) { return uv_now(env->loop); }
 
+/* finish() or abort(): the response is over and its producer is forgotten
+ * (no on_writable, on_abort or body callback reaches it any more). One
+ * place for the rule every codec applies. */
+static inline void gh_exchange_response_over(gh_exchange *ex)
+{
+    ex->response_done = true;
+    ex->on_writable = NULL;
+    ex->on_abort = NULL;
+    ex->body_cb = NULL;
+}
+
 /* Run t->run on the next loop turn (once, however often it is queued). */
 void gh_env_defer(gh_http_env *env, gh_task *t);
 

@@ -168,10 +168,7 @@ static int h1_finish(gh_exchange *ex)
 {
     h1_conn *c = CONN(ex);
     h1_active *a = c->act;
-    ex->response_done = true;
-    ex->on_writable = NULL;
-    ex->on_abort = NULL;
-    ex->body_cb = NULL;
+    gh_exchange_response_over(ex);
     if (c->flags & F_DEAD)
         return GH_ERROR;
     if (!ex->body_done)
@@ -195,10 +192,7 @@ static int h1_finish(gh_exchange *ex)
 static void h1_abort(gh_exchange *ex)
 {
     h1_conn *c = CONN(ex);
-    ex->response_done = true;
-    ex->on_abort = NULL;
-    ex->on_writable = NULL;
-    ex->body_cb = NULL;
+    gh_exchange_response_over(ex);
     if (!ex->log.error)
         ex->log.error = "upstream_error";
     gh_h1c_defer_close(c);

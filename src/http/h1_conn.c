@@ -276,9 +276,8 @@ int gh_h1c_upgrade(h1_conn *c, const gh_header *hdrs, size_t n, gh_takeover *t)
         memcpy(pending, in->data + in->start, np);
     *t = (gh_takeover){ .fd = c->fd, .tp = c->tp, .pending = pending, .npending = np, .head = head, .nhead = o };
     ex->status = 101;
-    ex->head_sent = ex->response_done = true;
-    ex->on_abort = ex->on_writable = NULL;
-    ex->body_cb = NULL;
+    ex->head_sent = true;
+    gh_exchange_response_over(ex);
     c->ex = NULL;
     c->act = NULL;
     if (c->env->done)

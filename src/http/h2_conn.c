@@ -391,10 +391,7 @@ static int h2_send_body(gh_exchange *ex, const char *p, size_t len)
 static int finish_common(gh_exchange *ex)
 {
     h2_stream *s = STREAM(ex);
-    ex->response_done = true;
-    ex->on_writable = NULL;
-    ex->on_abort = NULL;
-    ex->body_cb = NULL;
+    gh_exchange_response_over(ex);
     if (s->closed || !s->nv)
         return GH_ERROR;
     s->eof = true;
@@ -429,10 +426,7 @@ static int h2_finish_trailers(gh_exchange *ex, const gh_header *hdrs, size_t n)
 static void h2_abort(gh_exchange *ex)
 {
     h2_stream *s = STREAM(ex);
-    ex->response_done = true;
-    ex->on_abort = NULL;
-    ex->on_writable = NULL;
-    ex->body_cb = NULL;
+    gh_exchange_response_over(ex);
     if (!ex->log.error)
         ex->log.error = "upstream_error";
     if (!s->closed) {
