@@ -16,7 +16,7 @@ VERSION := $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 GH_CFLAGS := -std=c11 -D_GNU_SOURCE -DPCRE2_CODE_UNIT_WIDTH=8 -Wall -Wextra -Werror -Wshadow \
              -Wno-unused-parameter -fno-strict-aliasing -Isrc -I$(BUILD)/gen \
              $(shell pkg-config --cflags $(PKGS))
-LIBS    := $(shell pkg-config --libs $(PKGS)) -lpthread -lm
+LIBS    := $(shell pkg-config --libs $(PKGS)) -largon2 -lcrypt -lpthread -lm
 
 SRCS    := $(sort $(shell find src -name '*.c'))
 OBJS    := $(SRCS:src/%.c=$(BUILD)/obj/%.o)

@@ -14,6 +14,7 @@
 #include "core/log.h"
 #include "route/route.h"
 #include "server/server.h"
+#include "plugins/plugin.h"
 #include "server/snapshot.h"
 
 static void usage(FILE *out)
@@ -92,7 +93,9 @@ static int cmd_routes(const char *file)
         gh_router_describe(s->cfg, r, match, sizeof(match));
         printf("%-4zu %-24s %-56s %s\n", i + 1, SHOW(s->cfg, r->name), match,
                target_name(s->cfg, r, target, sizeof(target)));
-        printf("     plugins: (none)\n");
+        char plugins[1024];
+        gh_plugins_describe(s->cfg, &r->chain, plugins, sizeof(plugins));
+        printf("     plugins: %s\n", plugins);
     }
     gh_snapshot_unref(s);
     return 0;
@@ -168,7 +171,9 @@ static int cmd_explain(const char *file, const char *method, const char *url, ch
     for (size_t i = 0; i < m.nparams; i++)
         printf("param:     %.*s = %.*s\n", (int)m.params[i].name.len, m.params[i].name.p,
                (int)m.params[i].value.len, m.params[i].value.p);
-    printf("plugins:   (none)\n");
+    char plugins[1024];
+    gh_plugins_describe(s->cfg, &m.route->chain, plugins, sizeof(plugins));
+    printf("plugins:   %s\n", plugins);
     printf("target:    %s\n", target_name(s->cfg, m.route, target, sizeof(target)));
     if (m.route->target == GH_TARGET_UPSTREAM || m.route->target == GH_TARGET_ECHO) {
         char fwd[8192];

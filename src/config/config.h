@@ -14,6 +14,7 @@
 #include "core/cidr.h"
 #include "core/diag.h"
 #include "core/str.h"
+#include "config/plugin_cfg.h"
 
 typedef struct gh_kv {
     gh_str name, value;
@@ -174,6 +175,8 @@ typedef struct gh_route_cfg {
     } rewrite;
     gh_header_ops request_headers, response_headers;
     uint64_t timeout_ms;          /* 0 = upstream read timeout applies */
+    gh_plugin_set plugins;        /* configured on the route */
+    gh_plugin_set chain;          /* what runs: the global plugins overridden by the route's */
 } gh_route_cfg;
 
 typedef struct gh_config {
@@ -191,6 +194,9 @@ typedef struct gh_config {
     size_t nupstreams;
     gh_route_cfg *routes;
     size_t nroutes;
+    gh_plugin_set plugins;        /* global: every route runs them unless it overrides */
+    gh_consumer_cfg *consumers;
+    size_t nconsumers;
     const char **secrets;         /* strings of the arena that came from ${ENV} */
     size_t nsecrets, capsecrets;
 } gh_config;

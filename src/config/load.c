@@ -276,9 +276,10 @@ static bool set_log(gh_load *ld, void *obj, const gh_ypair *kv)
 }
 
 /* The top level. Keys of SPEC §2 not implemented yet (admin, redis,
- * config_source, watch, plugins, consumers) are left out on purpose: they
- * are refused as unknown until their feature lands with its row here. */
-enum { T_LISTEN, T_WORKERS, T_LIMITS, T_TRUSTED, T_LOG, T_DRAIN, T_UPSTREAMS, T_ROUTES, T_COUNT };
+ * config_source, watch) are left out on purpose: they are refused as
+ * unknown until their feature lands with its row here. */
+enum { T_LISTEN, T_WORKERS, T_LIMITS, T_TRUSTED, T_LOG, T_DRAIN, T_PLUGINS, T_UPSTREAMS, T_CONSUMERS,
+       T_ROUTES, T_COUNT };
 static const gh_key top_keys[] = {
     [T_LISTEN] = GH_KEY_FN("listen", GH_Y_SEQ, set_listen),
     [T_WORKERS] = GH_KEY_FN("workers", 0, set_workers),
@@ -286,7 +287,9 @@ static const gh_key top_keys[] = {
     [T_TRUSTED] = GH_KEY_FN("trusted_proxies", GH_Y_SEQ, set_trusted),
     [T_LOG] = GH_KEY_FN("log", GH_Y_MAP, set_log),
     [T_DRAIN] = GH_KEY_VAL("drain_timeout", GH_V_DURATION, gh_config, drain_timeout_ms),
+    [T_PLUGINS] = GH_KEY_FN("plugins", GH_Y_MAP, gh_ld_global_plugins),
     [T_UPSTREAMS] = GH_KEY_FN("upstreams", GH_Y_MAP, gh_ld_upstreams),
+    [T_CONSUMERS] = GH_KEY_FN("consumers", GH_Y_SEQ, gh_ld_consumers),
     [T_ROUTES] = GH_KEY_FN("routes", GH_Y_SEQ, gh_ld_routes),
 };
 static const gh_section top_section = GH_SECTION("configuration", top_keys);
@@ -321,6 +324,7 @@ static void load_root(gh_load *ld, const gh_ynode *root)
         gh_ld_error(ld, root->mark,
                     "at least one listen address is required (listen: [{ address: 0.0.0.0:8080 }])");
     gh_ld_routes_resolve(ld);
+    gh_ld_plugins_resolve(ld);
 }
 
 /* --------------------------------------------------------------- API */

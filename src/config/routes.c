@@ -455,10 +455,15 @@ static void load_rewrite(gh_load *ld, gh_route_cfg *r, const gh_ypair *kv, int k
 
 /* ---------------------------------------------------------------- route */
 
+static bool set_plugins(gh_load *ld, void *obj, const gh_ypair *kv)
+{
+    return gh_ld_plugin_set(ld, kv->value, &((gh_route_cfg *)obj)->plugins);
+}
+
 enum {
     R_NAME, R_MATCH,
     R_UPSTREAM, R_RESPOND, R_ECHO, R_REDIRECT, R_VERSIONS, R_AGGREGATE, R_BATCH,   /* targets */
-    R_REWRITE, R_REQUEST_HEADERS, R_RESPONSE_HEADERS, R_TIMEOUT, R_COUNT
+    R_REWRITE, R_REQUEST_HEADERS, R_RESPONSE_HEADERS, R_TIMEOUT, R_PLUGINS, R_COUNT
 };
 static const gh_key route_keys[] = {
     [R_NAME] = GH_KEY_DEFER("name"),
@@ -474,6 +479,7 @@ static const gh_key route_keys[] = {
     [R_REQUEST_HEADERS] = GH_KEY_FN("request_headers", GH_Y_MAP, set_request_headers),
     [R_RESPONSE_HEADERS] = GH_KEY_FN("response_headers", GH_Y_MAP, set_response_headers),
     [R_TIMEOUT] = GH_KEY_VAL("timeout", GH_V_DURATION, gh_route_cfg, timeout_ms),
+    [R_PLUGINS] = GH_KEY_FN("plugins", GH_Y_MAP, set_plugins),
 };
 static const gh_section route_section = GH_SECTION("route", route_keys);
 

@@ -122,6 +122,12 @@ bool gh_ld_is_seq(gh_load *ld, const gh_ynode *n);
 bool gh_ld_kv_map(gh_load *ld, const gh_ynode *map, bool headers, gh_kv **out, size_t *nout);
 bool gh_ld_is_token(gh_str s);            /* RFC 9110 token */
 
+/* A list of non-empty strings (a single scalar counts as a list of one);
+ * marks, when given, receives each item's mark (in ld->tmp). */
+bool gh_ld_str_list(gh_load *ld, const gh_ynode *n, gh_str **out, size_t *nout, gh_mark **marks);
+/* A file path, resolved against the configuration file's directory (tls.c). */
+bool gh_ld_path(gh_load *ld, const gh_ynode *n, gh_str *out);
+
 /* ---- the file (yaml.c) ---- */
 /* Parse YAML text (kept in ld->src while parsing) into a tree in ld->tmp;
  * NULL when the document is empty or after reporting an error. */
@@ -141,5 +147,20 @@ bool gh_ld_listen_tls(gh_load *ld, void *listen, const gh_ypair *kv);      /* tl
 bool gh_ld_upstream_tls(gh_load *ld, void *upstream, const gh_ypair *kv);  /* tls.c: upstreams.*.tls */
 bool gh_ld_routes(gh_load *ld, void *cfg, const gh_ypair *kv);      /* routes.c */
 void gh_ld_routes_resolve(gh_load *ld);                             /* after everything */
+bool gh_ld_consumers(gh_load *ld, void *cfg, const gh_ypair *kv);   /* consumers.c */
+/* plugins.c: a `plugins:` map into set (global, route, version) */
+bool gh_ld_plugin_set(gh_load *ld, const gh_ynode *map, gh_plugin_set *set);
+bool gh_ld_global_plugins(gh_load *ld, void *cfg, const gh_ypair *kv);
+/* over's entries replace base's (a disabled one too); out may be base */
+void gh_plugin_set_merge(const gh_plugin_set *base, const gh_plugin_set *over, gh_plugin_set *out);
+void gh_ld_plugins_resolve(gh_load *ld);                            /* after routes */
+/* one parser per plugin (plugin_auth.c, plugin_access.c) */
+bool gh_ld_key_auth(gh_load *ld, gh_plugin_cfg *conf, const gh_ynode *v);
+bool gh_ld_basic_auth(gh_load *ld, gh_plugin_cfg *conf, const gh_ynode *v);
+bool gh_ld_mtls_auth(gh_load *ld, gh_plugin_cfg *conf, const gh_ynode *v);
+bool gh_ld_jwt(gh_load *ld, gh_plugin_cfg *conf, const gh_ynode *v);
+bool gh_ld_acl(gh_load *ld, gh_plugin_cfg *conf, const gh_ynode *v);
+bool gh_ld_ip_filter(gh_load *ld, gh_plugin_cfg *conf, const gh_ynode *v);
+bool gh_ld_cors(gh_load *ld, gh_plugin_cfg *conf, const gh_ynode *v);
 
 #endif

@@ -14,7 +14,7 @@ static int clip(gh_str s) { return s.len > 80 ? 80 : (int)s.len; }
 /* A file path: `path` if absolute (or the file has no directory part), else
  * the configuration file's directory joined with it. A path that came from
  * ${ENV} stays a secret in its resolved form. */
-static bool load_path(gh_load *ld, const gh_ynode *n, gh_str *out)
+bool gh_ld_path(gh_load *ld, const gh_ynode *n, gh_str *out)
 {
     gh_str p;
     bool env = false;
@@ -64,11 +64,11 @@ static bool load_cert(gh_load *ld, gh_cert_cfg *c, const gh_ynode *item)
     /* unreadable or mismatched files are reported later at these keys */
     if (seen[C_CERT]) {
         c->cert_mark = seen[C_CERT]->key->mark;
-        ok = load_path(ld, seen[C_CERT]->value, &c->cert) && ok;
+        ok = gh_ld_path(ld, seen[C_CERT]->value, &c->cert) && ok;
     }
     if (seen[C_KEY]) {
         c->key_mark = seen[C_KEY]->key->mark;
-        ok = load_path(ld, seen[C_KEY]->value, &c->key) && ok;
+        ok = gh_ld_path(ld, seen[C_KEY]->value, &c->key) && ok;
     }
     return ok;
 }
@@ -153,7 +153,7 @@ bool gh_ld_listen_tls(gh_load *ld, void *obj, const gh_ypair *kv)
 
     if (seen[LT_CLIENT_CA]) {
         tls->client_ca_mark = seen[LT_CLIENT_CA]->key->mark;
-        ok = load_path(ld, seen[LT_CLIENT_CA]->value, &tls->client_ca) && ok;
+        ok = gh_ld_path(ld, seen[LT_CLIENT_CA]->value, &tls->client_ca) && ok;
     }
     if (tls->client_cert < 0) {
         tls->client_cert = tls->client_ca.len ? GH_CLIENT_CERT_OPTIONAL : GH_CLIENT_CERT_NONE;
@@ -209,15 +209,15 @@ bool gh_ld_upstream_tls(gh_load *ld, void *obj, const gh_ypair *kv)
     bool ok = true;
     if (seen[UT_CA]) {
         tls->ca_mark = seen[UT_CA]->key->mark;
-        ok = load_path(ld, seen[UT_CA]->value, &tls->ca) && ok;
+        ok = gh_ld_path(ld, seen[UT_CA]->value, &tls->ca) && ok;
     }
     if (seen[UT_CERT]) {
         tls->cert_mark = seen[UT_CERT]->key->mark;
-        ok = load_path(ld, seen[UT_CERT]->value, &tls->cert) && ok;
+        ok = gh_ld_path(ld, seen[UT_CERT]->value, &tls->cert) && ok;
     }
     if (seen[UT_KEY]) {
         tls->key_mark = seen[UT_KEY]->key->mark;
-        ok = load_path(ld, seen[UT_KEY]->value, &tls->key) && ok;
+        ok = gh_ld_path(ld, seen[UT_KEY]->value, &tls->key) && ok;
     }
     if (!seen[UT_CERT] != !seen[UT_KEY]) {
         const gh_ypair *given = seen[UT_CERT] ? seen[UT_CERT] : seen[UT_KEY];

@@ -60,6 +60,61 @@ const gh_header *gh_exchange_header(const gh_exchange *ex, const char *name, siz
     return NULL;
 }
 
+void gh_exchange_remove_header(gh_exchange *ex, const char *name, size_t len)
+{
+    size_t w = 0;
+    for (size_t i = 0; i < ex->nheaders; i++) {
+        const gh_header *h = &ex->headers[i];
+        if (h->name_len == len && strncasecmp(h->name, name, len) == 0)
+            continue;
+        ex->headers[w++] = *h;
+    }
+    ex->nheaders = w;
+}
+
+bool gh_exchange_add_header(gh_exchange *ex, const char *name, size_t nl, const char *value, size_t vl)
+{
+    gh_header *hs = gh_arena_alloc(&ex->arena, (ex->nheaders + 1) * sizeof(*hs));
+    if (!hs)
+        return false;
+    if (ex->nheaders)
+        memcpy(hs, ex->headers, ex->nheaders * sizeof(*hs));
+    hs[ex->nheaders] = (gh_header){ name, value, (uint32_t)nl, (uint32_t)vl };
+    ex->headers = hs;
+    ex->nheaders++;
+    return true;
+}
+
+bool gh_exchange_add_response_header(gh_exchange *ex, const char *name, size_t nl, const char *value,
+                                     size_t vl)
+{
+    if (ex->nresp_extra == ex->capresp_extra) {
+        size_t cap = ex->capresp_extra ? ex->capresp_extra * 2 : 8;
+        gh_header *hs = gh_arena_alloc(&ex->arena, cap * sizeof(*hs));
+        if (!hs)
+            return false;
+        if (ex->nresp_extra)
+            memcpy(hs, ex->resp_extra, ex->nresp_extra * sizeof(*hs));
+        ex->resp_extra = hs;
+        ex->capresp_extra = cap;
+    }
+    ex->resp_extra[ex->nresp_extra++] = (gh_header){ name, value, (uint32_t)nl, (uint32_t)vl };
+    return true;
+}
+
+int gh_exchange_send_head(gh_exchange *ex, int status, const gh_header *hdrs, size_t n, int64_t content_length)
+{
+    if (ex->nresp_extra == 0)
+        return ex->down->send_head(ex, status, hdrs, n, content_length);
+    gh_header *all = gh_arena_alloc(&ex->arena, (n + ex->nresp_extra) * sizeof(*all));
+    if (!all)
+        return GH_ERROR;
+    if (n)
+        memcpy(all, hdrs, n * sizeof(*all));
+    memcpy(all + n, ex->resp_extra, ex->nresp_extra * sizeof(*all));
+    return ex->down->send_head(ex, status, all, n + ex->nresp_extra, content_length);
+}
+
 void gh_exchange_read_body(gh_exchange *ex, gh_body_cb cb)
 {
     ex->body_cb = cb;

@@ -130,6 +130,11 @@ struct gh_exchange {
     void (*on_writable)(gh_exchange *ex);   /* downstream drained after GH_AGAIN */
     void (*on_abort)(gh_exchange *ex);      /* client went away: release resources */
 
+    /* ---- set by plugins ---- */
+    gh_header *resp_extra;          /* added to whatever response is sent (CORS, ...) */
+    size_t nresp_extra, capresp_extra;
+    gh_str consumer_groups;         /* "admins,beta" for X-Consumer-Groups (X-Consumer: log.consumer) */
+
     /* ---- what the access log and metrics report ---- */
     struct {
         gh_str route, upstream, target, consumer, version, cache;
@@ -181,6 +186,19 @@ void gh_exchange_cache_clear(gh_http_env *env);   /* free the recycled objects *
 
 /* Request header lookup (case-insensitive name); NULL if absent. */
 const gh_header *gh_exchange_header(const gh_exchange *ex, const char *name, size_t len);
+
+/* Remove every request header of that name (case-insensitive). */
+void gh_exchange_remove_header(gh_exchange *ex, const char *name, size_t len);
+/* Append a request header (name and value must outlive the exchange: the
+ * arena or the configuration). false when out of memory. */
+bool gh_exchange_add_header(gh_exchange *ex, const char *name, size_t nl, const char *value, size_t vl);
+/* A header every response of this exchange carries, whoever makes it (the
+ * same lifetime rule). */
+bool gh_exchange_add_response_header(gh_exchange *ex, const char *name, size_t nl, const char *value,
+                                     size_t vl);
+/* The response head, with the headers added above: what every producer
+ * calls instead of ex->down->send_head. */
+int gh_exchange_send_head(gh_exchange *ex, int status, const gh_header *hdrs, size_t n, int64_t content_length);
 
 /* Start delivering the request body to cb (sends 100 Continue if asked). */
 void gh_exchange_read_body(gh_exchange *ex, gh_body_cb cb);

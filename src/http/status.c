@@ -103,7 +103,7 @@ int gh_respond(gh_exchange *ex, int status, const gh_header *hdrs, size_t n,
     const char *date = gh_arena_strndup(&ex->arena, gh_http_date(), 29);
     all[n++] = (gh_header){ "Date", date, 4, 29 };
     all[n++] = (gh_header){ "X-Request-Id", ex->request_id, 12, (uint32_t)strlen(ex->request_id) };
-    int rc = ex->down->send_head(ex, status, all, n, (int64_t)body_len);
+    int rc = gh_exchange_send_head(ex, status, all, n, (int64_t)body_len);
     if (rc == GH_ERROR)
         return rc;
     if (body_len && !ex->head_request) {
@@ -166,7 +166,7 @@ static int grpc_problem(gh_exchange *ex, int status, const char *code, const cha
         { "X-Request-Id", ex->request_id, 12, (uint32_t)strlen(ex->request_id) },
     };
     ex->log.error = code;
-    int rc = ex->down->send_head(ex, 200, h, 4, -1);
+    int rc = gh_exchange_send_head(ex, 200, h, 4, -1);
     if (rc == GH_ERROR)
         return rc;
     return ex->down->finish(ex);

@@ -501,7 +501,7 @@ static bool parse_head(fwd *f)
         size_t n;
         gh_header *out = gh_proxy_response_headers(ex, f->route, m.headers, m.nheaders, &n);
         in->start += (size_t)r;
-        if (!out || ex->down->send_head(ex, m.status, out, n, clen) == GH_ERROR) {
+        if (!out || gh_exchange_send_head(ex, m.status, out, n, clen) == GH_ERROR) {
             drop_conn(f);
             detach(f);
             return false;

@@ -417,7 +417,7 @@ static void on_head(h2x *x, bool end)
         clen = 0;
     size_t n;
     gh_header *out = gh_proxy_response_headers(ex, x->route, x->hdrs, x->nh, &n);
-    if (!out || ex->down->send_head(ex, s, out, n, clen) == GH_ERROR) {
+    if (!out || gh_exchange_send_head(ex, s, out, n, clen) == GH_ERROR) {
         release_stream(x, NGHTTP2_CANCEL);
         detach(x);
         return;

@@ -239,7 +239,7 @@ gh_header *gh_proxy_request_fields(gh_exchange *ex, const gh_route_cfg *route, b
     conn_tokens ct;
     collect_connection(ex->headers, ex->nheaders, &ct);
     const gh_header_ops *ops = &route->request_headers;
-    gh_header *out = gh_arena_alloc(&ex->arena, (ex->nheaders + ops->nset + 9) * sizeof(*out));
+    gh_header *out = gh_arena_alloc(&ex->arena, (ex->nheaders + ops->nset + 11) * sizeof(*out));
     size_t xff_cap = strlen(ex->peer) + 1;
     for (size_t i = 0; i < ex->nheaders; i++)
         if (name_is(&ex->headers[i], "x-forwarded-for", 15))
@@ -259,10 +259,12 @@ gh_header *gh_proxy_request_fields(gh_exchange *ex, const gh_route_cfg *route, b
             continue;
         }
         /* hop-by-hop, and what only the gateway may say (a client-sent
-         * X-Client-Cert-Subject would impersonate a verified certificate) */
+         * X-Client-Cert-Subject or X-Consumer* would impersonate a verified
+         * certificate or consumer, SPEC §5.1) */
         if (is_hop(h) || in_tokens(&ct, h) || name_is(h, "host", 4) || name_is(h, "x-request-id", 12) ||
             name_is(h, "x-forwarded-host", 16) || name_is(h, "x-forwarded-port", 16) ||
-            name_is(h, "x-forwarded-proto", 17) || name_is(h, "x-client-cert-subject", 21))
+            name_is(h, "x-forwarded-proto", 17) || name_is(h, "x-client-cert-subject", 21) ||
+            (h->name_len >= 10 && strncasecmp(h->name, "x-consumer", 10) == 0))
             continue;
         if (name_is(h, "traceparent", 11)) {
             tp = h;
@@ -296,6 +298,11 @@ gh_header *gh_proxy_request_fields(gh_exchange *ex, const gh_route_cfg *route, b
     out[k++] = (gh_header){ "X-Request-Id", ex->request_id, 12, (uint32_t)strlen(ex->request_id) };
     if (ex->client_cert.len)
         out[k++] = (gh_header){ "X-Client-Cert-Subject", ex->client_cert.p, 21, (uint32_t)ex->client_cert.len };
+    if (ex->log.consumer.len)
+        out[k++] = (gh_header){ "X-Consumer", ex->log.consumer.p, 10, (uint32_t)ex->log.consumer.len };
+    if (ex->consumer_groups.len)
+        out[k++] = (gh_header){ "X-Consumer-Groups", ex->consumer_groups.p, 17,
+                                (uint32_t)ex->consumer_groups.len };
     make_traceparent(ex, tp, trace);
     out[k++] = (gh_header){ "traceparent", trace, 11, 55 };
     for (size_t i = 0; i < ops->nset; i++)

@@ -2,6 +2,7 @@
 #include <stdio.h>
 #include <string.h>
 #include "http/status.h"
+#include "plugins/plugin.h"
 #include "proxy/proxy.h"
 #include "route/route.h"
 #include "server/client_addr.h"
@@ -32,9 +33,101 @@ static gh_str forward_path(gh_exchange *ex, const gh_route_match *m)
     return (gh_str){ NULL, 0 };
 }
 
-void gh_dispatch(gh_exchange *ex)
+/* The route's target produces the response. */
+static void run_target(gh_exchange *ex, gh_snapshot *snap, const gh_route_match *m)
 {
     gh_worker *w = ex->env->owner;
+    const gh_route_cfg *route = m->route;
+    switch (route->target) {
+    case GH_TARGET_UPSTREAM: {
+        gh_str path_q = forward_path(ex, m);
+        if (!path_q.p) {
+            gh_problem(ex, 500, "internal_error", "rewrite failed", NULL, 0, NULL);
+            return;
+        }
+        gh_proxy_ctx ctx = { .pw = w->pw, .balancer = snap->balancer, .tls = snap->tls_clients, .worker = w->id };
+        gh_proxy_start(ex, &ctx, route, path_q);
+        return;
+    }
+    case GH_TARGET_ECHO: {
+        gh_str path_q = forward_path(ex, m);
+        gh_target_echo(ex, route, path_q);
+        return;
+    }
+    case GH_TARGET_RESPOND:
+        gh_target_respond(ex, route);
+        return;
+    case GH_TARGET_REDIRECT:
+        gh_target_redirect(ex, route, m);
+        return;
+    default:
+        gh_problem(ex, 500, "internal_error", "route has no target", NULL, 0, NULL);
+    }
+}
+
+/* A route with plugins: the chain runs first (maybe asynchronously), so
+ * the match is kept in the exchange's arena for the target. */
+typedef struct chained {
+    gh_plugin_run run;
+    gh_route_match m;
+    gh_snapshot *snap;
+} chained;
+
+static void chain_passed(gh_plugin_run *run)
+{
+    chained *c = run->done_ctx;
+    run_target(run->ex, c->snap, &c->m);
+}
+
+static bool has_plugins(const gh_plugin_set *set)
+{
+    for (int id = 0; id < GH_PLUGIN_COUNT; id++)
+        if (set->p[id] && set->p[id]->enabled)
+            return true;
+    return false;
+}
+
+static void start_route(gh_exchange *ex, gh_snapshot *snap, const gh_route_match *m)
+{
+    ex->log.route = m->route->name;
+    if (!has_plugins(&m->route->chain)) {
+        run_target(ex, snap, m);
+        return;
+    }
+    chained *c = gh_arena_alloc(&ex->arena, sizeof(*c));
+    if (!c) {
+        gh_problem(ex, 500, "internal_error", "out of memory", NULL, 0, NULL);
+        return;
+    }
+    memset(&c->run, 0, sizeof(c->run));
+    c->m = *m;
+    c->snap = snap;
+    c->run.ex = ex;
+    c->run.chain = &m->route->chain;
+    c->run.consumers = snap->consumers;
+    c->run.done = chain_passed;
+    c->run.done_ctx = c;
+    gh_plugin_chain_start(&c->run);
+}
+
+/* A CORS preflight (OPTIONS) to a route that does not list OPTIONS: it
+ * belongs to the route the announced method will reach, if that route runs
+ * cors (browsers send preflights without being asked). */
+static bool preflight_route(gh_exchange *ex, const gh_route_request *rq, gh_route_match *m)
+{
+    const gh_header *acrm = gh_exchange_header(ex, "access-control-request-method", 29);
+    if (!(ex->method_bit & GH_M_OPTIONS) || !acrm || !gh_exchange_header(ex, "origin", 6))
+        return false;
+    gh_route_request real = *rq;
+    real.method = (gh_str){ acrm->value, acrm->value_len };
+    if (gh_router_match(gh_pin_snapshot(ex->pin)->router, &real, m) != GH_ROUTE_FOUND)
+        return false;
+    const gh_plugin_cfg *cors = m->route->chain.p[GH_PLUGIN_CORS];
+    return cors && cors->enabled;
+}
+
+void gh_dispatch(gh_exchange *ex)
+{
     gh_snapshot *snap = gh_pin_snapshot(ex->pin);
     gh_resolve_client(ex, snap->cfg);
 
@@ -61,6 +154,11 @@ void gh_dispatch(gh_exchange *ex)
         return;
     }
     if (rc == GH_ROUTE_METHOD) {
+        gh_route_match pm;
+        if (preflight_route(ex, &rq, &pm)) {
+            start_route(ex, snap, &pm);
+            return;
+        }
         gh_header allow = { "Allow", m.allow_text, 5, (uint32_t)strlen(m.allow_text) };
         char detail[192];
         snprintf(detail, sizeof(detail), "method %.*s is not allowed here; allowed: %s",
@@ -68,31 +166,5 @@ void gh_dispatch(gh_exchange *ex)
         gh_problem(ex, 405, "method_not_allowed", detail, &allow, 1, NULL);
         return;
     }
-    const gh_route_cfg *route = m.route;
-    ex->log.route = route->name;
-    switch (route->target) {
-    case GH_TARGET_UPSTREAM: {
-        gh_str path_q = forward_path(ex, &m);
-        if (!path_q.p) {
-            gh_problem(ex, 500, "internal_error", "rewrite failed", NULL, 0, NULL);
-            return;
-        }
-        gh_proxy_ctx ctx = { .pw = w->pw, .balancer = snap->balancer, .tls = snap->tls_clients, .worker = w->id };
-        gh_proxy_start(ex, &ctx, route, path_q);
-        return;
-    }
-    case GH_TARGET_ECHO: {
-        gh_str path_q = forward_path(ex, &m);
-        gh_target_echo(ex, route, path_q);
-        return;
-    }
-    case GH_TARGET_RESPOND:
-        gh_target_respond(ex, route);
-        return;
-    case GH_TARGET_REDIRECT:
-        gh_target_redirect(ex, route, &m);
-        return;
-    default:
-        gh_problem(ex, 500, "internal_error", "route has no target", NULL, 0, NULL);
-    }
+    start_route(ex, snap, &m);
 }

@@ -1,6 +1,7 @@
 #include "server/snapshot.h"
 #include <stdlib.h>
 #include <string.h>
+#include "plugins/plugin.h"
 #include "server/listeners.h"
 
 gh_snapshot *gh_snapshot_build(gh_config *cfg, int nworkers, gh_diag *diag)
@@ -24,7 +25,9 @@ gh_snapshot *gh_snapshot_build(gh_config *cfg, int nworkers, gh_diag *diag)
     for (size_t i = 0; s->tls_clients && i < cfg->nupstreams; i++)
         if (cfg->upstreams[i].tls)
             s->tls_clients[i] = gh_tls_client_new(cfg, &cfg->upstreams[i], diag);
-    if (!s->router || !s->balancer || !s->tls_servers || !s->tls_clients || diag->errors) {
+    /* keys files (JWKS, PEM) too: read at every load */
+    bool plugins_ok = gh_plugins_compile(cfg, &s->consumers, diag);
+    if (!plugins_ok || !s->router || !s->balancer || !s->tls_servers || !s->tls_clients || diag->errors) {
         gh_snapshot_unref(s);
         return NULL;
     }
@@ -57,6 +60,7 @@ void gh_snapshot_unref(gh_snapshot *s)
         gh_tls_client_free(s->tls_clients[i]);
     free(s->tls_servers);
     free(s->tls_clients);
+    gh_plugins_release(s->cfg, s->consumers);
     gh_listen_set_free(s->listen);
     gh_config_free(s->cfg);
     free(s);

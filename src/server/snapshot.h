@@ -6,6 +6,7 @@
 #include <stdatomic.h>
 #include <stdint.h>
 #include "config/config.h"
+#include "plugins/consumers.h"
 #include "proxy/balance.h"
 #include "route/route.h"
 #include "tls/tls.h"
@@ -21,6 +22,7 @@ typedef struct gh_snapshot {
     gh_listen_set *listen;        /* sockets handed to workers with this snapshot */
     gh_tls_server **tls_servers;  /* per cfg->listens[i]; NULL for plaintext */
     gh_tls_client **tls_clients;  /* per cfg->upstreams[i]; NULL without tls */
+    gh_consumers *consumers;      /* credential indexes; plugin state lives in cfg's plugin configs */
 } gh_snapshot;
 
 /* Compile cfg (ownership passes to the snapshot, also on failure).

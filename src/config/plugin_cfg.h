@@ -1,0 +1,144 @@
+/* plugin_cfg.h — plugin and consumer configuration as plain data (SPEC §5).
+ *
+ * A plugin's id is its place in the fixed phase order of SPEC §5, so a
+ * route's chain is simply its configured plugins in id order. Each plugin's
+ * configuration starts with gh_plugin_cfg; config/plugins.c parses it (one
+ * row per plugin), plugins/ compiles and runs it. Types only. */
+#ifndef GH_CONFIG_PLUGIN_CFG_H
+#define GH_CONFIG_PLUGIN_CFG_H
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include "core/cidr.h"
+#include "core/diag.h"
+#include "core/str.h"
+
+/* In run order. Authentication plugins sit together: with several on a
+ * route, the first that finds a credential decides. */
+enum gh_plugin_id {
+    GH_PLUGIN_IP_FILTER = 0,
+    GH_PLUGIN_CORS,
+    GH_PLUGIN_KEY_AUTH,
+    GH_PLUGIN_JWT,
+    GH_PLUGIN_BASIC_AUTH,
+    GH_PLUGIN_MTLS_AUTH,
+    GH_PLUGIN_ACL,
+    GH_PLUGIN_COUNT
+};
+
+/* The head of every plugin's configuration. */
+typedef struct gh_plugin_cfg {
+    int id;                       /* enum gh_plugin_id */
+    bool enabled;                 /* `name: false` turns off an inherited plugin */
+    gh_mark mark;                 /* of the plugin's key */
+    void *rt;                     /* compiled state, owned by plugins/ (set at snapshot build) */
+} gh_plugin_cfg;
+
+/* Plugins configured at one level (global, route, version); NULL = not here. */
+typedef struct gh_plugin_set {
+    gh_plugin_cfg *p[GH_PLUGIN_COUNT];
+} gh_plugin_set;
+
+typedef struct gh_key_auth_cfg {
+    gh_plugin_cfg base;
+    gh_str header;                /* default X-API-Key; empty with query only */
+    gh_str query;                 /* query parameter; empty = not read */
+    bool hide_credentials;        /* remove the key before forwarding */
+} gh_key_auth_cfg;
+
+typedef struct gh_basic_auth_cfg {
+    gh_plugin_cfg base;
+    gh_str realm;                 /* default "gatehouse" */
+    bool hide_credentials;
+} gh_basic_auth_cfg;
+
+typedef struct gh_mtls_auth_cfg {
+    gh_plugin_cfg base;
+} gh_mtls_auth_cfg;
+
+typedef struct gh_jwt_issuer_cfg {
+    gh_str issuer;                /* required `iss`; empty = any */
+    gh_str *audiences;
+    size_t naudiences;
+    gh_str keys_file;             /* PEM or JWKS (resolved path); or: */
+    gh_str secret;                /* raw bytes of the string (HS*) */
+    bool secret_base64;           /* `secret_base64:` given: secret holds the decoded bytes */
+    gh_str *algorithms;           /* names as written (checked at compile); none = what the keys allow */
+    size_t nalgorithms;
+    gh_mark mark, keys_mark, algorithms_mark;   /* of the item, keys_file/secret, algorithms */
+} gh_jwt_issuer_cfg;
+
+typedef struct gh_claim_header {
+    gh_str header, claim;         /* forward_claims: { X-User-Id: sub } */
+} gh_claim_header;
+
+typedef struct gh_scope_rule {
+    gh_str method;                /* upper-case; "*" = any other */
+    gh_str *scopes;               /* all required */
+    size_t nscopes;
+} gh_scope_rule;
+
+typedef struct gh_jwt_cfg {
+    gh_plugin_cfg base;
+    gh_jwt_issuer_cfg *issuers;
+    size_t nissuers;
+    uint64_t clock_skew_ms;       /* default 30s */
+    gh_claim_header *forward_claims;
+    size_t nforward_claims;
+    bool require_consumer;        /* a valid token must map to a consumer (jwt_subject) */
+    gh_scope_rule *scopes;
+    size_t nscopes;
+    bool hide_credentials;
+} gh_jwt_cfg;
+
+typedef struct gh_acl_cfg {
+    gh_plugin_cfg base;
+    gh_str *allow, *deny;         /* consumer groups */
+    size_t nallow, ndeny;
+} gh_acl_cfg;
+
+typedef struct gh_ip_filter_cfg {
+    gh_plugin_cfg base;
+    gh_cidr *allow, *deny;
+    size_t nallow, ndeny;
+} gh_ip_filter_cfg;
+
+typedef struct gh_cors_cfg {
+    gh_plugin_cfg base;
+    gh_str *origins;              /* exact, a host starting with "*." (any subdomain), or a lone star */
+    size_t norigins;
+    gh_str methods;               /* joined "GET, POST"; default the simple set */
+    gh_str headers;               /* joined; empty = echo the requested ones */
+    gh_str expose_headers;        /* joined; may be empty */
+    bool credentials;
+    uint64_t max_age_s;           /* 0 = no Access-Control-Max-Age */
+    uint32_t method_bits;         /* GH_M_* of methods (for preflight checks) */
+    gh_str *method_names;         /* the same, each */
+    size_t nmethods;
+    gh_str *header_names;         /* lower-case, each */
+    size_t nheaders;
+} gh_cors_cfg;
+
+/* ---- consumers (SPEC §5.1) ---- */
+typedef struct gh_api_key_cfg {
+    gh_str key;                   /* the key itself (secret), or empty when: */
+    uint8_t sha256[32];           /* ... given as { sha256: hex }; else filled at compile */
+    bool hashed;
+    gh_mark mark;
+} gh_api_key_cfg;
+
+typedef struct gh_consumer_cfg {
+    gh_str name;
+    gh_mark mark;
+    gh_str *groups;
+    size_t ngroups;
+    gh_str groups_text;           /* "admins,beta": X-Consumer-Groups, in the configured order */
+    gh_api_key_cfg *api_keys;
+    size_t napi_keys;
+    gh_str basic_user, basic_hash;/* basic: { username, password_hash } */
+    gh_mark basic_mark;
+    gh_str mtls_subject;          /* RFC 4514 subject of a verified client certificate */
+    gh_str jwt_subject;           /* JWT `sub` */
+} gh_consumer_cfg;
+
+#endif

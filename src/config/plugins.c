@@ -1,0 +1,157 @@
+/* plugins.c — `plugins:` maps (SPEC §5): the global one, a route's, and
+ * (later) a version's. One row per plugin: its name, the size of its
+ * configuration and its parser (plugin_auth.c, plugin_access.c). A value of
+ * `false` turns off a plugin the level above configured; null is `{}`.
+ * The order in the file never matters: the id is the phase order. */
+#include <string.h>
+#include "config/schema.h"
+
+static int clip(gh_str s) { return s.len > 80 ? 80 : (int)s.len; }
+
+typedef bool (*plugin_parse)(gh_load *ld, gh_plugin_cfg *conf, const gh_ynode *v);
+
+static const struct {
+    const char *name;
+    size_t size;
+    plugin_parse parse;
+} rows[GH_PLUGIN_COUNT] = {
+    [GH_PLUGIN_IP_FILTER] = { "ip_filter", sizeof(gh_ip_filter_cfg), gh_ld_ip_filter },
+    [GH_PLUGIN_CORS] = { "cors", sizeof(gh_cors_cfg), gh_ld_cors },
+    [GH_PLUGIN_KEY_AUTH] = { "key_auth", sizeof(gh_key_auth_cfg), gh_ld_key_auth },
+    [GH_PLUGIN_JWT] = { "jwt", sizeof(gh_jwt_cfg), gh_ld_jwt },
+    [GH_PLUGIN_BASIC_AUTH] = { "basic_auth", sizeof(gh_basic_auth_cfg), gh_ld_basic_auth },
+    [GH_PLUGIN_MTLS_AUTH] = { "mtls_auth", sizeof(gh_mtls_auth_cfg), gh_ld_mtls_auth },
+    [GH_PLUGIN_ACL] = { "acl", sizeof(gh_acl_cfg), gh_ld_acl },
+};
+
+/* SPEC §5 names whose feature has not landed: a clear message, not "unknown". */
+static const char *const later[] = { "rate_limit", "request_validation", "cache", "compress" };
+
+bool gh_ld_str_list(gh_load *ld, const gh_ynode *n, gh_str **out, size_t *nout, gh_mark **marks)
+{
+    *out = NULL;
+    *nout = 0;
+    if (marks)
+        *marks = NULL;
+    if (gh_ynode_is_null(n))
+        return true;
+    const gh_ynode *one[1] = { n };
+    const gh_ynode *const *items = n->kind == GH_Y_SEQ ? (const gh_ynode *const *)n->items : one;
+    size_t count = n->kind == GH_Y_SEQ ? n->n : 1;
+    if (n->kind == GH_Y_MAP) {
+        gh_ld_error(ld, n->mark, "expected a list");
+        return false;
+    }
+    *out = gh_ld_array(ld, count ? count : 1, sizeof(gh_str));
+    if (marks)
+        *marks = gh_ld_tmp(ld, (count ? count : 1) * sizeof(gh_mark));
+    bool ok = true;
+    for (size_t i = 0; i < count; i++) {
+        gh_str s;
+        if (!gh_ld_str(ld, items[i], &s, NULL)) {
+            ok = false;
+            continue;
+        }
+        if (s.len == 0) {
+            gh_ld_error(ld, items[i]->mark, "expected a non-empty string");
+            ok = false;
+            continue;
+        }
+        if (marks)
+            (*marks)[*nout] = items[i]->mark;
+        (*out)[(*nout)++] = s;
+    }
+    return ok;
+}
+
+bool gh_ld_plugin_set(gh_load *ld, const gh_ynode *map, gh_plugin_set *set)
+{
+    if (!gh_ld_is_map(ld, map))
+        return false;
+    static const char *names[GH_PLUGIN_COUNT + sizeof(later) / sizeof(later[0])];
+    for (size_t i = 0; i < GH_PLUGIN_COUNT; i++)
+        names[i] = rows[i].name;
+    for (size_t i = 0; i < sizeof(later) / sizeof(later[0]); i++)
+        names[GH_PLUGIN_COUNT + i] = later[i];
+    for (size_t i = 0; map->kind == GH_Y_MAP && i < map->n; i++) {
+        const gh_ypair *kv = &map->pairs[i];
+        gh_str name = kv->key->text;
+        int id = -1;
+        for (int k = 0; k < GH_PLUGIN_COUNT; k++)
+            if (gh_str_eq_c(name, rows[k].name))
+                id = k;
+        if (id < 0) {
+            bool soon = false;
+            for (size_t k = 0; k < sizeof(later) / sizeof(later[0]); k++)
+                soon |= gh_str_eq_c(name, later[k]);
+            const char *hint = soon ? NULL : gh_ld_suggest(name, names, GH_PLUGIN_COUNT);
+            if (soon)
+                gh_ld_error(ld, kv->key->mark, "plugin '%.*s' is not supported yet", clip(name), name.p);
+            else if (hint)
+                gh_ld_error(ld, kv->key->mark, "unknown plugin '%.*s' (did you mean '%s'?)", clip(name),
+                            name.p, hint);
+            else
+                gh_ld_error(ld, kv->key->mark, "unknown plugin '%.*s'", clip(name), name.p);
+            continue;
+        }
+        if (set->p[id]) {
+            gh_ld_error(ld, kv->key->mark, "plugin '%s' is configured twice", rows[id].name);
+            continue;
+        }
+        gh_plugin_cfg *conf = gh_ld_zalloc(ld, rows[id].size);
+        conf->id = id;
+        conf->mark = kv->key->mark;
+        conf->enabled = true;
+        const gh_ynode *v = kv->value;
+        if (v->kind == GH_Y_SCALAR && !gh_ynode_is_null(v)) {
+            bool on;
+            if (!gh_ld_bool(ld, v, &on))
+                continue;
+            conf->enabled = on;
+            if (on && !rows[id].parse(ld, conf, NULL))
+                continue;
+        } else if (!rows[id].parse(ld, conf, v)) {
+            continue;
+        }
+        set->p[id] = conf;
+    }
+    return true;
+}
+
+bool gh_ld_global_plugins(gh_load *ld, void *cfg, const gh_ypair *kv)
+{
+    return gh_ld_plugin_set(ld, kv->value, &((gh_config *)cfg)->plugins);
+}
+
+void gh_plugin_set_merge(const gh_plugin_set *base, const gh_plugin_set *over, gh_plugin_set *out)
+{
+    for (int i = 0; i < GH_PLUGIN_COUNT; i++)
+        out->p[i] = over->p[i] ? over->p[i] : base->p[i];
+}
+
+static bool chain_has(const gh_plugin_set *s, int id) { return s->p[id] && s->p[id]->enabled; }
+
+/* Cross-checks that need the whole file: every route's chain, mtls_auth
+ * against the listeners, acl without anyone to authenticate. */
+void gh_ld_plugins_resolve(gh_load *ld)
+{
+    gh_config *cfg = ld->cfg;
+    bool client_ca = false;
+    for (size_t i = 0; i < cfg->nlistens; i++)
+        client_ca |= cfg->listens[i].tls && cfg->listens[i].tls->client_ca.len;
+    const gh_plugin_cfg *mtls = cfg->plugins.p[GH_PLUGIN_MTLS_AUTH];
+    for (size_t i = 0; i < cfg->nroutes; i++) {
+        gh_route_cfg *r = &cfg->routes[i];
+        gh_plugin_set_merge(&cfg->plugins, &r->plugins, &r->chain);
+        if (!mtls && chain_has(&r->chain, GH_PLUGIN_MTLS_AUTH))
+            mtls = r->chain.p[GH_PLUGIN_MTLS_AUTH];
+        if (chain_has(&r->chain, GH_PLUGIN_ACL) && !chain_has(&r->chain, GH_PLUGIN_KEY_AUTH) &&
+            !chain_has(&r->chain, GH_PLUGIN_JWT) && !chain_has(&r->chain, GH_PLUGIN_BASIC_AUTH) &&
+            !chain_has(&r->chain, GH_PLUGIN_MTLS_AUTH))
+            gh_diag_warn(ld->diag, r->chain.p[GH_PLUGIN_ACL]->mark,
+                         "route '%.*s' has acl but no authentication plugin: every request gets 403",
+                         clip(r->name), r->name.p);
+    }
+    if (mtls && mtls->enabled && !client_ca)
+        gh_ld_error(ld, mtls->mark, "mtls_auth needs a listener with tls.client_ca (clients must present verified certificates)");
+}

@@ -1,0 +1,142 @@
+/* chain.c — running a route's plugins in phase order (SPEC §5).
+ *
+ * The chain is the route's plugin set walked by id. A step may answer
+ * (DONE), go on (NEXT) or wait (WAIT: the plugin calls gh_plugin_resume
+ * later, and meanwhile run->cancel tells it when the client has gone).
+ * Authentication is one phase shared by its plugins: each one that finds
+ * no credential of its kind leaves its challenge; the first that finds one
+ * decides; when the phase ends with none accepted, the answer is 401 with
+ * every challenge. */
+#include <stdio.h>
+#include <string.h>
+#include "core/log.h"
+#include "http/status.h"
+#include "plugins/plugin.h"
+
+static bool is_auth(int id) { return id >= GH_PLUGIN_KEY_AUTH && id <= GH_PLUGIN_MTLS_AUTH; }
+
+static bool runs(const gh_plugin_run *run, int id)
+{
+    return run->chain->p[id] && run->chain->p[id]->enabled;
+}
+
+static void wait_abort(gh_exchange *ex);
+
+/* Past the last authentication plugin with nothing accepted. */
+static bool auth_failed(gh_plugin_run *run)
+{
+    bool any = false;
+    for (int id = GH_PLUGIN_KEY_AUTH; id <= GH_PLUGIN_MTLS_AUTH; id++)
+        any |= runs(run, id);
+    if (!any || run->authenticated)
+        return false;
+    gh_header h[GH_MAX_CHALLENGES];
+    size_t n = 0;
+    for (size_t i = 0; i < run->nchallenges; i++)
+        h[n++] = (gh_header){ "WWW-Authenticate", run->challenges[i], 16, (uint32_t)strlen(run->challenges[i]) };
+    gh_problem(run->ex, 401, "unauthorized", "no credentials were given", h, n, NULL);
+    return true;
+}
+
+static void step(gh_plugin_run *run)
+{
+    while (run->next < GH_PLUGIN_COUNT) {
+        int id = run->next++;
+        if (runs(run, id)) {
+            int r = gh_plugin_registry[id]->request(run, run->chain->p[id]);
+            if (r == GH_PLUGIN_DONE)
+                return;
+            if (r == GH_PLUGIN_WAIT) {
+                run->ex->on_abort = wait_abort;
+                run->ex->consumer = run;
+                return;
+            }
+        }
+        if (is_auth(id) && !is_auth(run->next) && auth_failed(run))
+            return;
+    }
+    run->done(run);
+}
+
+void gh_plugin_chain_start(gh_plugin_run *run)
+{
+    run->next = 0;
+    step(run);
+}
+
+void gh_plugin_resume(gh_plugin_run *run, int result)
+{
+    run->ex->on_abort = NULL;
+    run->ex->consumer = NULL;
+    run->cancel = NULL;
+    if (result == GH_PLUGIN_DONE)
+        return;
+    int id = run->next - 1;
+    if (is_auth(id) && !is_auth(run->next) && auth_failed(run))
+        return;
+    step(run);
+}
+
+/* The client left while a plugin waited: it must forget the run. */
+static void wait_abort(gh_exchange *ex)
+{
+    gh_plugin_run *run = ex->consumer;
+    ex->consumer = NULL;
+    if (run && run->cancel)
+        run->cancel(run);
+}
+
+/* ------------------------------------------------------------- helpers */
+
+void gh_plugin_authenticated(gh_plugin_run *run, const gh_consumer_cfg *consumer)
+{
+    run->authenticated = true;
+    run->consumer = consumer;
+    if (consumer) {
+        run->ex->log.consumer = consumer->name;
+        run->ex->consumer_groups = consumer->groups_text;
+    }
+}
+
+void gh_plugin_no_credential(gh_plugin_run *run, const char *challenge)
+{
+    if (run->nchallenges < GH_MAX_CHALLENGES)
+        run->challenges[run->nchallenges++] = challenge;
+}
+
+int gh_plugin_unauthorized(gh_plugin_run *run, const char *challenge, const char *detail)
+{
+    gh_exchange *ex = run->ex;
+    gh_log_info("request %s from %s: %s (route %.*s)", ex->request_id, ex->client, detail,
+                (int)ex->log.route.len, ex->log.route.p);
+    gh_header h = { "WWW-Authenticate", challenge, 16, (uint32_t)strlen(challenge) };
+    gh_problem(ex, 401, "unauthorized", detail, &h, 1, NULL);
+    return GH_PLUGIN_DONE;
+}
+
+int gh_plugin_forbidden(gh_plugin_run *run, const char *detail)
+{
+    gh_problem(run->ex, 403, "forbidden", detail, NULL, 0, NULL);
+    return GH_PLUGIN_DONE;
+}
+
+void gh_plugins_describe(const gh_config *cfg, const gh_plugin_set *chain, char *buf, size_t cap)
+{
+    size_t n = 0;
+    buf[0] = '\0';
+    for (int id = 0; id < GH_PLUGIN_COUNT && n + 1 < cap; id++) {
+        const gh_plugin_cfg *p = chain->p[id];
+        if (!p || !p->enabled)
+            continue;
+        char detail[256] = "";
+        if (gh_plugin_registry[id]->describe)
+            gh_plugin_registry[id]->describe(cfg, p, detail, sizeof(detail));
+        int w = snprintf(buf + n, cap - n, "%s%s%s%s%s", n ? ", " : "", gh_plugin_registry[id]->name,
+                         detail[0] ? "(" : "", detail, detail[0] ? ")" : "");
+        if (w < 0)
+            break;
+        n += (size_t)w < cap - n ? (size_t)w : cap - n - 1;
+    }
+    if (n == 0)
+        snprintf(buf, cap, "(none)");
+}

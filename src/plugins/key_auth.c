@@ -1,0 +1,112 @@
+/* key_auth.c — API keys from a header and/or a query parameter (SPEC
+ * §5.1). The key is looked up by its SHA-256 (plugins/consumers.c), so the
+ * time spent does not depend on whether, or how closely, it matches a
+ * configured one. hide_credentials removes the key before forwarding. */
+#include <stdio.h>
+#include <string.h>
+#include "plugins/plugin.h"
+
+static const char challenge[] = "Key realm=\"gatehouse\"";
+
+static int hexval(char c)
+{
+    return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+}
+
+/* The value of query parameter `name` (percent-decoded into the arena);
+ * at, at_len: the whole "name=value" item, to cut it out. */
+static bool query_param(gh_exchange *ex, gh_str name, gh_str *value, const char **at, size_t *at_len)
+{
+    const char *p = ex->query.p, *end = p + ex->query.len;
+    while (p && p < end) {
+        const char *amp = memchr(p, '&', (size_t)(end - p));
+        const char *item_end = amp ? amp : end;
+        const char *eq = memchr(p, '=', (size_t)(item_end - p));
+        if (eq && (size_t)(eq - p) == name.len && memcmp(p, name.p, name.len) == 0) {
+            size_t vl = (size_t)(item_end - eq - 1);
+            char *v = gh_arena_alloc(&ex->arena, vl + 1);
+            if (!v)
+                return false;
+            size_t n = 0;
+            for (const char *s = eq + 1; s < item_end; s++) {
+                int hi, lo;
+                if (*s == '%' && item_end - s > 2 && (hi = hexval(s[1])) >= 0 && (lo = hexval(s[2])) >= 0) {
+                    v[n++] = (char)(hi << 4 | lo);
+                    s += 2;
+                } else {
+                    v[n++] = *s == '+' ? ' ' : *s;
+                }
+            }
+            *value = (gh_str){ v, n };
+            *at = p;
+            *at_len = (size_t)(item_end - p);
+            return true;
+        }
+        p = amp ? amp + 1 : end;
+    }
+    return false;
+}
+
+/* The query without one "name=value" item (and its separator). */
+static void cut_query(gh_exchange *ex, const char *at, size_t len)
+{
+    size_t before = (size_t)(at - ex->query.p), after = ex->query.len - before - len;
+    char *q = gh_arena_alloc(&ex->arena, ex->query.len + 1);
+    if (!q)
+        return;
+    size_t n = 0;
+    memcpy(q, ex->query.p, before);
+    n = before;
+    if (after) {
+        memcpy(q + n, at + len + 1, after - 1);   /* skip the '&' after the item */
+        n += after - 1;
+    } else if (n) {
+        n--;   /* the item was last: drop the '&' before it */
+    }
+    q[n] = '\0';
+    ex->query = (gh_str){ q, n };
+}
+
+static int key_auth_request(gh_plugin_run *run, const gh_plugin_cfg *conf)
+{
+    const gh_key_auth_cfg *c = (const gh_key_auth_cfg *)conf;
+    gh_exchange *ex = run->ex;
+    const gh_header *h = c->header.len ? gh_exchange_header(ex, c->header.p, c->header.len) : NULL;
+    gh_str key = { NULL, 0 };
+    const char *at = NULL;
+    size_t at_len = 0;
+    if (h)
+        key = (gh_str){ h->value, h->value_len };
+    else if (c->query.len && ex->query.len)
+        query_param(ex, c->query, &key, &at, &at_len);
+    bool found = h || at;
+    if (!run->authenticated) {
+        if (!found) {
+            gh_plugin_no_credential(run, challenge);
+            return GH_PLUGIN_NEXT;
+        }
+        const gh_consumer_cfg *who = key.len ? gh_consumers_by_key(run->consumers, key.p, key.len) : NULL;
+        if (!who)
+            return gh_plugin_unauthorized(run, challenge, "invalid API key");
+        gh_plugin_authenticated(run, who);
+    }
+    if (c->hide_credentials && found) {
+        if (h)
+            gh_exchange_remove_header(ex, c->header.p, c->header.len);
+        else
+            cut_query(ex, at, at_len);
+    }
+    return GH_PLUGIN_NEXT;
+}
+
+static void key_auth_describe(const gh_config *cfg, const gh_plugin_cfg *conf, char *buf, size_t cap)
+{
+    const gh_key_auth_cfg *c = (const gh_key_auth_cfg *)conf;
+    snprintf(buf, cap, "%s%.*s%s%s%.*s%s", c->header.len ? "header " : "", (int)c->header.len, c->header.p,
+             c->header.len && c->query.len ? ", " : "", c->query.len ? "query " : "", (int)c->query.len,
+             c->query.p, c->hide_credentials ? ", hidden" : "");
+}
+
+const gh_plugin_ops gh_key_auth_plugin = {
+    .name = "key_auth", .request = key_auth_request, .describe = key_auth_describe,
+};

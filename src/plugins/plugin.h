@@ -1,0 +1,87 @@
+/* plugin.h — the plugin interface (DESIGN "plugin chain", SPEC §5).
+ *
+ * A plugin is one row of gh_plugin_ops in plugins/registry.c, at the index
+ * of its id (config/plugin_cfg.h); ids are in SPEC §5's phase order, so a
+ * route's chain is its configured plugins in id order. Each request step
+ * returns NEXT (go on), DONE (the plugin answered, e.g. 401 or a CORS
+ * preflight) or WAIT (an asynchronous step, resumed later with
+ * gh_plugin_resume). Plugins see the exchange and the run, never a worker
+ * or a target. */
+#ifndef GH_PLUGINS_PLUGIN_H
+#define GH_PLUGINS_PLUGIN_H
+#include <stdbool.h>
+#include "config/config.h"
+#include "core/diag.h"
+#include "http/exchange.h"
+#include "http/status.h"
+#include "plugins/consumers.h"
+
+enum gh_plugin_step { GH_PLUGIN_NEXT = 0, GH_PLUGIN_DONE, GH_PLUGIN_WAIT };
+
+#define GH_MAX_CHALLENGES 4
+
+typedef struct gh_plugin_run gh_plugin_run;
+struct gh_plugin_run {
+    gh_exchange *ex;
+    const gh_plugin_set *chain;       /* the route's effective plugins */
+    const gh_consumers *consumers;    /* the snapshot's consumer index */
+    int next;                         /* id of the next plugin to run */
+    /* authentication (shared by the auth plugins of one chain) */
+    bool authenticated;               /* a credential was found and accepted */
+    const gh_consumer_cfg *consumer;  /* who, when the credential maps to a consumer */
+    const char *challenges[GH_MAX_CHALLENGES];   /* WWW-Authenticate of authenticators that found nothing */
+    size_t nchallenges;
+    /* WAIT: the plugin's way to forget its pending work when the client leaves */
+    void (*cancel)(gh_plugin_run *run);
+    void *wait_ctx;
+    /* the chain ran to its end: the dispatcher's continuation (the target) */
+    void (*done)(gh_plugin_run *run);
+    void *done_ctx;
+};
+
+typedef struct gh_plugin_build {
+    const gh_config *cfg;
+    const gh_consumers *consumers;
+    gh_diag *diag;                    /* errors at the plugin's marks */
+} gh_plugin_build;
+
+typedef struct gh_plugin_ops {
+    const char *name;
+    /* Snapshot build: fill conf->rt (keys read from files, tables). NULL =
+     * nothing to compile. false after reporting to b->diag. */
+    bool (*compile)(gh_plugin_cfg *conf, const gh_plugin_build *b);
+    void (*release)(gh_plugin_cfg *conf);
+    int (*request)(gh_plugin_run *run, const gh_plugin_cfg *conf);
+    /* One line for `routes`/`explain`, e.g. "header X-API-Key"; secrets
+     * masked. Optional. */
+    void (*describe)(const gh_config *cfg, const gh_plugin_cfg *conf, char *buf, size_t cap);
+} gh_plugin_ops;
+
+extern const gh_plugin_ops *const gh_plugin_registry[GH_PLUGIN_COUNT];
+
+/* Compile every plugin configuration of cfg (global and per route) and the
+ * consumer index; false after reporting errors. Release undoes it. */
+bool gh_plugins_compile(gh_config *cfg, gh_consumers **consumers, gh_diag *diag);
+void gh_plugins_release(gh_config *cfg, gh_consumers *consumers);
+
+/* Run the chain from its start; run->done is called when it passes. */
+void gh_plugin_chain_start(gh_plugin_run *run);
+/* After WAIT: the plugin's step ended with NEXT or DONE. */
+void gh_plugin_resume(gh_plugin_run *run, int step);
+
+/* "ip_filter, key_auth(header X-API-Key), acl" for `routes`/`explain`. */
+void gh_plugins_describe(const gh_config *cfg, const gh_plugin_set *chain, char *buf, size_t cap);
+
+/* ---- helpers for plugins ---- */
+/* 401 unauthorized with a WWW-Authenticate challenge, logging why without
+ * the credential. */
+int gh_plugin_unauthorized(gh_plugin_run *run, const char *challenge, const char *detail);
+/* 403 forbidden. */
+int gh_plugin_forbidden(gh_plugin_run *run, const char *detail);
+/* The authenticator found and accepted a credential (consumer may be NULL
+ * for an identity without a consumer, e.g. a JWT not mapped to one). */
+void gh_plugin_authenticated(gh_plugin_run *run, const gh_consumer_cfg *consumer);
+/* An authenticator found no credential of its kind: remember its challenge. */
+void gh_plugin_no_credential(gh_plugin_run *run, const char *challenge);
+
+#endif
