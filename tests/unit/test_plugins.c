@@ -1,0 +1,380 @@
+/* test_plugins.c — the plugin chain driven in-process (no sockets): a
+ * configuration loaded from YAML, compiled as a snapshot would, and
+ * exchanges whose answers a fake downstream records. One group per plugin,
+ * plus the chain's own rules (phase order, the first credential decides,
+ * 401 with every challenge, WAIT and resume, route overrides). */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <crypt.h>
+#include <stdio.h>
+#include <string.h>
+#include "plugins/plugin.h"
+
+static gh_http_env env;
+static uv_loop_t loop;
+
+/* ---- a downstream that records the response ---- */
+typedef struct answer {
+    int status;
+    char headers[2048];           /* "Name: value\n" each */
+    char body[1024];
+    bool passed;                  /* the chain reached its end (the target would run) */
+} answer;
+
+static answer ans;
+
+static int rec_head(gh_exchange *ex, int status, const gh_header *h, size_t n, int64_t cl)
+{
+    ans.status = status;
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++)
+        k += (size_t)snprintf(ans.headers + k, sizeof(ans.headers) - k, "%.*s: %.*s\n", (int)h[i].name_len,
+                              h[i].name, (int)h[i].value_len, h[i].value);
+    return GH_OK;
+}
+static int rec_body(gh_exchange *ex, const char *p, size_t len)
+{
+    snprintf(ans.body, sizeof(ans.body), "%.*s", (int)len, p);
+    return GH_OK;
+}
+static int rec_finish(gh_exchange *ex) { return GH_OK; }
+static const gh_downstream_ops rec_ops = { .send_head = rec_head, .send_body = rec_body, .finish = rec_finish };
+
+/* ---- a configuration compiled as a snapshot would ---- */
+typedef struct world {
+    gh_config *cfg;
+    gh_consumers *consumers;
+} world;
+
+static world load(const char *yaml)
+{
+    gh_diag d;
+    gh_diag_init(&d, "t.yaml");
+    world w = { 0 };
+    w.cfg = gh_config_load_string("t.yaml", yaml, strlen(yaml), &d);
+    for (size_t i = 0; i < d.n; i++)
+        fprintf(stderr, "%s\n", d.items[i].text);
+    assert_non_null(w.cfg);
+    assert_true(gh_plugins_compile(w.cfg, &w.consumers, &d));
+    gh_diag_free(&d);
+    return w;
+}
+
+static void unload(world *w)
+{
+    gh_plugins_release(w->cfg, w->consumers);
+    gh_config_free(w->cfg);
+}
+
+/* Errors of a configuration that must not load (load or compile). */
+static char *errors_of(const char *yaml, char *out, size_t cap)
+{
+    gh_diag d;
+    gh_diag_init(&d, "t.yaml");
+    out[0] = '\0';
+    gh_config *cfg = gh_config_load_string("t.yaml", yaml, strlen(yaml), &d);
+    gh_consumers *cs = NULL;
+    if (cfg) {
+        gh_plugins_compile(cfg, &cs, &d);
+        gh_plugins_release(cfg, cs);
+        gh_config_free(cfg);
+    }
+    size_t k = 0;
+    for (size_t i = 0; i < d.n; i++)
+        k += (size_t)snprintf(out + k, cap - k, "%s\n", d.items[i].text);
+    gh_diag_free(&d);
+    return out;
+}
+
+static void passed(gh_plugin_run *run) { ans.passed = true; }
+
+/* Run route `ri`'s chain on a request "METHOD /path?query" with headers "A: b\n...". */
+static gh_exchange *run_chain(world *w, size_t ri, const char *method, const char *query, const char *hdrs,
+                              const char *client, const char *cert)
+{
+    memset(&ans, 0, sizeof(ans));
+    gh_exchange *ex = gh_exchange_new(&env);
+    ex->down = &rec_ops;
+    ex->method = gh_str_c(method);
+    ex->method_bit = strcmp(method, "OPTIONS") == 0 ? GH_M_OPTIONS : strcmp(method, "POST") == 0 ? GH_M_POST : GH_M_GET;
+    ex->query = gh_str_c(query);
+    ex->log.route = w->cfg->routes[ri].name;
+    snprintf(ex->client, sizeof(ex->client), "%s", client ? client : "127.0.0.1");
+    snprintf(ex->request_id, sizeof(ex->request_id), "00000000000000000000000000000001");
+    if (cert)
+        ex->client_cert = gh_str_c(cert);
+    static gh_header hs[16];
+    static char copy[1024];
+    snprintf(copy, sizeof(copy), "%s", hdrs ? hdrs : "");
+    size_t n = 0;
+    for (char *line = strtok(copy, "\n"); line && n < 16; line = strtok(NULL, "\n")) {
+        char *colon = strchr(line, ':');
+        hs[n++] = (gh_header){ line, colon + 2, (uint32_t)(colon - line), (uint32_t)strlen(colon + 2) };
+    }
+    ex->headers = hs;
+    ex->nheaders = n;
+    gh_plugin_run *run = gh_arena_alloc(&ex->arena, sizeof(*run));
+    memset(run, 0, sizeof(*run));
+    run->ex = ex;
+    run->chain = &w->cfg->routes[ri].chain;
+    run->consumers = w->consumers;
+    run->done = passed;
+    gh_plugin_chain_start(run);
+    while (!ans.passed && ans.status == 0 && uv_run(&loop, UV_RUN_ONCE))
+        ;   /* a WAITing step (basic_auth's thread pool) */
+    return ex;
+}
+
+static bool has_header(const char *name_value) { return strstr(ans.headers, name_value) != NULL; }
+
+static const char *forwarded(gh_exchange *ex, const char *name)
+{
+    const gh_header *h = gh_exchange_header(ex, name, strlen(name));
+    static char v[256];
+    if (!h)
+        return NULL;
+    snprintf(v, sizeof(v), "%.*s", (int)h->value_len, h->value);
+    return v;
+}
+
+/* ------------------------------------------------------------- tests */
+
+static const char keyed[] =
+    "listen: [{ address: 127.0.0.1:1 }]\n"
+    "consumers:\n"
+    "  - { name: alice, groups: [admins, beta], api_keys: [alice-key-123456] }\n"
+    "  - { name: bob, groups: [banned], api_keys: [{ sha256: "
+    "\"6c3e7bcd1d9ebd5b4cfcd9b0ef5fe2b4bb87a1ec3f4b5f1d5ff1e5b5b0d4a1c1\" }] }\n"
+    "routes:\n"
+    "  - name: k\n"
+    "    match: { prefix: /k }\n"
+    "    echo: {}\n"
+    "    plugins: { key_auth: { query: api_key, header: X-API-Key, hide_credentials: true },\n"
+    "               acl: { allow: [admins, banned], deny: [banned] } }\n";
+
+static void test_key_auth(void **state)
+{
+    world w = load(keyed);
+    gh_exchange *ex = run_chain(&w, 0, "GET", "", "X-API-Key: alice-key-123456", NULL, NULL);
+    assert_true(ans.passed);
+    assert_true(gh_str_eq_c(ex->log.consumer, "alice"));
+    assert_true(gh_str_eq_c(ex->consumer_groups, "admins,beta"));
+    assert_null(forwarded(ex, "X-API-Key"));   /* hide_credentials */
+    gh_exchange_free(ex);
+
+    ex = run_chain(&w, 0, "GET", "a=1&api_key=alice%2Dkey-123456&b=2", NULL, NULL, NULL);
+    assert_true(ans.passed);
+    assert_true(gh_str_eq_c(ex->query, "a=1&b=2"));
+    gh_exchange_free(ex);
+
+    ex = run_chain(&w, 0, "GET", "", "X-API-Key: alice-key-123457", NULL, NULL);
+    assert_int_equal(ans.status, 401);
+    assert_true(has_header("WWW-Authenticate: Key realm=\"gatehouse\""));
+    assert_non_null(strstr(ans.body, "\"code\":\"unauthorized\""));
+    assert_null(strstr(ans.body, "alice-key"));   /* the secret is never echoed */
+    gh_exchange_free(ex);
+
+    ex = run_chain(&w, 0, "GET", "", NULL, NULL, NULL);
+    assert_int_equal(ans.status, 401);
+    assert_non_null(strstr(ans.body, "no credentials"));
+    gh_exchange_free(ex);
+    unload(&w);
+}
+
+static void test_sha256_key_and_acl_deny_wins(void **state)
+{
+    world w = load(keyed);
+    /* bob's key is stored as a digest only; which key it is does not matter
+     * here: an unknown key is refused like any other */
+    gh_exchange *ex = run_chain(&w, 0, "GET", "", "X-API-Key: not-bobs-key", NULL, NULL);
+    assert_int_equal(ans.status, 401);
+    gh_exchange_free(ex);
+    unload(&w);
+
+    /* a digest of a known key authenticates; then deny beats allow */
+    uint8_t d[32];
+    gh_sha256("bob-key-12345678", 16, d);
+    char yaml[2048], hex[65];
+    for (int i = 0; i < 32; i++)
+        snprintf(hex + 2 * i, 3, "%02x", d[i]);
+    snprintf(yaml, sizeof(yaml),
+             "listen: [{ address: 127.0.0.1:1 }]\n"
+             "consumers:\n"
+             "  - { name: bob, groups: [banned], api_keys: [{ sha256: \"%s\" }] }\n"
+             "routes:\n"
+             "  - { name: k, match: { prefix: /k }, echo: {},\n"
+             "      plugins: { key_auth: {}, acl: { allow: [banned], deny: [banned] } } }\n", hex);
+    w = load(yaml);
+    ex = run_chain(&w, 0, "GET", "", "X-API-Key: bob-key-12345678", NULL, NULL);
+    assert_int_equal(ans.status, 403);
+    assert_non_null(strstr(ans.body, "\"code\":\"forbidden\""));
+    assert_true(gh_str_eq_c(ex->log.consumer, "bob"));
+    gh_exchange_free(ex);
+    unload(&w);
+}
+
+static void test_ip_filter_and_override(void **state)
+{
+    world w = load("listen: [{ address: 127.0.0.1:1 }]\n"
+                   "plugins: { ip_filter: { allow: [10.0.0.0/8, \"::1\"], deny: [10.9.0.0/16] } }\n"
+                   "routes:\n"
+                   "  - { name: a, match: { prefix: /a }, echo: {} }\n"
+                   "  - { name: b, match: { prefix: /b }, echo: {}, plugins: { ip_filter: false } }\n");
+    gh_exchange *ex = run_chain(&w, 0, "GET", "", NULL, "10.1.2.3", NULL);
+    assert_true(ans.passed);
+    gh_exchange_free(ex);
+    ex = run_chain(&w, 0, "GET", "", NULL, "::1", NULL);
+    assert_true(ans.passed);
+    gh_exchange_free(ex);
+    ex = run_chain(&w, 0, "GET", "", NULL, "10.9.1.1", NULL);
+    assert_int_equal(ans.status, 403);
+    gh_exchange_free(ex);
+    ex = run_chain(&w, 0, "GET", "", NULL, "192.0.2.1", NULL);
+    assert_int_equal(ans.status, 403);
+    gh_exchange_free(ex);
+    ex = run_chain(&w, 1, "GET", "", NULL, "192.0.2.1", NULL);   /* turned off on the route */
+    assert_true(ans.passed);
+    gh_exchange_free(ex);
+    unload(&w);
+}
+
+static void test_mtls_auth(void **state)
+{
+    world w = load("listen:\n"
+                   "  - address: 127.0.0.1:1\n"
+                   "    tls: { certificates: [{ cert: /nonexistent.pem, key: /nonexistent.key }],"
+                   " client_ca: /nonexistent-ca.pem }\n"
+                   "consumers: [{ name: billing, mtls_subject: \"CN=billing,O=Example\" }]\n"
+                   "routes: [{ name: m, match: { prefix: /m }, echo: {}, plugins: { mtls_auth: {} } }]\n");
+    gh_exchange *ex = run_chain(&w, 0, "GET", "", NULL, NULL, "CN=billing,O=Example");
+    assert_true(ans.passed);
+    assert_true(gh_str_eq_c(ex->log.consumer, "billing"));
+    gh_exchange_free(ex);
+    ex = run_chain(&w, 0, "GET", "", NULL, NULL, "CN=other,O=Example");
+    assert_int_equal(ans.status, 401);
+    gh_exchange_free(ex);
+    ex = run_chain(&w, 0, "GET", "", NULL, NULL, NULL);
+    assert_int_equal(ans.status, 401);
+    assert_true(has_header("WWW-Authenticate: ClientCertificate"));
+    gh_exchange_free(ex);
+    unload(&w);
+}
+
+static void test_basic_auth_waits_and_first_credential_decides(void **state)
+{
+    struct crypt_data cd;
+    memset(&cd, 0, sizeof(cd));
+    const char *hash = crypt_r("s3cret", "$6$saltsaltsalt$", &cd);
+    char yaml[2048];
+    snprintf(yaml, sizeof(yaml),
+             "listen: [{ address: 127.0.0.1:1 }]\n"
+             "consumers:\n"
+             "  - { name: carol, api_keys: [carol-key-123456], basic: { username: carol, password_hash: \"%s\" } }\n"
+             "routes:\n"
+             "  - { name: b, match: { prefix: /b }, echo: {},\n"
+             "      plugins: { basic_auth: { realm: api, hide_credentials: true }, key_auth: {} } }\n", hash);
+    world w = load(yaml);
+    /* "carol:s3cret" */
+    gh_exchange *ex = run_chain(&w, 0, "GET", "", "Authorization: Basic Y2Fyb2w6czNjcmV0", NULL, NULL);
+    assert_true(ans.passed);
+    assert_true(gh_str_eq_c(ex->log.consumer, "carol"));
+    assert_null(forwarded(ex, "Authorization"));
+    gh_exchange_free(ex);
+    /* a wrong password: 401 after the thread pool answered */
+    ex = run_chain(&w, 0, "GET", "", "Authorization: Basic Y2Fyb2w6d3Jvbmc=", NULL, NULL);
+    assert_int_equal(ans.status, 401);
+    assert_true(has_header("WWW-Authenticate: Basic realm=\"api\""));
+    gh_exchange_free(ex);
+    /* key_auth runs first and decides; basic is not consulted */
+    ex = run_chain(&w, 0, "GET", "", "X-API-Key: carol-key-123456\nAuthorization: Basic Y2Fyb2w6d3Jvbmc=",
+                   NULL, NULL);
+    assert_true(ans.passed);
+    gh_exchange_free(ex);
+    /* nothing at all: one challenge per authenticator */
+    ex = run_chain(&w, 0, "GET", "", NULL, NULL, NULL);
+    assert_int_equal(ans.status, 401);
+    assert_true(has_header("WWW-Authenticate: Key realm"));
+    assert_true(has_header("WWW-Authenticate: Basic realm"));
+    gh_exchange_free(ex);
+    unload(&w);
+}
+
+static void test_cors_preflight_is_answered_before_auth(void **state)
+{
+    world w = load("listen: [{ address: 127.0.0.1:1 }]\n"
+                   "consumers: [{ name: alice, api_keys: [alice-key-123456] }]\n"
+                   "routes:\n"
+                   "  - { name: c, match: { prefix: /c }, echo: {},\n"
+                   "      plugins: { key_auth: {}, cors: { origins: [\"https://app.example.com\"] } } }\n");
+    gh_exchange *ex = run_chain(&w, 0, "OPTIONS", "",
+                                "Origin: https://app.example.com\nAccess-Control-Request-Method: GET", NULL, NULL);
+    assert_int_equal(ans.status, 204);
+    assert_true(has_header("Access-Control-Allow-Origin: https://app.example.com"));
+    gh_exchange_free(ex);
+    /* an actual request refused by key_auth still carries the CORS headers */
+    ex = run_chain(&w, 0, "GET", "", "Origin: https://app.example.com", NULL, NULL);
+    assert_int_equal(ans.status, 401);
+    assert_true(has_header("Access-Control-Allow-Origin: https://app.example.com"));
+    gh_exchange_free(ex);
+    unload(&w);
+}
+
+static void test_config_errors(void **state)
+{
+    char e[4096];
+    errors_of("listen: [{ address: 127.0.0.1:1 }]\n"
+              "routes: [{ name: a, match: { prefix: /a }, echo: {}, plugins: { key_auht: {} } }]\n", e, sizeof(e));
+    assert_non_null(strstr(e, "t.yaml:2:"));
+    assert_non_null(strstr(e, "did you mean 'key_auth'"));
+    errors_of("listen: [{ address: 127.0.0.1:1 }]\n"
+              "plugins:\n"
+              "  rate_limit: {}\n", e, sizeof(e));
+    assert_non_null(strstr(e, "t.yaml:3:3: plugin 'rate_limit' is not supported yet"));
+    errors_of("listen: [{ address: 127.0.0.1:1 }]\n"
+              "consumers:\n"
+              "  - { name: a, api_keys: [same-key-123456] }\n"
+              "  - { name: b, api_keys: [same-key-123456] }\n", e, sizeof(e));
+    assert_non_null(strstr(e, "t.yaml:4:"));
+    assert_non_null(strstr(e, "already consumer 'a'"));
+    errors_of("listen: [{ address: 127.0.0.1:1 }]\n"
+              "consumers:\n"
+              "  - { name: a, basic: { username: a, password_hash: hunter2 } }\n", e, sizeof(e));
+    assert_non_null(strstr(e, "plaintext passwords are not accepted"));
+    errors_of("listen: [{ address: 127.0.0.1:1 }]\n"
+              "plugins: { cors: { origins: [\"*\"], credentials: true } }\n", e, sizeof(e));
+    assert_non_null(strstr(e, "t.yaml:2:36: cors: credentials: true cannot be used"));
+    errors_of("listen: [{ address: 127.0.0.1:1 }]\n"
+              "plugins: { mtls_auth: {} }\n", e, sizeof(e));
+    assert_non_null(strstr(e, "mtls_auth needs a listener with tls.client_ca"));
+    errors_of("listen: [{ address: 127.0.0.1:1 }]\n"
+              "plugins: { jwt: { issuers: [{ issuer: x, secret: s, algorithms: [none] }] } }\n", e, sizeof(e));
+    assert_non_null(strstr(e, "unknown algorithm 'none'"));
+    errors_of("listen: [{ address: 127.0.0.1:1 }]\n"
+              "plugins: { jwt: { issuers: [{ issuer: x, secret: s, algorithms: [RS256] }] } }\n", e, sizeof(e));
+    assert_non_null(strstr(e, "no key of this issuer can verify RS256"));
+    errors_of("listen: [{ address: 127.0.0.1:1 }]\n"
+              "plugins: { ip_filter: { allow: [10.0.0.0/33] } }\n", e, sizeof(e));
+    assert_non_null(strstr(e, "t.yaml:2:33: invalid address or network"));
+}
+
+int main(void)
+{
+    uv_loop_init(&loop);
+    env.loop = &loop;
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_key_auth),
+        cmocka_unit_test(test_sha256_key_and_acl_deny_wins),
+        cmocka_unit_test(test_ip_filter_and_override),
+        cmocka_unit_test(test_mtls_auth),
+        cmocka_unit_test(test_basic_auth_waits_and_first_credential_decides),
+        cmocka_unit_test(test_cors_preflight_is_answered_before_auth),
+        cmocka_unit_test(test_config_errors),
+    };
+    int r = cmocka_run_group_tests(tests, NULL, NULL);
+    gh_exchange_cache_clear(&env);
+    uv_loop_close(&loop);
+    return r;
+}
