@@ -1,6 +1,7 @@
 #include "http/exchange.h"
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 /* An exchange and the first block of its arena are one allocation, recycled
  * through the worker's free list: a typical request allocates nothing. */
@@ -109,10 +110,20 @@ int gh_exchange_send_head(gh_exchange *ex, int status, const gh_header *hdrs, si
     gh_header *all = gh_arena_alloc(&ex->arena, (n + ex->nresp_extra) * sizeof(*all));
     if (!all)
         return GH_ERROR;
-    if (n)
-        memcpy(all, hdrs, n * sizeof(*all));
-    memcpy(all + n, ex->resp_extra, ex->nresp_extra * sizeof(*all));
-    return ex->down->send_head(ex, status, all, n + ex->nresp_extra, content_length);
+    /* the gateway's word replaces the producer's (two Access-Control-Allow-Origin
+     * make browsers refuse the answer); Vary is a list, both are kept */
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++) {
+        bool replaced = false;
+        for (size_t j = 0; j < ex->nresp_extra && !replaced; j++)
+            replaced = hdrs[i].name_len == ex->resp_extra[j].name_len &&
+                       strncasecmp(hdrs[i].name, ex->resp_extra[j].name, hdrs[i].name_len) == 0 &&
+                       !(hdrs[i].name_len == 4 && strncasecmp(hdrs[i].name, "vary", 4) == 0);
+        if (!replaced)
+            all[k++] = hdrs[i];
+    }
+    memcpy(all + k, ex->resp_extra, ex->nresp_extra * sizeof(*all));
+    return ex->down->send_head(ex, status, all, k + ex->nresp_extra, content_length);
 }
 
 void gh_exchange_read_body(gh_exchange *ex, gh_body_cb cb)

@@ -91,6 +91,8 @@ static bool ows(char ch) { return ch == ' ' || ch == '\t'; }
  * failure *bad is the first name refused. */
 static bool headers_allowed(const gh_cors_cfg *c, gh_str list, gh_str *bad)
 {
+    if (list.len == 0)
+        return true;   /* none asked (list.p may be NULL) */
     const char *p = list.p, *end = list.p + list.len;
     while (p < end) {
         const char *comma = memchr(p, ',', (size_t)(end - p));
