@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <uv.h>
 #include <zlib.h>
 #include "config/config.h"
@@ -16,6 +17,7 @@
 #include "server/server.h"
 #include "plugins/plugin.h"
 #include "server/snapshot.h"
+#include "targets/versions.h"
 
 static void usage(FILE *out)
 {
@@ -73,9 +75,45 @@ static const char *target_name(const gh_config *cfg, const gh_route_cfg *r, char
     case GH_TARGET_REDIRECT:
         snprintf(buf, cap, "redirect %d %s", r->redirect.status, SHOW(cfg, r->redirect.to));
         break;
+    case GH_TARGET_VERSIONS: {
+        const gh_versions_cfg *vs = r->versions;
+        int n = snprintf(buf, cap, "versions %s (default %s", vs->names.p, vs->def ? vs->def->name.p : "none");
+        if (vs->canary.to && n > 0 && (size_t)n < cap)
+            snprintf(buf + n, cap - (size_t)n, "; canary %u.%02u%% of %s to %s)", vs->canary.per_10000 / 100,
+                     vs->canary.per_10000 % 100, vs->canary.of->name.p, vs->canary.to->name.p);
+        else if (n > 0 && (size_t)n < cap)
+            snprintf(buf + n, cap - (size_t)n, ")");
+        break;
+    }
     default: snprintf(buf, cap, "?"); break;
     }
     return buf;
+}
+
+static void print_date(const char *what, int64_t t)
+{
+    if (t == GH_NO_DATE)
+        return;
+    time_t tt = (time_t)t;
+    struct tm tm;
+    char d[32];
+    gmtime_r(&tt, &tm);
+    strftime(d, sizeof(d), "%Y-%m-%dT%H:%M:%SZ", &tm);
+    printf(", %s %s%s", what, d, t <= (int64_t)time(NULL) ? " (past)" : "");
+}
+
+/* One line per version: its target, lifecycle, plugins. */
+static void print_version(const gh_config *cfg, const gh_version_cfg *v, const char *indent)
+{
+    char target[512], plugins[1024];
+    printf("%sversion %s: %s", indent, v->name.p, target_name(cfg, &v->route, target, sizeof(target)));
+    print_date("deprecated", v->deprecated);
+    print_date("sunset", v->sunset);
+    if (v->preview)
+        printf(", preview%s%s%s%s", v->preview_group.len ? " for group " : "", v->preview_group.len ? v->preview_group.p : "",
+               v->preview_header.len ? " with header " : "", v->preview_header.len ? v->preview_header.p : "");
+    gh_plugins_describe(cfg, &v->route.chain, plugins, sizeof(plugins));
+    printf("\n%s  plugins: %s\n", indent, plugins);
 }
 
 static int cmd_routes(const char *file)
@@ -94,6 +132,11 @@ static int cmd_routes(const char *file)
         printf("%-4zu %-24s %-56s %s\n", i + 1, SHOW(s->cfg, r->name), match,
                target_name(s->cfg, r, target, sizeof(target)));
         char plugins[1024];
+        if (r->versions) {
+            for (size_t k = 0; k < r->versions->n; k++)
+                print_version(s->cfg, &r->versions->list[k], "     ");
+            continue;
+        }
         gh_plugins_describe(s->cfg, &r->chain, plugins, sizeof(plugins));
         printf("     plugins: %s\n", plugins);
     }
@@ -155,7 +198,19 @@ static int cmd_explain(const char *file, const char *method, const char *url, ch
         .query = q ? gh_str_c(q + 1) : GH_STR(""), .headers = headers, .nheaders = nheaders,
     };
     gh_route_match m;
-    int mr = gh_router_match(s->router, &rq, &m);
+    gh_str path_version = { NULL, 0 }, vname, rest;
+    int mr = -1;
+    if (gh_versions_path_segment(rq.path, &vname, &rest)) {   /* as the dispatcher does */
+        gh_route_request vrq = rq;
+        vrq.path = rest;
+        if (gh_router_match(s->router, &vrq, &m) == GH_ROUTE_FOUND && gh_versions_claims_path(m.route)) {
+            rq.path = rest;
+            path_version = vname;
+            mr = GH_ROUTE_FOUND;
+        }
+    }
+    if (mr < 0)
+        mr = gh_router_match(s->router, &rq, &m);
     printf("request:   %s %s (host %s, normalized path %s)\n", method, url, host[0] ? host : "-", norm);
     if (mr == GH_ROUTE_NONE) {
         printf("result:    404 no_route: no route matches\n");
@@ -171,6 +226,36 @@ static int cmd_explain(const char *file, const char *method, const char *url, ch
     for (size_t i = 0; i < m.nparams; i++)
         printf("param:     %.*s = %.*s\n", (int)m.params[i].name.len, m.params[i].name.p,
                (int)m.params[i].value.len, m.params[i].value.p);
+    if (m.route->versions) {
+        static const char *const source[] = { "", "path", "header", "query", "accept" };
+        const gh_versions_cfg *vs = m.route->versions;
+        char vt[512];
+        printf("versions:  %s\n", target_name(s->cfg, m.route, vt, sizeof(vt)));
+        char *buf = malloc(rq.query.len + 1);
+        gh_str name;
+        int from = buf ? gh_versions_requested(vs, headers, nheaders, rq.query, path_version, buf, &name) : 0;
+        const gh_version_cfg *v = from ? gh_versions_find(vs, name) : vs->def;
+        if (from && !v)
+            printf("result:    400 version_unknown: '%.*s' (valid: %s)\n", (int)name.len, name.p, vs->names.p);
+        else if (!v)
+            printf("result:    400 version_required (valid: %s)\n", vs->names.p);
+        free(buf);
+        if (!v)
+            goto out;
+        printf("version:   %s (%s)", v->name.p, from ? source[from] : "default");
+        print_date("deprecated", v->deprecated);
+        print_date("sunset", v->sunset);
+        printf("\n");
+        if (vs->canary.of == v)
+            printf("canary:    %u.%02u%% of these go to version %s (%s)\n", vs->canary.per_10000 / 100,
+                   vs->canary.per_10000 % 100, vs->canary.to->name.p,
+                   vs->canary.sticky ? "sticky" : "at random");
+        if (v->sunset != GH_NO_DATE && v->sunset <= (int64_t)time(NULL)) {
+            printf("result:    410 version_sunset\n");
+            goto out;
+        }
+        m.route = &v->route;
+    }
     char plugins[1024];
     gh_plugins_describe(s->cfg, &m.route->chain, plugins, sizeof(plugins));
     printf("plugins:   %s\n", plugins);

@@ -122,8 +122,10 @@ typedef struct gh_upstream_cfg {
 
 /* ---- routes (SPEC §4) ---- */
 enum gh_target_kind {
-    GH_TARGET_UPSTREAM = 1, GH_TARGET_RESPOND, GH_TARGET_ECHO, GH_TARGET_REDIRECT,
+    GH_TARGET_UPSTREAM = 1, GH_TARGET_RESPOND, GH_TARGET_ECHO, GH_TARGET_REDIRECT, GH_TARGET_VERSIONS,
 };
+
+typedef struct gh_versions_cfg gh_versions_cfg;
 
 /* Known methods as bits; a route may also list other tokens (extension methods). */
 enum {
@@ -177,7 +179,52 @@ typedef struct gh_route_cfg {
     uint64_t timeout_ms;          /* 0 = upstream read timeout applies */
     gh_plugin_set plugins;        /* configured on the route */
     gh_plugin_set chain;          /* what runs: the global plugins overridden by the route's */
+    /* GH_TARGET_VERSIONS (SPEC §6) */
+    gh_versions_cfg *versions;
+    const struct gh_version_cfg *version;   /* on a version's own route: which one */
 } gh_route_cfg;
+
+/* ---- versions (SPEC §6) ---- */
+enum gh_version_source { GH_VSRC_PATH = 1, GH_VSRC_HEADER, GH_VSRC_QUERY, GH_VSRC_ACCEPT };
+enum gh_sticky { GH_STICKY_NONE = 0, GH_STICKY_HEADER, GH_STICKY_COOKIE, GH_STICKY_CONSUMER, GH_STICKY_IP };
+#define GH_NO_DATE INT64_MIN
+
+typedef struct gh_version_cfg {
+    gh_str name;                  /* "2" */
+    gh_mark mark;                 /* of the key in `list` */
+    size_t index;                 /* in the list */
+    /* The route as this version serves it: a copy of the versioned route
+     * with the version's target, rewrite, header edits and plugins over
+     * the route's. The dispatcher hands this to the plugin chain and target. */
+    gh_route_cfg route;
+    int64_t deprecated, sunset;   /* unix seconds, or GH_NO_DATE */
+    gh_mark deprecated_mark, sunset_mark;
+    gh_str docs;                  /* Link: <docs>; rel="deprecation" */
+    bool preview;
+    gh_str preview_group, preview_header;   /* preview_requires: one of them */
+    /* response headers, prepared at load */
+    gh_str deprecation_value;     /* "@1780272000" (RFC 9745) */
+    gh_str sunset_value;          /* HTTP-date (RFC 8594) */
+    gh_str link_value;            /* "<URL>; rel=\"deprecation\"" */
+} gh_version_cfg;
+
+struct gh_versions_cfg {
+    struct { int kind; gh_str name; } from[8];   /* enum gh_version_source; name for header/query */
+    size_t nfrom;
+    bool from_path;               /* "path" is among the sources */
+    const gh_version_cfg *def;    /* `default`, or NULL: 400 version_required */
+    gh_version_cfg *list;
+    size_t n;
+    struct {
+        const gh_version_cfg *to, *of;   /* NULL: no canary */
+        uint32_t per_10000;       /* percent * 100 */
+        int sticky;               /* enum gh_sticky */
+        gh_str sticky_name;       /* header or cookie name */
+        gh_mark mark;
+    } canary;
+    gh_str versions_json;         /* "\"versions\":[\"1\",\"2\"]" for version_unknown */
+    gh_str names;                 /* "1, 2, 3" for messages */
+};
 
 typedef struct gh_config {
     gh_arena arena;

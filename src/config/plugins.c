@@ -143,6 +143,10 @@ void gh_ld_plugins_resolve(gh_load *ld)
     for (size_t i = 0; i < cfg->nroutes; i++) {
         gh_route_cfg *r = &cfg->routes[i];
         gh_plugin_set_merge(&cfg->plugins, &r->plugins, &r->chain);
+        for (size_t k = 0; r->versions && k < r->versions->n; k++) {
+            gh_route_cfg *vr = &r->versions->list[k].route;
+            gh_plugin_set_merge(&cfg->plugins, &vr->plugins, &vr->chain);
+        }
         if (!mtls && chain_has(&r->chain, GH_PLUGIN_MTLS_AUTH))
             mtls = r->chain.p[GH_PLUGIN_MTLS_AUTH];
         if (chain_has(&r->chain, GH_PLUGIN_ACL) && !chain_has(&r->chain, GH_PLUGIN_KEY_AUTH) &&

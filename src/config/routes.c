@@ -528,10 +528,111 @@ static void load_target(gh_load *ld, gh_route_cfg *r, const gh_ypair **seen, int
         else
             check_params_used(ld, rd[RD_TO]->value->mark, r->redirect.to, kind, mp, "redirect");
         return;
+    case R_VERSIONS:
+        r->target = GH_TARGET_VERSIONS;   /* loaded last, over the finished route (load_route) */
+        return;
     default:
         gh_ld_error(ld, kv->key->mark, "target '%s' is not supported yet", route_keys[first].name);
         return;
     }
+}
+
+/* ------------------------------------------------------------ versions */
+
+typedef struct match_ctx {
+    int kind;
+    const params *mp;
+} match_ctx;
+
+enum { V_UPSTREAM, V_RESPOND, V_ECHO, V_REWRITE, V_REQUEST_HEADERS, V_RESPONSE_HEADERS, V_PLUGINS,
+       V_LIFE, V_COUNT = V_LIFE + GH_VERSION_LIFE_KEYS };
+static const gh_key version_keys[] = {
+    [V_UPSTREAM] = GH_KEY_DEFER("upstream"),
+    [V_RESPOND] = GH_KEY_DEFER("respond"),
+    [V_ECHO] = GH_KEY_DEFER("echo"),
+    [V_REWRITE] = GH_KEY_DEFER("rewrite"),
+    [V_REQUEST_HEADERS] = GH_KEY_DEFER("request_headers"),
+    [V_RESPONSE_HEADERS] = GH_KEY_DEFER("response_headers"),
+    [V_PLUGINS] = GH_KEY_DEFER("plugins"),
+    [V_LIFE + 0] = GH_KEY_DEFER("deprecated"),
+    [V_LIFE + 1] = GH_KEY_DEFER("sunset"),
+    [V_LIFE + 2] = GH_KEY_DEFER("docs"),
+    [V_LIFE + 3] = GH_KEY_DEFER("preview"),
+    [V_LIFE + 4] = GH_KEY_DEFER("preview_requires"),
+};
+static const gh_section version_section = GH_SECTION("version", version_keys);
+
+/* ops over base: base's sets not named again, then ops' own; removes of both. */
+static void merge_ops(gh_load *ld, gh_header_ops *out, const gh_header_ops *base, const gh_header_ops *ops)
+{
+    gh_kv *set = gh_ld_array(ld, base->nset + ops->nset + 1, sizeof(gh_kv));
+    gh_str *rm = gh_ld_array(ld, base->nremove + ops->nremove + 1, sizeof(gh_str));
+    size_t ns = 0, nr = 0;
+    for (size_t i = 0; i < base->nset; i++) {
+        bool again = false;
+        for (size_t j = 0; j < ops->nset && !again; j++)
+            again = gh_str_ieq(base->set[i].name, ops->set[j].name);
+        if (!again)
+            set[ns++] = base->set[i];
+    }
+    for (size_t j = 0; j < ops->nset; j++)
+        set[ns++] = ops->set[j];
+    for (size_t i = 0; i < base->nremove; i++)
+        rm[nr++] = base->remove[i];
+    for (size_t j = 0; j < ops->nremove; j++)
+        rm[nr++] = ops->remove[j];
+    *out = (gh_header_ops){ set, ns, rm, nr };
+}
+
+bool gh_ld_version_route(gh_load *ld, const gh_route_cfg *r, gh_version_cfg *v, const gh_ynode *map,
+                         const gh_ypair **life, const void *match)
+{
+    const match_ctx *mc = match;
+    const gh_ypair *seen[V_COUNT] = { 0 };
+    gh_route_cfg *vr = &v->route;
+    *vr = *r;
+    vr->target = 0;
+    vr->versions = NULL;
+    vr->version = v;
+    vr->upstream_name = (gh_str){ NULL, 0 };
+    vr->upstream = NULL;
+    if (!gh_ld_apply(ld, &version_section, map, vr, seen))
+        return false;
+    for (int k = 0; k < GH_VERSION_LIFE_KEYS; k++)
+        life[k] = seen[V_LIFE + k];
+    /* the same target rules as a route's, among the targets a version may have */
+    const gh_ypair *tseen[R_COUNT] = { 0 };
+    tseen[R_UPSTREAM] = seen[V_UPSTREAM];
+    tseen[R_RESPOND] = seen[V_RESPOND];
+    tseen[R_ECHO] = seen[V_ECHO];
+    if (!seen[V_UPSTREAM] && !seen[V_RESPOND] && !seen[V_ECHO]) {
+        gh_ld_error(ld, map->mark, "version '%.*s' needs a target: upstream, respond or echo", clip(v->name),
+                    v->name.p);
+        return false;
+    }
+    load_target(ld, vr, tseen, mc->kind, mc->mp);
+    if (seen[V_REWRITE]) {
+        vr->rewrite.strip_prefix = false;
+        vr->rewrite.prefix = vr->rewrite.path = (gh_str){ NULL, 0 };
+        load_rewrite(ld, vr, seen[V_REWRITE], mc->kind, mc->mp);
+    }
+    gh_header_ops ops;
+    if (seen[V_REQUEST_HEADERS]) {
+        memset(&ops, 0, sizeof(ops));
+        gh_ld_apply(ld, &header_ops_section, seen[V_REQUEST_HEADERS]->value, &ops, NULL);
+        merge_ops(ld, &vr->request_headers, &r->request_headers, &ops);
+    }
+    if (seen[V_RESPONSE_HEADERS]) {
+        memset(&ops, 0, sizeof(ops));
+        gh_ld_apply(ld, &header_ops_section, seen[V_RESPONSE_HEADERS]->value, &ops, NULL);
+        merge_ops(ld, &vr->response_headers, &r->response_headers, &ops);
+    }
+    if (seen[V_PLUGINS]) {
+        gh_plugin_set own = { { 0 } };
+        gh_ld_plugin_set(ld, seen[V_PLUGINS]->value, &own);
+        gh_plugin_set_merge(&r->plugins, &own, &vr->plugins);
+    }
+    return true;
 }
 
 /* name_marks: where the names of the routes before this one are. */
@@ -565,6 +666,10 @@ static void load_route(gh_load *ld, gh_route_cfg *r, const gh_ynode *item, gh_ma
     load_target(ld, r, seen, kind, &mp);
     if (seen[R_REWRITE])
         load_rewrite(ld, r, seen[R_REWRITE], kind, &mp);
+    if (r->target == GH_TARGET_VERSIONS) {
+        match_ctx mc = { kind, &mp };
+        gh_ld_versions(ld, r, seen[R_VERSIONS], &mc);
+    }
 }
 
 bool gh_ld_routes(gh_load *ld, void *obj, const gh_ypair *kv)
@@ -584,11 +689,26 @@ bool gh_ld_routes(gh_load *ld, void *obj, const gh_ypair *kv)
     return true;
 }
 
+static void resolve_upstream(gh_load *ld, gh_route_cfg *r)
+{
+    gh_config *cfg = ld->cfg;
+    if (r->target != GH_TARGET_UPSTREAM || r->upstream_name.len == 0)
+        return;
+    r->upstream = gh_config_upstream(cfg, r->upstream_name);
+    if (r->upstream)
+        r->upstream_index = (size_t)(r->upstream - cfg->upstreams);
+    else
+        gh_ld_error(ld, r->target_mark, "upstream '%.*s' is not defined", clip(r->upstream_name),
+                    r->upstream_name.p);
+}
+
 void gh_ld_routes_resolve(gh_load *ld)
 {
     gh_config *cfg = ld->cfg;
     for (size_t i = 0; i < cfg->nroutes; i++) {
         gh_route_cfg *r = &cfg->routes[i];
+        for (size_t k = 0; r->versions && k < r->versions->n; k++)
+            resolve_upstream(ld, &r->versions->list[k].route);
         if (r->target != GH_TARGET_UPSTREAM || r->upstream_name.len == 0)
             continue;
         r->upstream = gh_config_upstream(cfg, r->upstream_name);

@@ -148,6 +148,14 @@ bool gh_ld_upstream_tls(gh_load *ld, void *upstream, const gh_ypair *kv);  /* tl
 bool gh_ld_routes(gh_load *ld, void *cfg, const gh_ypair *kv);      /* routes.c */
 void gh_ld_routes_resolve(gh_load *ld);                             /* after everything */
 bool gh_ld_consumers(gh_load *ld, void *cfg, const gh_ypair *kv);   /* consumers.c */
+/* versions.c: route r's `versions:` (r is complete; match: routes.c's match context) */
+void gh_ld_versions(gh_load *ld, gh_route_cfg *r, const gh_ypair *kv, const void *match);
+/* routes.c: version v's route, the versioned route r with the version's
+ * target, rewrite, header edits and plugins over it; life[] gets the pairs
+ * of deprecated, sunset, docs, preview, preview_requires (or NULL). */
+#define GH_VERSION_LIFE_KEYS 5
+bool gh_ld_version_route(gh_load *ld, const gh_route_cfg *r, gh_version_cfg *v, const gh_ynode *map,
+                         const gh_ypair **life, const void *match);
 /* plugins.c: a `plugins:` map into set (global, route, version) */
 bool gh_ld_plugin_set(gh_load *ld, const gh_ynode *map, gh_plugin_set *set);
 bool gh_ld_global_plugins(gh_load *ld, void *cfg, const gh_ypair *kv);

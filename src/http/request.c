@@ -1,5 +1,6 @@
-/* request.c — request facts every codec derives the same way: the method's
- * bit, the host without its port, path and query from the request-target. */
+/* request.c — request facts every codec derives the same way (the
+ * method's bit, the host without its port, path and query from the
+ * request-target), and lookups into a request: query parameters, cookies. */
 #include <string.h>
 #include <strings.h>
 #include <arpa/inet.h>
@@ -92,4 +93,67 @@ void gh_set_peer(gh_exchange *ex, const struct sockaddr *sa)
         ex->client_port = ntohs(v4->sin_port);
     }
     memcpy(ex->client, ex->peer, sizeof(ex->client));
+}
+
+bool gh_query_param(gh_str query, gh_str name, gh_str *value, gh_str *item)
+{
+    const char *p = query.p, *end = p + query.len;
+    while (p && p < end) {
+        const char *amp = memchr(p, '&', (size_t)(end - p));
+        const char *item_end = amp ? amp : end;
+        const char *eq = memchr(p, '=', (size_t)(item_end - p));
+        const char *name_end = eq ? eq : item_end;
+        if ((size_t)(name_end - p) == name.len && memcmp(p, name.p, name.len) == 0) {
+            *value = eq ? gh_str_from(eq + 1, (size_t)(item_end - eq - 1)) : gh_str_from(item_end, 0);
+            if (item)
+                *item = gh_str_from(p, (size_t)(item_end - p));
+            return true;
+        }
+        p = amp ? amp + 1 : end;
+    }
+    return false;
+}
+
+static int hexval(char c)
+{
+    return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+}
+
+size_t gh_query_decode(gh_str in, char *out)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < in.len; i++) {
+        int hi, lo;
+        if (in.p[i] == '%' && i + 2 < in.len && (hi = hexval(in.p[i + 1])) >= 0 &&
+            (lo = hexval(in.p[i + 2])) >= 0) {
+            out[n++] = (char)(hi << 4 | lo);
+            i += 2;
+        } else {
+            out[n++] = in.p[i] == '+' ? ' ' : in.p[i];
+        }
+    }
+    return n;
+}
+
+bool gh_cookie(const gh_exchange *ex, gh_str name, gh_str *value)
+{
+    for (size_t i = 0; i < ex->nheaders; i++) {
+        const gh_header *h = &ex->headers[i];
+        if (h->name_len != 6 || strncasecmp(h->name, "cookie", 6) != 0)
+            continue;
+        const char *p = h->value, *end = p + h->value_len;
+        while (p < end) {
+            while (p < end && (*p == ' ' || *p == ';'))
+                p++;
+            const char *semi = memchr(p, ';', (size_t)(end - p));
+            const char *pair_end = semi ? semi : end;
+            const char *eq = memchr(p, '=', (size_t)(pair_end - p));
+            if (eq && (size_t)(eq - p) == name.len && memcmp(p, name.p, name.len) == 0) {
+                *value = gh_str_from(eq + 1, (size_t)(pair_end - eq - 1));
+                return true;
+            }
+            p = pair_end;
+        }
+    }
+    return false;
 }

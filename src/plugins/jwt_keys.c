@@ -415,7 +415,7 @@ bool gh_jwt_keys_add_text(gh_jwt_keyset *ks, const char *text, size_t len, char 
     while (i < len && isspace((unsigned char)text[i]))
         i++;
     if (len - i >= 10 && memcmp(text + i, "-----BEGIN", 10) == 0)
-        return add_pem(ks, text, len, err, errlen);
+        return add_pem(ks, text + i, len - i, err, errlen);   /* a block starts a line */
     if (i < len && text[i] == '{')
         return add_json(ks, text, len, err, errlen);
     seterr(err, errlen, "neither PEM nor JSON (a JWKS)");

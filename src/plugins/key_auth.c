@@ -4,47 +4,23 @@
  * configured one. hide_credentials removes the key before forwarding. */
 #include <stdio.h>
 #include <string.h>
+#include "http/request.h"
 #include "plugins/plugin.h"
 
 static const char challenge[] = "Key realm=\"gatehouse\"";
 
-static int hexval(char c)
+/* The value of query parameter `name`, percent-decoded into the arena;
+ * item: the whole "name=value", to cut it out. */
+static bool query_key(gh_exchange *ex, gh_str name, gh_str *value, gh_str *item)
 {
-    return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
-}
-
-/* The value of query parameter `name` (percent-decoded into the arena);
- * at, at_len: the whole "name=value" item, to cut it out. */
-static bool query_param(gh_exchange *ex, gh_str name, gh_str *value, const char **at, size_t *at_len)
-{
-    const char *p = ex->query.p, *end = p + ex->query.len;
-    while (p && p < end) {
-        const char *amp = memchr(p, '&', (size_t)(end - p));
-        const char *item_end = amp ? amp : end;
-        const char *eq = memchr(p, '=', (size_t)(item_end - p));
-        if (eq && (size_t)(eq - p) == name.len && memcmp(p, name.p, name.len) == 0) {
-            size_t vl = (size_t)(item_end - eq - 1);
-            char *v = gh_arena_alloc(&ex->arena, vl + 1);
-            if (!v)
-                return false;
-            size_t n = 0;
-            for (const char *s = eq + 1; s < item_end; s++) {
-                int hi, lo;
-                if (*s == '%' && item_end - s > 2 && (hi = hexval(s[1])) >= 0 && (lo = hexval(s[2])) >= 0) {
-                    v[n++] = (char)(hi << 4 | lo);
-                    s += 2;
-                } else {
-                    v[n++] = *s == '+' ? ' ' : *s;
-                }
-            }
-            *value = (gh_str){ v, n };
-            *at = p;
-            *at_len = (size_t)(item_end - p);
-            return true;
-        }
-        p = amp ? amp + 1 : end;
-    }
-    return false;
+    gh_str raw;
+    if (!gh_query_param(ex->query, name, &raw, item))
+        return false;
+    char *v = gh_arena_alloc(&ex->arena, raw.len + 1);
+    if (!v)
+        return false;
+    *value = (gh_str){ v, gh_query_decode(raw, v) };
+    return true;
 }
 
 /* The query without one "name=value" item (and its separator). */
@@ -72,14 +48,12 @@ static int key_auth_request(gh_plugin_run *run, const gh_plugin_cfg *conf)
     const gh_key_auth_cfg *c = (const gh_key_auth_cfg *)conf;
     gh_exchange *ex = run->ex;
     const gh_header *h = c->header.len ? gh_exchange_header(ex, c->header.p, c->header.len) : NULL;
-    gh_str key = { NULL, 0 };
-    const char *at = NULL;
-    size_t at_len = 0;
+    gh_str key = { NULL, 0 }, item = { NULL, 0 };
     if (h)
         key = (gh_str){ h->value, h->value_len };
     else if (c->query.len && ex->query.len)
-        query_param(ex, c->query, &key, &at, &at_len);
-    bool found = h || at;
+        query_key(ex, c->query, &key, &item);
+    bool found = h || item.p;
     if (!run->authenticated) {
         if (!found) {
             gh_plugin_no_credential(run, challenge);
@@ -94,7 +68,7 @@ static int key_auth_request(gh_plugin_run *run, const gh_plugin_cfg *conf)
         if (h)
             gh_exchange_remove_header(ex, c->header.p, c->header.len);
         else
-            cut_query(ex, at, at_len);
+            cut_query(ex, item.p, item.len);
     }
     return GH_PLUGIN_NEXT;
 }

@@ -46,15 +46,23 @@ bool gh_plugins_compile(gh_config *cfg, gh_consumers **consumers, gh_diag *diag)
         return false;
     gh_plugin_build b = { .cfg = cfg, .consumers = *consumers, .diag = diag };
     bool ok = compile_set(&cfg->plugins, &b);
-    for (size_t i = 0; i < cfg->nroutes; i++)
+    for (size_t i = 0; i < cfg->nroutes; i++) {
+        const gh_versions_cfg *vs = cfg->routes[i].versions;
         ok &= compile_set(&cfg->routes[i].plugins, &b);
+        for (size_t k = 0; vs && k < vs->n; k++)
+            ok &= compile_set(&vs->list[k].route.plugins, &b);
+    }
     return ok;
 }
 
 void gh_plugins_release(gh_config *cfg, gh_consumers *consumers)
 {
     release_set(&cfg->plugins);
-    for (size_t i = 0; i < cfg->nroutes; i++)
+    for (size_t i = 0; i < cfg->nroutes; i++) {
+        const gh_versions_cfg *vs = cfg->routes[i].versions;
         release_set(&cfg->routes[i].plugins);
+        for (size_t k = 0; vs && k < vs->n; k++)
+            release_set(&vs->list[k].route.plugins);
+    }
     gh_consumers_free(consumers);
 }

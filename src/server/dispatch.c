@@ -8,6 +8,7 @@
 #include "server/client_addr.h"
 #include "server/worker.h"
 #include "targets/targets.h"
+#include "targets/versions.h"
 
 /* The rewritten path plus "?query": what the upstream (or echo) is sent. */
 static gh_str forward_path(gh_exchange *ex, const gh_route_match *m)
@@ -65,17 +66,24 @@ static void run_target(gh_exchange *ex, gh_snapshot *snap, const gh_route_match 
     }
 }
 
-/* A route with plugins: the chain runs first (maybe asynchronously), so
- * the match is kept in the exchange's arena for the target. */
+/* A route with plugins, or a version still to confirm: the chain runs
+ * first (maybe asynchronously), so the match is kept in the arena. */
 typedef struct chained {
     gh_plugin_run run;
     gh_route_match m;
     gh_snapshot *snap;
+    const gh_route_cfg *versioned;   /* the versioned route, when m.route is one of its versions */
+    gh_version_pick pick;
 } chained;
 
 static void chain_passed(gh_plugin_run *run)
 {
     chained *c = run->done_ctx;
+    if (c->versioned) {
+        if (!gh_versions_confirm(run->ex, c->versioned, &c->pick))
+            return;
+        c->m.route = &c->pick.v->route;
+    }
     run_target(run->ex, c->snap, &c->m);
 }
 
@@ -87,10 +95,19 @@ static bool has_plugins(const gh_plugin_set *set)
     return false;
 }
 
-static void start_route(gh_exchange *ex, gh_snapshot *snap, const gh_route_match *m)
+/* path_version: the name of a /vN/ segment the dispatcher cut off. */
+static void start_route(gh_exchange *ex, gh_snapshot *snap, const gh_route_match *m, gh_str path_version)
 {
-    ex->log.route = m->route->name;
-    if (!has_plugins(&m->route->chain)) {
+    const gh_route_cfg *route = m->route;
+    ex->log.route = route->name;
+    gh_version_pick pick = { 0 };
+    if (route->target == GH_TARGET_VERSIONS) {
+        if (!gh_versions_pick(ex, route, path_version, &pick))
+            return;
+        route = &pick.v->route;
+    }
+    bool plugins = has_plugins(&route->chain);
+    if (!plugins && !pick.v) {
         run_target(ex, snap, m);
         return;
     }
@@ -101,13 +118,19 @@ static void start_route(gh_exchange *ex, gh_snapshot *snap, const gh_route_match
     }
     memset(&c->run, 0, sizeof(c->run));
     c->m = *m;
+    c->m.route = route;
     c->snap = snap;
+    c->versioned = pick.v ? m->route : NULL;
+    c->pick = pick;
     c->run.ex = ex;
-    c->run.chain = &m->route->chain;
+    c->run.chain = &route->chain;
     c->run.consumers = snap->consumers;
     c->run.done = chain_passed;
     c->run.done_ctx = c;
-    gh_plugin_chain_start(&c->run);
+    if (plugins)
+        gh_plugin_chain_start(&c->run);
+    else
+        chain_passed(&c->run);
 }
 
 /* A CORS preflight (OPTIONS) to a route that does not list OPTIONS: it
@@ -148,7 +171,21 @@ void gh_dispatch(gh_exchange *ex)
         .headers = ex->headers, .nheaders = ex->nheaders,
     };
     gh_route_match m;
-    int rc = gh_router_match(snap->router, &rq, &m);
+    gh_str path_version = { NULL, 0 }, vname, rest;
+    int rc = -1;
+    if (gh_versions_path_segment(ex->path, &vname, &rest)) {
+        /* /v2/orders/7 belongs to a versioned route at /orders that reads the path */
+        gh_route_request vrq = rq;
+        vrq.path = rest;
+        if (gh_router_match(snap->router, &vrq, &m) == GH_ROUTE_FOUND && gh_versions_claims_path(m.route)) {
+            ex->path = rest;
+            rq.path = rest;
+            path_version = vname;
+            rc = GH_ROUTE_FOUND;
+        }
+    }
+    if (rc < 0)
+        rc = gh_router_match(snap->router, &rq, &m);
     if (rc == GH_ROUTE_NONE) {
         gh_problem(ex, 404, "no_route", "no route matches this request", NULL, 0, NULL);
         return;
@@ -156,7 +193,7 @@ void gh_dispatch(gh_exchange *ex)
     if (rc == GH_ROUTE_METHOD) {
         gh_route_match pm;
         if (preflight_route(ex, &rq, &pm)) {
-            start_route(ex, snap, &pm);
+            start_route(ex, snap, &pm, path_version);
             return;
         }
         gh_header allow = { "Allow", m.allow_text, 5, (uint32_t)strlen(m.allow_text) };
@@ -166,5 +203,5 @@ void gh_dispatch(gh_exchange *ex)
         gh_problem(ex, 405, "method_not_allowed", detail, &allow, 1, NULL);
         return;
     }
-    start_route(ex, snap, &m);
+    start_route(ex, snap, &m, path_version);
 }

@@ -1,0 +1,272 @@
+/* versions.c — choosing the version of a versioned route (SPEC §6, §12.11,
+ * §12.12): read it from the sources of `from` in order (the first that has
+ * one decides), else the default; refuse unknown (400 version_unknown with
+ * the list), missing (400 version_required) and retired ones (410
+ * version_sunset, against the clock of each request); keep previews hidden
+ * (404 no_route); move the canary's share; announce the lifecycle with
+ * Deprecation / Sunset / Link and name the version in Api-Version both ways. */
+#include "targets/versions.h"
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+#include "http/request.h"
+#include "http/status.h"
+
+bool gh_versions_path_segment(gh_str path, gh_str *name, gh_str *rest)
+{
+    if (path.len < 3 || path.p[0] != '/' || path.p[1] != 'v' || path.p[2] < '0' || path.p[2] > '9')
+        return false;
+    const char *slash = memchr(path.p + 1, '/', path.len - 1);
+    size_t seg = slash ? (size_t)(slash - path.p) : path.len;
+    *name = gh_str_from(path.p + 2, seg - 2);
+    *rest = slash ? gh_str_from(slash, path.len - seg) : gh_str_from("/", 1);
+    return true;
+}
+
+bool gh_versions_claims_path(const gh_route_cfg *route)
+{
+    return route->target == GH_TARGET_VERSIONS && route->versions && route->versions->from_path;
+}
+
+static const gh_version_cfg *find(const gh_versions_cfg *vs, gh_str name)
+{
+    for (size_t i = 0; i < vs->n; i++)
+        if (gh_str_eq(vs->list[i].name, name))
+            return &vs->list[i];
+    return NULL;
+}
+
+static const gh_header *header(const gh_header *h, size_t nh, gh_str name)
+{
+    for (size_t i = 0; i < nh; i++)
+        if (h[i].name_len == name.len && strncasecmp(h[i].name, name.p, name.len) == 0)
+            return &h[i];
+    return NULL;
+}
+
+/* "application/vnd.example.v2+json" -> "2": the last ".v<name>" before a
+ * '+' or the end of a media type, in any element of Accept. */
+static bool accept_version(const gh_header *h, gh_str *out)
+{
+    if (!h)
+        return false;
+    const char *p = h->value, *end = p + h->value_len;
+    while (p < end) {
+        const char *comma = memchr(p, ',', (size_t)(end - p));
+        const char *elem_end = comma ? comma : end;
+        const char *semi = memchr(p, ';', (size_t)(elem_end - p));
+        const char *type_end = semi ? semi : elem_end;
+        while (p < type_end && *p == ' ')
+            p++;
+        while (type_end > p && type_end[-1] == ' ')
+            type_end--;
+        const char *vnd = (size_t)(type_end - p) > 16 ? memmem(p, (size_t)(type_end - p), "/vnd.", 5) : NULL;
+        if (vnd) {
+            const char *plus = memchr(vnd, '+', (size_t)(type_end - vnd));
+            const char *stop = plus ? plus : type_end;
+            for (const char *q = stop - 1; q > vnd + 5; q--) {
+                if (q[0] == 'v' && q[-1] == '.' && q + 1 < stop) {
+                    *out = gh_str_from(q + 1, (size_t)(stop - q - 1));
+                    return true;
+                }
+            }
+        }
+        p = comma ? comma + 1 : end;
+    }
+    return false;
+}
+
+int gh_versions_requested(const gh_versions_cfg *vs, const gh_header *h, size_t nh, gh_str query,
+                          gh_str path_version, char *buf, gh_str *out)
+{
+    for (size_t i = 0; i < vs->nfrom; i++) {
+        gh_str name = vs->from[i].name, raw;
+        const gh_header *f;
+        switch (vs->from[i].kind) {
+        case GH_VSRC_PATH:
+            if (path_version.p) {
+                *out = path_version;
+                return GH_VSRC_PATH;
+            }
+            break;
+        case GH_VSRC_HEADER:
+            if ((f = header(h, nh, name)) && f->value_len) {
+                *out = gh_str_from(f->value, f->value_len);
+                return GH_VSRC_HEADER;
+            }
+            break;
+        case GH_VSRC_QUERY:
+            if (gh_query_param(query, name, &raw, NULL) && raw.len) {
+                *out = gh_str_from(buf, gh_query_decode(raw, buf));
+                return GH_VSRC_QUERY;
+            }
+            break;
+        case GH_VSRC_ACCEPT:
+            if (accept_version(header(h, nh, GH_STR("accept")), out))
+                return GH_VSRC_ACCEPT;
+            break;
+        }
+    }
+    return 0;
+}
+
+const gh_version_cfg *gh_versions_find(const gh_versions_cfg *vs, gh_str name)
+{
+    const gh_version_cfg *v = find(vs, name);
+    if (!v && name.len > 1 && (name.p[0] == 'v' || name.p[0] == 'V'))
+        v = find(vs, gh_str_from(name.p + 1, name.len - 1));   /* "Api-Version: v2" */
+    return v;
+}
+
+uint32_t gh_versions_bucket(gh_str route, gh_str key)
+{
+    uint64_t h = 1469598103934665603ull;   /* FNV-1a over "route\0key", then a splitmix64 finish */
+    for (size_t i = 0; i < route.len; i++)
+        h = (h ^ (uint8_t)route.p[i]) * 1099511628211ull;
+    h = (h ^ 0) * 1099511628211ull;
+    for (size_t i = 0; i < key.len; i++)
+        h = (h ^ (uint8_t)key.p[i]) * 1099511628211ull;
+    h ^= h >> 30;
+    h *= 0xbf58476d1ce4e5b9ull;
+    h ^= h >> 27;
+    h *= 0x94d049bb133111ebull;
+    h ^= h >> 31;
+    return (uint32_t)(h % 10000);
+}
+
+/* The sticky key, or false (then the request is placed at random). */
+static bool sticky_key(gh_exchange *ex, const gh_versions_cfg *vs, gh_str *key)
+{
+    switch (vs->canary.sticky) {
+    case GH_STICKY_HEADER: {
+        const gh_header *h = gh_exchange_header(ex, vs->canary.sticky_name.p, vs->canary.sticky_name.len);
+        if (h && h->value_len)
+            *key = gh_str_from(h->value, h->value_len);
+        return h && h->value_len;
+    }
+    case GH_STICKY_COOKIE:
+        return gh_cookie(ex, vs->canary.sticky_name, key) && key->len;
+    case GH_STICKY_CONSUMER:
+        /* an anonymous caller sticks by address */
+        *key = ex->log.consumer.len ? ex->log.consumer : gh_str_c(ex->client);
+        return true;
+    case GH_STICKY_IP:
+        *key = gh_str_c(ex->client);
+        return true;
+    default:
+        return false;
+    }
+}
+
+static bool to_canary(gh_exchange *ex, const gh_route_cfg *route)
+{
+    const gh_versions_cfg *vs = route->versions;
+    gh_str key;
+    uint32_t bucket = sticky_key(ex, vs, &key) ? gh_versions_bucket(route->name, key)
+                                               : (uint32_t)(gh_random(ex->env) % 10000);
+    return bucket < vs->canary.per_10000;
+}
+
+/* Set a header of every response (replacing an earlier value of ours). */
+static void response_header(gh_exchange *ex, const char *name, size_t nl, gh_str value)
+{
+    for (size_t i = 0; i < ex->nresp_extra; i++)
+        if (ex->resp_extra[i].name_len == nl && strncasecmp(ex->resp_extra[i].name, name, nl) == 0) {
+            ex->resp_extra[i].value = value.p;
+            ex->resp_extra[i].value_len = (uint32_t)value.len;
+            return;
+        }
+    gh_exchange_add_response_header(ex, name, nl, value.p, value.len);
+}
+
+/* The version is decided: say so to the upstream, the client and the log. */
+static void announce(gh_exchange *ex, const gh_version_cfg *v)
+{
+    ex->log.version = v->name;
+    gh_exchange_remove_header(ex, "api-version", 11);   /* set, replacing a client's (§12.12) */
+    gh_exchange_add_header(ex, "Api-Version", 11, v->name.p, v->name.len);
+    response_header(ex, "Api-Version", 11, v->name);
+    if (v->deprecation_value.len)
+        response_header(ex, "Deprecation", 11, v->deprecation_value);
+    if (v->sunset_value.len)
+        response_header(ex, "Sunset", 6, v->sunset_value);
+    if (v->link_value.len)
+        response_header(ex, "Link", 4, v->link_value);
+}
+
+bool gh_versions_pick(gh_exchange *ex, const gh_route_cfg *route, gh_str path_version, gh_version_pick *pick)
+{
+    const gh_versions_cfg *vs = route->versions;
+    char detail[256];
+    gh_str name;
+    const gh_version_cfg *v;
+    *pick = (gh_version_pick){ 0 };
+    char *buf = gh_arena_alloc(&ex->arena, ex->query.len + 1);
+    if (buf && gh_versions_requested(vs, ex->headers, ex->nheaders, ex->query, path_version, buf, &name)) {
+        v = gh_versions_find(vs, name);
+        if (!v) {
+            snprintf(detail, sizeof(detail), "version '%.*s' is unknown; valid: %.*s",
+                     (int)(name.len > 32 ? 32 : name.len), name.p, (int)vs->names.len, vs->names.p);
+            gh_problem(ex, 400, "version_unknown", detail, NULL, 0, vs->versions_json.p);
+            return false;
+        }
+    } else if (vs->def) {
+        v = vs->def;
+    } else {
+        snprintf(detail, sizeof(detail), "this API needs a version; valid: %.*s", (int)vs->names.len, vs->names.p);
+        gh_problem(ex, 400, "version_required", detail, NULL, 0, vs->versions_json.p);
+        return false;
+    }
+    if (vs->canary.of == v && vs->canary.per_10000) {
+        if (vs->canary.sticky == GH_STICKY_CONSUMER)
+            pick->decide_later = true;
+        else if (to_canary(ex, route)) {
+            v = vs->canary.to;
+            pick->by_canary = true;
+        }
+    }
+    if (v->sunset != GH_NO_DATE && (int64_t)time(NULL) >= v->sunset) {
+        snprintf(detail, sizeof(detail), "version %s was retired on %s", v->name.p, v->sunset_value.p);
+        ex->log.version = v->name;
+        gh_problem(ex, 410, "version_sunset", detail, NULL, 0, vs->versions_json.p);
+        return false;
+    }
+    if (v->preview && !pick->by_canary && v->preview_header.len &&
+        !gh_exchange_header(ex, v->preview_header.p, v->preview_header.len)) {
+        gh_problem(ex, 404, "no_route", "no route matches this request", NULL, 0, NULL);
+        return false;
+    }
+    pick->v = v;
+    announce(ex, v);
+    return true;
+}
+
+static bool in_groups(gh_str groups, gh_str g)
+{
+    const char *p = groups.p, *end = p + groups.len;
+    while (p && p < end) {
+        const char *comma = memchr(p, ',', (size_t)(end - p));
+        const char *e = comma ? comma : end;
+        if ((size_t)(e - p) == g.len && memcmp(p, g.p, g.len) == 0)
+            return true;
+        p = comma ? comma + 1 : end;
+    }
+    return false;
+}
+
+bool gh_versions_confirm(gh_exchange *ex, const gh_route_cfg *route, gh_version_pick *pick)
+{
+    const gh_versions_cfg *vs = route->versions;
+    if (pick->decide_later && to_canary(ex, route)) {
+        pick->v = vs->canary.to;
+        pick->by_canary = true;
+        announce(ex, pick->v);
+    }
+    const gh_version_cfg *v = pick->v;
+    if (v->preview && !pick->by_canary && v->preview_group.len && !in_groups(ex->consumer_groups, v->preview_group)) {
+        gh_problem(ex, 404, "no_route", "no route matches this request", NULL, 0, NULL);
+        return false;
+    }
+    return true;
+}
