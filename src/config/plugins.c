@@ -131,31 +131,44 @@ void gh_plugin_set_merge(const gh_plugin_set *base, const gh_plugin_set *over, g
 
 static bool chain_has(const gh_plugin_set *s, int id) { return s->p[id] && s->p[id]->enabled; }
 
-/* Cross-checks that need the whole file: every route's chain, mtls_auth
- * against the listeners, acl without anyone to authenticate. */
+static bool authenticates(const gh_plugin_set *s)
+{
+    return chain_has(s, GH_PLUGIN_KEY_AUTH) || chain_has(s, GH_PLUGIN_JWT) || chain_has(s, GH_PLUGIN_BASIC_AUTH) ||
+           chain_has(s, GH_PLUGIN_MTLS_AUTH);
+}
+
+/* One route's (or one version's) chain: the global plugins under its own. */
+static void resolve_chain(gh_load *ld, gh_route_cfg *r, const gh_plugin_cfg **mtls)
+{
+    gh_plugin_set_merge(&ld->cfg->plugins, &r->plugins, &r->chain);
+    if (!*mtls && chain_has(&r->chain, GH_PLUGIN_MTLS_AUTH))
+        *mtls = r->chain.p[GH_PLUGIN_MTLS_AUTH];
+    if (chain_has(&r->chain, GH_PLUGIN_ACL) && !authenticates(&r->chain))
+        gh_diag_warn(ld->diag, r->chain.p[GH_PLUGIN_ACL]->mark,
+                     "route '%.*s' has acl but no authentication plugin: every request gets 403", clip(r->name),
+                     r->name.p);
+}
+
+/* Cross-checks that need the whole file: every route's and version's
+ * chain, mtls_auth against the listeners, acl without anyone to
+ * authenticate. */
 void gh_ld_plugins_resolve(gh_load *ld)
 {
     gh_config *cfg = ld->cfg;
     bool client_ca = false;
     for (size_t i = 0; i < cfg->nlistens; i++)
         client_ca |= cfg->listens[i].tls && cfg->listens[i].tls->client_ca.len;
-    const gh_plugin_cfg *mtls = cfg->plugins.p[GH_PLUGIN_MTLS_AUTH];
+    const gh_plugin_cfg *mtls = chain_has(&cfg->plugins, GH_PLUGIN_MTLS_AUTH) ? cfg->plugins.p[GH_PLUGIN_MTLS_AUTH] : NULL;
     for (size_t i = 0; i < cfg->nroutes; i++) {
         gh_route_cfg *r = &cfg->routes[i];
-        gh_plugin_set_merge(&cfg->plugins, &r->plugins, &r->chain);
-        for (size_t k = 0; r->versions && k < r->versions->n; k++) {
-            gh_route_cfg *vr = &r->versions->list[k].route;
-            gh_plugin_set_merge(&cfg->plugins, &vr->plugins, &vr->chain);
+        if (r->versions) {
+            for (size_t k = 0; k < r->versions->n; k++)
+                resolve_chain(ld, &r->versions->list[k].route, &mtls);
+            gh_plugin_set_merge(&cfg->plugins, &r->plugins, &r->chain);
+        } else {
+            resolve_chain(ld, r, &mtls);
         }
-        if (!mtls && chain_has(&r->chain, GH_PLUGIN_MTLS_AUTH))
-            mtls = r->chain.p[GH_PLUGIN_MTLS_AUTH];
-        if (chain_has(&r->chain, GH_PLUGIN_ACL) && !chain_has(&r->chain, GH_PLUGIN_KEY_AUTH) &&
-            !chain_has(&r->chain, GH_PLUGIN_JWT) && !chain_has(&r->chain, GH_PLUGIN_BASIC_AUTH) &&
-            !chain_has(&r->chain, GH_PLUGIN_MTLS_AUTH))
-            gh_diag_warn(ld->diag, r->chain.p[GH_PLUGIN_ACL]->mark,
-                         "route '%.*s' has acl but no authentication plugin: every request gets 403",
-                         clip(r->name), r->name.p);
     }
-    if (mtls && mtls->enabled && !client_ca)
+    if (mtls && !client_ca)
         gh_ld_error(ld, mtls->mark, "mtls_auth needs a listener with tls.client_ca (clients must present verified certificates)");
 }
