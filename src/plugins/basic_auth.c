@@ -102,8 +102,8 @@ static void work_done(uv_work_t *w, int status)
     const basic_rt *rt = j->conf->base.rt;
     if (status != 0 || !j->ok) {
         job_free(j);
+        gh_plugin_resume(run, GH_PLUGIN_DONE);   /* before answering: the answer may end the exchange */
         gh_plugin_unauthorized(run, rt->challenge, "invalid username or password");
-        gh_plugin_resume(run, GH_PLUGIN_DONE);
         return;
     }
     cache_entry *e = cache_slot(j->digest);

@@ -23,21 +23,26 @@ static bool query_key(gh_exchange *ex, gh_str name, gh_str *value, gh_str *item)
     return true;
 }
 
-/* The query without one "name=value" item (and its separator). */
-static void cut_query(gh_exchange *ex, const char *at, size_t len)
+/* The query without any `name` parameter (hide_credentials: every copy). */
+static void cut_query(gh_exchange *ex, gh_str name)
 {
-    size_t before = (size_t)(at - ex->query.p), after = ex->query.len - before - len;
     char *q = gh_arena_alloc(&ex->arena, ex->query.len + 1);
     if (!q)
         return;
     size_t n = 0;
-    memcpy(q, ex->query.p, before);
-    n = before;
-    if (after) {
-        memcpy(q + n, at + len + 1, after - 1);   /* skip the '&' after the item */
-        n += after - 1;
-    } else if (n) {
-        n--;   /* the item was last: drop the '&' before it */
+    const char *p = ex->query.p, *end = p + ex->query.len;
+    while (p < end) {
+        const char *amp = memchr(p, '&', (size_t)(end - p));
+        const char *item_end = amp ? amp : end;
+        const char *eq = memchr(p, '=', (size_t)(item_end - p));
+        size_t nl = (size_t)((eq ? eq : item_end) - p);
+        if (!(nl == name.len && memcmp(p, name.p, nl) == 0)) {
+            if (n)
+                q[n++] = '&';
+            memcpy(q + n, p, (size_t)(item_end - p));
+            n += (size_t)(item_end - p);
+        }
+        p = amp ? amp + 1 : end;
     }
     q[n] = '\0';
     ex->query = (gh_str){ q, n };
@@ -64,11 +69,11 @@ static int key_auth_request(gh_plugin_run *run, const gh_plugin_cfg *conf)
             return gh_plugin_unauthorized(run, challenge, "invalid API key");
         gh_plugin_authenticated(run, who);
     }
-    if (c->hide_credentials && found) {
-        if (h)
+    if (c->hide_credentials) {   /* every copy, wherever the key was read from */
+        if (c->header.len)
             gh_exchange_remove_header(ex, c->header.p, c->header.len);
-        else
-            cut_query(ex, item.p, item.len);
+        if (c->query.len && ex->query.len)
+            cut_query(ex, c->query);
     }
     return GH_PLUGIN_NEXT;
 }

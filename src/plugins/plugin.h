@@ -66,7 +66,9 @@ void gh_plugins_release(gh_config *cfg, gh_consumers *consumers);
 
 /* Run the chain from its start; run->done is called when it passes. */
 void gh_plugin_chain_start(gh_plugin_run *run);
-/* After WAIT: the plugin's step ended with NEXT or DONE. */
+/* After WAIT: the plugin's step ended. NEXT goes on with the chain. To
+ * answer instead, call this with DONE first (it forgets the wait), then
+ * answer: an answer may end the exchange and free the run. */
 void gh_plugin_resume(gh_plugin_run *run, int step);
 
 /* "ip_filter, key_auth(header X-API-Key), acl" for `routes`/`explain`. */
