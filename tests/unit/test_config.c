@@ -412,17 +412,16 @@ static void test_unknown_key_hint(void **state)
 
 static void test_not_yet_supported_keys(void **state)
 {
-    assert_string_equal(errors_of(LISTEN "admin: { address: 127.0.0.1:9901 }\nplugins: {}\nconsumers: []\n"),
+    assert_string_equal(errors_of(LISTEN "admin: { address: 127.0.0.1:9901 }\nplugins: { rate_limit: {} }\n"),
                         "test.yaml:3:1: unknown key 'admin'\n"
-                        "test.yaml:4:1: unknown key 'plugins'\n"
-                        "test.yaml:5:1: unknown key 'consumers'");
+                        "test.yaml:4:12: plugin 'rate_limit' is not supported yet");
     assert_string_equal(errors_of(LISTEN "upstreams:\n  u:\n    targets: [127.0.0.1:1]\n"
                                          "    health_check: {}\n    balance: hash\n    protocol: h3\n"),
                         "test.yaml:6:5: unknown key 'health_check'\n"
                         "test.yaml:7:14: balance 'hash' is not supported yet\n"
                         "test.yaml:8:15: invalid protocol 'h3' (use http1 or h2)");
-    assert_string_equal(errors_of(LISTEN "routes:\n  - name: v\n    match: { prefix: /v }\n    versions: {}\n"),
-                        "test.yaml:6:5: target 'versions' is not supported yet");
+    assert_string_equal(errors_of(LISTEN "routes:\n  - name: v\n    match: { prefix: /v }\n    aggregate: {}\n"),
+                        "test.yaml:6:5: target 'aggregate' is not supported yet");
     assert_string_equal(errors_of("listen:\n  - address: 127.0.0.1:8443\n    tls: {}\n"),
                         "test.yaml:3:5: tls needs certificates (a list of { cert: FILE, key: FILE })");
 }
