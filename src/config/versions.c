@@ -269,8 +269,8 @@ static const gh_version_cfg *canary_version(gh_load *ld, gh_versions_cfg *vs, co
         return NULL;
     }
     const gh_version_cfg *v = find(vs, t);
-    if (!v) {
-        gh_ld_error(ld, kv->value->mark, "canary %s '%.*s' is not in the list (%.*s)", what, clip(t), t.p,
+    if (!v) {   /* §12.1: an undefined reference is reported at the key */
+        gh_ld_error(ld, kv->key->mark, "canary %s '%.*s' is not in the list (%.*s)", what, clip(t), t.p,
                     clip(vs->names), vs->names.p);
         return NULL;
     }
@@ -387,7 +387,7 @@ void gh_ld_versions(gh_load *ld, gh_route_cfg *r, const gh_ypair *kv, const void
         if (gh_ld_text(ld, seen[S_DEFAULT]->value, "expected a version name", &t, NULL)) {
             vs->def = find(vs, t);
             if (!vs->def)
-                gh_ld_error(ld, seen[S_DEFAULT]->value->mark, "default '%.*s' is not in the list (%.*s)", clip(t),
+                gh_ld_error(ld, seen[S_DEFAULT]->key->mark, "default '%.*s' is not in the list (%.*s)", clip(t),
                             t.p, clip(vs->names), vs->names.p);
         }
     }

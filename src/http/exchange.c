@@ -111,14 +111,15 @@ int gh_exchange_send_head(gh_exchange *ex, int status, const gh_header *hdrs, si
     if (!all)
         return GH_ERROR;
     /* the gateway's word replaces the producer's (two Access-Control-Allow-Origin
-     * make browsers refuse the answer); Vary is a list, both are kept */
+     * make browsers refuse the answer); Vary and Link are lists: both kept */
     size_t k = 0;
     for (size_t i = 0; i < n; i++) {
         bool replaced = false;
         for (size_t j = 0; j < ex->nresp_extra && !replaced; j++)
             replaced = hdrs[i].name_len == ex->resp_extra[j].name_len &&
                        strncasecmp(hdrs[i].name, ex->resp_extra[j].name, hdrs[i].name_len) == 0 &&
-                       !(hdrs[i].name_len == 4 && strncasecmp(hdrs[i].name, "vary", 4) == 0);
+                       !(hdrs[i].name_len == 4 && (strncasecmp(hdrs[i].name, "vary", 4) == 0 ||
+                                                   strncasecmp(hdrs[i].name, "link", 4) == 0));
         if (!replaced)
             all[k++] = hdrs[i];
     }

@@ -218,7 +218,9 @@ bool gh_versions_pick(gh_exchange *ex, const gh_route_cfg *route, gh_str path_ve
         gh_problem(ex, 400, "version_required", detail, NULL, 0, vs->versions_json.p);
         return false;
     }
-    if (vs->canary.of == v && vs->canary.per_10000) {
+    const gh_version_cfg *to = vs->canary.to;
+    if (vs->canary.of == v && vs->canary.per_10000 && !(to->sunset != GH_NO_DATE && (int64_t)time(NULL) >= to->sunset)) {
+        /* (a canary past its sunset gives its share back) */
         if (vs->canary.sticky == GH_STICKY_CONSUMER)
             pick->decide_later = true;
         else if (to_canary(ex, route)) {
@@ -238,7 +240,11 @@ bool gh_versions_pick(gh_exchange *ex, const gh_route_cfg *route, gh_str path_ve
         return false;
     }
     pick->v = v;
-    announce(ex, v);
+    /* a preview for a group, or a canary by consumer, is decided after the
+     * plugins: until then nothing tells the version */
+    pick->announce_later = pick->decide_later || (v->preview && !pick->by_canary && v->preview_group.len);
+    if (!pick->announce_later)
+        announce(ex, v);
     return true;
 }
 
@@ -261,12 +267,13 @@ bool gh_versions_confirm(gh_exchange *ex, const gh_route_cfg *route, gh_version_
     if (pick->decide_later && to_canary(ex, route)) {
         pick->v = vs->canary.to;
         pick->by_canary = true;
-        announce(ex, pick->v);
     }
     const gh_version_cfg *v = pick->v;
     if (v->preview && !pick->by_canary && v->preview_group.len && !in_groups(ex->consumer_groups, v->preview_group)) {
         gh_problem(ex, 404, "no_route", "no route matches this request", NULL, 0, NULL);
         return false;
     }
+    if (pick->announce_later)
+        announce(ex, v);
     return true;
 }

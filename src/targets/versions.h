@@ -32,6 +32,7 @@ typedef struct gh_version_pick {
     const gh_version_cfg *v;      /* the version to serve */
     bool by_canary;               /* the canary moved the request here */
     bool decide_later;            /* canary with sticky: consumer: after the plugins */
+    bool announce_later;          /* Api-Version & co. wait for gh_versions_confirm */
 } gh_version_pick;
 
 /* Step 2. false: the exchange was answered (400, 404, 410). path_version:

@@ -75,7 +75,7 @@ static void expect_error(const char *from, const char *to, const char *want)
 static void test_checks(void **state)
 {
     expect_error("sunset: \"2027-01-01T00:00:00+01:00\"", "sunset: 2026-01-01", "v.yaml:9:58: version '1': sunset is before deprecated");
-    expect_error("default: \"2\"", "default: \"7\"", "v.yaml:7:16: default '7' is not in the list (1, 2, 3)");
+    expect_error("default: \"2\"", "default: \"7\"", "v.yaml:7:7: default '7' is not in the list (1, 2, 3)");
     expect_error("version: \"3\", of", "version: \"9\", of", "canary version '9' is not in the list");
     expect_error("deprecated: 2026-06-01", "deprecated: 2026-02-30", "invalid date '2026-02-30'");
     expect_error("preview: true, ", "", "preview_requires needs preview: true");
