@@ -9,6 +9,7 @@
  * worker thread remembers the tokens it verified (bounded, direct-mapped,
  * keyed by the token's SHA-256 and the plugin instance): a repeat presents
  * only the time checks (exp, nbf) again. */
+#include <math.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -41,7 +42,7 @@ static const char challenge[] = "Bearer realm=\"gatehouse\"";
 typedef struct cache_entry {
     uint8_t digest[32];
     uint64_t instance;            /* 0 = empty */
-    int64_t exp, nbf;             /* seconds; INT64_MAX / INT64_MIN when absent */
+    double exp, nbf;              /* seconds, as in the token (doubles: no overflow); +-inf when absent */
     const gh_consumer_cfg *consumer;
     json_t *claims;               /* owned */
 } cache_entry;
@@ -73,10 +74,10 @@ static cache_entry *cache_slot(const uint8_t d[32])
     return &c[(d[0] | d[1] << 8) % CACHE_SLOTS];
 }
 
-static int64_t number_claim(const json_t *claims, const char *name, int64_t absent)
+static double number_claim(const json_t *claims, const char *name, double absent)
 {
     const json_t *v = json_object_get(claims, name);
-    return json_is_number(v) ? (int64_t)json_number_value(v) : absent;
+    return json_is_number(v) ? json_number_value(v) : absent;
 }
 
 /* --------------------------------------------------------- requests */
@@ -93,13 +94,20 @@ static int invalid(gh_plugin_run *run, const char *why)
 /* Does the token grant every scope the rule for this method requires? */
 static bool scopes_ok(const gh_jwt_cfg *c, gh_exchange *ex, const json_t *claims, const char **missing)
 {
-    const gh_scope_rule *rule = NULL;
+    /* the method's own rule; HEAD reads like GET; else "*" */
+    const gh_scope_rule *rule = NULL, *get = NULL, *any = NULL;
     for (size_t i = 0; i < c->nscopes; i++) {
         if (gh_str_eq(c->scopes[i].method, ex->method))
             rule = &c->scopes[i];
-        else if (!rule && gh_str_eq_c(c->scopes[i].method, "*"))
-            rule = &c->scopes[i];
+        else if (gh_str_eq_c(c->scopes[i].method, "GET"))
+            get = &c->scopes[i];
+        else if (gh_str_eq_c(c->scopes[i].method, "*"))
+            any = &c->scopes[i];
     }
+    if (!rule && gh_str_eq_c(ex->method, "HEAD"))
+        rule = get;
+    if (!rule)
+        rule = any;
     if (!rule)
         return true;
     const json_t *scope = json_object_get(claims, "scope");
@@ -214,9 +222,9 @@ static int jwt_request(gh_plugin_run *run, const gh_plugin_cfg *conf)
     gh_sha256(tok, len, digest);
     cache_entry *e = cache_slot(digest);
     if (e && e->instance == rt->instance && memcmp(e->digest, digest, 32) == 0) {
-        if (now >= e->exp + skew)
+        if ((double)now >= e->exp + (double)skew)
             return invalid(run, gh_jwt_result_text(GH_JWT_EXPIRED));
-        if (now < e->nbf - skew)
+        if ((double)now < e->nbf - (double)skew)
             return invalid(run, gh_jwt_result_text(GH_JWT_NOT_YET_VALID));
         return accept_token(run, c, e->claims, e->consumer);
     }
@@ -251,8 +259,8 @@ static int jwt_request(gh_plugin_run *run, const gh_plugin_cfg *conf)
         json_decref(e->claims);
         memcpy(e->digest, digest, 32);
         e->instance = rt->instance;
-        e->exp = number_claim(t.claims, "exp", INT64_MAX / 2);
-        e->nbf = number_claim(t.claims, "nbf", INT64_MIN / 2);
+        e->exp = number_claim(t.claims, "exp", HUGE_VAL);
+        e->nbf = number_claim(t.claims, "nbf", -HUGE_VAL);
         e->consumer = who;
         e->claims = json_incref(t.claims);
     }
