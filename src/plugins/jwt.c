@@ -6,9 +6,11 @@
  * removed.
  *
  * Verifying a signature costs far more than proxying a request, so each
- * worker thread remembers the tokens it verified (bounded, direct-mapped,
- * keyed by the token's SHA-256 and the plugin instance): a repeat presents
- * only the time checks (exp, nbf) again. */
+ * worker thread remembers the tokens it verified (bounded, direct-mapped):
+ * a slot is chosen by the token's signature bytes (random to anyone without
+ * the key) and a hit needs the very same token, byte for byte, verified by
+ * the same plugin instance. A repeat pays only the time checks (exp, nbf)
+ * again. */
 #include <math.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -40,7 +42,8 @@ static const char challenge[] = "Bearer realm=\"gatehouse\"";
 #define CACHE_SLOTS 1024
 
 typedef struct cache_entry {
-    uint8_t digest[32];
+    char *token;                  /* owned copy */
+    size_t len;
     uint64_t instance;            /* 0 = empty */
     double exp, nbf;              /* seconds, as in the token (doubles: no overflow); +-inf when absent */
     const gh_consumer_cfg *consumer;
@@ -53,14 +56,16 @@ static pthread_once_t cache_once = PTHREAD_ONCE_INIT;
 static void cache_free(void *p)
 {
     cache_entry *c = p;
-    for (size_t i = 0; i < CACHE_SLOTS; i++)
+    for (size_t i = 0; i < CACHE_SLOTS; i++) {
         json_decref(c[i].claims);
+        free(c[i].token);
+    }
     free(c);
 }
 
 static void cache_init(void) { pthread_key_create(&cache_key, cache_free); }
 
-static cache_entry *cache_slot(const uint8_t d[32])
+static cache_entry *cache_slot(const char *tok, size_t len)
 {
     pthread_once(&cache_once, cache_init);
     cache_entry *c = pthread_getspecific(cache_key);
@@ -71,7 +76,10 @@ static cache_entry *cache_slot(const uint8_t d[32])
             return NULL;
         }
     }
-    return &c[(d[0] | d[1] << 8) % CACHE_SLOTS];
+    uint64_t h = len;   /* the last bytes are the signature's */
+    for (size_t i = len > 16 ? len - 16 : 0; i < len; i++)
+        h = (h ^ (uint8_t)tok[i]) * 1099511628211ull;
+    return &c[(h ^ h >> 32) % CACHE_SLOTS];
 }
 
 static double number_claim(const json_t *claims, const char *name, double absent)
@@ -218,10 +226,8 @@ static int jwt_request(gh_plugin_run *run, const gh_plugin_cfg *conf)
     while (len && *tok == ' ')
         tok++, len--;
     int64_t now = (int64_t)time(NULL), skew = (int64_t)(c->clock_skew_ms / 1000);
-    uint8_t digest[32];
-    gh_sha256(tok, len, digest);
-    cache_entry *e = cache_slot(digest);
-    if (e && e->instance == rt->instance && memcmp(e->digest, digest, 32) == 0) {
+    cache_entry *e = cache_slot(tok, len);
+    if (e && e->instance == rt->instance && e->len == len && memcmp(e->token, tok, len) == 0) {
         if ((double)now >= e->exp + (double)skew)
             return invalid(run, gh_jwt_result_text(GH_JWT_EXPIRED));
         if ((double)now < e->nbf - (double)skew)
@@ -254,16 +260,21 @@ static int jwt_request(gh_plugin_run *run, const gh_plugin_cfg *conf)
         gh_jwt_clear(&t);
         return invalid(run, "the token's subject is not a consumer");
     }
-    int step = accept_token(run, c, t.claims, who);
-    if (e) {
+    /* remembered before accept_token: its answer may end the exchange, and tok with it */
+    char *copy = e ? malloc(len) : NULL;
+    if (copy) {
+        memcpy(copy, tok, len);
         json_decref(e->claims);
-        memcpy(e->digest, digest, 32);
+        free(e->token);
+        e->token = copy;
+        e->len = len;
         e->instance = rt->instance;
         e->exp = number_claim(t.claims, "exp", HUGE_VAL);
         e->nbf = number_claim(t.claims, "nbf", -HUGE_VAL);
         e->consumer = who;
         e->claims = json_incref(t.claims);
     }
+    int step = accept_token(run, c, t.claims, who);
     gh_jwt_clear(&t);
     return step;
 }

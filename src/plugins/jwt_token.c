@@ -299,22 +299,30 @@ int gh_jwt_verify(const gh_jwt *t, const char *token, const gh_jwt_keyset *ks, u
     /* failed verifications queue errors that a later SSL_get_error on this
      * thread would misread */
     ERR_set_mark();
-    for (size_t i = 0; ks && i < ks->n && !ok; i++) {
-        const gh_jwt_key *k = &ks->keys[i];
-        if (t->kid) {
-            if (!k->kid || strcmp(k->kid, t->kid) != 0)
+    /* A token's kid picks the keys that carry it; when none does, the keys
+     * that carry no kid at all (a PEM key cannot) are the candidates. */
+    for (int pass = 0; pass < 2 && !ok; pass++) {
+        if (pass == 1 && (!t->kid || kid_seen))
+            break;
+        for (size_t i = 0; ks && i < ks->n && !ok; i++) {
+            const gh_jwt_key *k = &ks->keys[i];
+            if (t->kid && pass == 0) {
+                if (!k->kid || strcmp(k->kid, t->kid) != 0)
+                    continue;
+                kid_seen = true;
+            } else if (t->kid && k->kid) {
                 continue;
-            kid_seen = true;
+            }
+            if (!(k->algs & bit) || (k->alg && k->alg != t->alg))
+                continue;
+            tried = true;
+            ok = verify_with(t->alg, k, t, token);
         }
-        if (!(k->algs & bit) || (k->alg && k->alg != t->alg))
-            continue;
-        tried = true;
-        ok = verify_with(t->alg, k, t, token);
     }
     ERR_pop_to_mark();
     if (ok)
         return GH_JWT_OK;
-    if (t->kid && !kid_seen)
+    if (t->kid && !kid_seen && !tried)
         return GH_JWT_UNKNOWN_KID;
     return tried ? GH_JWT_BAD_SIGNATURE : GH_JWT_NO_KEY;
 }
