@@ -4,6 +4,7 @@
 #define GH_CORE_STR_H
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <string.h>
 #include <strings.h>
 
@@ -32,5 +33,20 @@ static inline bool gh_str_starts(gh_str a, gh_str prefix)
     return a.len >= prefix.len && memcmp(a.p, prefix.p, prefix.len) == 0;
 }
 static inline char gh_lower(char c) { return (c >= 'A' && c <= 'Z') ? (char)(c + 32) : c; }
+
+/* v in decimal at out (up to 20 bytes, no NUL); returns the length. For
+ * the hot path, where printf's machinery costs hundreds of instructions. */
+static inline size_t gh_u64_dec(char *out, uint64_t v)
+{
+    char tmp[20];
+    size_t n = 0;
+    do {
+        tmp[n++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    for (size_t i = 0; i < n; i++)
+        out[i] = tmp[n - 1 - i];
+    return n;
+}
 
 #endif

@@ -116,7 +116,14 @@ static int h1_send_head(gh_exchange *ex, int status, const gh_header *hdrs, size
 
     char *p = buf, *end = buf + cap;
     const char *reason = gh_status_reason(status);
-    p += snprintf(p, (size_t)(end - p), "HTTP/1.1 %d %s\r\n", status, reason);
+    if (end - p > 16 && status >= 100 && status <= 999) {   /* the caller sized buf for this */
+        memcpy(p, "HTTP/1.1 ", 9);
+        p += 9;
+        p += gh_u64_dec(p, (uint64_t)status);
+        *p++ = ' ';
+    }
+    append(&p, end, reason, strlen(reason));
+    append(&p, end, "\r\n", 2);
     for (size_t i = 0; i < n; i++) {
         append(&p, end, hdrs[i].name, hdrs[i].name_len);
         append(&p, end, ": ", 2);
@@ -124,7 +131,13 @@ static int h1_send_head(gh_exchange *ex, int status, const gh_header *hdrs, size
         append(&p, end, "\r\n", 2);
     }
     if (content_length >= 0 && status != 204 && status >= 200 && !(status == 304 && content_length == 0))
-        p += snprintf(p, (size_t)(end - p), "Content-Length: %lld\r\n", (long long)content_length);
+    {
+        char num[20];
+        size_t nl = gh_u64_dec(num, (uint64_t)content_length);
+        append(&p, end, "Content-Length: ", 16);
+        append(&p, end, num, nl);
+        append(&p, end, "\r\n", 2);
+    }
     else if (a->resp_mode == RESP_CHUNKED)
         append(&p, end, "Transfer-Encoding: chunked\r\n", 28);
     if (c->flags & F_CLOSE_AFTER)

@@ -87,9 +87,14 @@ void gh_set_peer(gh_exchange *ex, const struct sockaddr *sa)
         ex->client_port = ntohs(v6->sin6_port);
         if (strncmp(ex->peer, "::ffff:", 7) == 0 && strchr(ex->peer + 7, '.'))
             memmove(ex->peer, ex->peer + 7, strlen(ex->peer + 7) + 1);
-    } else {
+    } else {   /* by hand: inet_ntop goes through sprintf, per request */
         const struct sockaddr_in *v4 = (const struct sockaddr_in *)sa;
-        inet_ntop(AF_INET, &v4->sin_addr, ex->peer, sizeof(ex->peer));
+        const uint8_t *b = (const uint8_t *)&v4->sin_addr;
+        size_t n = 0;
+        for (int i = 0; i < 4; i++) {
+            n += gh_u64_dec(ex->peer + n, b[i]);
+            ex->peer[n++] = i < 3 ? '.' : '\0';
+        }
         ex->client_port = ntohs(v4->sin_port);
     }
     memcpy(ex->client, ex->peer, sizeof(ex->client));

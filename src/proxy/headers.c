@@ -153,7 +153,11 @@ char *gh_proxy_request_head(gh_exchange *ex, const gh_route_cfg *route, gh_str p
         p = put_header(p, "Upgrade", 7, up->value, up->value_len);
     }
     if (body == GH_FWD_LENGTH)
-        p += sprintf(p, "Content-Length: %llu\r\n", (unsigned long long)ex->content_length);
+    {
+        PUTS("Content-Length: ");
+        p += gh_u64_dec(p, ex->content_length);
+        PUTS("\r\n");
+    }
     else if (body == GH_FWD_CHUNKED)
         PUTS("Transfer-Encoding: chunked\r\n");
     PUTS("\r\n");
@@ -246,7 +250,8 @@ gh_header *gh_proxy_request_fields(gh_exchange *ex, const gh_route_cfg *route, b
             xff_cap += ex->headers[i].value_len + 2;
     char *xff = gh_arena_alloc(&ex->arena, xff_cap);
     char *trace = gh_arena_alloc(&ex->arena, 55);
-    char *port = gh_arena_printf(&ex->arena, "%u", ex->local_port);
+    char *port = gh_arena_alloc(&ex->arena, 6);
+    size_t port_len = port ? gh_u64_dec(port, ex->local_port) : 0;
     if (!out || !xff || !trace || !port)
         return NULL;
     const gh_header *tp = NULL;
@@ -294,7 +299,7 @@ gh_header *gh_proxy_request_fields(gh_exchange *ex, const gh_route_cfg *route, b
                        : (gh_header){ "X-Forwarded-Proto", "http", 17, 4 };
     if (ex->authority.len)
         out[k++] = (gh_header){ "X-Forwarded-Host", ex->authority.p, 16, (uint32_t)ex->authority.len };
-    out[k++] = (gh_header){ "X-Forwarded-Port", port, 16, (uint32_t)strlen(port) };
+    out[k++] = (gh_header){ "X-Forwarded-Port", port, 16, (uint32_t)port_len };
     out[k++] = (gh_header){ "X-Request-Id", ex->request_id, 12, (uint32_t)strlen(ex->request_id) };
     if (ex->client_cert.len)
         out[k++] = (gh_header){ "X-Client-Cert-Subject", ex->client_cert.p, 21, (uint32_t)ex->client_cert.len };

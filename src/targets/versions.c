@@ -168,31 +168,20 @@ static bool to_canary(gh_exchange *ex, const gh_route_cfg *route)
     return bucket < vs->canary.per_10000;
 }
 
-/* Set a header of every response (replacing an earlier value of ours). */
-static void response_header(gh_exchange *ex, const char *name, size_t nl, gh_str value)
-{
-    for (size_t i = 0; i < ex->nresp_extra; i++)
-        if (ex->resp_extra[i].name_len == nl && strncasecmp(ex->resp_extra[i].name, name, nl) == 0) {
-            ex->resp_extra[i].value = value.p;
-            ex->resp_extra[i].value_len = (uint32_t)value.len;
-            return;
-        }
-    gh_exchange_add_response_header(ex, name, nl, value.p, value.len);
-}
-
-/* The version is decided: say so to the upstream, the client and the log. */
+/* The version is decided (once per request): say so to the upstream, the
+ * client and the log. */
 static void announce(gh_exchange *ex, const gh_version_cfg *v)
 {
     ex->log.version = v->name;
     gh_exchange_remove_header(ex, "api-version", 11);   /* set, replacing a client's (§12.12) */
     gh_exchange_add_header(ex, "Api-Version", 11, v->name.p, v->name.len);
-    response_header(ex, "Api-Version", 11, v->name);
+    gh_exchange_add_response_header(ex, "Api-Version", 11, v->name.p, v->name.len);
     if (v->deprecation_value.len)
-        response_header(ex, "Deprecation", 11, v->deprecation_value);
+        gh_exchange_add_response_header(ex, "Deprecation", 11, v->deprecation_value.p, v->deprecation_value.len);
     if (v->sunset_value.len)
-        response_header(ex, "Sunset", 6, v->sunset_value);
+        gh_exchange_add_response_header(ex, "Sunset", 6, v->sunset_value.p, v->sunset_value.len);
     if (v->link_value.len)
-        response_header(ex, "Link", 4, v->link_value);
+        gh_exchange_add_response_header(ex, "Link", 4, v->link_value.p, v->link_value.len);
 }
 
 bool gh_versions_pick(gh_exchange *ex, const gh_route_cfg *route, gh_str path_version, gh_version_pick *pick)
