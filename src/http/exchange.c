@@ -112,10 +112,13 @@ int gh_exchange_send_head(gh_exchange *ex, int status, const gh_header *hdrs, si
         return GH_ERROR;
     /* the gateway's word replaces the producer's (two Access-Control-Allow-Origin
      * make browsers refuse the answer); Vary and Link are lists: both kept */
+    uint64_t lens = 0;   /* which name lengths the extras have: most headers skip the inner loop */
+    for (size_t j = 0; j < ex->nresp_extra; j++)
+        lens |= 1ull << (ex->resp_extra[j].name_len & 63);
     size_t k = 0;
     for (size_t i = 0; i < n; i++) {
         bool replaced = false;
-        for (size_t j = 0; j < ex->nresp_extra && !replaced; j++)
+        for (size_t j = 0; j < ex->nresp_extra && !replaced && (lens >> (hdrs[i].name_len & 63) & 1); j++)
             replaced = hdrs[i].name_len == ex->resp_extra[j].name_len &&
                        strncasecmp(hdrs[i].name, ex->resp_extra[j].name, hdrs[i].name_len) == 0 &&
                        !(hdrs[i].name_len == 4 && (strncasecmp(hdrs[i].name, "vary", 4) == 0 ||

@@ -111,6 +111,12 @@ static void start_route(gh_exchange *ex, gh_snapshot *snap, const gh_route_match
         run_target(ex, snap, m);
         return;
     }
+    if (!plugins && !pick.announce_later) {   /* a version with nothing left to decide */
+        gh_route_match vm = *m;
+        vm.route = route;
+        run_target(ex, snap, &vm);
+        return;
+    }
     chained *c = gh_arena_alloc(&ex->arena, sizeof(*c));
     if (!c) {
         gh_problem(ex, 500, "internal_error", "out of memory", NULL, 0, NULL);
