@@ -86,6 +86,25 @@ bool gh_exchange_add_header(gh_exchange *ex, const char *name, size_t nl, const 
     return true;
 }
 
+bool gh_exchange_set_header(gh_exchange *ex, const char *name, size_t nl, const char *value, size_t vl)
+{
+    size_t w = 0;
+    bool set = false;
+    for (size_t i = 0; i < ex->nheaders; i++) {
+        gh_header *h = &ex->headers[i];
+        if (h->name_len == nl && strncasecmp(h->name, name, nl) == 0) {
+            if (set)
+                continue;   /* later copies go */
+            h->value = value;
+            h->value_len = (uint32_t)vl;
+            set = true;
+        }
+        ex->headers[w++] = *h;
+    }
+    ex->nheaders = w;
+    return set || gh_exchange_add_header(ex, name, nl, value, vl);
+}
+
 bool gh_exchange_add_response_header(gh_exchange *ex, const char *name, size_t nl, const char *value,
                                      size_t vl)
 {

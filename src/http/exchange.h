@@ -192,6 +192,9 @@ void gh_exchange_remove_header(gh_exchange *ex, const char *name, size_t len);
 /* Append a request header (name and value must outlive the exchange: the
  * arena or the configuration). false when out of memory. */
 bool gh_exchange_add_header(gh_exchange *ex, const char *name, size_t nl, const char *value, size_t vl);
+/* Replace the value of a request header (the first copy; later ones are
+ * removed), or append it. Same lifetime rule. */
+bool gh_exchange_set_header(gh_exchange *ex, const char *name, size_t nl, const char *value, size_t vl);
 /* A header every response of this exchange carries, whoever makes it (the
  * same lifetime rule). */
 bool gh_exchange_add_response_header(gh_exchange *ex, const char *name, size_t nl, const char *value,

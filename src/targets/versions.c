@@ -173,8 +173,7 @@ static bool to_canary(gh_exchange *ex, const gh_route_cfg *route)
 static void announce(gh_exchange *ex, const gh_version_cfg *v)
 {
     ex->log.version = v->name;
-    gh_exchange_remove_header(ex, "api-version", 11);   /* set, replacing a client's (§12.12) */
-    gh_exchange_add_header(ex, "Api-Version", 11, v->name.p, v->name.len);
+    gh_exchange_set_header(ex, "Api-Version", 11, v->name.p, v->name.len);   /* replacing a client's (§12.12) */
     gh_exchange_add_response_header(ex, "Api-Version", 11, v->name.p, v->name.len);
     if (v->deprecation_value.len)
         gh_exchange_add_response_header(ex, "Deprecation", 11, v->deprecation_value.p, v->deprecation_value.len);
