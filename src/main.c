@@ -245,6 +245,9 @@ static int cmd_explain(const char *file, const char *method, const char *url, ch
         printf("version:   %s (%s)", v->name.p, from ? source[from] : "default");
         print_date("deprecated", v->deprecated);
         print_date("sunset", v->sunset);
+        if (v->preview)   /* otherwise 404 no_route, as if the version did not exist */
+            printf(", preview: needs %s %s", v->preview_group.len ? "group" : "header",
+                   v->preview_group.len ? v->preview_group.p : v->preview_header.p);
         printf("\n");
         if (vs->canary.of == v)
             printf("canary:    %u.%02u%% of these go to version %s (%s)\n", vs->canary.per_10000 / 100,
