@@ -179,6 +179,7 @@ typedef struct gh_route_cfg {
     uint64_t timeout_ms;          /* 0 = upstream read timeout applies */
     gh_plugin_set plugins;        /* configured on the route */
     gh_plugin_set chain;          /* what runs: the global plugins overridden by the route's */
+    bool has_plugins;             /* chain holds an enabled plugin (else the dispatcher skips it) */
     /* GH_TARGET_VERSIONS (SPEC §6) */
     gh_versions_cfg *versions;
     const struct gh_version_cfg *version;   /* on a version's own route: which one */
@@ -255,6 +256,7 @@ gh_config *gh_config_load_string(const char *name, const char *text, size_t len,
 void gh_config_free(gh_config *cfg);
 
 const gh_upstream_cfg *gh_config_upstream(const gh_config *cfg, gh_str name);
+const gh_version_cfg *gh_config_version(const gh_versions_cfg *vs, gh_str name);   /* NULL if absent */
 
 /* SPEC §12.16: a value that came from ${ENV} never leaves the process; what
  * prints configuration (routes, explain, the admin API) shows "***". */

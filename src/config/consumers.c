@@ -7,10 +7,6 @@
 
 static int clip(gh_str s) { return s.len > 80 ? 80 : (int)s.len; }
 
-static int hexval(char c)
-{
-    return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
-}
 
 static const gh_key hashed_key_keys[] = { GH_KEY_DEFER("sha256") };
 static const gh_section hashed_key_section = GH_SECTION("api key", hashed_key_keys);
@@ -39,7 +35,7 @@ static bool load_api_key(gh_load *ld, gh_api_key_cfg *k, const gh_ynode *item)
     }
     bool ok = hex.len == 64;
     for (size_t i = 0; ok && i < 32; i++) {
-        int hi = hexval(hex.p[2 * i]), lo = hexval(hex.p[2 * i + 1]);
+        int hi = gh_hexval((unsigned char)hex.p[2 * i]), lo = gh_hexval((unsigned char)hex.p[2 * i + 1]);
         ok = hi >= 0 && lo >= 0;
         k->sha256[i] = (uint8_t)(hi << 4 | lo);
     }

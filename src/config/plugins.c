@@ -137,10 +137,19 @@ static bool authenticates(const gh_plugin_set *s)
            chain_has(s, GH_PLUGIN_MTLS_AUTH);
 }
 
-/* One route's (or one version's) chain: the global plugins under its own. */
+/* The global plugins under the route's own, and whether any will run. */
+static void merge_chain(const gh_config *cfg, gh_route_cfg *r)
+{
+    gh_plugin_set_merge(&cfg->plugins, &r->plugins, &r->chain);
+    r->has_plugins = false;
+    for (int id = 0; id < GH_PLUGIN_COUNT; id++)
+        r->has_plugins |= chain_has(&r->chain, id);
+}
+
+/* One route's (or one version's) chain, and its checks. */
 static void resolve_chain(gh_load *ld, gh_route_cfg *r, const gh_plugin_cfg **mtls)
 {
-    gh_plugin_set_merge(&ld->cfg->plugins, &r->plugins, &r->chain);
+    merge_chain(ld->cfg, r);
     if (!*mtls && chain_has(&r->chain, GH_PLUGIN_MTLS_AUTH))
         *mtls = r->chain.p[GH_PLUGIN_MTLS_AUTH];
     if (chain_has(&r->chain, GH_PLUGIN_ACL) && !authenticates(&r->chain))
@@ -164,7 +173,7 @@ void gh_ld_plugins_resolve(gh_load *ld)
         if (r->versions) {
             for (size_t k = 0; k < r->versions->n; k++)
                 resolve_chain(ld, &r->versions->list[k].route, &mtls);
-            gh_plugin_set_merge(&cfg->plugins, &r->plugins, &r->chain);
+            merge_chain(cfg, r);
         } else {
             resolve_chain(ld, r, &mtls);
         }

@@ -709,13 +709,6 @@ void gh_ld_routes_resolve(gh_load *ld)
         gh_route_cfg *r = &cfg->routes[i];
         for (size_t k = 0; r->versions && k < r->versions->n; k++)
             resolve_upstream(ld, &r->versions->list[k].route);
-        if (r->target != GH_TARGET_UPSTREAM || r->upstream_name.len == 0)
-            continue;
-        r->upstream = gh_config_upstream(cfg, r->upstream_name);
-        if (r->upstream)
-            r->upstream_index = (size_t)(r->upstream - cfg->upstreams);
-        else
-            gh_ld_error(ld, r->target_mark, "upstream '%.*s' is not defined", clip(r->upstream_name),
-                        r->upstream_name.p);
+        resolve_upstream(ld, r);
     }
 }

@@ -186,7 +186,7 @@ static bool set_from(gh_load *ld, gh_versions_cfg *vs, const gh_ynode *n)
 
 /* ---------------------------------------------------------------- list */
 
-static const gh_version_cfg *find(const gh_versions_cfg *vs, gh_str name)
+const gh_version_cfg *gh_config_version(const gh_versions_cfg *vs, gh_str name)
 {
     for (size_t i = 0; i < vs->n; i++)
         if (gh_str_eq(vs->list[i].name, name))
@@ -268,7 +268,7 @@ static const gh_version_cfg *canary_version(gh_load *ld, gh_versions_cfg *vs, co
             gh_ld_error(ld, vs->canary.mark, "canary needs '%s'", what);
         return NULL;
     }
-    const gh_version_cfg *v = find(vs, t);
+    const gh_version_cfg *v = gh_config_version(vs, t);
     if (!v) {   /* §12.1: an undefined reference is reported at the key */
         gh_ld_error(ld, kv->key->mark, "canary %s '%.*s' is not in the list (%.*s)", what, clip(t), t.p,
                     clip(vs->names), vs->names.p);
@@ -385,7 +385,7 @@ void gh_ld_versions(gh_load *ld, gh_route_cfg *r, const gh_ypair *kv, const void
     if (seen[S_DEFAULT]) {
         gh_str t;
         if (gh_ld_text(ld, seen[S_DEFAULT]->value, "expected a version name", &t, NULL)) {
-            vs->def = find(vs, t);
+            vs->def = gh_config_version(vs, t);
             if (!vs->def)
                 gh_ld_error(ld, seen[S_DEFAULT]->key->mark, "default '%.*s' is not in the list (%.*s)", clip(t),
                             t.p, clip(vs->names), vs->names.p);

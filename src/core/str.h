@@ -34,6 +34,12 @@ static inline bool gh_str_starts(gh_str a, gh_str prefix)
 }
 static inline char gh_lower(char c) { return (c >= 'A' && c <= 'Z') ? (char)(c + 32) : c; }
 
+/* The value of a hex digit, or -1. */
+static inline int gh_hexval(unsigned char c)
+{
+    return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+}
+
 /* v in decimal at out (up to 20 bytes, no NUL); returns the length. For
  * the hot path, where printf's machinery costs hundreds of instructions. */
 static inline size_t gh_u64_dec(char *out, uint64_t v)

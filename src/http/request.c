@@ -119,18 +119,14 @@ bool gh_query_param(gh_str query, gh_str name, gh_str *value, gh_str *item)
     return false;
 }
 
-static int hexval(char c)
-{
-    return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
-}
 
 size_t gh_query_decode(gh_str in, char *out)
 {
     size_t n = 0;
     for (size_t i = 0; i < in.len; i++) {
         int hi, lo;
-        if (in.p[i] == '%' && i + 2 < in.len && (hi = hexval(in.p[i + 1])) >= 0 &&
-            (lo = hexval(in.p[i + 2])) >= 0) {
+        if (in.p[i] == '%' && i + 2 < in.len && (hi = gh_hexval((unsigned char)in.p[i + 1])) >= 0 &&
+            (lo = gh_hexval((unsigned char)in.p[i + 2])) >= 0) {
             out[n++] = (char)(hi << 4 | lo);
             i += 2;
         } else {

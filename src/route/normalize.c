@@ -24,17 +24,6 @@
 
 static const char HEX[] = "0123456789ABCDEF";
 
-static int hexval(unsigned char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 static bool unreserved(unsigned c)
 {
     return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
@@ -46,7 +35,7 @@ static int escape_at(const char *in, size_t len, size_t i)
 {
     if (len < 3 || i > len - 3)
         return -1;
-    int h = hexval((unsigned char)in[i + 1]), l = hexval((unsigned char)in[i + 2]);
+    int h = gh_hexval((unsigned char)in[i + 1]), l = gh_hexval((unsigned char)in[i + 2]);
     return (h < 0 || l < 0) ? -1 : (h << 4) | l;
 }
 
@@ -112,9 +101,9 @@ int gh_path_normalize(const char *in, size_t len, char *out, size_t *out_len, bo
                 }
                 /* After a stray '%' (lax mode), a decoded hex digit could
                  * form a new escape ("%%41b" -> "%Ab"): keep it encoded. */
-                bool forms = hexval((unsigned char)v) >= 0 &&
+                bool forms = gh_hexval((unsigned char)v) >= 0 &&
                              ((o > s && out[o - 1] == '%') ||
-                              (o > s + 1 && out[o - 2] == '%' && hexval((unsigned char)out[o - 1]) >= 0));
+                              (o > s + 1 && out[o - 2] == '%' && gh_hexval((unsigned char)out[o - 1]) >= 0));
                 if (unreserved((unsigned)v) && !forms) {
                     out[o++] = (char)v;
                     i += 3;

@@ -87,14 +87,6 @@ static void chain_passed(gh_plugin_run *run)
     run_target(run->ex, c->snap, &c->m);
 }
 
-static bool has_plugins(const gh_plugin_set *set)
-{
-    for (int id = 0; id < GH_PLUGIN_COUNT; id++)
-        if (set->p[id] && set->p[id]->enabled)
-            return true;
-    return false;
-}
-
 /* path_version: the name of a /vN/ segment the dispatcher cut off. */
 static void start_route(gh_exchange *ex, gh_snapshot *snap, const gh_route_match *m, gh_str path_version)
 {
@@ -106,7 +98,7 @@ static void start_route(gh_exchange *ex, gh_snapshot *snap, const gh_route_match
             return;
         route = &pick.v->route;
     }
-    bool plugins = has_plugins(&route->chain);
+    bool plugins = route->has_plugins;
     if (!plugins && !pick.v) {
         run_target(ex, snap, m);
         return;

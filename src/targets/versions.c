@@ -29,14 +29,6 @@ bool gh_versions_claims_path(const gh_route_cfg *route)
     return route->target == GH_TARGET_VERSIONS && route->versions && route->versions->from_path;
 }
 
-static const gh_version_cfg *find(const gh_versions_cfg *vs, gh_str name)
-{
-    for (size_t i = 0; i < vs->n; i++)
-        if (gh_str_eq(vs->list[i].name, name))
-            return &vs->list[i];
-    return NULL;
-}
-
 static const gh_header *header(const gh_header *h, size_t nh, gh_str name)
 {
     for (size_t i = 0; i < nh; i++)
@@ -113,9 +105,9 @@ int gh_versions_requested(const gh_versions_cfg *vs, const gh_header *h, size_t 
 
 const gh_version_cfg *gh_versions_find(const gh_versions_cfg *vs, gh_str name)
 {
-    const gh_version_cfg *v = find(vs, name);
+    const gh_version_cfg *v = gh_config_version(vs, name);
     if (!v && name.len > 1 && (name.p[0] == 'v' || name.p[0] == 'V'))
-        v = find(vs, gh_str_from(name.p + 1, name.len - 1));   /* "Api-Version: v2" */
+        v = gh_config_version(vs, gh_str_from(name.p + 1, name.len - 1));   /* "Api-Version: v2" */
     return v;
 }
 

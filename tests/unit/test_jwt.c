@@ -424,6 +424,24 @@ static void test_kid_selection(void **state)
         free(tok);
     }
     gh_jwt_keys_free(&ks);
+
+    /* a kid no key carries falls back to the keys that carry none (a PEM
+     * key cannot), never to keys with another kid */
+    char *pem = pem_of(pk[K_EC256B]);
+    sprintf(text, "{\"keys\":[%s]}", a);
+    assert_true(gh_jwt_keys_add_text(&ks, text, strlen(text), err, sizeof(err)));
+    assert_true(gh_jwt_keys_add_text(&ks, pem, strlen(pem), err, sizeof(err)));
+    static const struct { int key, want; } fallback[] = {
+        { K_EC256B, GH_JWT_OK },              /* the kid-less PEM key verifies it */
+        { K_EC256, GH_JWT_BAD_SIGNATURE },    /* key "a" is not tried for kid "zzz" */
+    };
+    for (size_t i = 0; i < sizeof(fallback) / sizeof(fallback[0]); i++) {
+        char *tok = token("{\"alg\":\"ES256\",\"kid\":\"zzz\"}", PL, GH_JWT_ES256, fallback[i].key);
+        assert_int_equal(run(tok, &ks), fallback[i].want);
+        free(tok);
+    }
+    free(pem);
+    gh_jwt_keys_free(&ks);
 }
 
 static void test_pem(void **state)
