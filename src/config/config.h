@@ -157,6 +157,7 @@ typedef struct gh_route_cfg {
         size_t nheaders;
         gh_kv *query;
         size_t nquery;
+        bool case_insensitive;    /* the path ignores ASCII case (IIS-like backends) */
         gh_mark mark, host_mark, path_mark;   /* path_mark: of prefix/path/regex key */
     } match;
     int target;                   /* enum gh_target_kind */

@@ -173,7 +173,7 @@ static bool set_methods(gh_load *ld, void *obj, const gh_ypair *kv)
     return true;
 }
 
-enum { M_HOST, M_PREFIX, M_PATH, M_REGEX, M_METHODS, M_HEADERS, M_QUERY, M_COUNT };
+enum { M_HOST, M_PREFIX, M_PATH, M_REGEX, M_METHODS, M_HEADERS, M_QUERY, M_CASE, M_COUNT };
 static const gh_key match_keys[] = {
     [M_HOST] = GH_KEY_DEFER("host"),
     [M_PREFIX] = GH_KEY_DEFER("prefix"),
@@ -182,6 +182,7 @@ static const gh_key match_keys[] = {
     [M_METHODS] = GH_KEY_FN("methods", GH_Y_SEQ, set_methods),
     [M_HEADERS] = GH_KEY_FN("headers", GH_Y_MAP, set_match_headers),
     [M_QUERY] = GH_KEY_FN("query", GH_Y_MAP, set_match_query),
+    [M_CASE] = GH_KEY_VAL("case_insensitive", GH_V_BOOL, gh_route_cfg, match.case_insensitive),
 };
 static const gh_section match_section = GH_SECTION("match", match_keys);
 

@@ -9,9 +9,20 @@
  *   - a ".." that would climb above "/" is GH_PATH_CLIMB in every mode
  *     (RFC 3986 would clamp it silently; we refuse, an attacker sent it).
  *
+ * Path variants that backends read as another path: Tomcat, Jetty and
+ * Spring cut ";params" off a segment ("/private;x" is "/private"), IIS and
+ * Windows drop a segment's trailing dots and spaces ("/private." and
+ * "/private%20" are "/private"). So a matched prefix cannot be trusted
+ * while such variants pass as other paths. Strict mode refuses them: a ';'
+ * (raw or %3B) anywhere, a segment ending in '.' (other than the dot
+ * segments) or in an encoded space or tab (%20, %09). Non-strict mode
+ * reads them as those backends do: ";..." up to the end of the segment is
+ * removed, then trailing dots and spaces/tabs; a segment left empty is
+ * dropped like ".", and "..;x" is a "..". Either way the normalized path is
+ * what is matched and forwarded, so the two cannot disagree.
+ *
  * Strict mode (the default) also refuses, with GH_PATH_BAD: %2F %5C %00, a
- * raw backslash, "." or ".." carrying ";params" (Tomcat-style servers treat
- * "..;x" as ".."), malformed escapes, raw bytes >= 0x80, and percent-encoded
+ * raw backslash, malformed escapes, raw bytes >= 0x80, and percent-encoded
  * bytes >= 0x80 that are not well-formed UTF-8 (overlong, surrogates, above
  * U+10FFFF, truncated or lone continuation bytes). Non-strict mode keeps all
  * of those as literal bytes (still encoded), so they are matched and
@@ -75,6 +86,25 @@ static size_t utf8_escaped(const char *in, size_t len, size_t i)
     return 3 * (need + 1);
 }
 
+/* Past ";params" starting at in[i]: to the segment's closing '/' or the end. */
+static size_t skip_params(const char *in, size_t len, size_t i)
+{
+    const char *slash = memchr(in + i, '/', len - i);
+    return slash ? (size_t)(slash - in) : len;
+}
+
+/* Bytes of out[s, o) that end it with a '.', "%20" or "%09", or 0. Escapes
+ * in out are always three bytes with upper-case hex, so "%2520" is not one. */
+static size_t trailer(const char *out, size_t s, size_t o)
+{
+    if (o > s && out[o - 1] == '.')
+        return 1;
+    if (o - s >= 3 && out[o - 3] == '%' && ((out[o - 2] == '2' && out[o - 1] == '0') ||
+                                            (out[o - 2] == '0' && out[o - 1] == '9')))
+        return 3;
+    return 0;
+}
+
 int gh_path_normalize(const char *in, size_t len, char *out, size_t *out_len, bool strict)
 {
     if (len == 0 || in[0] != '/')
@@ -87,7 +117,6 @@ int gh_path_normalize(const char *in, size_t len, char *out, size_t *out_len, bo
             continue;
         }
         size_t s = o;                   /* segment start in out; out[s - 1] == '/' */
-        size_t semi = SIZE_MAX;         /* offset of the first raw ';' in the segment */
         while (i < len && in[i] != '/') {
             unsigned char c = (unsigned char)in[i];
             if (c == '%') {
@@ -98,6 +127,12 @@ int gh_path_normalize(const char *in, size_t len, char *out, size_t *out_len, bo
                     out[o++] = '%';     /* legacy: a stray '%' stays literal */
                     i++;
                     continue;
+                }
+                if (v == ';') {         /* an encoded ';' is read as one by some servers */
+                    if (strict)
+                        return GH_PATH_BAD;
+                    i = skip_params(in, len, i);
+                    break;
                 }
                 /* After a stray '%' (lax mode), a decoded hex digit could
                  * form a new escape ("%%41b" -> "%Ab"): keep it encoded. */
@@ -135,22 +170,21 @@ int gh_path_normalize(const char *in, size_t len, char *out, size_t *out_len, bo
                 return GH_PATH_BAD;
             if (strict && (c == '\\' || c >= 0x80))
                 return GH_PATH_BAD;
-            if (c == ';' && semi == SIZE_MAX)
-                semi = o - s;
+            if (c == ';') {             /* path parameters: refused, or cut off */
+                if (strict)
+                    return GH_PATH_BAD;
+                i = skip_params(in, len, i);
+                break;
+            }
             out[o++] = (char)c;
             i++;
         }
-        size_t base = semi == SIZE_MAX ? o - s : semi;    /* the segment without ;params */
-        bool dot1 = base == 1 && out[s] == '.';
-        bool dot2 = base == 2 && out[s] == '.' && out[s + 1] == '.';
-        if ((dot1 || dot2) && semi != SIZE_MAX) {
-            if (strict)
-                return GH_PATH_BAD;
-            /* non-strict: an ordinary segment named "..;x" */
-        } else if (dot1) {
+        size_t n = o - s;
+        if (n == 1 && out[s] == '.') {
             o = s;                      /* drop it; out still ends with '/' */
             continue;
-        } else if (dot2) {
+        }
+        if (n == 2 && out[s] == '.' && out[s + 1] == '.') {
             if (s == 1)
                 return GH_PATH_CLIMB;
             o = s - 1;                  /* back over the previous segment */
@@ -158,6 +192,14 @@ int gh_path_normalize(const char *in, size_t len, char *out, size_t *out_len, bo
                 o--;
             continue;
         }
+        size_t t;
+        while ((t = trailer(out, s, o)) > 0) {     /* "a.", "a%20": IIS reads "a" */
+            if (strict)
+                return GH_PATH_BAD;
+            o -= t;
+        }
+        if (o == s)
+            continue;                   /* nothing left of it ("...", ";x"): dropped like "." */
         if (i < len)                    /* the segment ended with a '/' (consumed above) */
             out[o++] = '/';
     }

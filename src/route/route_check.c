@@ -22,10 +22,11 @@
  * a regex over a later regex with the identical pattern. Routes in other
  * host groups never shadow (a more specific host is tried first). */
 
-static bool seg_compatible(const seg *x, const seg *y)
+/* icase: either side's literals ignore case */
+static bool seg_compatible(const seg *x, const seg *y, bool icase)
 {
     if (x->kind == SEG_LIT && y->kind == SEG_LIT)
-        return gh_str_eq(x->text, y->text);
+        return icase ? gh_str_ieq(x->text, y->text) : gh_str_eq(x->text, y->text);
     const seg *lit = x->kind == SEG_LIT ? x : y->kind == SEG_LIT ? y : NULL;
     return !lit || lit->text.len > 0;           /* a parameter takes any non-empty segment */
 }
@@ -36,7 +37,7 @@ static bool paths_overlap(const rt *a, const rt *b)
         return gh_str_eq(a->path, b->path);
     for (size_t i = 0; i < a->nseg; i++)        /* same key: same count, {rest*} both or neither */
         if (a->segs[i].kind != SEG_REST && b->segs[i].kind != SEG_REST &&
-            !seg_compatible(&a->segs[i], &b->segs[i]))
+            !seg_compatible(&a->segs[i], &b->segs[i], a->icase || b->icase))
             return false;
     return true;
 }
@@ -116,6 +117,10 @@ static bool is_tie(const rt *a, const rt *b)
  * that are certain (a precedes b in the same host group). */
 static bool path_covers(const rt *a, const rt *b)
 {
+    bool takes_all = (a->path_kind == PATH_PREFIX && a->path.len == 1) ||
+                     (a->path_kind == PATH_TPL && a->rest && a->nseg == 1);
+    if (b->icase && !a->icase && !takes_all)
+        return false;                           /* b also takes the paths in other cases */
     if (a->path_kind == PATH_PREFIX)
         return a->path.len == 1 && b->path_kind == PATH_REGEX;      /* prefix "/" */
     if (a->path_kind == PATH_REGEX)
@@ -133,7 +138,7 @@ static bool path_covers(const rt *a, const rt *b)
             const char *e = memchr(b->path.p + i, '/', b->path.len - i);
             size_t j = e ? (size_t)(e - b->path.p) : b->path.len;
             seg s = { gh_str_from(b->path.p + i, j - i), SEG_LIT };
-            if (!seg_compatible(&a->segs[k], &s))
+            if (!seg_compatible(&a->segs[k], &s, a->icase))
                 return false;
             i = j + 1;
         }

@@ -55,7 +55,7 @@ static uint32_t hash_key(uint32_t kind, uint32_t grp, const char *p, size_t n)
     uint32_t h = 2166136261u;
     h = (h ^ kind) * 16777619u;
     h = (h ^ grp) * 16777619u;
-    bool icase = kind == K_HOST || kind == K_WILD;
+    bool icase = kind != K_EXACT && kind != K_PREFIX;
     for (size_t i = 0; i < n; i++)
         h = (h ^ (unsigned char)(icase ? gh_lower(p[i]) : p[i])) * 16777619u;
     return h;
@@ -71,8 +71,8 @@ static const hent *ht_find(const gh_router *r, uint32_t kind, uint32_t grp, cons
         if (!e->key.p)
             return NULL;
         if (e->hash == h && e->kind == kind && e->group == grp && e->key.len == n &&
-            (kind == K_HOST || kind == K_WILD ? strncasecmp(e->key.p, p, n) == 0
-                                              : memcmp(e->key.p, p, n) == 0))
+            (kind != K_EXACT && kind != K_PREFIX ? strncasecmp(e->key.p, p, n) == 0
+                                                 : memcmp(e->key.p, p, n) == 0))
             return e;
     }
 }
@@ -254,7 +254,7 @@ static bool compile_regex(gh_arena *a, const gh_route_cfg *c, rt *t, uint32_t *m
 {
     int err;
     PCRE2_SIZE off;
-    t->re = pcre2_compile((PCRE2_SPTR)t->path.p, t->path.len, 0, &err, &off, NULL);
+    t->re = pcre2_compile((PCRE2_SPTR)t->path.p, t->path.len, t->icase ? PCRE2_CASELESS : 0, &err, &off, NULL);
     if (!t->re) {
         PCRE2_UCHAR msg[256];
         pcre2_get_error_message(err, msg, sizeof(msg));
@@ -290,6 +290,7 @@ static bool compile_route(gh_router *r, const gh_route_cfg *c, rt *t, gh_diag *d
 {
     gh_arena *a = &r->arena;
     t->cfg = c;
+    t->icase = c->match.case_insensitive;
     bool ok = compile_host(a, c, t, d);
     int kinds = (c->match.prefix.len > 0) + (c->match.path.len > 0) + (c->match.regex.len > 0);
     if (kinds > 1) {
@@ -313,6 +314,9 @@ static bool compile_route(gh_router *r, const gh_route_cfg *c, rt *t, gh_diag *d
         while (t->path.len > 1 && t->path.p[t->path.len - 1] == '/')
             t->path.len--;
     }
+    if (ok && t->icase && t->path_kind != PATH_REGEX)   /* one key for "/A" and "/a" (ties) */
+        for (size_t i = 0; i < t->path.len; i++)
+            ((char *)t->path.p)[i] = gh_lower(t->path.p[i]);
     /* Methods: from the bits and from the names (whichever the loader set). */
     t->mbits = c->match.methods & ~(uint32_t)GH_M_OTHER;
     t->ext = gh_arena_zalloc(a, (c->match.nmethods + 1) * sizeof(gh_str));
@@ -363,14 +367,17 @@ int gh_rt_cmp_path_key(const rt *a, const rt *b)
     CMP(a->path_kind, b->path_kind);
     switch (a->path_kind) {
     case PATH_EXACT:
+        CMP(a->icase, b->icase);                /* a case-sensitive route is the more specific */
         return cmp_str(a->path, b->path);
     case PATH_TPL:
         CMP(b->nlit, a->nlit);
         CMP(a->rest, b->rest);
         CMP(b->nseg, a->nseg);
+        CMP(a->icase, b->icase);
         return 0;
     case PATH_PREFIX:
         CMP(b->path.len, a->path.len);
+        CMP(a->icase, b->icase);
         return cmp_str(a->path, b->path);
     default:
         CMP(a->pos, b->pos);                    /* regex: file order, never a tie */
@@ -419,10 +426,13 @@ static bool index_routes(gh_router *r)
             const rt *t = &r->routes[k];
             size_t m = k + 1;
             if (t->path_kind == PATH_EXACT || t->path_kind == PATH_PREFIX) {
-                while (m < e && r->routes[m].path_kind == t->path_kind && gh_str_eq(r->routes[m].path, t->path))
+                while (m < e && r->routes[m].path_kind == t->path_kind && r->routes[m].icase == t->icase &&
+                       gh_str_eq(r->routes[m].path, t->path))
                     m++;
-                ht_put(r, t->path_kind == PATH_EXACT ? K_EXACT : K_PREFIX, gid, t->path, k, m);
-                *(t->path_kind == PATH_EXACT ? &g->exact : &g->prefix) = true;
+                bool exact = t->path_kind == PATH_EXACT;
+                ht_put(r, exact ? (t->icase ? K_IEXACT : K_EXACT) : (t->icase ? K_IPREFIX : K_PREFIX), gid,
+                       t->path, k, m);
+                *(exact ? (t->icase ? &g->iexact : &g->exact) : (t->icase ? &g->iprefix : &g->prefix)) = true;
             } else {
                 while (m < e && r->routes[m].path_kind == t->path_kind)
                     m++;
@@ -634,7 +644,7 @@ static bool tpl_match(const rt *t, gh_str path, gh_route_match *out)
         const char *e = memchr(path.p + i, '/', path.len - i);
         size_t j = e ? (size_t)(e - path.p) : path.len;
         gh_str v = gh_str_from(path.p + i, j - i);
-        if (sg->kind == SEG_LIT ? !gh_str_eq(v, sg->text) : v.len == 0)
+        if (sg->kind == SEG_LIT ? !(t->icase ? gh_str_ieq(v, sg->text) : gh_str_eq(v, sg->text)) : v.len == 0)
             return false;
         if (sg->kind == SEG_PARAM)
             out->params[np++] = (gh_param){ sg->text, v };
@@ -698,13 +708,15 @@ static bool try_group(scan *s, uint32_t gid)
     gh_str path = s->req->path;
     if (g->exact && try_run(s, ht_find(r, K_EXACT, gid, path.p, path.len), path))
         return true;
+    if (g->iexact && try_run(s, ht_find(r, K_IEXACT, gid, path.p, path.len), path))
+        return true;
     for (size_t i = g->tpl_b; i < g->tpl_e; i++) {
         const rt *t = &r->routes[i];
         int c = conds(s, t);
         if (c && tpl_match(t, path, s->out) && settle(s, t, c))
             return true;
     }
-    if (g->prefix) {
+    if (g->prefix || g->iprefix) {
         /* Candidates, longest first: the path (without a trailing '/'), then
          * up to each earlier '/', then "/" itself. */
         size_t k = path.len;
@@ -712,7 +724,9 @@ static bool try_group(scan *s, uint32_t gid)
             k--;
         for (;;) {
             size_t n = k > 1 ? k : 1;
-            if (try_run(s, ht_find(r, K_PREFIX, gid, path.p, n), gh_str_from(path.p, n)))
+            if (g->prefix && try_run(s, ht_find(r, K_PREFIX, gid, path.p, n), gh_str_from(path.p, n)))
+                return true;
+            if (g->iprefix && try_run(s, ht_find(r, K_IPREFIX, gid, path.p, n), gh_str_from(path.p, n)))
                 return true;
             if (n == 1)
                 break;
@@ -856,6 +870,8 @@ void gh_router_describe(const gh_config *cfg, const gh_route_cfg *c, char *buf, 
         gh_str p = c->match.prefix.len ? gh_config_show(cfg, c->match.prefix) : GH_STR("/");
         PUT(", prefix %.*s", (int)p.len, p.p);
     }
+    if (c->match.case_insensitive)
+        PUT(" (case-insensitive)");
     uint32_t bits = c->match.methods;
     for (size_t i = 0; i < c->match.nmethods; i++)
         bits |= method_bit(c->match.method_names[i]);

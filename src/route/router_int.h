@@ -14,7 +14,9 @@
 enum { HOST_EXACT, HOST_WILD, HOST_ANY };
 enum { PATH_EXACT, PATH_TPL, PATH_PREFIX, PATH_REGEX };
 enum { SEG_LIT, SEG_PARAM, SEG_REST };
-enum { K_HOST, K_WILD, K_EXACT, K_PREFIX };
+/* Hash keys; K_IEXACT and K_IPREFIX hold case-insensitive routes' paths
+ * (lower-cased), compared ignoring ASCII case like hosts. */
+enum { K_HOST, K_WILD, K_EXACT, K_PREFIX, K_IEXACT, K_IPREFIX };
 
 typedef struct seg { gh_str text; int kind; } seg;
 typedef struct re_name { gh_str name; uint32_t group; } re_name;
@@ -35,12 +37,13 @@ typedef struct rt {
     gh_str *ext;                  /* extension methods */
     size_t next;
     bool any_method, has_cond;
+    bool icase;                   /* match.case_insensitive: the path ignores ASCII case */
     size_t ncond, mcount;
 } rt;
 
 typedef struct group {
     size_t tpl_b, tpl_e, re_b, re_e;
-    bool exact, prefix;
+    bool exact, prefix, iexact, iprefix;
 } group;
 
 typedef struct hent {
