@@ -13,6 +13,7 @@
 #include "core/arena.h"
 #include "core/cidr.h"
 #include "core/diag.h"
+#include "core/method.h"
 #include "core/str.h"
 #include "config/plugin_cfg.h"
 
@@ -127,12 +128,8 @@ enum gh_target_kind {
 
 typedef struct gh_versions_cfg gh_versions_cfg;
 
-/* Known methods as bits; a route may also list other tokens (extension methods). */
-enum {
-    GH_M_GET = 1u << 0, GH_M_HEAD = 1u << 1, GH_M_POST = 1u << 2, GH_M_PUT = 1u << 3,
-    GH_M_DELETE = 1u << 4, GH_M_PATCH = 1u << 5, GH_M_OPTIONS = 1u << 6,
-    GH_M_TRACE = 1u << 7, GH_M_CONNECT = 1u << 8, GH_M_OTHER = 1u << 15,
-};
+/* Known methods are GH_M_* bits (core/method.h); a route may also list
+ * other tokens (extension methods). */
 
 typedef struct gh_header_ops {
     gh_kv *set;                   /* replace (or add) these headers */

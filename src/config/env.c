@@ -2,8 +2,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-static bool name_start(char c) { return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || c == '_'; }
-static bool name_char(char c) { return name_start(c) || (c >= '0' && c <= '9'); }
 
 /* One pass over `in`: with dst == NULL it validates and measures, else it
  * writes. Returns the output length, or (size_t)-1 after reporting. */
@@ -27,9 +25,9 @@ static size_t expand(gh_diag *d, gh_mark at, gh_str in, char *dst, bool *used)
             continue;
         }
         size_t start = i + 2, end = start;
-        while (end < in.len && name_char(in.p[end]))
+        while (end < in.len && gh_ident_char(in.p[end]))
             end++;
-        if (end == start || !name_start(in.p[start]) || end >= in.len || in.p[end] != '}') {
+        if (end == start || !gh_ident_start(in.p[start]) || end >= in.len || in.p[end] != '}') {
             if (!dst)
                 gh_diag_error(d, at, "invalid environment reference in '%.*s' (use ${NAME})",
                               (int)in.len, in.p);

@@ -150,9 +150,6 @@ static const gh_section cors_section = GH_SECTION("cors", cors_keys);
 
 bool gh_ld_cors(gh_load *ld, gh_plugin_cfg *conf, const gh_ynode *v)
 {
-    static const char *const known[] = {   /* in the order of the GH_M_* bits */
-        "GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "TRACE", "CONNECT",
-    };
     gh_cors_cfg *c = (gh_cors_cfg *)conf;
     const gh_ypair *seen[C_COUNT] = { 0 };
     if (v && !gh_ld_apply(ld, &cors_section, v, c, seen))
@@ -189,9 +186,7 @@ bool gh_ld_cors(gh_load *ld, gh_plugin_cfg *conf, const gh_ynode *v)
         c->nmethods = sizeof(defaults) / sizeof(defaults[0]);
     }
     for (size_t i = 0; i < c->nmethods; i++)
-        for (size_t k = 0; k < sizeof(known) / sizeof(known[0]); k++)
-            if (gh_str_eq_c(c->method_names[i], known[k]))
-                c->method_bits |= 1u << k;
+        c->method_bits |= gh_method_bit(c->method_names[i].p, c->method_names[i].len) & ~(uint32_t)GH_M_OTHER;
     c->methods = joined(ld, c->method_names, c->nmethods);
     if (seen[C_HEADERS]) {
         ok &= token_list(ld, seen[C_HEADERS]->value, &c->header_names, &c->nheaders, false);

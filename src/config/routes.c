@@ -7,6 +7,7 @@
 #include <string.h>
 #include "config/schema.h"
 #include "config/units.h"
+#include "core/template.h"
 
 #define MAX_PARAMS 16   /* GH_MAX_PARAMS of route/route.h: what a match can carry */
 
@@ -20,18 +21,6 @@ typedef struct params {
     gh_str name[MAX_PARAMS];
     size_t n;
 } params;
-
-static bool ident(gh_str s)
-{
-    if (s.len == 0 || (s.p[0] >= '0' && s.p[0] <= '9'))
-        return false;
-    for (size_t i = 0; i < s.len; i++) {
-        char c = s.p[i];
-        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_'))
-            return false;
-    }
-    return true;
-}
 
 static bool path_chars_ok(gh_str t)
 {
@@ -73,22 +62,19 @@ static const char *template_error(gh_str t, bool match, params *ps, char *buf, s
             if ((seg.len == 0 && !last) || gh_str_eq_c(seg, ".") || gh_str_eq_c(seg, ".."))
                 return "'//', '.' and '..' segments never match a normalized path";
         }
-        for (size_t j = 0; j < seg.len; j++) {
-            if (seg.p[j] != '{')
-                continue;
-            const char *close = memchr(seg.p + j, '}', seg.len - j);
-            if (!close)
+        gh_tpl_ph ph;
+        for (size_t j = 0; gh_tpl_next(seg, j, &ph); j = ph.end) {
+            if (!ph.closed)
                 return "a parameter name cannot contain '/'";   /* balanced, across segments */
-            gh_str inner = gh_str_from(seg.p + j + 1, (size_t)(close - seg.p) - j - 1);
-            bool star = inner.len && inner.p[inner.len - 1] == '*';
-            gh_str name = gh_str_from(inner.p, inner.len - (star ? 1 : 0));
-            if (!ident(name)) {
+            gh_str inner = gh_str_from(seg.p + ph.at + 1, ph.end - ph.at - 2);
+            gh_str name = ph.name;
+            if (!gh_ident(name)) {
                 snprintf(buf, cap, "invalid parameter name '{%.*s}'", clip(inner), inner.p);
                 return buf;
             }
-            if (match && (j != 0 || close != seg.p + seg.len - 1))
+            if (match && (ph.at != 0 || ph.end != seg.len))
                 return "a parameter must be a whole segment";
-            if (match && star && !last) {
+            if (match && ph.star && !last) {
                 snprintf(buf, cap, "'{%.*s}' must be the last segment", clip(inner), inner.p);
                 return buf;
             }
@@ -101,7 +87,6 @@ static const char *template_error(gh_str t, bool match, params *ps, char *buf, s
             if (ps->n == MAX_PARAMS)
                 return "too many parameters (at most 16)";
             ps->name[ps->n++] = name;
-            j = (size_t)(close - seg.p);
         }
         i = end + 1;
     }
@@ -135,9 +120,6 @@ static bool set_match_query(gh_load *ld, void *obj, const gh_ypair *kv)
 
 static bool set_methods(gh_load *ld, void *obj, const gh_ypair *kv)
 {
-    static const char *const known[] = {   /* in the order of the GH_M_* bits */
-        "GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "TRACE", "CONNECT",
-    };
     gh_route_cfg *r = obj;
     const gh_ynode *list = kv->value;
     if (list->kind != GH_Y_SEQ || list->n == 0) {
@@ -163,11 +145,7 @@ static bool set_methods(gh_load *ld, void *obj, const gh_ypair *kv)
             gh_ld_error(ld, list->items[i]->mark, "duplicate method '%s'", m.p);
             continue;
         }
-        uint32_t bit = GH_M_OTHER;
-        for (size_t j = 0; j < sizeof(known) / sizeof(known[0]); j++)
-            if (gh_str_eq_c(m, known[j]))
-                bit = 1u << j;
-        r->match.methods |= bit;
+        r->match.methods |= gh_method_bit(m.p, m.len);
         r->match.method_names[r->match.nmethods++] = m;
     }
     return true;
@@ -375,29 +353,23 @@ static bool set_response_headers(gh_load *ld, void *obj, const gh_ypair *kv)
 
 /* Every {name} in text must be something the match provides: match.path's
  * parameters, {rest} for a prefix route (what follows the prefix); a
- * regex's named groups are checked by the router. */
+ * regex's named groups are checked by the router. with_host: {host}, the
+ * request's host, is offered too (redirects). */
 static bool check_params_used(gh_load *ld, gh_mark at, gh_str text, int kind, const params *mp,
-                              const char *what)
+                              const char *what, bool with_host)
 {
-    for (size_t i = 0; i < text.len; i++) {
-        if (text.p[i] != '{')
-            continue;
-        const char *close = memchr(text.p + i, '}', text.len - i);
-        if (!close)
-            break;
-        gh_str n = { text.p + i + 1, (size_t)(close - text.p) - i - 1 };
-        if (n.len && n.p[n.len - 1] == '*')
-            n.len--;
-        i = (size_t)(close - text.p);
-        bool found = kind == M_REGEX || kind == -1;
+    gh_tpl_ph ph;
+    for (size_t i = 0; gh_tpl_next(text, i, &ph) && ph.closed; i = ph.end) {
+        gh_str n = ph.name;
+        bool found = kind == M_REGEX || kind == -1 || (with_host && gh_str_eq_c(n, "host"));
         if (kind == M_PREFIX)
-            found = gh_str_eq_c(n, "rest");
+            found |= gh_str_eq_c(n, "rest");
         for (size_t j = 0; !found && j < mp->n; j++)
             found = gh_str_eq(mp->name[j], n);
         if (!found) {
             if (kind == M_PREFIX)
-                gh_ld_error(ld, at, "%s uses '{%.*s}', but a prefix route only provides {rest}", what,
-                            clip(n), n.p);
+                gh_ld_error(ld, at, "%s uses '{%.*s}', but a prefix route only provides {rest}%s", what,
+                            clip(n), n.p, with_host ? " and {host}" : "");
             else
                 gh_ld_error(ld, at, "%s uses '{%.*s}', which match.path does not define", what, clip(n), n.p);
             return false;
@@ -451,7 +423,7 @@ static void load_rewrite(gh_load *ld, gh_route_cfg *r, const gh_ypair *kv, int k
     if (!gh_ld_str(ld, v, &p, NULL) || !check_template(ld, v, p, false, &rp, "path template"))
         return;
     r->rewrite.path = p;
-    check_params_used(ld, v->mark, p, kind, mp, "rewrite path");
+    check_params_used(ld, v->mark, p, kind, mp, "rewrite path", false);
 }
 
 /* ---------------------------------------------------------------- route */
@@ -527,7 +499,7 @@ static void load_target(gh_load *ld, gh_route_cfg *r, const gh_ypair **seen, int
         else if (r->redirect.to.p && r->redirect.to.len == 0)
             gh_ld_error(ld, rd[RD_TO]->value->mark, "expected a URL or a path");
         else
-            check_params_used(ld, rd[RD_TO]->value->mark, r->redirect.to, kind, mp, "redirect");
+            check_params_used(ld, rd[RD_TO]->value->mark, r->redirect.to, kind, mp, "redirect", true);
         return;
     case R_VERSIONS:
         r->target = GH_TARGET_VERSIONS;   /* loaded last, over the finished route (load_route) */

@@ -34,6 +34,19 @@ static inline bool gh_str_starts(gh_str a, gh_str prefix)
 }
 static inline char gh_lower(char c) { return (c >= 'A' && c <= 'Z') ? (char)(c + 32) : c; }
 
+/* Identifiers (template parameters, ${ENV} names): [A-Za-z_][A-Za-z0-9_]*. */
+static inline bool gh_ident_start(char c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_'; }
+static inline bool gh_ident_char(char c) { return gh_ident_start(c) || (c >= '0' && c <= '9'); }
+static inline bool gh_ident(gh_str s)
+{
+    if (s.len == 0 || !gh_ident_start(s.p[0]))
+        return false;
+    for (size_t i = 1; i < s.len; i++)
+        if (!gh_ident_char(s.p[i]))
+            return false;
+    return true;
+}
+
 /* The value of a hex digit, or -1. */
 static inline int gh_hexval(unsigned char c)
 {

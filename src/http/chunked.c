@@ -8,6 +8,7 @@
  * whitespace before the size, no whitespace after it unless a ';' follows
  * (BWS belongs to an extension), at most 16 hex digits, bounded size lines
  * and trailers. Trailer fields are validated like header fields and dropped. */
+#include "core/str.h"
 #include "http/h1_parse.h"
 #include "http/h1_chars.h"
 
@@ -41,11 +42,6 @@ enum {
     S_BAD,
 };
 
-
-static unsigned hexval(unsigned ch)
-{
-    return ch <= '9' ? ch - '0' : (ch | 0x20) - 'a' + 10;
-}
 
 void gh_chunked_init(gh_chunked *c)
 {
@@ -106,7 +102,7 @@ int gh_chunked_decode(gh_chunked *c, const char *buf, size_t len, size_t *consum
                 if (c->line_len > MAX_SIZE_DIGITS)
                     st = S_BAD;
                 else
-                    c->remaining = c->remaining << 4 | hexval(ch);
+                    c->remaining = c->remaining << 4 | (unsigned)gh_hexval((unsigned char)ch);
             } else {
                 st = c->line_len > 1 ? after_item(ch, S_EXT_WS) : S_BAD;
             }

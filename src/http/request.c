@@ -1,37 +1,11 @@
-/* request.c — request facts every codec derives the same way (the
- * method's bit, the host without its port, path and query from the
- * request-target), and lookups into a request: query parameters, cookies. */
+/* request.c — request facts every codec derives the same way (the host
+ * without its port, path and query from the request-target, the peer; the
+ * method's bit is core/method.c's), and lookups into a request: query parameters, cookies. */
 #include <string.h>
 #include <strings.h>
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include "http/request.h"
-
-uint32_t gh_method_bit(const char *m, size_t n)
-{
-    switch (n) {
-    case 3:
-        if (memcmp(m, "GET", 3) == 0) return GH_M_GET;
-        if (memcmp(m, "PUT", 3) == 0) return GH_M_PUT;
-        break;
-    case 4:
-        if (memcmp(m, "HEAD", 4) == 0) return GH_M_HEAD;
-        if (memcmp(m, "POST", 4) == 0) return GH_M_POST;
-        break;
-    case 5:
-        if (memcmp(m, "PATCH", 5) == 0) return GH_M_PATCH;
-        if (memcmp(m, "TRACE", 5) == 0) return GH_M_TRACE;
-        break;
-    case 6:
-        if (memcmp(m, "DELETE", 6) == 0) return GH_M_DELETE;
-        break;
-    case 7:
-        if (memcmp(m, "OPTIONS", 7) == 0) return GH_M_OPTIONS;
-        if (memcmp(m, "CONNECT", 7) == 0) return GH_M_CONNECT;
-        break;
-    }
-    return GH_M_OTHER;
-}
 
 /* Host without port, lower-cased, into the arena. */
 gh_str gh_host_of(gh_arena *ar, const char *h, size_t n)

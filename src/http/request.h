@@ -4,9 +4,9 @@
 #ifndef GH_HTTP_REQUEST_H
 #define GH_HTTP_REQUEST_H
 #include <sys/socket.h>
+#include "core/method.h"   /* gh_method_bit: GH_M_*, GH_M_OTHER */
 #include "http/exchange.h"
 
-uint32_t gh_method_bit(const char *m, size_t n);          /* GH_M_*, GH_M_OTHER */
 gh_str gh_host_of(gh_arena *ar, const char *h, size_t n); /* lower-case, no port, in ar */
 /* ex->peer, ex->client and ex->client_port from the socket's peer
  * (v4-mapped IPv6 reads as IPv4). */

@@ -17,6 +17,7 @@
  *
  * The result always starts with '/', is NUL-terminated, and needs len + 1
  * bytes of cap; the query string is the caller's business. */
+#include "core/template.h"
 #include "route/route.h"
 
 typedef struct wbuf {
@@ -50,22 +51,16 @@ static void fill_template(wbuf *w, const gh_route_match *m, gh_str t)
 {
     if (!t.len || t.p[0] != '/')
         put(w, "/", 1);
-    for (size_t i = 0; i < t.len && !w->over;) {
-        const char *open = memchr(t.p + i, '{', t.len - i);
-        size_t j = open ? (size_t)(open - t.p) : t.len;
-        put(w, t.p + i, j - i);
-        if (!open)
-            break;
-        const char *close = memchr(t.p + j, '}', t.len - j);
-        size_t k = close ? (size_t)(close - t.p) : t.len;
-        gh_str name = gh_str_from(t.p + j + 1, k - j - 1);
-        if (name.len && name.p[name.len - 1] == '*')
-            name.len--;
-        const gh_param *p = param(m, name);
+    gh_tpl_ph ph;
+    size_t i = 0;
+    for (; !w->over && gh_tpl_next(t, i, &ph); i = ph.end) {
+        put(w, t.p + i, ph.at - i);
+        const gh_param *p = param(m, ph.name);
         if (p)
             put(w, p->value.p, p->value.len);
-        i = k + 1;
     }
+    if (i < t.len)
+        put(w, t.p + i, t.len - i);
 }
 
 size_t gh_rewrite_path(const gh_route_match *m, gh_str path, char *out, size_t cap)

@@ -4,6 +4,7 @@
  * match does not capture (errors). Runs once per gh_router_build, after the
  * table is sorted; never on the request path. */
 #include <stdlib.h>
+#include "core/template.h"
 #include "route/router_int.h"
 
 /* ---- overlap analysis (ties and shadows) ----
@@ -205,24 +206,18 @@ void gh_rt_check_rewrite(const rt *t, gh_diag *d)
         gh_diag_error(d, c->rewrite.mark, "route '%.*s': rewrite.path must start with '/'", RNAME(c));
     if (c->rewrite.prefix.len && c->rewrite.prefix.p[0] != '/')
         gh_diag_error(d, c->rewrite.mark, "route '%.*s': rewrite.prefix must start with '/'", RNAME(c));
-    for (size_t i = 0; i < p.len; i++) {
-        if (p.p[i] != '{')
-            continue;
-        const char *e = memchr(p.p + i, '}', p.len - i);
-        size_t j = e ? (size_t)(e - p.p) : p.len;
-        gh_str name = gh_str_from(p.p + i + 1, j > i + 1 ? j - i - 1 : 0);
-        if (name.len && name.p[name.len - 1] == '*')
-            name.len--;
+    gh_tpl_ph ph;
+    for (size_t i = 0; gh_tpl_next(p, i, &ph); i = ph.end) {
+        gh_str name = ph.name;
         bool found = false;
         for (size_t k = 0; k < t->nseg && !found; k++)
             found = t->segs[k].kind != SEG_LIT && gh_str_eq(t->segs[k].text, name);
         for (size_t k = 0; k < t->nnames && !found; k++)
             found = gh_str_eq(t->names[k].name, name);
-        if (!e || !found) {
+        if (!ph.closed || !found) {
             gh_diag_error(d, c->rewrite.mark, "route '%.*s': rewrite.path uses {%.*s}, which the "
                           "match does not capture", RNAME(c), (int)name.len, name.p);
             return;
         }
-        i = j;
     }
 }

@@ -22,22 +22,14 @@
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include "core/template.h"
 #include "route/router_int.h"
 
-static const struct { uint32_t bit; const char *name; } KNOWN[] = {
-    { GH_M_GET, "GET" }, { GH_M_HEAD, "HEAD" }, { GH_M_POST, "POST" }, { GH_M_PUT, "PUT" },
-    { GH_M_DELETE, "DELETE" }, { GH_M_PATCH, "PATCH" }, { GH_M_OPTIONS, "OPTIONS" },
-    { GH_M_TRACE, "TRACE" }, { GH_M_CONNECT, "CONNECT" },
-};
-#define NKNOWN (sizeof(KNOWN) / sizeof(KNOWN[0]))
-
-/* Methods are case-sensitive tokens (RFC 9110 §9.1): "get" is not GET. */
+/* The method's GH_M_* bit; 0 for an extension method. */
 static uint32_t method_bit(gh_str m)
 {
-    for (size_t i = 0; i < NKNOWN; i++)
-        if (gh_str_eq_c(m, KNOWN[i].name))
-            return KNOWN[i].bit;
-    return 0;
+    uint32_t bit = gh_method_bit(m.p, m.len);
+    return bit == GH_M_OTHER ? 0 : bit;
 }
 
 bool gh_rt_ext_has(const rt *t, gh_str m)
@@ -142,18 +134,6 @@ static gh_str lower_copy(gh_arena *a, const char *p, size_t n)
     return (gh_str){ s, s ? n : 0 };
 }
 
-static bool valid_name(gh_str n)
-{
-    if (n.len == 0 || (n.p[0] >= '0' && n.p[0] <= '9'))
-        return false;
-    for (size_t i = 0; i < n.len; i++) {
-        char c = n.p[i];
-        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_'))
-            return false;
-    }
-    return true;
-}
-
 static bool compile_host(gh_arena *a, const gh_route_cfg *c, rt *t, gh_diag *d)
 {
     gh_str h = c->match.host;
@@ -216,10 +196,11 @@ static bool compile_template(gh_arena *a, const gh_route_cfg *c, rt *t, gh_diag 
         gh_str s = gh_str_from(p.p + i, j - i);
         seg *sg = &t->segs[k];
         const char *why = NULL;
-        if (memchr(s.p, '{', s.len) || memchr(s.p, '}', s.len)) {
-            bool star = s.len > 3 && s.p[s.len - 2] == '*';
-            gh_str name = gh_str_from(s.p + 1, s.len - 2 - star);
-            if (s.len < 3 || s.p[0] != '{' || s.p[s.len - 1] != '}' || !valid_name(name))
+        gh_str name;
+        int kind = gh_tpl_segment(s, &name);
+        if (kind != GH_TPL_LIT) {
+            bool star = kind == GH_TPL_REST;
+            if (kind == GH_TPL_BAD)
                 why = "a parameter is a whole segment, {name} or {name*}";
             else if (star && k != n - 1)
                 why = "{name*} must be the last segment";
@@ -548,12 +529,6 @@ static bool headers_ok(const gh_route_cfg *c, const gh_route_request *req)
     return true;
 }
 
-static int hexv(char c)
-{
-    return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10
-         : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
-}
-
 /* Compare a raw query component with a configured string after decoding
  * %XX and '+' (form encoding) on the fly. */
 static bool dec_eq(const char *s, size_t n, gh_str want)
@@ -563,8 +538,9 @@ static bool dec_eq(const char *s, size_t n, gh_str want)
         unsigned char c = (unsigned char)s[i];
         if (c == '+') {
             c = ' ', i++;
-        } else if (c == '%' && i + 2 < n && hexv(s[i + 1]) >= 0 && hexv(s[i + 2]) >= 0) {
-            c = (unsigned char)(hexv(s[i + 1]) << 4 | hexv(s[i + 2]));
+        } else if (c == '%' && i + 2 < n && gh_hexval((unsigned char)s[i + 1]) >= 0 &&
+                   gh_hexval((unsigned char)s[i + 2]) >= 0) {
+            c = (unsigned char)(gh_hexval((unsigned char)s[i + 1]) << 4 | gh_hexval((unsigned char)s[i + 2]));
             i += 3;
         } else {
             i++;
@@ -759,12 +735,12 @@ static void allow_text(scan *s)
     gh_route_match *out = s->out;
     size_t n = 0;
     out->allow_text[0] = '\0';
-    for (size_t i = 0; i < NKNOWN; i++) {
-        if (!(s->allow & KNOWN[i].bit))
+    for (size_t i = 0; i < GH_NMETHODS; i++) {
+        if (!(s->allow & gh_methods[i].bit))
             continue;
         if (n)
             append(out->allow_text, sizeof(out->allow_text), &n, ", ", 2);
-        append(out->allow_text, sizeof(out->allow_text), &n, KNOWN[i].name, strlen(KNOWN[i].name));
+        append(out->allow_text, sizeof(out->allow_text), &n, gh_methods[i].name, gh_methods[i].len);
     }
     for (size_t i = 0; i < s->nallow_ext; i++) {
         for (size_t j = 0; j < s->allow_ext[i]->next; j++) {
@@ -878,9 +854,9 @@ void gh_router_describe(const gh_config *cfg, const gh_route_cfg *c, char *buf, 
     if (bits & GH_M_GET)
         bits |= GH_M_HEAD;
     const char *sep = ", methods ";
-    for (size_t i = 0; i < NKNOWN; i++)
-        if (bits & KNOWN[i].bit) {
-            PUT("%s%s", sep, KNOWN[i].name);
+    for (size_t i = 0; i < GH_NMETHODS; i++)
+        if (bits & gh_methods[i].bit) {
+            PUT("%s%s", sep, gh_methods[i].name);
             sep = ", ";
         }
     for (size_t i = 0; i < c->match.nmethods; i++)

@@ -106,7 +106,7 @@ CASELESS = """\
     upstream: up
     plugins: { key_auth: {} }
   - name: public
-    match: { prefix: / }
+    match: { regex: "^/" }      # after the regex above in file order
     upstream: up
 """
 
