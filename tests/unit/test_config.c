@@ -762,6 +762,39 @@ static void test_rewrite(void **state)
     gh_diag_free(&d);
 }
 
+/* {host} (the request's host) in redirect.to on every kind of route; never in rewrite.path. */
+static void test_redirect_host(void **state)
+{
+    gh_diag d;
+    gh_config *cfg = load_ok(ROUTE_HEAD "  - name: r\n    match: { prefix: /old }\n"
+                             "    redirect: { to: \"https://{host}/{rest}\", status: 308 }\n"
+                             "  - name: s\n    match: { path: \"/u/{id}\" }\n"
+                             "    redirect: { to: \"https://{host}/users/{id}\" }\n", &d);
+    assert_string_equal(cfg->routes[0].redirect.to.p, "https://{host}/{rest}");
+    gh_config_free(cfg);
+    gh_diag_free(&d);
+    assert_string_equal(errors_of(ROUTE_HEAD "  - name: r\n    match: { prefix: /u }\n"
+                                             "    redirect: { to: \"https://{hots}/{rest}\" }\n"),
+                        "test.yaml:8:21: redirect uses '{hots}', but a prefix route only provides {rest} and {host}");
+    assert_string_equal(errors_of(ROUTE_HEAD "  - name: r\n    match: { prefix: /u }\n    upstream: u\n"
+                                             "    rewrite: { path: \"/{host}/{rest}\" }\n"),
+                        "test.yaml:9:22: rewrite path uses '{host}', but a prefix route only provides {rest}");
+}
+
+static void test_case_insensitive(void **state)
+{
+    gh_diag d;
+    gh_config *cfg = load_ok(ROUTE_HEAD "  - name: r\n    match: { prefix: /Private, case_insensitive: true }\n"
+                             "    upstream: u\n  - name: s\n    match: { prefix: /s }\n    upstream: u\n", &d);
+    assert_true(cfg->routes[0].match.case_insensitive);
+    assert_false(cfg->routes[1].match.case_insensitive);
+    gh_config_free(cfg);
+    gh_diag_free(&d);
+    assert_string_equal(errors_of(ROUTE_HEAD "  - name: r\n    match: { prefix: /p, case_insensitive: maybe }\n"
+                                             "    upstream: u\n"),
+                        "test.yaml:7:44: expected true or false");
+}
+
 static void test_header_values(void **state)
 {
     assert_string_equal(errors_of(ROUTE_HEAD "  - name: r\n    match: { prefix: /r }\n"
@@ -811,6 +844,8 @@ int main(void)
         cmocka_unit_test(test_match_errors),
         cmocka_unit_test(test_path_templates),
         cmocka_unit_test(test_rewrite),
+        cmocka_unit_test(test_redirect_host),
+        cmocka_unit_test(test_case_insensitive),
         cmocka_unit_test(test_header_values),
         cmocka_unit_test(test_all_errors_in_file_order),
     };

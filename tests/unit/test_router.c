@@ -52,16 +52,8 @@ static gh_route_cfg *fx_add(const char *name, const char *host, const char *kind
 /* Like the loader: bits for known methods, GH_M_OTHER for others, every name listed. */
 static void fx_method(gh_route_cfg *r, const char *m)
 {
-    static const struct { const char *n; uint32_t b; } k[] = {
-        { "GET", GH_M_GET }, { "HEAD", GH_M_HEAD }, { "POST", GH_M_POST }, { "PUT", GH_M_PUT },
-        { "DELETE", GH_M_DELETE }, { "PATCH", GH_M_PATCH }, { "OPTIONS", GH_M_OPTIONS },
-    };
     size_t i = (size_t)(r - fx_routes);
-    uint32_t bit = GH_M_OTHER;
-    for (size_t j = 0; j < sizeof(k) / sizeof(k[0]); j++)
-        if (strcmp(k[j].n, m) == 0)
-            bit = k[j].b;
-    r->match.methods |= bit;
+    r->match.methods |= gh_method_bit(m, strlen(m));
     fx_methods[i][r->match.nmethods] = gh_str_c(m);
     r->match.method_names = fx_methods[i];
     r->match.nmethods++;
@@ -625,6 +617,63 @@ static void test_describe(void **state)
     assert_string_equal(buf, "any host,");
 }
 
+/* match.case_insensitive: exact, prefix, template and regex paths ignore
+ * ASCII case; a case-sensitive route is the more specific of two. */
+static void test_case_insensitive(void **state)
+{
+    fx_reset();
+    fx_add("ci-exact", NULL, "path", "/Exact")->match.case_insensitive = true;
+    fx_add("cs-exact", NULL, "path", "/exact");
+    fx_add("ci-prefix", NULL, "prefix", "/Pre/Fix")->match.case_insensitive = true;
+    fx_add("cs-prefix", NULL, "prefix", "/pre");
+    fx_add("ci-tpl", NULL, "path", "/Items/{id}")->match.case_insensitive = true;
+    fx_add("ci-re", NULL, "regex", "^/re/[a-z]+$")->match.case_insensitive = true;
+    fx_add("cs", NULL, "path", "/cs");
+    gh_diag d;
+    gh_router *r = fx_build(&d);
+    expect_clean(r, &d);
+    assert_string_equal(WHO(r, "GET", NULL, "/EXACT"), "ci-exact");
+    assert_string_equal(WHO(r, "GET", NULL, "/exact"), "cs-exact");
+    assert_string_equal(WHO(r, "GET", NULL, "/Exact"), "ci-exact");
+    assert_string_equal(WHO(r, "GET", NULL, "/PRE/FIX/a"), "ci-prefix");
+    assert_string_equal(WHO(r, "GET", NULL, "/pre/fix"), "ci-prefix");   /* longer prefix first */
+    assert_string_equal(WHO(r, "GET", NULL, "/pre/x"), "cs-prefix");
+    assert_string_equal(WHO(r, "GET", NULL, "/PRE/x"), "404");
+    assert_string_equal(WHO(r, "GET", NULL, "/ITEMS/Ab"), "ci-tpl");
+    assert_string_equal(WHO(r, "GET", NULL, "/RE/XyZ"), "ci-re");
+    assert_string_equal(WHO(r, "GET", NULL, "/CS"), "404");
+    gh_route_match m;
+    assert_int_equal(fx_match(r, "GET", NULL, "/ITEMS/Ab", NULL, NULL, &m), GH_ROUTE_FOUND);
+    assert_int_equal(m.nparams, 1);
+    assert_true(gh_str_eq_c(m.params[0].value, "Ab"));          /* values keep their case */
+    assert_int_equal(fx_match(r, "GET", NULL, "/PRE/FIX/a", NULL, NULL, &m), GH_ROUTE_FOUND);
+    assert_true(gh_str_eq_c(m.matched_prefix, "/PRE/FIX"));     /* strip_prefix cuts what was sent */
+    char buf[160];
+    gh_router_describe(NULL, &fx_routes[2], buf, sizeof(buf));
+    assert_string_equal(buf, "any host, prefix /Pre/Fix (case-insensitive)");
+    gh_router_free(r);
+    gh_diag_free(&d);
+
+    /* "/A" and "/a", both case-insensitive, are one path: a tie */
+    fx_reset();
+    fx_add("one", NULL, "path", "/A")->match.case_insensitive = true;
+    fx_add("two", NULL, "path", "/a")->match.case_insensitive = true;
+    r = fx_build(&d);
+    assert_null(r);
+    assert_true(diag_has(&d, false, "ties with route 'one'"));
+    gh_diag_free(&d);
+
+    /* a case-sensitive template does not shadow a case-insensitive route */
+    fx_reset();
+    fx_add("all", NULL, "path", "/x/{rest*}");
+    fx_add("ci", NULL, "prefix", "/x/y")->match.case_insensitive = true;
+    r = fx_build(&d);
+    expect_clean(r, &d);
+    assert_string_equal(WHO(r, "GET", NULL, "/X/Y/z"), "ci");
+    gh_router_free(r);
+    gh_diag_free(&d);
+}
+
 static void test_many_routes(void **state)
 {
     static char names[3000][24], hosts[1000][32], paths[3000][24];
@@ -770,6 +819,7 @@ int main(void)
         cmocka_unit_test(test_config_errors),
         cmocka_unit_test(test_config_paths_are_normalized),
         cmocka_unit_test(test_describe),
+        cmocka_unit_test(test_case_insensitive),
         cmocka_unit_test(test_many_routes),
         cmocka_unit_test(test_random_paths),
         cmocka_unit_test(test_regex_from_threads),
