@@ -23,8 +23,9 @@ enum {
  * must hold at least len + 1 bytes (normalization never grows a path).
  * Percent-decodes unreserved characters, removes dot-segments, merges
  * repeated slashes; in strict mode refuses %2F %5C %00, raw backslash,
- * dot segments with parameters (..;x, .;x), invalid/overlong UTF-8 in
- * percent-encoded bytes. Result always starts with '/'. */
+ * ';' (raw or %3B), a segment ending in '.', %20 or %09, invalid/overlong
+ * UTF-8 in percent-encoded bytes; non-strict cuts ";params" and trailing
+ * dots/spaces off each segment instead. Result always starts with '/'. */
 int gh_path_normalize(const char *in, size_t len, char *out, size_t *out_len, bool strict);
 
 /* ---- routing ---- */
