@@ -21,26 +21,73 @@
 #include "http/status.h"
 #include "targets/versions.h"
 
+/* One row per command: the usage line and what `CMD --help` adds. */
+typedef struct command_help {
+    const char *name, *synopsis, *summary, *details;
+} command_help;
+
+static const command_help commands[] = {
+    { "run", "run [-c FILE] [--workers N] [--log-level LEVEL]", "serve (default: ./gatehouse.yaml, else the demo)",
+      "  -c, --config FILE     the configuration (default ./gatehouse.yaml if present, else the embedded demo)\n"
+      "  --workers N           worker threads, 1 to 256 (overrides the configuration)\n"
+      "  --log-level LEVEL     error, warn, info or debug\n"
+      "Signals: SIGHUP reloads, SIGTERM/SIGINT drain and exit, SIGUSR1 reopens log files.\n" },
+    { "check", "check -c FILE", "validate a configuration",
+      "Prints every error as FILE:LINE:COL: message and exits 1, or says the file is valid and exits 0.\n" },
+    { "routes", "routes -c FILE", "print the route table in precedence order",
+      "One line per route (name, match, target), then its plugins or its versions.\n" },
+    { "explain", "explain -c FILE METHOD URL [-H 'Name: value']...", "which route a request would take, and why",
+      "URL is absolute (http://api.example.com/users?x=1) or a path, with the host from -H 'Host: ...'.\n"
+      "The request runs through the same dispatcher as a real one (routing, version and canary,\n"
+      "plugins) without sending anything: prints the route, version, plugins and target, the\n"
+      "forwarded path and the upstream, or the answer the gateway would give instead (401, 404...).\n" },
+    { "config", "config --default", "print the embedded demo configuration", "" },
+    { "version", "version", "versions of gatehouse and its libraries", "" },
+};
+#define NCOMMANDS (sizeof(commands) / sizeof(commands[0]))
+
+static const command_help *find_command(const char *name)
+{
+    for (size_t i = 0; i < NCOMMANDS; i++)
+        if (strcmp(commands[i].name, name) == 0)
+            return &commands[i];
+    return NULL;
+}
+
 static void usage(FILE *out)
 {
-    fprintf(out,
-            "usage: gatehouse <command> [options]\n"
-            "\n"
-            "  run [-c FILE] [--workers N] [--log-level LEVEL]   serve (default: ./gatehouse.yaml, else the demo)\n"
-            "  check -c FILE                                     validate a configuration\n"
-            "  routes -c FILE                                    print the route table in precedence order\n"
-            "  explain -c FILE METHOD URL [-H 'Name: value']...  which route a request would take, and why\n"
-            "  config --default                                  print the embedded demo configuration\n"
-            "  version                                           versions of gatehouse and its libraries\n");
+    fprintf(out, "usage: gatehouse <command> [options]\n\n");
+    for (size_t i = 0; i < NCOMMANDS; i++)
+        fprintf(out, "  %-50s %s\n", commands[i].synopsis, commands[i].summary);
+    fprintf(out, "\n'gatehouse COMMAND --help' says more about one command.\n");
 }
+
+static void command_usage(FILE *out, const command_help *c, bool details)
+{
+    fprintf(out, "usage: gatehouse %s\n  %s\n", c->synopsis, c->summary);
+    if (details && c->details[0])
+        fprintf(out, "\n%s", c->details);
+}
+
+static const command_help *current;   /* the command being run, for usage errors */
 
 static int usage_error(const char *fmt, const char *arg)
 {
     fprintf(stderr, "gatehouse: ");
     fprintf(stderr, fmt, arg);
     fprintf(stderr, "\n\n");
-    usage(stderr);
+    if (current)
+        command_usage(stderr, current, false);
+    else
+        usage(stderr);
     return 2;
+}
+
+/* "1 route", "2 routes". */
+static const char *counted(char *buf, size_t cap, size_t n, const char *word)
+{
+    snprintf(buf, cap, "%zu %s%s", n, word, n == 1 ? "" : "s");
+    return buf;
 }
 
 /* Loads FILE into a compiled snapshot, printing diagnostics. */
@@ -57,9 +104,11 @@ static int cmd_check(const char *file)
     gh_diag d;
     gh_snapshot *s = load(file, &d);
     int rc = s ? 0 : 1;
+    char routes[32], upstreams[32];
     if (s)
-        printf("%s: configuration ok (%zu routes, %zu upstreams)%s\n", file, s->cfg->nroutes,
-               s->cfg->nupstreams, d.warnings ? ", with warnings" : "");
+        printf("%s: configuration ok (%s, %s)%s\n", file, counted(routes, sizeof(routes), s->cfg->nroutes, "route"),
+               counted(upstreams, sizeof(upstreams), s->cfg->nupstreams, "upstream"),
+               d.warnings ? ", with warnings" : "");
     gh_diag_free(&d);
     gh_snapshot_unref(s);
     return rc;
@@ -295,11 +344,28 @@ int main(int argc, char **argv)
     }
     const char *cmd = argv[1];
     if (strcmp(cmd, "-h") == 0 || strcmp(cmd, "--help") == 0 || strcmp(cmd, "help") == 0) {
-        usage(stdout);
+        const command_help *c = argc > 2 && strcmp(cmd, "help") == 0 ? find_command(argv[2]) : NULL;
+        if (argc > 2 && strcmp(cmd, "help") == 0 && !c)
+            return usage_error("unknown command '%s'", argv[2]);
+        if (c)
+            command_usage(stdout, c, true);
+        else
+            usage(stdout);
         return 0;
     }
-    if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0)
+    if (strcmp(cmd, "--version") == 0)
         return cmd_version();
+    current = find_command(cmd);
+    if (!current)
+        return usage_error("unknown command '%s'", cmd);
+    for (int i = 2; i < argc; i++) {
+        if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
+            command_usage(stdout, current, true);
+            return 0;
+        }
+    }
+    if (strcmp(cmd, "version") == 0)
+        return argc > 2 ? usage_error("version takes no arguments ('%s')", argv[2]) : cmd_version();
 
     const char *file = NULL;
     gh_run_options run = { .config = NULL, .workers = 0, .log_level = -1 };
