@@ -14,31 +14,80 @@
 #include "config/config.h"
 #include "core/log.h"
 #include "route/route.h"
+#include "server/dry_run.h"
 #include "server/server.h"
 #include "plugins/plugin.h"
 #include "server/snapshot.h"
+#include "http/status.h"
 #include "targets/versions.h"
+
+/* One row per command: the usage line and what `CMD --help` adds. */
+typedef struct command_help {
+    const char *name, *synopsis, *summary, *details;
+} command_help;
+
+static const command_help commands[] = {
+    { "run", "run [-c FILE] [--workers N] [--log-level LEVEL]", "serve (default: ./gatehouse.yaml, else the demo)",
+      "  -c, --config FILE     the configuration (default ./gatehouse.yaml if present, else the embedded demo)\n"
+      "  --workers N           worker threads, 1 to 256 (overrides the configuration)\n"
+      "  --log-level LEVEL     error, warn, info or debug\n"
+      "Signals: SIGHUP reloads, SIGTERM/SIGINT drain and exit, SIGUSR1 reopens log files.\n" },
+    { "check", "check -c FILE", "validate a configuration",
+      "Prints every error as FILE:LINE:COL: message and exits 1, or says the file is valid and exits 0.\n" },
+    { "routes", "routes -c FILE", "print the route table in precedence order",
+      "One line per route (name, match, target), then its plugins or its versions.\n" },
+    { "explain", "explain -c FILE METHOD URL [-H 'Name: value']...", "which route a request would take, and why",
+      "URL is absolute (http://api.example.com/users?x=1) or a path, with the host from -H 'Host: ...'.\n"
+      "The request runs through the same dispatcher as a real one (routing, version and canary,\n"
+      "plugins) without sending anything: prints the route, version, plugins and target, the\n"
+      "forwarded path and the upstream, or the answer the gateway would give instead (401, 404...).\n" },
+    { "config", "config --default", "print the embedded demo configuration", "" },
+    { "version", "version", "versions of gatehouse and its libraries", "" },
+};
+#define NCOMMANDS (sizeof(commands) / sizeof(commands[0]))
+
+static const command_help *find_command(const char *name)
+{
+    for (size_t i = 0; i < NCOMMANDS; i++)
+        if (strcmp(commands[i].name, name) == 0)
+            return &commands[i];
+    return NULL;
+}
 
 static void usage(FILE *out)
 {
-    fprintf(out,
-            "usage: gatehouse <command> [options]\n"
-            "\n"
-            "  run [-c FILE] [--workers N] [--log-level LEVEL]   serve (default: ./gatehouse.yaml, else the demo)\n"
-            "  check -c FILE                                     validate a configuration\n"
-            "  routes -c FILE                                    print the route table in precedence order\n"
-            "  explain -c FILE METHOD URL [-H 'Name: value']...  which route a request would take, and why\n"
-            "  config --default                                  print the embedded demo configuration\n"
-            "  version                                           versions of gatehouse and its libraries\n");
+    fprintf(out, "usage: gatehouse <command> [options]\n\n");
+    for (size_t i = 0; i < NCOMMANDS; i++)
+        fprintf(out, "  %-50s %s\n", commands[i].synopsis, commands[i].summary);
+    fprintf(out, "\n'gatehouse COMMAND --help' says more about one command.\n");
 }
+
+static void command_usage(FILE *out, const command_help *c, bool details)
+{
+    fprintf(out, "usage: gatehouse %s\n  %s\n", c->synopsis, c->summary);
+    if (details && c->details[0])
+        fprintf(out, "\n%s", c->details);
+}
+
+static const command_help *current;   /* the command being run, for usage errors */
 
 static int usage_error(const char *fmt, const char *arg)
 {
     fprintf(stderr, "gatehouse: ");
     fprintf(stderr, fmt, arg);
     fprintf(stderr, "\n\n");
-    usage(stderr);
+    if (current)
+        command_usage(stderr, current, false);
+    else
+        usage(stderr);
     return 2;
+}
+
+/* "1 route", "2 routes". */
+static const char *counted(char *buf, size_t cap, size_t n, const char *word)
+{
+    snprintf(buf, cap, "%zu %s%s", n, word, n == 1 ? "" : "s");
+    return buf;
 }
 
 /* Loads FILE into a compiled snapshot, printing diagnostics. */
@@ -55,9 +104,11 @@ static int cmd_check(const char *file)
     gh_diag d;
     gh_snapshot *s = load(file, &d);
     int rc = s ? 0 : 1;
+    char routes[32], upstreams[32];
     if (s)
-        printf("%s: configuration ok (%zu routes, %zu upstreams)%s\n", file, s->cfg->nroutes,
-               s->cfg->nupstreams, d.warnings ? ", with warnings" : "");
+        printf("%s: configuration ok (%s, %s)%s\n", file, counted(routes, sizeof(routes), s->cfg->nroutes, "route"),
+               counted(upstreams, sizeof(upstreams), s->cfg->nupstreams, "upstream"),
+               d.warnings ? ", with warnings" : "");
     gh_diag_free(&d);
     gh_snapshot_unref(s);
     return rc;
@@ -144,146 +195,136 @@ static int cmd_routes(const char *file)
     return 0;
 }
 
-/* explain: a dry run of routing, with no network traffic. */
+static const char *sticky_text(const gh_versions_cfg *vs, char *buf, size_t cap)
+{
+    static const char *const kind[] = { "at random", "sticky by header", "sticky by cookie", "sticky by consumer",
+                                        "sticky by client address" };
+    snprintf(buf, cap, "%s%s%s", kind[vs->canary.sticky], vs->canary.sticky_name.len ? " " : "",
+             vs->canary.sticky_name.len ? vs->canary.sticky_name.p : "");
+    return buf;
+}
+
+/* The version the dispatcher picked and why, and what the canary did. */
+static void print_version_pick(const gh_dry_run *d)
+{
+    static const char *const source[] = { "default", "path", "header", "query", "accept" };
+    const gh_versions_cfg *vs = d->m.route->versions;
+    const gh_version_pick *p = &d->pick;
+    char vt[512], st[128];
+    printf("versions:  %s\n", target_name(d->ex->cfg, d->m.route, vt, sizeof(vt)));
+    if (!p->v)
+        return;   /* unknown or required: the result says which */
+    printf("version:   %s (", p->v->name.p);
+    if (p->by_canary)
+        printf("canary; asked for %s by %s)", p->asked->name.p, source[p->source]);
+    else
+        printf("%s)", source[p->source]);
+    print_date("deprecated", p->v->deprecated);
+    print_date("sunset", p->v->sunset);
+    if (p->v->preview)   /* otherwise 404 no_route, as if the version did not exist */
+        printf(", preview: needs %s %s", p->v->preview_group.len ? "group" : "header",
+               p->v->preview_group.len ? p->v->preview_group.p : p->v->preview_header.p);
+    printf("\n");
+    if (p->canary_tried) {
+        printf("canary:    %u.%02u%% of version %s go to version %s, %s: ", vs->canary.per_10000 / 100,
+               vs->canary.per_10000 % 100, vs->canary.of->name.p, vs->canary.to->name.p,
+               sticky_text(vs, st, sizeof(st)));
+        if (p->decide_later && !d->reached && d->status)
+            printf("not decided (the plugins answered first)\n");
+        else if (p->by_canary)
+            printf("this request goes to version %s\n", p->v->name.p);
+        else
+            printf("this request stays on version %s\n", p->v->name.p);
+    }
+}
+
+/* The answer the gateway gave instead of reaching the target. */
+static void print_answer(const gh_dry_run *d)
+{
+    json_t *j = json_loads(d->body, 0, NULL);
+    const char *code = j ? json_string_value(json_object_get(j, "code")) : NULL;
+    const char *detail = j ? json_string_value(json_object_get(j, "detail")) : NULL;
+    printf("result:    %d %s%s%s", d->status, code ? code : gh_status_reason(d->status), detail ? ": " : "",
+           detail ? detail : "");
+    if (d->allow[0] && !detail)
+        printf(" (Allow: %s)", d->allow);
+    if (d->challenge[0])
+        printf(" (WWW-Authenticate: %s)", d->challenge);
+    printf("\n");
+    json_decref(j);
+}
+
+/* explain: the request runs through the dispatcher in its dry-run mode;
+ * this prints what it recorded. No network traffic. */
 static int cmd_explain(const char *file, const char *method, const char *url, char **hdrs, int nh)
 {
-    gh_diag d;
-    gh_snapshot *s = load(file, &d);
-    gh_diag_free(&d);
-    if (!s)
-        return 1;
     gh_header headers[64];
     size_t nheaders = 0;
-    char host[256] = "";
     for (int i = 0; i < nh && nheaders < 64; i++) {
         const char *colon = strchr(hdrs[i], ':');
-        if (!colon) {
-            gh_snapshot_unref(s);
+        if (!colon || colon == hdrs[i])
             return usage_error("header '%s' must be 'Name: value'", hdrs[i]);
-        }
         const char *v = colon + 1;
-        while (*v == ' ')
+        while (*v == ' ' || *v == '\t')
             v++;
         headers[nheaders++] = (gh_header){ hdrs[i], v, (uint32_t)(colon - hdrs[i]), (uint32_t)strlen(v) };
-        if ((size_t)(colon - hdrs[i]) == 4 && strncasecmp(hdrs[i], "host", 4) == 0)
-            snprintf(host, sizeof(host), "%s", v);
     }
-    const char *path = url;
-    if (strncmp(url, "http://", 7) == 0 || strncmp(url, "https://", 8) == 0) {
-        const char *a = strstr(url, "://") + 3;
-        const char *slash = strchr(a, '/');
-        size_t alen = slash ? (size_t)(slash - a) : strlen(a);
-        snprintf(host, sizeof(host), "%.*s", (int)alen, a);
-        path = slash ? slash : "/";
+    gh_diag diag;
+    gh_snapshot *s = load(file, &diag);
+    gh_diag_free(&diag);
+    if (!s)
+        return 1;
+    gh_dry_request rq = { .method = method, .url = url, .headers = headers, .nheaders = nheaders };
+    gh_dry_run d;
+    const char *err = NULL;
+    if (!gh_dry_run_request(s, &rq, &d, &err)) {
+        gh_dry_run_free(&d);
+        gh_snapshot_unref(s);
+        return usage_error("explain: %s", err);
     }
-    char *colon = strchr(host, ':');
-    if (colon && host[0] != '[')
-        *colon = '\0';
-    for (char *p = host; *p; p++)
-        *p = gh_lower(*p);
-    const char *q = strchr(path, '?');
-    size_t plen = q ? (size_t)(q - path) : strlen(path);
-    char *norm = malloc(plen + 2);
-    size_t nlen = 0;
-    int pr = gh_path_normalize(path, plen, norm, &nlen, true);
-    int rc = 0;
-    if (pr != GH_PATH_OK) {
-        printf("request: %s %s\nresult: 400 bad_request (%s)\n", method, url,
-               pr == GH_PATH_CLIMB ? "the path climbs above the root" : "forbidden encoding in the path");
-        goto out;
+    const gh_config *cfg = s->cfg;
+    printf("request:   %s %s (host %.*s", method, url, d.ex->host.len ? (int)d.ex->host.len : 1,
+           d.ex->host.len ? d.ex->host.p : "-");
+    if (d.path.p)
+        printf(", normalized path %.*s", (int)d.path.len, d.path.p);
+    printf(")\n");
+    if (d.routed) {
+        char desc[512];
+        gh_router_describe(cfg, d.m.route, desc, sizeof(desc));
+        printf("route:     %s (%s)\n", SHOW(cfg, d.m.route->name), desc);
+        for (size_t i = 0; i < d.m.nparams; i++)
+            printf("param:     %.*s = %.*s\n", (int)d.m.params[i].name.len, d.m.params[i].name.p,
+                   (int)d.m.params[i].value.len, d.m.params[i].value.p);
+        if (d.versioned)
+            print_version_pick(&d);
     }
-    norm[nlen] = '\0';
-    gh_route_request rq = {
-        .method = gh_str_c(method), .host = gh_str_c(host), .path = { norm, nlen },
-        .query = q ? gh_str_c(q + 1) : GH_STR(""), .headers = headers, .nheaders = nheaders,
-    };
-    gh_route_match m;
-    gh_str path_version = { NULL, 0 }, vname, rest;
-    int mr = -1;
-    if (gh_versions_path_segment(rq.path, &vname, &rest)) {   /* as the dispatcher does */
-        gh_route_request vrq = rq;
-        vrq.path = rest;
-        if (gh_router_match(s->router, &vrq, &m) == GH_ROUTE_FOUND && gh_versions_claims_path(m.route)) {
-            rq.path = rest;
-            path_version = vname;
-            mr = GH_ROUTE_FOUND;
-        }
+    if (d.chain_of) {
+        char plugins[1024];
+        gh_plugins_describe(cfg, &d.chain_of->chain, plugins, sizeof(plugins));
+        printf("plugins:   %s\n", plugins);
     }
-    if (mr < 0)
-        mr = gh_router_match(s->router, &rq, &m);
-    printf("request:   %s %s (host %s, normalized path %s)\n", method, url, host[0] ? host : "-", norm);
-    if (mr == GH_ROUTE_NONE) {
-        printf("result:    404 no_route: no route matches\n");
-        goto out;
-    }
-    if (mr == GH_ROUTE_METHOD) {
-        printf("result:    405 method_not_allowed (Allow: %s)\n", m.allow_text);
-        goto out;
-    }
-    char desc[512], target[512];
-    gh_router_describe(s->cfg, m.route, desc, sizeof(desc));
-    printf("route:     %s (%s)\n", SHOW(s->cfg, m.route->name), desc);
-    for (size_t i = 0; i < m.nparams; i++)
-        printf("param:     %.*s = %.*s\n", (int)m.params[i].name.len, m.params[i].name.p,
-               (int)m.params[i].value.len, m.params[i].value.p);
-    if (m.route->versions) {
-        static const char *const source[] = { "", "path", "header", "query", "accept" };
-        const gh_versions_cfg *vs = m.route->versions;
-        char vt[512];
-        printf("versions:  %s\n", target_name(s->cfg, m.route, vt, sizeof(vt)));
-        char *buf = malloc(rq.query.len + 1);
-        gh_str name;
-        int from = buf ? gh_versions_requested(vs, headers, nheaders, rq.query, path_version, buf, &name) : 0;
-        const gh_version_cfg *v = from ? gh_versions_find(vs, name) : vs->def;
-        if (from && !v)
-            printf("result:    400 version_unknown: '%.*s' (valid: %s)\n", (int)name.len, name.p, vs->names.p);
-        else if (!v)
-            printf("result:    400 version_required (valid: %s)\n", vs->names.p);
-        free(buf);
-        if (!v)
-            goto out;
-        printf("version:   %s (%s)", v->name.p, from ? source[from] : "default");
-        print_date("deprecated", v->deprecated);
-        print_date("sunset", v->sunset);
-        if (v->preview)   /* otherwise 404 no_route, as if the version did not exist */
-            printf(", preview: needs %s %s", v->preview_group.len ? "group" : "header",
-                   v->preview_group.len ? v->preview_group.p : v->preview_header.p);
-        printf("\n");
-        if (vs->canary.of == v)
-            printf("canary:    %u.%02u%% of these go to version %s (%s)\n", vs->canary.per_10000 / 100,
-                   vs->canary.per_10000 % 100, vs->canary.to->name.p,
-                   vs->canary.sticky ? "sticky" : "at random");
-        if (v->sunset != GH_NO_DATE && v->sunset <= (int64_t)time(NULL)) {
-            printf("result:    410 version_sunset\n");
-            goto out;
-        }
-        m.route = &v->route;
-    }
-    char plugins[1024];
-    gh_plugins_describe(s->cfg, &m.route->chain, plugins, sizeof(plugins));
-    printf("plugins:   %s\n", plugins);
-    printf("target:    %s\n", target_name(s->cfg, m.route, target, sizeof(target)));
-    if (m.route->target == GH_TARGET_UPSTREAM || m.route->target == GH_TARGET_ECHO) {
-        char fwd[8192];
-        size_t n = gh_rewrite_path(&m, rq.path, fwd, sizeof(fwd) - 1);
-        if (n != (size_t)-1) {
-            fwd[n] = '\0';
-            printf("forwarded: %s%s%s\n", fwd, q ? "?" : "", q ? q + 1 : "");
-        }
-        if (m.route->target == GH_TARGET_UPSTREAM) {
-            const gh_upstream_cfg *u = m.route->upstream;
-            printf("upstream:  %s (%s, %zu target%s:", SHOW(s->cfg, u->name),
+    if (d.ex->log.consumer.len)
+        printf("consumer:  %.*s\n", (int)d.ex->log.consumer.len, d.ex->log.consumer.p);
+    if (!d.reached) {
+        print_answer(&d);
+    } else {
+        char target[512];
+        printf("target:    %s\n", target_name(cfg, d.target, target, sizeof(target)));
+        if (d.forwarded.p)
+            printf("forwarded: %.*s\n", (int)d.forwarded.len, d.forwarded.p);
+        if (d.target->target == GH_TARGET_UPSTREAM) {
+            const gh_upstream_cfg *u = d.target->upstream;
+            printf("upstream:  %s (%s, %zu target%s:", SHOW(cfg, u->name),
                    u->balance == GH_BALANCE_LEAST_CONN ? "least_conn" : "round_robin", u->ntargets,
                    u->ntargets == 1 ? "" : "s");
             for (size_t i = 0; i < u->ntargets; i++)
-                printf(" %s", SHOW(s->cfg, u->targets[i].address));
+                printf(" %s", SHOW(cfg, u->targets[i].address));
             printf(")\n");
         }
     }
-out:
-    free(norm);
+    gh_dry_run_free(&d);
     gh_snapshot_unref(s);
-    return rc;
+    return 0;
 }
 
 static int cmd_version(void)
@@ -303,11 +344,28 @@ int main(int argc, char **argv)
     }
     const char *cmd = argv[1];
     if (strcmp(cmd, "-h") == 0 || strcmp(cmd, "--help") == 0 || strcmp(cmd, "help") == 0) {
-        usage(stdout);
+        const command_help *c = argc > 2 && strcmp(cmd, "help") == 0 ? find_command(argv[2]) : NULL;
+        if (argc > 2 && strcmp(cmd, "help") == 0 && !c)
+            return usage_error("unknown command '%s'", argv[2]);
+        if (c)
+            command_usage(stdout, c, true);
+        else
+            usage(stdout);
         return 0;
     }
-    if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0)
+    if (strcmp(cmd, "--version") == 0)
         return cmd_version();
+    current = find_command(cmd);
+    if (!current)
+        return usage_error("unknown command '%s'", cmd);
+    for (int i = 2; i < argc; i++) {
+        if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
+            command_usage(stdout, current, true);
+            return 0;
+        }
+    }
+    if (strcmp(cmd, "version") == 0)
+        return argc > 2 ? usage_error("version takes no arguments ('%s')", argv[2]) : cmd_version();
 
     const char *file = NULL;
     gh_run_options run = { .config = NULL, .workers = 0, .log_level = -1 };

@@ -186,7 +186,7 @@ static bool set_workers(gh_load *ld, void *obj, const gh_ypair *kv)
         return true;
     }
     if (!gh_parse_uint(t, &v) || v < 1 || v > 256) {
-        gh_ld_error(ld, kv->value->mark, "%s", msg);
+        gh_ld_expected(ld, kv->value, msg);
         return false;
     }
     cfg->workers = (int)v;
@@ -438,6 +438,7 @@ gh_config *gh_config_load_file(const char *path, gh_diag *diag)
     char *buf = NULL;
     size_t len = 0;
     int err = 0;
+    bool opened = f != NULL;
     if (!f) {
         err = errno;
     } else {
@@ -463,10 +464,7 @@ gh_config *gh_config_load_file(const char *path, gh_diag *diag)
         fclose(f);
     }
     if (err) {
-        const char *saved_file = diag->file;
-        diag->file = path;
-        gh_diag_error(diag, (gh_mark){ 0, 0 }, "cannot read the configuration: %s", strerror(err));
-        diag->file = saved_file;
+        gh_diag_fail(diag, "cannot %s %s: %s", opened ? "read" : "open", path, strerror(err));
         free(buf);
         return NULL;
     }

@@ -3,6 +3,7 @@
  * configuration and its parser (plugin_auth.c, plugin_access.c). A value of
  * `false` turns off a plugin the level above configured; null is `{}`.
  * The order in the file never matters: the id is the phase order. */
+#include <stdio.h>
 #include <string.h>
 #include "config/schema.h"
 
@@ -85,13 +86,18 @@ bool gh_ld_plugin_set(gh_load *ld, const gh_ynode *map, gh_plugin_set *set)
             for (size_t k = 0; k < sizeof(later) / sizeof(later[0]); k++)
                 soon |= gh_str_eq_c(name, later[k]);
             const char *hint = soon ? NULL : gh_ld_suggest(name, names, GH_PLUGIN_COUNT);
+            char known[256];
+            size_t k = 0;
+            for (int j = 0; j < GH_PLUGIN_COUNT && k < sizeof(known); j++)
+                k += (size_t)snprintf(known + k, sizeof(known) - k, "%s%s", j ? ", " : "", rows[j].name);
             if (soon)
                 gh_ld_error(ld, kv->key->mark, "plugin '%.*s' is not supported yet", clip(name), name.p);
             else if (hint)
-                gh_ld_error(ld, kv->key->mark, "unknown plugin '%.*s' (did you mean '%s'?)", clip(name),
-                            name.p, hint);
+                gh_ld_error(ld, kv->key->mark, "unknown plugin '%.*s' (did you mean '%s'?); known plugins: %s",
+                            clip(name), name.p, hint, known);
             else
-                gh_ld_error(ld, kv->key->mark, "unknown plugin '%.*s'", clip(name), name.p);
+                gh_ld_error(ld, kv->key->mark, "unknown plugin '%.*s'; known plugins: %s", clip(name), name.p,
+                            known);
             continue;
         }
         if (set->p[id]) {

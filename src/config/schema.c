@@ -205,13 +205,81 @@ bool gh_ld_apply(gh_load *ld, const gh_section *s, const gh_ynode *map, void *ob
     return true;
 }
 
+/* ---- what a wrong value was ---- */
+
+/* A plain scalar that reads as a number or a boolean is shown bare. */
+static bool bare(const gh_ynode *n)
+{
+    if (!n->plain || n->text.len == 0)
+        return false;
+    if (gh_str_eq_c(n->text, "true") || gh_str_eq_c(n->text, "false"))
+        return true;
+    for (size_t i = 0; i < n->text.len; i++)
+        if (!strchr("0123456789+-.eE_", n->text.p[i]))
+            return false;
+    return true;
+}
+
+/* Appends the value as written (compact flow style) to out[*k..cap). */
+static void render(const gh_ynode *n, char *out, size_t cap, size_t *k)
+{
+#define PUT(...) (*k += (size_t)snprintf(out + (*k < cap ? *k : cap), *k < cap ? cap - *k : 0, __VA_ARGS__))
+    if (gh_ynode_is_null(n)) {
+        PUT("null");
+    } else if (n->kind == GH_Y_SCALAR && bare(n)) {
+        PUT("%.*s", (int)(n->text.len > 40 ? 40 : n->text.len), n->text.p);
+    } else if (n->kind == GH_Y_SCALAR) {
+        char esc[96];   /* quoted as in YAML: \" and \\, control characters as ? */
+        size_t e = 0, len = n->text.len > 40 ? 40 : n->text.len;
+        for (size_t i = 0; i < len; i++) {
+            char c = n->text.p[i];
+            if (c == '"' || c == '\\')
+                esc[e++] = '\\';
+            esc[e++] = (unsigned char)c < 0x20 || c == 0x7f ? '?' : c;
+        }
+        PUT("\"%.*s%s\"", (int)e, esc, n->text.len > 40 ? "..." : "");
+    } else if (n->kind == GH_Y_SEQ) {
+        PUT("[");
+        for (size_t i = 0; i < n->n && *k < cap; i++) {
+            if (i)
+                PUT(", ");
+            render(n->items[i], out, cap, k);
+        }
+        PUT("]");
+    } else {
+        PUT("{ ");
+        for (size_t i = 0; i < n->n && *k < cap; i++) {
+            if (i)
+                PUT(", ");
+            render(n->pairs[i].key, out, cap, k);
+            PUT(": ");
+            render(n->pairs[i].value, out, cap, k);
+        }
+        PUT(" }");
+    }
+#undef PUT
+}
+
+void gh_ld_expected(gh_load *ld, const gh_ynode *n, const char *expected)
+{
+    char got[96];
+    size_t k = 0;
+    render(n, got, sizeof(got), &k);
+    if (k >= sizeof(got))   /* too long to show whole */
+        memcpy(got + sizeof(got) - 4, "...", 4);
+    if (!n || gh_ynode_is_null(n))
+        gh_ld_error(ld, n ? n->mark : (gh_mark){ 0, 0 }, "%s, got nothing", expected);
+    else
+        gh_ld_error(ld, n->mark, "%s, got %s", expected, got);
+}
+
 /* ---- scalars ---- */
 
 bool gh_ld_is_map(gh_load *ld, const gh_ynode *n)
 {
     if (n->kind == GH_Y_MAP || gh_ynode_is_null(n))
         return true;
-    gh_ld_error(ld, n->mark, "expected a mapping");
+    gh_ld_expected(ld, n, "expected a mapping");
     return false;
 }
 
@@ -219,7 +287,7 @@ bool gh_ld_is_seq(gh_load *ld, const gh_ynode *n)
 {
     if (n->kind == GH_Y_SEQ || gh_ynode_is_null(n))
         return true;
-    gh_ld_error(ld, n->mark, "expected a list");
+    gh_ld_expected(ld, n, "expected a list");
     return false;
 }
 
@@ -227,7 +295,7 @@ bool gh_ld_text(gh_load *ld, const gh_ynode *n, const char *expected, gh_str *ou
 {
     bool env = false;
     if (n->kind != GH_Y_SCALAR || gh_ynode_is_null(n)) {
-        gh_ld_error(ld, n->mark, "%s", expected);
+        gh_ld_expected(ld, n, expected);
         return false;
     }
     if (!gh_env_expand(&ld->tmp, ld->diag, n->mark, n->text, out, &env))
@@ -265,7 +333,7 @@ bool gh_ld_bool(gh_load *ld, const gh_ynode *n, bool *out)
         *out = t.p[0] == 't';
         return true;
     }
-    gh_ld_error(ld, n->mark, "expected true or false");
+    gh_ld_expected(ld, n, "expected true or false");
     return false;
 }
 
@@ -278,7 +346,7 @@ bool gh_ld_int(gh_load *ld, const gh_ynode *n, int64_t min, int64_t max, int64_t
     if (!gh_ld_text(ld, n, msg, &t, NULL))
         return false;
     if (!gh_parse_uint(t, &v) || v > (uint64_t)INT64_MAX || (int64_t)v < min || (int64_t)v > max) {
-        gh_ld_error(ld, n->mark, "%s", msg);
+        gh_ld_expected(ld, n, msg);
         return false;
     }
     *out = (int64_t)v;
@@ -288,11 +356,11 @@ bool gh_ld_int(gh_load *ld, const gh_ynode *n, int64_t min, int64_t max, int64_t
 bool gh_ld_duration(gh_load *ld, const gh_ynode *n, uint64_t min, uint64_t *out_ms)
 {
     gh_str t;
-    if (!gh_ld_text(ld, n, "expected a duration (" GH_DURATION_HINT ")", &t, NULL))
+    static const char expected[] = "expected a duration like " GH_DURATION_HINT;
+    if (!gh_ld_text(ld, n, expected, &t, NULL))
         return false;
     if (!gh_parse_duration_ms(t, out_ms)) {
-        int len = t.len > 80 ? 80 : (int)t.len;
-        gh_ld_error(ld, n->mark, "invalid duration '%.*s' (" GH_DURATION_HINT ")", len, t.p);
+        gh_ld_expected(ld, n, expected);
         return false;
     }
     if (*out_ms < min) {
@@ -305,11 +373,11 @@ bool gh_ld_duration(gh_load *ld, const gh_ynode *n, uint64_t min, uint64_t *out_
 bool gh_ld_size(gh_load *ld, const gh_ynode *n, uint64_t min, uint64_t *out)
 {
     gh_str t;
-    if (!gh_ld_text(ld, n, "expected a size (" GH_SIZE_HINT ")", &t, NULL))
+    static const char expected[] = "expected a size like " GH_SIZE_HINT;
+    if (!gh_ld_text(ld, n, expected, &t, NULL))
         return false;
     if (!gh_parse_size(t, out)) {
-        int len = t.len > 80 ? 80 : (int)t.len;
-        gh_ld_error(ld, n->mark, "invalid size '%.*s' (" GH_SIZE_HINT ")", len, t.p);
+        gh_ld_expected(ld, n, expected);
         return false;
     }
     if (*out < min) {

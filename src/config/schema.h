@@ -104,6 +104,9 @@ bool gh_ld_apply(gh_load *ld, const gh_section *s, const gh_ynode *map, void *ob
  * either way), or NULL. */
 const char *gh_ld_suggest(gh_str key, const char *const *names, size_t n);
 
+/* "EXPECTED, got VALUE" at n, VALUE as written ("fast", [1, 2], nothing). */
+void gh_ld_expected(gh_load *ld, const gh_ynode *n, const char *expected);
+
 /* ---- scalar values: report and return false when the value is wrong ---- */
 /* Text of a scalar after ${ENV} expansion (in ld->tmp); from_env may be NULL. */
 bool gh_ld_text(gh_load *ld, const gh_ynode *n, const char *expected, gh_str *out, bool *from_env);

@@ -10,8 +10,8 @@
 #include <stdint.h>
 #include "core/str.h"
 
-#define GH_DURATION_HINT "use 250ms, 5s, 1m, 2h"
-#define GH_SIZE_HINT "use 512, 16KiB, 10MiB, 1GiB"
+#define GH_DURATION_HINT "250ms, 5s, 1m or 2h"
+#define GH_SIZE_HINT "512, 16KiB, 10MiB or 1GiB"
 
 bool gh_parse_uint(gh_str s, uint64_t *out);          /* decimal digits only */
 bool gh_parse_duration_ms(gh_str s, uint64_t *out_ms);

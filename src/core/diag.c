@@ -9,7 +9,8 @@ void gh_diag_init(gh_diag *d, const char *file)
     d->file = file ? file : "<config>";
 }
 
-static void add(gh_diag *d, bool warning, gh_mark at, const char *fmt, va_list ap)
+/* file: false for gh_diag_fail (the message names the file itself). */
+static void add(gh_diag *d, bool warning, bool file, gh_mark at, const char *fmt, va_list ap)
 {
     char msg[1024];
     vsnprintf(msg, sizeof(msg), fmt, ap);
@@ -25,7 +26,13 @@ static void add(gh_diag *d, bool warning, gh_mark at, const char *fmt, va_list a
     char *text = malloc(need);
     if (!text)
         return;
-    snprintf(text, need, "%s:%u:%u: %s%s", d->file, at.line, at.col, warning ? "warning: " : "", msg);
+    const char *w = warning ? "warning: " : "";
+    if (!file)
+        snprintf(text, need, "gatehouse: %s", msg);
+    else if (at.line == 0)   /* no position: "0:0" would send people looking for one */
+        snprintf(text, need, "%s: %s%s", d->file, w, msg);
+    else
+        snprintf(text, need, "%s:%u:%u: %s%s", d->file, at.line, at.col, w, msg);
     d->items[d->n++] = (gh_diag_item){ .warning = warning, .text = text };
     if (warning)
         d->warnings++;
@@ -37,7 +44,7 @@ void gh_diag_error(gh_diag *d, gh_mark at, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    add(d, false, at, fmt, ap);
+    add(d, false, true, at, fmt, ap);
     va_end(ap);
 }
 
@@ -45,7 +52,15 @@ void gh_diag_warn(gh_diag *d, gh_mark at, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    add(d, true, at, fmt, ap);
+    add(d, true, true, at, fmt, ap);
+    va_end(ap);
+}
+
+void gh_diag_fail(gh_diag *d, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    add(d, false, false, (gh_mark){ 0, 0 }, fmt, ap);
     va_end(ap);
 }
 

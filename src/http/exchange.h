@@ -110,6 +110,8 @@ struct gh_exchange {
     uint16_t client_port;
     char request_id[40];
     gh_str client_cert;             /* verified mTLS client subject (RFC 4514), else empty */
+    struct gh_dry_run *dry_run;     /* explain/diff: the dispatcher records its decisions here
+                                       and sends nothing (server/dry_run.h); NULL for clients */
 
     /* ---- request body ---- */
     int body_kind;                  /* enum gh_h1_body (NONE, LENGTH, CHUNKED) */

@@ -6,6 +6,7 @@
 #include "proxy/proxy.h"
 #include "route/route.h"
 #include "server/client_addr.h"
+#include "server/dry_run.h"
 #include "server/worker.h"
 #include "targets/targets.h"
 #include "targets/versions.h"
@@ -34,11 +35,36 @@ static gh_str forward_path(gh_exchange *ex, const gh_route_match *m)
     return (gh_str){ NULL, 0 };
 }
 
+/* Dry run: record what the target would be given, run nothing. */
+static void dry_target(gh_exchange *ex, const gh_route_match *m)
+{
+    gh_dry_run *d = ex->dry_run;
+    d->reached = true;
+    d->target = m->route;
+    if (m->route->target == GH_TARGET_UPSTREAM || m->route->target == GH_TARGET_ECHO)
+        d->forwarded = forward_path(ex, m);
+}
+
+/* Dry run: the route matched, the version picked (or refused) and why. */
+static void dry_route(gh_exchange *ex, const gh_route_match *m, const gh_version_pick *pick, bool picked)
+{
+    gh_dry_run *d = ex->dry_run;
+    d->routed = true;
+    d->m = *m;
+    d->versioned = m->route->target == GH_TARGET_VERSIONS;
+    d->pick = *pick;
+    d->chain_of = !picked ? NULL : pick->v ? &pick->v->route : m->route;
+}
+
 /* The route's target produces the response. */
 static void run_target(gh_exchange *ex, gh_snapshot *snap, const gh_route_match *m)
 {
     gh_worker *w = ex->env->owner;
     const gh_route_cfg *route = m->route;
+    if (ex->dry_run) {
+        dry_target(ex, m);
+        return;
+    }
     switch (route->target) {
     case GH_TARGET_UPSTREAM: {
         gh_str path_q = forward_path(ex, m);
@@ -80,7 +106,10 @@ static void chain_passed(gh_plugin_run *run)
 {
     chained *c = run->done_ctx;
     if (c->versioned) {
-        if (!gh_versions_confirm(run->ex, c->versioned, &c->pick))
+        bool ok = gh_versions_confirm(run->ex, c->versioned, &c->pick);
+        if (run->ex->dry_run)
+            run->ex->dry_run->pick = c->pick;   /* the canary by consumer decided now */
+        if (!ok)
             return;
         c->m.route = &c->pick.v->route;
     }
@@ -93,11 +122,13 @@ static void start_route(gh_exchange *ex, gh_snapshot *snap, const gh_route_match
     const gh_route_cfg *route = m->route;
     ex->log.route = route->name;
     gh_version_pick pick = { 0 };
-    if (route->target == GH_TARGET_VERSIONS) {
-        if (!gh_versions_pick(ex, route, path_version, &pick))
-            return;
+    bool picked = route->target != GH_TARGET_VERSIONS || gh_versions_pick(ex, route, path_version, &pick);
+    if (ex->dry_run)
+        dry_route(ex, m, &pick, picked);
+    if (!picked)
+        return;
+    if (pick.v)
         route = &pick.v->route;
-    }
     bool plugins = route->has_plugins;
     if (!plugins && !pick.v) {
         run_target(ex, snap, m);
@@ -163,6 +194,8 @@ void gh_dispatch(gh_exchange *ex)
     }
     np[nlen] = '\0';
     ex->path = (gh_str){ np, nlen };
+    if (ex->dry_run)
+        ex->dry_run->path = ex->path;
 
     gh_route_request rq = {
         .method = ex->method, .host = ex->host, .path = ex->path, .query = ex->query,

@@ -183,7 +183,7 @@ bool gh_versions_pick(gh_exchange *ex, const gh_route_cfg *route, gh_str path_ve
     const gh_version_cfg *v;
     *pick = (gh_version_pick){ 0 };
     char *buf = gh_arena_alloc(&ex->arena, ex->query.len + 1);
-    if (buf && gh_versions_requested(vs, ex->headers, ex->nheaders, ex->query, path_version, buf, &name)) {
+    if (buf && (pick->source = gh_versions_requested(vs, ex->headers, ex->nheaders, ex->query, path_version, buf, &name))) {
         v = gh_versions_find(vs, name);
         if (!v) {
             snprintf(detail, sizeof(detail), "version '%.*s' is unknown; valid: %.*s",
@@ -198,9 +198,11 @@ bool gh_versions_pick(gh_exchange *ex, const gh_route_cfg *route, gh_str path_ve
         gh_problem(ex, 400, "version_required", detail, NULL, 0, vs->versions_json.p);
         return false;
     }
+    pick->asked = v;
     const gh_version_cfg *to = vs->canary.to;
     if (vs->canary.of == v && vs->canary.per_10000 && !(to->sunset != GH_NO_DATE && (int64_t)time(NULL) >= to->sunset)) {
         /* (a canary past its sunset gives its share back) */
+        pick->canary_tried = true;
         if (vs->canary.sticky == GH_STICKY_CONSUMER)
             pick->decide_later = true;
         else if (to_canary(ex, route)) {
@@ -208,6 +210,7 @@ bool gh_versions_pick(gh_exchange *ex, const gh_route_cfg *route, gh_str path_ve
             pick->by_canary = true;
         }
     }
+    pick->v = v;   /* (also when refused below: explain says which) */
     if (v->sunset != GH_NO_DATE && (int64_t)time(NULL) >= v->sunset) {
         snprintf(detail, sizeof(detail), "version %s was retired on %s", v->name.p, v->sunset_value.p);
         ex->log.version = v->name;
@@ -219,7 +222,6 @@ bool gh_versions_pick(gh_exchange *ex, const gh_route_cfg *route, gh_str path_ve
         gh_problem(ex, 404, "no_route", "no route matches this request", NULL, 0, NULL);
         return false;
     }
-    pick->v = v;
     /* a preview for a group, or a canary by consumer, is decided after the
      * plugins: until then nothing tells the version */
     pick->announce_later = pick->decide_later || (v->preview && !pick->by_canary && v->preview_group.len);

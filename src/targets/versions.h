@@ -30,6 +30,9 @@ const gh_version_cfg *gh_versions_find(const gh_versions_cfg *vs, gh_str name);
 
 typedef struct gh_version_pick {
     const gh_version_cfg *v;      /* the version to serve */
+    const gh_version_cfg *asked;  /* the version asked for (or the default), before the canary */
+    int source;                   /* where it was asked (enum gh_version_source), 0 = the default */
+    bool canary_tried;            /* asked is the canary's `of`: its share was applied */
     bool by_canary;               /* the canary moved the request here */
     bool decide_later;            /* canary with sticky: consumer: after the plugins */
     bool announce_later;          /* Api-Version & co. wait for gh_versions_confirm */

@@ -222,6 +222,62 @@ def test_check_missing_file_exits_1(tmp):
     assert "nope.yaml" in err
 
 
+def test_a_file_that_cannot_be_opened_says_why(tmp):
+    # issue 9 item 20: not "nope.yaml:0:0: ...", but what went wrong
+    rc, out, err = gh("check", "-c", "nope.yaml", cwd=tmp)
+    assert (rc, out, err) == (1, "", "gatehouse: cannot open nope.yaml: No such file or directory\n"), (rc, out, err)
+    for cmd in (["routes"], ["explain"], ["run"]):
+        args = cmd + ["-c", "nope.yaml"] + (["GET", "/"] if cmd == ["explain"] else [])
+        rc, out, err = gh(*args, cwd=tmp)
+        assert rc == 1 and "gatehouse: cannot open nope.yaml: No such file or directory" in err, (cmd, rc, err)
+        assert ":0:0" not in err
+    rc, out, err = gh("check", "-c", tmp)
+    assert rc == 1 and err == "gatehouse: cannot read %s: Is a directory\n" % tmp, err
+
+
+def test_check_counts_in_the_singular_and_plural(tmp):
+    one = """\
+listen: [ { address: 127.0.0.1:18080 } ]
+upstreams:
+  u: { targets: [127.0.0.1:19001] }
+routes:
+  - { name: r, match: { prefix: /r }, upstream: u }
+"""
+    path = write(tmp, "one.yaml", one)
+    rc, out, err = gh("check", "-c", path)
+    assert rc == 0 and out == "%s: configuration ok (1 route, 1 upstream)\n" % path, (out, err)
+    path = write(tmp, "two.yaml", one + "  - { name: s, match: { prefix: /s }, echo: {} }\n")
+    rc, out, err = gh("check", "-c", path)
+    assert rc == 0 and "(2 routes, 1 upstream)" in out, out
+    path = write(tmp, "none.yaml", "listen: [ { address: 127.0.0.1:18080 } ]\nroutes:\n"
+                                   "  - { name: r, match: { prefix: /r }, echo: {} }\n")
+    rc, out, err = gh("check", "-c", path)
+    assert rc == 0 and "(1 route, 0 upstreams)" in out, out
+
+
+def test_check_names_the_wrong_value(tmp):
+    text = VALID.replace("header_timeout: 5s", "header_timeout: fast").replace("workers: 1", "workers: [1, 2]")
+    path = write(tmp, "bad.yaml", text)
+    rc, out, err = gh("check", "-c", path)
+    assert rc == 1
+    diags = dict(diag_lines(err + out, path))
+    assert diags[pos(text, "fast")] == 'expected a duration like 250ms, 5s, 1m or 2h, got "fast"', err
+    assert diags[pos(text, "[1, 2]")] == "expected auto or an integer between 1 and 256, got [1, 2]", err
+
+
+def test_check_unknown_plugin_lists_the_known_ones(tmp):
+    for name, hint in (("key_aut", "(did you mean 'key_auth'?)"), ("frobnicate", None)):
+        text = VALID + "plugins: { %s: {} }\n" % name
+        path = write(tmp, "bad.yaml", text)
+        rc, out, err = gh("check", "-c", path)
+        assert rc == 1
+        msg = dict(diag_lines(err + out, path))[pos(text, name)]
+        assert msg.startswith("unknown plugin '%s'" % name), msg
+        assert (hint in msg) if hint else "did you mean" not in msg, msg
+        known = re.search(r"known plugins: (.*)$", msg).group(1).split(", ")
+        assert {"key_auth", "jwt", "basic_auth", "mtls_auth", "acl", "ip_filter", "cors"} <= set(known), msg
+
+
 def test_two_routes_that_tie_are_an_error_naming_both(tmp):
     text = """\
 listen:
@@ -449,6 +505,19 @@ def test_usage_errors_exit_2(tmp, args):
 def test_help_exits_0():
     rc, out, err = gh("--help")
     assert rc == 0 and "usage" in out.lower()
+
+
+@pytest.mark.parametrize("cmd", ["run", "check", "routes", "explain", "config", "version"])
+def test_every_command_has_its_own_help(tmp, cmd):
+    for args in ([cmd, "--help"], [cmd, "-h"], ["help", cmd], [cmd, "-c", "nope.yaml", "--help"]):
+        rc, out, err = gh(*args, cwd=tmp, timeout=5)
+        assert rc == 0 and err == "", (args, rc, err)
+        assert out.startswith("usage: gatehouse %s" % cmd), (args, out)
+        assert "usage: gatehouse <command>" not in out, out      # that command's, not the list
+    # a usage error shows the command's usage too
+    if cmd in ("check", "routes", "explain"):
+        rc, out, err = gh(cmd, cwd=tmp, timeout=5)
+        assert rc == 2 and "usage: gatehouse %s" % cmd in err, err
 
 
 # ---------------------------------------------------------------- run

@@ -279,9 +279,9 @@ static void test_workers(void **state)
     gh_config_free(cfg);
     gh_diag_free(&d);
     assert_string_equal(errors_of(LISTEN "workers: 0\n"),
-                        "test.yaml:3:10: expected auto or an integer between 1 and 256");
+                        "test.yaml:3:10: expected auto or an integer between 1 and 256, got 0");
     assert_string_equal(errors_of(LISTEN "workers: many\n"),
-                        "test.yaml:3:10: expected auto or an integer between 1 and 256");
+                        "test.yaml:3:10: expected auto or an integer between 1 and 256, got \"many\"");
 }
 
 static void test_demo_config_loads(void **state)
@@ -336,7 +336,7 @@ static void test_load_file(void **state)
     assert_null(cfg);
     assert_int_equal(d.errors, 1);
     char want[128];
-    snprintf(want, sizeof(want), "%s:0:0: cannot read the configuration: No such file or directory", path);
+    snprintf(want, sizeof(want), "gatehouse: cannot open %s: No such file or directory", path);
     assert_string_equal(gh_diag_first_error(&d), want);
     gh_diag_free(&d);
 }
@@ -428,31 +428,82 @@ static void test_not_yet_supported_keys(void **state)
 
 static void test_wrong_kinds(void **state)
 {
-    assert_string_equal(errors_of("listen: 127.0.0.1:80\n"), "test.yaml:1:9: expected a list");
-    assert_string_equal(errors_of(LISTEN "limits: [1, 2]\n"), "test.yaml:3:9: expected a mapping");
+    assert_string_equal(errors_of("listen: 127.0.0.1:80\n"), "test.yaml:1:9: expected a list, got \"127.0.0.1:80\"");
+    assert_string_equal(errors_of(LISTEN "limits: [1, 2]\n"), "test.yaml:3:9: expected a mapping, got [1, 2]");
     assert_string_equal(errors_of("listen:\n  - address: 127.0.0.1:80\n    http2: yes\n"),
-                        "test.yaml:3:12: expected true or false");
+                        "test.yaml:3:12: expected true or false, got \"yes\"");
     assert_string_equal(errors_of(LISTEN "routes:\n  - name: [a]\n    match: { prefix: /r }\n    echo: {}\n"),
-                        "test.yaml:4:11: expected a string");
+                        "test.yaml:4:11: expected a string, got [\"a\"]");
     assert_string_equal(errors_of(LISTEN "upstreams:\n  u:\n    targets: [127.0.0.1:1]\n    keepalive: -1\n"),
-                        "test.yaml:6:16: expected an integer between 0 and 100000");
+                        "test.yaml:6:16: expected an integer between 0 and 100000, got -1");
     assert_string_equal(errors_of(LISTEN "limits:\n  max_headers:\n"),
-                        "test.yaml:4:3: expected an integer between 1 and 10000");
+                        "test.yaml:4:3: expected an integer between 1 and 10000, got nothing");
     assert_string_equal(errors_of(LISTEN "routes:\n  - name: r\n    match: { prefix: /r }\n    respond: { status: 99 }\n"),
-                        "test.yaml:6:24: expected an integer between 100 and 599");
+                        "test.yaml:6:24: expected an integer between 100 and 599, got 99");
     assert_string_equal(errors_of(LISTEN "routes:\n  - name: r\n    match: { prefix: /r }\n    echo: true\n"),
-                        "test.yaml:6:11: expected a mapping");
-    assert_string_equal(errors_of(LISTEN "routes:\n  - just a string\n"), "test.yaml:4:5: expected a mapping");
+                        "test.yaml:6:11: expected a mapping, got true");
+    assert_string_equal(errors_of(LISTEN "routes:\n  - just a string\n"), "test.yaml:4:5: expected a mapping, got \"just a string\"");
+}
+
+/* A wrong value is named as written, whatever its shape (issue 9, item 20). */
+static void test_wrong_value_is_named(void **state)
+{
+    assert_string_equal(errors_of(LISTEN "limits: { header_timeout: fast }\n"),
+                        "test.yaml:3:27: expected a duration like 250ms, 5s, 1m or 2h, got \"fast\"");
+    assert_string_equal(errors_of(LISTEN "limits: { max_headers: [1, 2] }\n"),
+                        "test.yaml:3:24: expected an integer between 1 and 10000, got [1, 2]");
+    assert_string_equal(errors_of(LISTEN "limits: { max_headers: { a: 1, b: [x] } }\n"),
+                        "test.yaml:3:24: expected an integer between 1 and 10000, got { \"a\": 1, \"b\": [\"x\"] }");
+    assert_string_equal(errors_of(LISTEN "limits: { max_body_bytes: \"say \\\"hi\\\"\" }\n"),
+                        "test.yaml:3:27: expected a size like 512, 16KiB, 10MiB or 1GiB, got \"say \\\"hi\\\"\"");
+    /* long values are cut, not the message */
+    const char *e = errors_of(LISTEN "limits: { max_headers: [aaaaaaaaaaaaaaaaaaaa, bbbbbbbbbbbbbbbbbbbb, "
+                                     "cccccccccccccccccccc, dddddddddddddddddddd, eeeeeeeeeeeeeeeeeeee] }\n");
+    assert_non_null(strstr(e, "expected an integer between 1 and 10000, got [\"aaaa"));
+    assert_non_null(strstr(e, "...") );
+    assert_true(strlen(e) < 200);
+}
+
+/* An unknown plugin lists the known ones, with the hint when one is close. */
+static void test_unknown_plugin_lists_the_known_ones(void **state)
+{
+    static const char known[] = "known plugins: ip_filter, cors, key_auth, jwt, basic_auth, mtls_auth, acl";
+    const char *e = errors_of(LISTEN "plugins: { key_aut: {} }\n");
+    assert_non_null(strstr(e, "test.yaml:3:12: unknown plugin 'key_aut' (did you mean 'key_auth'?); "));
+    assert_non_null(strstr(e, known));
+    e = errors_of(LISTEN "plugins: { frobnicate: {} }\n");
+    assert_non_null(strstr(e, "test.yaml:3:12: unknown plugin 'frobnicate'; "));
+    assert_non_null(strstr(e, known));
+}
+
+/* What has no position says so, without a made-up 0:0. */
+static void test_diag_without_position(void **state)
+{
+    gh_diag d;
+    gh_diag_init(&d, "x.yaml");
+    gh_diag_error(&d, (gh_mark){ 0, 0 }, "out of memory");
+    gh_diag_error(&d, (gh_mark){ 2, 3 }, "bad");
+    gh_diag_fail(&d, "cannot open %s: %s", "x.yaml", "Permission denied");
+    assert_string_equal(d.items[0].text, "x.yaml: out of memory");
+    assert_string_equal(d.items[1].text, "x.yaml:2:3: bad");
+    assert_string_equal(d.items[2].text, "gatehouse: cannot open x.yaml: Permission denied");
+    assert_int_equal(d.errors, 3);
+    gh_diag_free(&d);
+    /* a directory opens but cannot be read */
+    gh_diag_init(&d, "/");
+    assert_null(gh_config_load_file("/", &d));
+    assert_string_equal(gh_diag_first_error(&d), "gatehouse: cannot read /: Is a directory");
+    gh_diag_free(&d);
 }
 
 static void test_bad_units(void **state)
 {
     assert_string_equal(errors_of(LISTEN "limits:\n  header_timeout: 5x\n  idle_timeout: 5\n  max_body_bytes: 10MB!\n"),
-                        "test.yaml:4:19: invalid duration '5x' (use 250ms, 5s, 1m, 2h)\n"
-                        "test.yaml:5:17: invalid duration '5' (use 250ms, 5s, 1m, 2h)\n"
-                        "test.yaml:6:19: invalid size '10MB!' (use 512, 16KiB, 10MiB, 1GiB)");
+                        "test.yaml:4:19: expected a duration like 250ms, 5s, 1m or 2h, got \"5x\"\n"
+                        "test.yaml:5:17: expected a duration like 250ms, 5s, 1m or 2h, got 5\n"
+                        "test.yaml:6:19: expected a size like 512, 16KiB, 10MiB or 1GiB, got \"10MB!\"");
     assert_string_equal(errors_of(LISTEN "drain_timeout: 99999999999999999999h\n"),
-                        "test.yaml:3:16: invalid duration '99999999999999999999h' (use 250ms, 5s, 1m, 2h)");
+                        "test.yaml:3:16: expected a duration like 250ms, 5s, 1m or 2h, got \"99999999999999999999h\"");
     assert_string_equal(errors_of(LISTEN "limits: { header_timeout: 0 }\n"),
                         "test.yaml:3:27: expected a duration greater than 0");
 }
@@ -509,7 +560,7 @@ static void test_yaml_errors(void **state)
                         "test.yaml:2:15: invalid YAML: double-quoted scalar without closing quote");
     assert_string_equal(errors_of(""), "test.yaml:1:1: empty configuration");
     assert_string_equal(errors_of("# nothing here\n"), "test.yaml:1:1: empty configuration");
-    assert_string_equal(errors_of("- a\n- b\n"), "test.yaml:1:1: expected a mapping");
+    assert_string_equal(errors_of("- a\n- b\n"), "test.yaml:1:1: expected a mapping, got [\"a\", \"b\"]");
     assert_string_equal(errors_of(LISTEN "workers: 2\nworkers: 3\n"),
                         "test.yaml:4:1: duplicate key 'workers' (first at line 3)");
     assert_string_equal(errors_of(LISTEN "---\nworkers: 3\n"), "test.yaml:3:1: only one YAML document is allowed");
@@ -611,7 +662,7 @@ static void test_upstream_errors(void **state)
     assert_string_equal(errors_of(LISTEN "upstreams:\n  u:\n    targets:\n      - { weight: 2 }\n"
                                          "      - { address: 127.0.0.1:1, weight: 1001 }\n      - nope\n"),
                         "test.yaml:6:9: target needs an address\n"
-                        "test.yaml:7:41: expected an integer between 1 and 1000\n"
+                        "test.yaml:7:41: expected an integer between 1 and 1000, got 1001\n"
                         "test.yaml:8:9: invalid address 'nope' (use host:port or [v6]:port)");
     assert_string_equal(errors_of(LISTEN "upstreams:\n  u:\n    targets: [no-such-host.invalid:80]\n"),
                         "test.yaml:5:15: cannot resolve 'no-such-host.invalid': Name or service not known");
@@ -619,7 +670,7 @@ static void test_upstream_errors(void **state)
                                          "    retries: { attempts: 11, on: [reset, 501] }\n"
                                          "    timeouts: { connect: 0 }\n"),
                         "test.yaml:6:14: invalid balance 'fastest' (use round_robin or least_conn)\n"
-                        "test.yaml:7:26: expected an integer between 0 and 10\n"
+                        "test.yaml:7:26: expected an integer between 0 and 10, got 11\n"
                         "test.yaml:7:42: invalid retry condition '501' (use connect_error, reset, timeout, 500, 502, 503, 504)\n"
                         "test.yaml:8:26: expected a duration greater than 0");
 }
@@ -812,7 +863,7 @@ static void test_all_errors_in_file_order(void **state)
                               "workers: 1000\n"
                               "upstreams:\n  u: { targets: [bad] }\n");
     assert_string_equal(e, "test.yaml:6:5: upstream 'nope' is not defined\n"
-                           "test.yaml:7:10: expected auto or an integer between 1 and 256\n"
+                           "test.yaml:7:10: expected auto or an integer between 1 and 256, got 1000\n"
                            "test.yaml:9:18: invalid address 'bad' (use host:port or [v6]:port)");
 }
 
@@ -830,6 +881,9 @@ int main(void)
         cmocka_unit_test(test_not_yet_supported_keys),
         cmocka_unit_test(test_wrong_kinds),
         cmocka_unit_test(test_bad_units),
+        cmocka_unit_test(test_wrong_value_is_named),
+        cmocka_unit_test(test_unknown_plugin_lists_the_known_ones),
+        cmocka_unit_test(test_diag_without_position),
         cmocka_unit_test(test_units),
         cmocka_unit_test(test_suggest),
         cmocka_unit_test(test_yaml_errors),

@@ -314,7 +314,7 @@ static void test_config_errors(void **state)
     assert_string_equal(errors_of(LISTEN "upstreams:\n  u:\n    targets: [127.0.0.1:1]\n"
                                          "    tls: { cert: c.pem, verify: yes, sni: \"a b\", cs: x }\n"),
                         "test.yaml:6:12: cert needs key (a client certificate takes both)\n"
-                        "test.yaml:6:33: expected true or false\n"
+                        "test.yaml:6:33: expected true or false, got \"yes\"\n"
                         "test.yaml:6:43: invalid sni 'a b' (expected a host name)\n"
                         "test.yaml:6:50: unknown key 'cs' (did you mean 'ca'?)");
 }
