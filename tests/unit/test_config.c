@@ -843,7 +843,7 @@ static void test_case_insensitive(void **state)
     gh_diag_free(&d);
     assert_string_equal(errors_of(ROUTE_HEAD "  - name: r\n    match: { prefix: /p, case_insensitive: maybe }\n"
                                              "    upstream: u\n"),
-                        "test.yaml:7:44: expected true or false");
+                        "test.yaml:7:44: expected true or false, got \"maybe\"");
 }
 
 static void test_header_values(void **state)
