@@ -22,6 +22,12 @@ bool gh_sockaddr_equal(const struct sockaddr *a, const struct sockaddr *b)
     return false;
 }
 
+uint16_t gh_sockaddr_port(const struct sockaddr *a)
+{
+    return ntohs(a->sa_family == AF_INET6 ? ((const struct sockaddr_in6 *)(const void *)a)->sin6_port
+                                          : ((const struct sockaddr_in *)(const void *)a)->sin_port);
+}
+
 /* A bound socket for sa. With reuseport, one of a worker group's sockets;
  * without, a probe that fails with EADDRINUSE if anyone listens there. */
 static int bound_socket(const struct sockaddr *sa, socklen_t len, bool reuseport)
@@ -76,17 +82,11 @@ static bool is_wildcard(const struct sockaddr *a)
     return memcmp(&((const struct sockaddr_in6 *)(const void *)a)->sin6_addr, &any6, sizeof(any6)) == 0;
 }
 
-static uint16_t port_of(const struct sockaddr *a)
-{
-    return a->sa_family == AF_INET6 ? ((const struct sockaddr_in6 *)(const void *)a)->sin6_port
-                                    : ((const struct sockaddr_in *)(const void *)a)->sin_port;
-}
-
 /* Would sockets on a and b compete for the same connections? (Same family
  * and port, and the same address or one of them the wildcard.) */
 static bool overlaps(const struct sockaddr *a, const struct sockaddr *b)
 {
-    return a->sa_family == b->sa_family && port_of(a) == port_of(b) &&
+    return a->sa_family == b->sa_family && gh_sockaddr_port(a) == gh_sockaddr_port(b) &&
            (gh_sockaddr_equal(a, b) || is_wildcard(a) || is_wildcard(b));
 }
 

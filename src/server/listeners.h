@@ -17,6 +17,7 @@
 #ifndef GH_SERVER_LISTENERS_H
 #define GH_SERVER_LISTENERS_H
 #include <stdbool.h>
+#include <stdint.h>
 #include <sys/socket.h>
 #include "config/config.h"
 
@@ -44,5 +45,6 @@ gh_listen_set *gh_listen_set_make(const gh_config *cfg, struct gh_tls_server *co
                                   const gh_listen_set *current, int nworkers, char *err, size_t errlen);
 void gh_listen_set_free(gh_listen_set *s);   /* closes fds never handed over */
 bool gh_sockaddr_equal(const struct sockaddr *a, const struct sockaddr *b);
+uint16_t gh_sockaddr_port(const struct sockaddr *a);   /* host order; IPv4 or IPv6 */
 
 #endif

@@ -197,8 +197,7 @@ static void listener_open(gh_worker *w, const gh_listen_item *it, int fd)
     l->w = w;
     memcpy(&l->sa, &it->sa, it->salen);
     snprintf(l->address, sizeof(l->address), "%s", it->address);
-    l->info.local_port = ntohs(it->sa.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&it->sa)->sin6_port
-                                                           : ((struct sockaddr_in *)&it->sa)->sin_port);
+    l->info.local_port = gh_sockaddr_port((const struct sockaddr *)&it->sa);
     l->info.path_strict = it->path_strict;
     l->info.http2 = it->http2;
     l->tls = it->tls;
