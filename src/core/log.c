@@ -72,3 +72,17 @@ void gh_log(int level, const char *fmt, ...)
     ssize_t w = write(atomic_load(&log_fd), line, len);
     (void)w;
 }
+
+bool gh_log_limit_pass(gh_log_limit *l, uint64_t now_ms, uint64_t every_ms, unsigned long *suppressed)
+{
+    if (l->next_ms && now_ms < l->next_ms) {
+        l->suppressed++;
+        return false;
+    }
+    *suppressed = l->suppressed;
+    l->suppressed = 0;
+    l->next_ms = now_ms + every_ms;
+    if (!l->next_ms)   /* 0 means "never logged" */
+        l->next_ms = 1;
+    return true;
+}

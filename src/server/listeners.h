@@ -5,10 +5,19 @@
  * that cannot be bound is reported before anything is published; a worker
  * that receives a socket owns it from then on and closes it when the
  * address goes away (reload) or on drain. libuv 1.44 has no
- * UV_TCP_REUSEPORT, hence plain sockets. */
+ * UV_TCP_REUSEPORT, hence plain sockets.
+ *
+ * SO_REUSEPORT would also let a second gatehouse (same user) share a port
+ * and silently take half its connections: an address this process does not
+ * hold yet is first probed with a socket bound without SO_REUSEPORT, which
+ * fails if anyone listens there. The probe is closed before the group is
+ * bound, so two processes starting within that microsecond window can both
+ * pass it; nothing short of holding the probe (which SO_REUSEPORT forbids)
+ * closes that window. */
 #ifndef GH_SERVER_LISTENERS_H
 #define GH_SERVER_LISTENERS_H
 #include <stdbool.h>
+#include <stdint.h>
 #include <sys/socket.h>
 #include "config/config.h"
 
@@ -30,10 +39,12 @@ typedef struct gh_listen_set gh_listen_set;
 
 /* Sockets for cfg's listen addresses. Addresses in `current` (the set in
  * service, may be NULL) get fds = -1 (workers keep theirs); new ones are
- * bound now. NULL + message in err on failure (nothing left open). */
+ * bound now. NULL + message in err on failure (nothing left open):
+ * "cannot listen on ADDRESS: address already in use by another process". */
 gh_listen_set *gh_listen_set_make(const gh_config *cfg, struct gh_tls_server *const *tls,
                                   const gh_listen_set *current, int nworkers, char *err, size_t errlen);
 void gh_listen_set_free(gh_listen_set *s);   /* closes fds never handed over */
 bool gh_sockaddr_equal(const struct sockaddr *a, const struct sockaddr *b);
+uint16_t gh_sockaddr_port(const struct sockaddr *a);   /* host order; IPv4 or IPv6 */
 
 #endif

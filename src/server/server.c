@@ -8,6 +8,7 @@
 #include <uv.h>
 #include "core/log.h"
 #include "observe/access_log.h"
+#include "server/fd_limit.h"
 #include "server/worker.h"
 
 typedef struct server {
@@ -100,6 +101,7 @@ static void reload(server *s)
     if (count_workers(s->opt, snap->cfg) != s->nworkers)
         gh_log_warn("reload: a change of `workers` takes effect at the next restart");
     apply_logging(s, snap->cfg);
+    gh_fd_limit_check(snap->cfg, s->nworkers);
     publish(s, snap);
     s->reloads_ok++;
     gh_log_info("configuration reloaded (generation %llu)", (unsigned long long)s->generation);
@@ -212,6 +214,8 @@ int gh_server_run(const gh_run_options *o)
         }
     }
     apply_logging(&s, snap->cfg);
+    gh_fd_limit_raise();
+    gh_fd_limit_check(snap->cfg, s.nworkers);
     char err[512];
     snap->listen = gh_listen_set_make(snap->cfg, snap->tls_servers, NULL, s.nworkers, err, sizeof(err));
     if (!snap->listen) {

@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
@@ -102,6 +103,50 @@ static void follow_snapshot(gh_worker *w)
 
 /* ------------------------------------------------------------ accepting -- */
 
+/* accept(2) failing for lack of descriptors or memory leaves the pending
+ * connection in the backlog and the listener readable: polling on would
+ * spin. Stop polling this worker's listeners for a while instead (as nginx
+ * does); the backlog keeps the clients until then. */
+#define ACCEPT_PAUSE_MS 250
+#define ACCEPT_LOG_EVERY_MS 5000
+
+static void on_accept(uv_poll_t *h, int status, int events);
+
+static void poll_listeners(gh_worker *w, bool on)
+{
+    for (size_t i = 0; i < w->nlisteners; i++) {
+        if (on)
+            uv_poll_start(&w->listeners[i]->poll, UV_READABLE, on_accept);
+        else
+            uv_poll_stop(&w->listeners[i]->poll);
+    }
+}
+
+static void on_accept_resume(uv_timer_t *t)
+{
+    gh_worker *w = t->data;
+    w->accept_paused = false;
+    if (!w->draining)
+        poll_listeners(w, true);
+}
+
+static bool out_of_resources(int err)
+{
+    return err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM;
+}
+
+static void pause_accepting(gh_worker *w, const gh_worker_listener *l, int err)
+{
+    unsigned long skipped;
+    if (gh_log_limit_pass(&w->accept_log, uv_now(&w->loop), ACCEPT_LOG_EVERY_MS, &skipped))
+        gh_log_error("accept on %s: %s; not accepting for %d ms (%lu more such failures in this worker "
+                     "since the last report); raise the open-files limit or lower limits.max_connections",
+                     l->address, strerror(err), ACCEPT_PAUSE_MS, skipped);
+    w->accept_paused = true;
+    poll_listeners(w, false);
+    uv_timer_start(&w->accept_pause, on_accept_resume, ACCEPT_PAUSE_MS, 0);
+}
+
 static void on_accept(uv_poll_t *h, int status, int events)
 {
     gh_worker_listener *l = h->data;
@@ -115,8 +160,8 @@ static void on_accept(uv_poll_t *h, int status, int events)
         if (fd < 0) {
             if (errno == EINTR || errno == ECONNABORTED)
                 continue;
-            if (errno == EMFILE || errno == ENFILE)
-                gh_log_error("accept on %s: %s", "listener", strerror(errno));
+            if (out_of_resources(errno))
+                pause_accepting(w, l, errno);
             return;
         }
         const gh_limits_cfg *lim = w->env.limits;
@@ -151,15 +196,16 @@ static void listener_open(gh_worker *w, const gh_listen_item *it, int fd)
     l->fd = fd;
     l->w = w;
     memcpy(&l->sa, &it->sa, it->salen);
-    l->info.local_port = ntohs(it->sa.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&it->sa)->sin6_port
-                                                           : ((struct sockaddr_in *)&it->sa)->sin_port);
+    snprintf(l->address, sizeof(l->address), "%s", it->address);
+    l->info.local_port = gh_sockaddr_port((const struct sockaddr *)&it->sa);
     l->info.path_strict = it->path_strict;
     l->info.http2 = it->http2;
     l->tls = it->tls;
     l->info.tls = it->tls != NULL;
     uv_poll_init_socket(&w->loop, &l->poll, fd);
     l->poll.data = l;
-    uv_poll_start(&l->poll, UV_READABLE, on_accept);
+    if (!w->accept_paused)   /* else the pause's end starts it */
+        uv_poll_start(&l->poll, UV_READABLE, on_accept);
     w->listeners[w->nlisteners++] = l;
 }
 
@@ -311,6 +357,8 @@ int gh_worker_start(gh_worker *w, int id)
     uv_timer_init(&w->loop, &w->tick);
     w->tick.data = w;
     uv_timer_start(&w->tick, on_tick, TICK_MS, TICK_MS);
+    uv_timer_init(&w->loop, &w->accept_pause);
+    w->accept_pause.data = w;
     uv_check_init(&w->loop, &w->flush);
     w->flush.data = w;
     uv_check_start(&w->flush, on_flush);

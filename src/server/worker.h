@@ -8,6 +8,7 @@
 #include <stdint.h>
 #include <uv.h>
 #include "core/bufpool.h"
+#include "core/log.h"
 #include "http/exchange.h"
 #include "http/h1_conn.h"
 #include "observe/access_log.h"
@@ -25,6 +26,7 @@ typedef struct gh_worker_listener {
     uv_poll_t poll;
     int fd;
     struct sockaddr_storage sa;
+    char address[64];             /* as configured, for messages */
     gh_h1_listen_info info;
     struct gh_tls_server *tls;    /* current snapshot's, NULL = plaintext */
     struct gh_worker *w;
@@ -46,6 +48,9 @@ typedef struct gh_worker {
     gh_pin *pins;                 /* current first */
     gh_worker_listener **listeners;
     size_t nlisteners;
+    uv_timer_t accept_pause;      /* out of descriptors: listeners unpolled until it fires */
+    bool accept_paused;
+    gh_log_limit accept_log;
     atomic_uint_fast64_t seen_generation;   /* acknowledged to the main thread */
     atomic_bool stopped;
     bool draining;

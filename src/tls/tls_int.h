@@ -29,6 +29,12 @@ struct gh_tls_client {
 };
 
 void gh_tls_server_ref(gh_tls_server *s);
+
+/* sniff.c: what the first byte of an accepted connection says, peeked
+ * (left for OpenSSL). GH_SNIFF_PLAIN_HTTP: plain HTTP was sent to the TLS
+ * port and has been answered 400 in clear text; close the connection. */
+enum { GH_SNIFF_TLS, GH_SNIFF_AGAIN, GH_SNIFF_PLAIN_HTTP };
+int gh_tls_sniff(int fd);
 void gh_tls_client_ref(gh_tls_client *c);
 
 #endif

@@ -24,6 +24,7 @@ typedef struct tls_conn {
     gh_tls_server *server;    /* the reference this connection holds, or NULL */
     gh_tls_client *client;
     int failed;               /* sticky: once broken, every call returns this */
+    bool sniffed;             /* server side: the first byte was looked at (sniff.c) */
     bool eof;                 /* close_notify/EOF seen after data: the next read returns 0 */
     const char *error;        /* static text from OpenSSL, for logs */
 } tls_conn;
@@ -82,6 +83,19 @@ static int tls_handshake(gh_transport *t, int fd)
     (void)fd;
     if (c->failed)
         return c->failed;
+    if (!c->sniffed && c->server) {
+        int s = gh_tls_sniff(SSL_get_fd(c->ssl));
+        if (s == GH_SNIFF_AGAIN) {   /* OpenSSL's read would find nothing either */
+            c->base.want = GH_WANT_READ;
+            return -EAGAIN;
+        }
+        c->sniffed = true;
+        if (s == GH_SNIFF_PLAIN_HTTP) {
+            c->failed = -EPROTO;
+            c->error = "plain HTTP request on a TLS port (answered 400)";
+            return c->failed;
+        }
+    }
     ERR_clear_error();
     int r = SSL_do_handshake(c->ssl);
     if (r == 1)

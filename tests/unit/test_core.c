@@ -1,4 +1,4 @@
-/* test_core.c — arena, deadline lists, buffer pool, diagnostics. */
+/* test_core.c — arena, deadline lists, buffer pool, diagnostics, log rate limit. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -9,6 +9,7 @@
 #include "core/bufpool.h"
 #include "core/deadline.h"
 #include "core/diag.h"
+#include "core/log.h"
 
 static void test_arena_alignment_and_growth(void **state)
 {
@@ -117,6 +118,23 @@ static void test_diag_format(void **state)
     gh_diag_free(&d);
 }
 
+/* A storm of the same line: the first passes, the rest within the period
+ * are counted and reported with the next line that passes. */
+static void test_log_limit(void **state)
+{
+    gh_log_limit l = { 0 };
+    unsigned long skipped = 99;
+    assert_true(gh_log_limit_pass(&l, 0, 5000, &skipped));   /* time 0 is a valid first time */
+    assert_int_equal(skipped, 0);
+    for (int i = 0; i < 1000; i++)
+        assert_false(gh_log_limit_pass(&l, 4999, 5000, &skipped));
+    assert_true(gh_log_limit_pass(&l, 5000, 5000, &skipped));
+    assert_int_equal(skipped, 1000);
+    assert_false(gh_log_limit_pass(&l, 5001, 5000, &skipped));
+    assert_true(gh_log_limit_pass(&l, 20000, 5000, &skipped));
+    assert_int_equal(skipped, 1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -125,6 +143,7 @@ int main(void)
         cmocka_unit_test(test_deadlines_fire_in_order),
         cmocka_unit_test(test_bufpool_recycles),
         cmocka_unit_test(test_diag_format),
+        cmocka_unit_test(test_log_limit),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

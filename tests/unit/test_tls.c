@@ -764,6 +764,33 @@ static void test_data_after_handshake(void **state)
     close_link(&k);
 }
 
+/* Plain HTTP on a TLS listener: seen on the first byte, answered 400 in
+ * clear text, the handshake fails with a reason for the log. Before any
+ * byte, the handshake waits for one (nothing is sent). */
+static void test_plain_http_answered(void **state)
+{
+    static const char req[] = "GET / HTTP/1.1\r\nHost: a\r\n\r\n";
+    tlink k = { 0 };
+    char buf[1024];
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, k.fd), 0);
+    k.srv = gh_tls_accept(servers[L_SNI], k.fd[0]);
+    assert_int_equal(gh_transport_handshake(k.srv, k.fd[0]), -EAGAIN);
+    assert_int_equal(k.srv->want, GH_WANT_READ);
+    assert_int_equal(read(k.fd[1], buf, sizeof(buf)), -1);   /* nothing said yet */
+    assert_int_equal(write(k.fd[1], req, sizeof(req) - 1), (ssize_t)sizeof(req) - 1);
+    assert_true(gh_transport_handshake(k.srv, k.fd[0]) < 0);
+    assert_non_null(strstr(gh_tls_error(k.srv), "plain HTTP"));
+    ssize_t n = read(k.fd[1], buf, sizeof(buf) - 1);
+    assert_true(n > 0);
+    buf[n] = '\0';
+    assert_non_null(strstr(buf, "HTTP/1.1 400 Bad Request\r\n"));
+    assert_non_null(strstr(buf, "Connection: close\r\n"));
+    assert_non_null(strstr(buf, "\"code\":\"bad_request\""));
+    assert_non_null(strstr(buf, "plain HTTP was sent to a TLS port"));
+    assert_int_equal(read(k.fd[1], buf, sizeof(buf)), 0);   /* and the write side is shut */
+    close_link(&k);
+}
+
 static void test_lifetime(void **state)
 {
     gh_diag d;
@@ -804,6 +831,7 @@ int main(void)
         cmocka_unit_test(test_data),
         cmocka_unit_test(test_data_after_handshake),
         cmocka_unit_test(test_lifetime),
+        cmocka_unit_test(test_plain_http_answered),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
