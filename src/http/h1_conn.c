@@ -321,7 +321,11 @@ static bool start_request(h1_conn *c)
     }
     if (pre < 0)
         return false;
-    if (!gh_h1_head_complete(p, len, &scanned)) {
+    /* A head is parsed once its blank line is here, and also whenever a line
+     * of an unfinished head ends: a request line without a version
+     * (HTTP/0.9) or a bare LF is refused at once, not at header_timeout. */
+    size_t from = c->head_scanned <= len ? c->head_scanned : 0;
+    if (!gh_h1_head_complete(p, len, &scanned) && !memchr(p + from, '\n', len - from)) {
         c->head_scanned = (uint32_t)scanned;
         if (len > max_head) {
             reject(c, 431, "header_too_large", "request head exceeds max_header_bytes");
@@ -339,8 +343,8 @@ static bool start_request(h1_conn *c)
     gh_h1_message m;
     int r = gh_h1_parse_request(p, len, &m, w->scratch, max_headers, max_head);
     if (r == GH_H1_AGAIN) {
-        /* a blank line was seen, yet the head is incomplete (leading CRLFs):
-         * keep looking from here, under the same header deadline */
+        /* fine so far (or only leading CRLFs before a blank line): keep
+         * looking from here, under the same header deadline */
         c->head_scanned = (uint32_t)scanned;
         if (c->state != ST_HEAD) {
             c->state = ST_HEAD;

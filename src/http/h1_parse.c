@@ -13,7 +13,8 @@
  *   responses alike: a gateway that drops the hop-by-hop TE header cannot
  *   pass on any other transfer coding intact. TE in an HTTP/1.0 message is
  *   refused too (RFC 9112 §6.1: its framing cannot be trusted).
- * - Request-line: anything but SP after the target is GH_H1E_TARGET; if the
+ * - Request-line: a line end (CRLF or LF) right after the target, as in
+ *   HTTP/0.9, is GH_H1E_VERSION; anything else but SP is GH_H1E_TARGET; if the
  *   part after the target does not start with "HTTP/" (case-insensitively)
  *   the target probably held a space, so that is GH_H1E_TARGET as well;
  *   otherwise a wrong version is GH_H1E_VERSION.
@@ -22,7 +23,9 @@
  *   GH_H1E_HEADER_VALUE, elsewhere GH_H1E_LINE_END.
  * - Host must be uri-host [":" port] with 1-5 port digits <= 65535; an empty
  *   host or an empty port is GH_H1E_HOST_INVALID. It is validated on
- *   HTTP/1.0 too when present.
+ *   HTTP/1.0 too when present. An absolute-form target's authority obeys
+ *   the same rule (else GH_H1E_TARGET): no userinfo, nothing unbracketed
+ *   beyond reg-name characters.
  * - max_bytes is clamped to INT_MAX (the return type); 0 means no head fits.
  * - Responses do not skip leading empty lines (RFC 9112 §2.2 only asks that
  *   of servers reading requests). */
@@ -417,6 +420,17 @@ static int finish(int r, gh_h1_message *m, size_t len, size_t lim)
     return r;
 }
 
+size_t gh_h1_target_authority(const char *target, size_t n, size_t *len)
+{
+    uchar *t = (uchar *)target;
+    size_t off = n > 7 && ieq(t, "http://", 7) ? 7 : n > 8 && ieq(t, "https://", 8) ? 8 : 0;
+    size_t i = off;
+    while (off && i < n && t[i] != '/' && t[i] != '?')
+        i++;
+    *len = i - off;
+    return off;
+}
+
 /* Check the request-target's form against the method (RFC 9112 §3.2). */
 static bool valid_target(uchar *meth, size_t ml, uchar *t, size_t tl)
 {
@@ -432,15 +446,10 @@ static bool valid_target(uchar *meth, size_t ml, uchar *t, size_t tl)
         return true;
     if (tl == 1 && t[0] == '*')
         return ml == 7 && memcmp(meth, "OPTIONS", 7) == 0;
-    size_t sl;
-    if (tl > 7 && ieq(t, "http://", 7))
-        sl = 7;
-    else if (tl > 8 && ieq(t, "https://", 8))
-        sl = 8;
-    else
-        return false;
-    /* absolute-form: a non-empty authority must follow the scheme */
-    return t[sl] != '/' && t[sl] != '?' && t[sl] != '#';
+    /* absolute-form: its authority stands for Host (RFC 9112 §3.2.2), so it
+     * obeys Host's rule; userinfo ("user@host") is refused with the rest */
+    size_t al, off = gh_h1_target_authority((const char *)t, tl, &al);
+    return off && valid_host(t + off, al);
 }
 
 static int parse_request(gh_h1_message *m, framing *f, uchar *buf, uchar *end,
@@ -475,6 +484,10 @@ static int parse_request(gh_h1_message *m, framing *f, uchar *buf, uchar *end,
         p++;
     if (p == end)
         return GH_H1_AGAIN;
+    if (p > s && *p == '\r' && p + 1 == end)
+        return GH_H1_AGAIN;
+    if (p > s && (*p == '\n' || (*p == '\r' && p[1] == '\n')))
+        FAIL(GH_H1E_VERSION);                      /* "GET /" alone: HTTP/0.9 */
     if (*p != ' ' || p == s)
         FAIL(GH_H1E_TARGET);
     m->target = (const char *)s;

@@ -98,6 +98,11 @@ bool gh_h1_head_complete(const char *buf, size_t len, size_t *scanned);
 bool gh_h1_is_token(const char *s, size_t len);
 /* uri-host [":" port], the rule for Host (and HTTP/2 :authority). */
 bool gh_h1_valid_host(const char *s, size_t n);
+/* An absolute-form target ("http://" or "https://", any case): returns
+ * where its authority starts and sets *len to its length (up to the first
+ * '/' or '?'); returns 0 when the target is not absolute-form. The parser
+ * has refused any authority that gh_h1_valid_host refuses. */
+size_t gh_h1_target_authority(const char *t, size_t n, size_t *len);
 
 /* ---- chunked transfer coding ---- */
 typedef struct gh_chunked {

@@ -30,26 +30,19 @@ gh_str gh_host_of(gh_arena *ar, const char *h, size_t n)
 void gh_split_target(gh_exchange *ex)
 {
     const char *t = ex->target.p;
-    size_t n = ex->target.len;
-    if (n >= 7 && (strncasecmp(t, "http://", 7) == 0 || strncasecmp(t, "https://", 8) == 0)) {
-        size_t skip = t[4] == ':' ? 7 : 8;
-        const char *auth = t + skip;
-        const char *slash = memchr(auth, '/', n - skip);
-        size_t alen = slash ? (size_t)(slash - auth) : n - skip;
+    size_t n = ex->target.len, alen;
+    size_t off = n && t[0] != '/' ? gh_h1_target_authority(t, n, &alen) : 0;
+    if (off) {
         /* RFC 9112 §3.2.2: absolute-form's authority replaces Host */
-        ex->authority = (gh_str){ auth, alen };
-        ex->host = gh_host_of(&ex->arena, auth, alen);
-        t = slash ? slash : "/";
-        n = slash ? n - skip - alen : 1;
+        ex->authority = (gh_str){ t + off, alen };
+        ex->host = gh_host_of(&ex->arena, t + off, alen);
+        t += off + alen;
+        n -= off + alen;
     }
     const char *q = memchr(t, '?', n);
-    if (q) {
-        ex->raw_path = (gh_str){ t, (size_t)(q - t) };
-        ex->query = (gh_str){ q + 1, n - (size_t)(q - t) - 1 };
-    } else {
-        ex->raw_path = (gh_str){ t, n };
-        ex->query = (gh_str){ "", 0 };
-    }
+    size_t pl = q ? (size_t)(q - t) : n;
+    ex->raw_path = pl ? (gh_str){ t, pl } : (gh_str){ "/", 1 };   /* "http://a?x": path "/" */
+    ex->query = q ? (gh_str){ q + 1, n - pl - 1 } : (gh_str){ "", 0 };
 }
 
 

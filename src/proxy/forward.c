@@ -42,6 +42,7 @@ typedef struct fwd {
     bool tls_failed;              /* the last failure was a TLS handshake */
     uint64_t t0_ms;               /* upstream start (for upstream_ms) */
     uint64_t deadline_ms;         /* route `timeout` (absolute), 0 = none */
+    uint64_t sent_ms;             /* body requests: when the upstream last took request bytes */
     /* request side */
     char *head;
     size_t head_len, head_off;
@@ -236,6 +237,10 @@ static int out_write(fwd *f, const char *p, size_t len, bool last, size_t *taken
         }
         w = 0;
     }
+    /* progress: the send timeout measures a stall from here (see send_stalled);
+     * a request without a body is sent in one go, timed from begin_send */
+    if (w > 0 && f->body_mode != GH_FWD_NO_BODY)
+        f->sent_ms = now_ms(f);
     size_t left = (size_t)w;
     char keep[sizeof(f->fbuf)];
     size_t klen = 0;
@@ -300,7 +305,6 @@ static size_t body_cb(gh_exchange *ex, const char *p, size_t len, bool last)
     }
     if (rc == GH_AGAIN) {
         gh_upconn_events(f->uc, UV_READABLE | UV_WRITABLE);
-        arm(f, f->up->send_timeout_ms);
         return taken;
     }
     if (last && taken == len && f->final_queued)
@@ -325,7 +329,6 @@ static void send_more(fwd *f)
             request_written(f);
         return;
     }
-    arm(f, f->up->send_timeout_ms);
     gh_exchange_resume_body(f->ex);
 }
 
@@ -716,6 +719,19 @@ static void on_uc_event(gh_upconn *uc, int events)
         read_response(f);
 }
 
+/* `timeouts.send` bounds a stall, not the whole upload: the timer armed by
+ * begin_send is not moved on every write (a timer per write would cost more
+ * than the write); when it fires, it looks at the last progress and waits
+ * for the rest of the interval if there was some. */
+static bool send_stalled(fwd *f)
+{
+    uint64_t idle = now_ms(f) - f->sent_ms, limit = f->up->send_timeout_ms;
+    if (idle >= limit)
+        return true;
+    arm(f, limit - idle);
+    return false;
+}
+
 static void on_uc_timer(gh_upconn *uc)
 {
     fwd *f = uc->owner;
@@ -732,6 +748,10 @@ static void on_uc_timer(gh_upconn *uc)
         fail(f, F_CONNECT_TIMEOUT, -ETIMEDOUT);
         return;
     case P_SEND:
+        if (!send_stalled(f))
+            return;
+        fail(f, F_TIMEOUT, -ETIMEDOUT);
+        return;
     case P_WAIT:
         fail(f, F_TIMEOUT, -ETIMEDOUT);
         return;

@@ -190,6 +190,55 @@ static void test_target_forms(void **st)
     BAD_REQ("GET index.html HTTP/1.1\r\nHost: a\r\n\r\n", GH_H1E_TARGET);
 }
 
+/* An absolute-form authority stands for Host, so it obeys Host's rule. */
+static void test_absolute_authority(void **st)
+{
+    (void)st;
+    OK_REQ("GET http://api.test/admin HTTP/1.1\r\nHost: api.test\r\n\r\n");
+    OK_REQ("GET http://api.test HTTP/1.1\r\nHost: x\r\n\r\n");
+    OK_REQ("GET http://api.test?q=1 HTTP/1.1\r\nHost: x\r\n\r\n");
+    OK_REQ("GET http://127.0.0.1:8080/ HTTP/1.1\r\nHost: x\r\n\r\n");
+    OK_REQ("GET http://[::1]:8080/x HTTP/1.1\r\nHost: x\r\n\r\n");
+    OK_REQ("GET http://a%41b/ HTTP/1.0\r\n\r\n");
+    BAD_REQ("GET http://api.test@evil.example/admin HTTP/1.1\r\nHost: a\r\n\r\n", GH_H1E_TARGET);
+    BAD_REQ("GET http://u:p@a/ HTTP/1.1\r\nHost: a\r\n\r\n", GH_H1E_TARGET);
+    BAD_REQ("GET http://a\"<x/ HTTP/1.1\r\nHost: a\r\n\r\n", GH_H1E_TARGET);
+    BAD_REQ("GET http://[::1/x HTTP/1.1\r\nHost: a\r\n\r\n", GH_H1E_TARGET);
+    BAD_REQ("GET http://[::1]x/ HTTP/1.1\r\nHost: a\r\n\r\n", GH_H1E_TARGET);
+    BAD_REQ("GET http://a:/ HTTP/1.1\r\nHost: a\r\n\r\n", GH_H1E_TARGET);
+    BAD_REQ("GET http://a:99999/ HTTP/1.1\r\nHost: a\r\n\r\n", GH_H1E_TARGET);
+    BAD_REQ("GET http://a:8x/ HTTP/1.1\r\nHost: a\r\n\r\n", GH_H1E_TARGET);
+    BAD_REQ("GET http://a#b/ HTTP/1.1\r\nHost: a\r\n\r\n", GH_H1E_TARGET);
+    BAD_REQ("GET http://?x HTTP/1.1\r\nHost: a\r\n\r\n", GH_H1E_TARGET);
+
+    size_t len = 99;
+    assert_int_equal(gh_h1_target_authority("http://a.b:1/x?y", 16, &len), 7);
+    assert_int_equal(len, 5);
+    assert_int_equal(gh_h1_target_authority("HTTPS://a?y", 11, &len), 8);
+    assert_int_equal(len, 1);
+    assert_int_equal(gh_h1_target_authority("/http://a", 9, &len), 0);
+    assert_int_equal(gh_h1_target_authority("http://", 7, &len), 0);
+}
+
+/* A head is judged line by line: what is wrong in its first lines is
+ * reported before the blank line arrives (the connection answers at once). */
+static void test_partial_head_judged(void **st)
+{
+    (void)st;
+    static const char *bad[] = { "GET /\r\n", "GET /\n", "GET / HTTP/1.1\n",
+                                 "GET / HTTP/1.1\r\nHost: a\n", "GET http://u@a/ HTTP/1.1\r\n" };
+    static const int err[] = { GH_H1E_VERSION, GH_H1E_VERSION, GH_H1E_LINE_END, GH_H1E_LINE_END,
+                               GH_H1E_TARGET };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        size_t n = strlen(bad[i]);
+        assert_int_equal(gh_h1_parse_request(place(bad[i], n), n, &msg, hdrs, MAXH, 8192), GH_H1_BAD);
+        assert_int_equal(msg.error, err[i]);
+    }
+    static const char ok[] = "GET / HTTP/1.1\r\nHost: a\r\n";
+    assert_int_equal(gh_h1_parse_request(place(ok, sizeof ok - 1), sizeof ok - 1, &msg, hdrs, MAXH, 8192),
+                     GH_H1_AGAIN);
+}
+
 static void test_http10(void **st)
 {
     (void)st;
@@ -436,7 +485,8 @@ static void test_target_bytes(void **st)
             n += sizeof tail - 1;
             int r = gh_h1_parse_request(place(in, n), n, &msg, hdrs, MAXH, 8192);
             bool ok = c >= 0x21 && c <= 0x7e;
-            if (r != (ok ? (int)n : GH_H1_BAD) || (!ok && msg.error != GH_H1E_TARGET))
+            int err = c == '\n' ? GH_H1E_VERSION : GH_H1E_TARGET;   /* "GET /t\n": HTTP/0.9 */
+            if (r != (ok ? (int)n : GH_H1_BAD) || (!ok && msg.error != err))
                 fail_msg("byte 0x%02x at %zu: %d/%d", c, pos, r, msg.error);
             if (ok)
                 assert_int_equal(msg.target_len, 40);
@@ -458,7 +508,8 @@ static void test_request_line(void **st)
     BAD_REQ("GET /a\tb HTTP/1.1\r\nHost: a\r\n\r\n", GH_H1E_TARGET);
     BAD_REQ("GET /\x80 HTTP/1.1\r\nHost: a\r\n\r\n", GH_H1E_TARGET);
     BAD_REQ("GET /\x7f HTTP/1.1\r\nHost: a\r\n\r\n", GH_H1E_TARGET);
-    BAD_REQ("GET /\r\n\r\n", GH_H1E_TARGET);
+    BAD_REQ("GET /\r\n\r\n", GH_H1E_VERSION);         /* HTTP/0.9: no version */
+    BAD_REQ("GET /\n\n", GH_H1E_VERSION);
     BAD_REQ("GET / HTTP/2.0\r\nHost: a\r\n\r\n", GH_H1E_VERSION);
     BAD_REQ("GET / HTTP/1.2\r\nHost: a\r\n\r\n", GH_H1E_VERSION);
     BAD_REQ("GET / HTTP/1.10\r\nHost: a\r\n\r\n", GH_H1E_VERSION);
@@ -903,6 +954,8 @@ int main(void)
         cmocka_unit_test(test_chunked_request),
         cmocka_unit_test(test_pipelined),
         cmocka_unit_test(test_target_forms),
+        cmocka_unit_test(test_absolute_authority),
+        cmocka_unit_test(test_partial_head_judged),
         cmocka_unit_test(test_http10),
         cmocka_unit_test(test_keep_alive),
         cmocka_unit_test(test_expect_upgrade),
