@@ -4,9 +4,12 @@ what the gateway adds; only WebSocket upgrades become tunnels; CONNECT
 needs a route that lists it; an HTTP/1.0 request without Host is forwarded
 with one. The upstream fixture echoes the headers it received."""
 import json
+import os
 import socket
+import subprocess
+import sys
 
-from conftest import raw_exchange
+from conftest import HERE, free_port, raw_exchange, wait_port
 from jwtkit import bearer, claims, make_token
 
 ISS = "gh-intake"
@@ -22,6 +25,7 @@ plugins:
     forward_claims: { X-User-Id: sub }
 upstreams:
   up: { targets: [ "{up}" ], retries: { attempts: 0 } }
+  h2: { targets: [ "{h2up}" ], protocol: h2, retries: { attempts: 0 } }
 routes:
   - name: public
     match: { prefix: /public }
@@ -48,6 +52,10 @@ routes:
     match: { prefix: /, methods: [CONNECT] }
     upstream: up
     plugins: { jwt: false }
+  - name: h2
+    match: { prefix: /h2 }
+    upstream: h2
+    plugins: { jwt: false }
   - name: named
     match: { host: named.example, prefix: / }
     upstream: up
@@ -59,10 +67,12 @@ routes:
 """ % {"iss": ISS, "secret": SECRET}
 
 
-def start(gatehouse, upstreams, underscores=None):
+def start(gatehouse, upstreams, underscores=None, h2_port=None):
     up = upstreams("up")
     limits = "" if underscores is None else "limits: { underscores_in_headers: %s }" % underscores
-    g = gatehouse(CONFIG, subst={"up": up.address, "limits": limits}, workers=1)
+    # an h2 target nobody listens on, unless a test starts one there
+    h2up = "127.0.0.1:%d" % (h2_port or free_port())
+    g = gatehouse(CONFIG, subst={"up": up.address, "limits": limits, "h2up": h2up}, workers=1)
     return g, up
 
 
@@ -265,3 +275,19 @@ def test_http10_without_host_is_forwarded_with_one(gatehouse, upstreams):
     recorded = up.requests()
     assert len(recorded) == 1
     assert [v for k, v in recorded[0]["headers"] if k.lower() == "host"] == [up.address]
+
+
+def test_http10_without_host_gets_an_authority_on_http2(gatehouse, upstreams):
+    port = free_port()
+    h2 = subprocess.Popen([sys.executable, os.path.join(HERE, "h2_upstream.py"), str(port)],
+                          stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    try:
+        h2.stdout.readline()   # READY
+        wait_port(port, proc=h2)
+        g, up = start(gatehouse, upstreams, h2_port=port)
+        status, _, body = raw_request(g, "GET /h2/x HTTP/1.0\r\n\r\n")
+        assert status == 200
+        assert json.loads(body)["authority"] == "127.0.0.1:%d" % port
+    finally:
+        h2.kill()
+        h2.wait()
