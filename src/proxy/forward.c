@@ -806,7 +806,7 @@ static void attempt(fwd *f)
     f->req_done = false;
     const gh_target_cfg *t = &f->up->targets[f->target];
     ex->log.target = t->address;
-    if (f->host_by_target &&   /* no Host from the client: the target's address (item: never none) */
+    if (f->host_by_target &&   /* no Host from the client: this target's address, never none */
         !(f->head = gh_proxy_request_head(ex, f->route, f->path_q, f->body_mode, t, &f->head_len))) {
         fail_client(f, 500, "internal_error", "out of memory");
         return;
@@ -854,9 +854,8 @@ void gh_proxy_start(gh_exchange *ex, const gh_proxy_ctx *ctx, const gh_route_cfg
                  : ex->body_kind == GH_BODY_CHUNKED ? GH_FWD_CHUNKED : GH_FWD_NO_BODY;
     f->path_q = path_q;
     f->host_by_target = gh_proxy_host_by_target(ex, route);
-    if (!f->host_by_target)
-        f->head = gh_proxy_request_head(ex, route, path_q, f->body_mode, NULL, &f->head_len);
-    if (!f->head && !f->host_by_target) {
+    if (!f->host_by_target &&   /* else made per try, in attempt() */
+        !(f->head = gh_proxy_request_head(ex, route, path_q, f->body_mode, NULL, &f->head_len))) {
         gh_problem(ex, 500, "internal_error", "out of memory", NULL, 0, NULL);
         return;
     }
