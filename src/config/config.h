@@ -62,6 +62,10 @@ typedef struct gh_listen_cfg {
     gh_mark mark;
 } gh_listen_cfg;
 
+/* limits.underscores_in_headers: X_Consumer reaches a CGI/WSGI upstream as
+ * HTTP_X_CONSUMER, the same variable as X-Consumer (nginx drops them too). */
+enum gh_underscores { GH_UNDERSCORES_DROP = 0, GH_UNDERSCORES_ALLOW, GH_UNDERSCORES_REJECT };
+
 typedef struct gh_limits_cfg {
     uint64_t header_timeout_ms;   /* 10s */
     uint64_t body_timeout_ms;     /* 10s */
@@ -71,6 +75,7 @@ typedef struct gh_limits_cfg {
     uint64_t max_headers;         /* 100 */
     uint64_t max_body_bytes;      /* 10MiB */
     uint64_t max_connections;     /* 100000 (per process) */
+    int underscores_in_headers;   /* enum gh_underscores: request header names with '_' */
 } gh_limits_cfg;
 
 typedef struct gh_log_cfg {

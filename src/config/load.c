@@ -193,6 +193,25 @@ static bool set_workers(gh_load *ld, void *obj, const gh_ypair *kv)
     return true;
 }
 
+static bool set_underscores(gh_load *ld, void *obj, const gh_ypair *kv)
+{
+    static const char *const names[] = {
+        [GH_UNDERSCORES_DROP] = "drop", [GH_UNDERSCORES_ALLOW] = "allow", [GH_UNDERSCORES_REJECT] = "reject",
+    };
+    gh_str t;
+    if (!gh_ld_text(ld, kv->value, "expected drop, allow or reject", &t, NULL))
+        return false;
+    for (int i = 0; i < 3; i++) {
+        if (gh_str_eq_c(t, names[i])) {
+            ((gh_limits_cfg *)obj)->underscores_in_headers = i;
+            return true;
+        }
+    }
+    gh_ld_error(ld, kv->value->mark, "invalid underscores_in_headers '%.*s' (use drop, allow or reject)",
+                t.len > 80 ? 80 : (int)t.len, t.p);
+    return false;
+}
+
 static const gh_key limits_keys[] = {
     GH_KEY_NUM("header_timeout", GH_V_DURATION, gh_limits_cfg, header_timeout_ms, 1, 0),
     GH_KEY_NUM("body_timeout", GH_V_DURATION, gh_limits_cfg, body_timeout_ms, 1, 0),
@@ -202,6 +221,7 @@ static const gh_key limits_keys[] = {
     GH_KEY_NUM("max_headers", GH_V_U64, gh_limits_cfg, max_headers, 1, 10000),
     GH_KEY_VAL("max_body_bytes", GH_V_SIZE, gh_limits_cfg, max_body_bytes),
     GH_KEY_NUM("max_connections", GH_V_U64, gh_limits_cfg, max_connections, 1, 10000000),
+    GH_KEY_FN("underscores_in_headers", 0, set_underscores),
 };
 static const gh_section limits_section = GH_SECTION("limits", limits_keys);
 

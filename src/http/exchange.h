@@ -100,7 +100,8 @@ struct gh_exchange {
     int minor;                      /* HTTP/1.x minor; 2 for h2 */
     bool keep_alive;
     bool expect_continue;
-    bool upgrade;
+    bool upgrade;                   /* Connection: upgrade + Upgrade (the intake keeps it for WebSocket only) */
+    bool te_trailers;               /* the client's TE listed "trailers" (set by the intake) */
     bool tls;
     bool path_strict;
     uint16_t local_port;

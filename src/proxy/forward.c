@@ -46,6 +46,8 @@ typedef struct fwd {
     /* request side */
     char *head;
     size_t head_len, head_off;
+    gh_str path_q;                /* for a head made per try (Host from the target) */
+    bool host_by_target;
     int body_mode;                /* GH_FWD_* */
     char fbuf[96];                /* framing bytes owed before more data */
     size_t fpos, flen;
@@ -824,6 +826,11 @@ static void attempt(fwd *f)
     f->req_done = false;
     const gh_target_cfg *t = &f->up->targets[f->target];
     ex->log.target = t->address;
+    if (f->host_by_target &&   /* no Host from the client: this target's address, never none */
+        !(f->head = gh_proxy_request_head(ex, f->route, f->path_q, f->body_mode, t, &f->head_len))) {
+        fail_client(f, 500, "internal_error", "out of memory");
+        return;
+    }
     gh_balance_begin(f->ctx.balancer, f->ctx.worker, f->route->upstream_index, f->target);
     f->counted = true;
     uint64_t tag = gh_proxy_tls_tag(f->up);
@@ -865,8 +872,10 @@ void gh_proxy_start(gh_exchange *ex, const gh_proxy_ctx *ctx, const gh_route_cfg
         f->deadline_ms = gh_now_ms(ex->env) + route->timeout_ms;
     f->body_mode = ex->body_kind == GH_BODY_LENGTH ? GH_FWD_LENGTH
                  : ex->body_kind == GH_BODY_CHUNKED ? GH_FWD_CHUNKED : GH_FWD_NO_BODY;
-    f->head = gh_proxy_request_head(ex, route, path_q, f->body_mode, &f->head_len);
-    if (!f->head) {
+    f->path_q = path_q;
+    f->host_by_target = gh_proxy_host_by_target(ex, route);
+    if (!f->host_by_target &&   /* else made per try, in attempt() */
+        !(f->head = gh_proxy_request_head(ex, route, path_q, f->body_mode, NULL, &f->head_len))) {
         gh_problem(ex, 500, "internal_error", "out of memory", NULL, 0, NULL);
         return;
     }

@@ -29,6 +29,7 @@ typedef gh_h2up_stream h2s;
 typedef gh_h2up_call h2x;
 
 static void attempt(h2x *x);
+static nghttp2_nv nv_of(gh_arena *a, const char *name, size_t nl, const char *value, size_t vl);
 
 static bool idempotent(const gh_exchange *ex)
 {
@@ -572,6 +573,8 @@ static void attempt(h2x *x)
     x->hdrs = NULL;
     const gh_target_cfg *t = &x->up->targets[x->target];
     ex->log.target = t->address;
+    if (gh_proxy_host_by_target(ex, x->route))   /* no Host from the client: the target's address */
+        x->nv[2] = nv_of(&ex->arena, ":authority", 10, t->address.p, t->address.len);
     gh_balance_begin(x->ctx.balancer, x->ctx.worker, x->route->upstream_index, x->target);
     x->counted = true;
     int err = 0;
@@ -611,13 +614,12 @@ static bool build_request(h2x *x, gh_str path_q)
     x->nv = f ? gh_arena_alloc(a, (nf + 5) * sizeof(*x->nv)) : NULL;
     if (!x->nv)
         return false;
-    gh_str auth = ex->authority.len ? ex->authority
-                : x->up->ntargets ? x->up->targets[0].address : GH_STR("localhost");
+    gh_str auth = gh_proxy_host(ex, x->route, NULL);   /* empty: set per try (attempt) */
     const char *scheme = x->up->tls ? "https" : "http";
     size_t k = 0;
     x->nv[k++] = nv_of(a, ":method", 7, ex->method.p, ex->method.len);
     x->nv[k++] = nv_of(a, ":scheme", 7, scheme, strlen(scheme));
-    x->nv[k++] = nv_of(a, ":authority", 10, auth.p, auth.len);
+    x->nv[k++] = nv_of(a, ":authority", 10, auth.p, auth.len);   /* nv[2]: attempt() may set it */
     x->nv[k++] = nv_of(a, ":path", 5, path_q.p, path_q.len);
     for (size_t i = 0; i < nf; i++)
         x->nv[k++] = nv_of(a, f[i].name, f[i].name_len, f[i].value, f[i].value_len);

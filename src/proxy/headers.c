@@ -1,61 +1,13 @@
 #include "proxy/headers.h"
+#include "http/hop.h"
 #include "http/status.h"
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
 
-#define MAX_CONN_TOKENS 16
-
-typedef struct conn_tokens {
-    gh_str t[MAX_CONN_TOKENS];
-    size_t n;
-} conn_tokens;
-
 static bool name_is(const gh_header *h, const char *name, size_t len)
 {
     return h->name_len == len && strncasecmp(h->name, name, len) == 0;
-}
-
-/* Names listed in Connection headers are hop-by-hop too (RFC 9110 §7.6.1). */
-static void collect_connection(const gh_header *h, size_t nh, conn_tokens *ct)
-{
-    ct->n = 0;
-    for (size_t i = 0; i < nh; i++) {
-        if (!name_is(&h[i], "connection", 10))
-            continue;
-        const char *p = h[i].value, *end = p + h[i].value_len;
-        while (p < end && ct->n < MAX_CONN_TOKENS) {
-            while (p < end && (*p == ' ' || *p == '\t' || *p == ','))
-                p++;
-            const char *s = p;
-            while (p < end && *p != ',' && *p != ' ' && *p != '\t')
-                p++;
-            if (p > s)
-                ct->t[ct->n++] = (gh_str){ s, (size_t)(p - s) };
-        }
-    }
-}
-
-static bool in_tokens(const conn_tokens *ct, const gh_header *h)
-{
-    for (size_t i = 0; i < ct->n; i++)
-        if (h->name_len == ct->t[i].len && strncasecmp(h->name, ct->t[i].p, ct->t[i].len) == 0)
-            return true;
-    return false;
-}
-
-/* Hop-by-hop and framing headers, never forwarded in either direction. */
-static bool is_hop(const gh_header *h)
-{
-    switch (h->name_len) {
-    case 2: return name_is(h, "te", 2);
-    case 7: return name_is(h, "upgrade", 7) || name_is(h, "trailer", 7);
-    case 10: return name_is(h, "keep-alive", 10) || name_is(h, "connection", 10);
-    case 14: return name_is(h, "content-length", 14);
-    case 17: return name_is(h, "transfer-encoding", 17);
-    default:
-        return h->name_len > 6 && strncasecmp(h->name, "proxy-", 6) == 0;
-    }
 }
 
 static bool in_list(const gh_str *names, size_t n, const gh_header *h)
@@ -123,17 +75,26 @@ static void make_traceparent(gh_exchange *ex, const gh_header *tp, char out[55])
     put_hex(out + 36, gh_random(ex->env) | 1, 16);   /* never all zero */
 }
 
+gh_str gh_proxy_host(const gh_exchange *ex, const gh_route_cfg *route, const gh_target_cfg *t)
+{
+    if (ex->authority.len)
+        return ex->authority;
+    if (gh_proxy_host_is_route(ex, route))
+        return route->match.host;
+    return t ? t->address : GH_STR_NULL;
+}
+
 /* The HTTP/1.1 head: request line, Host, the same fields an HTTP/2
  * upstream gets, then the upgrade (WebSocket) and the body's framing. */
 char *gh_proxy_request_head(gh_exchange *ex, const gh_route_cfg *route, gh_str path_q,
-                            int body, size_t *len)
+                            int body, const gh_target_cfg *t, size_t *len)
 {
     size_t nf;
     gh_header *f = gh_proxy_request_fields(ex, route, false, &nf);
     if (!f)
         return NULL;
-    const gh_header *up = ex->upgrade ? gh_exchange_header(ex, "upgrade", 7) : NULL;
-    size_t cap = ex->method.len + path_q.len + ex->authority.len + 128 + (up ? up->value_len + 40 : 0);
+    gh_str host = gh_proxy_host(ex, route, t);
+    size_t cap = ex->method.len + path_q.len + host.len + 128 + (ex->upgrade ? 48 : 0);
     for (size_t i = 0; i < nf; i++)
         cap += f[i].name_len + f[i].value_len + 4;
     char *buf = gh_arena_alloc(&ex->arena, cap);
@@ -144,14 +105,12 @@ char *gh_proxy_request_head(gh_exchange *ex, const gh_route_cfg *route, gh_str p
     PUTS(" ");
     PUT(path_q.p, path_q.len);
     PUTS(" HTTP/1.1\r\n");
-    if (ex->authority.len)
-        p = put_header(p, "Host", 4, ex->authority.p, ex->authority.len);
+    if (host.len)
+        p = put_header(p, "Host", 4, host.p, host.len);
     for (size_t i = 0; i < nf; i++)
         p = put_header(p, f[i].name, f[i].name_len, f[i].value, f[i].value_len);
-    if (up) {   /* a protocol switch (WebSocket) is asked of the upstream too */
-        PUTS("Connection: upgrade\r\n");
-        p = put_header(p, "Upgrade", 7, up->value, up->value_len);
-    }
+    if (ex->upgrade)   /* a WebSocket upgrade, the only one the intake lets through */
+        PUTS("Connection: upgrade\r\nUpgrade: websocket\r\n");
     if (body == GH_FWD_LENGTH)
     {
         PUTS("Content-Length: ");
@@ -189,16 +148,18 @@ gh_header *gh_apply_header_ops(gh_exchange *ex, const gh_header_ops *ops,
 gh_header *gh_proxy_response_headers(gh_exchange *ex, const gh_route_cfg *route,
                                      const gh_header *h, size_t nh, size_t *n)
 {
-    conn_tokens ct;
-    collect_connection(h, nh, &ct);
     const gh_header_ops *ops = &route->response_headers;
     gh_header *out = gh_arena_alloc(&ex->arena, (nh + ops->nset + 3) * sizeof(*out));
     if (!out)
         return NULL;
-    size_t k = 0;
+    gh_str *conn = NULL;   /* the upstream's Connection values, when it sent any */
+    size_t k = 0, nconn = 0;
     bool dated = false;
     for (size_t i = 0; i < nh; i++) {
-        if (is_hop(&h[i]) || in_tokens(&ct, &h[i]) || name_is(&h[i], "x-request-id", 12))
+        int hop = gh_hop_kind(h[i].name, h[i].name_len);
+        if (hop == GH_HOP_CONNECTION && (conn || (conn = gh_arena_alloc(&ex->arena, nh * sizeof(*conn)))))
+            conn[nconn++] = (gh_str){ h[i].value, h[i].value_len };
+        if (hop || name_is(&h[i], "x-request-id", 12))
             continue;
         dated = dated || name_is(&h[i], "date", 4);
         if (ops->nremove && in_list(ops->remove, ops->nremove, &h[i]))
@@ -207,6 +168,8 @@ gh_header *gh_proxy_response_headers(gh_exchange *ex, const gh_route_cfg *route,
             continue;
         out[k++] = h[i];
     }
+    if (nconn)   /* every field they name, however many */
+        k = gh_hop_strip_named(out, k, conn, nconn);
     for (size_t i = 0; i < ops->nset; i++)
         out[k++] = (gh_header){ ops->set[i].name.p, ops->set[i].value.p,
                                 (uint32_t)ops->set[i].name.len, (uint32_t)ops->set[i].value.len };
@@ -220,28 +183,25 @@ gh_header *gh_proxy_response_headers(gh_exchange *ex, const gh_route_cfg *route,
     return out;
 }
 
-/* TE carries "trailers" (parameters and other codings ignored). */
-static bool te_has_trailers(const gh_header *h)
+/* Fields the gateway writes itself: the client's copy is replaced (or, for
+ * X-Forwarded-For and traceparent, continued). */
+enum { F_KEEP = 0, F_REPLACED, F_XFF, F_TRACE };
+
+static int gateway_field(const gh_header *h)
 {
-    const char *p = h->value, *end = p + h->value_len;
-    while (p < end) {
-        while (p < end && (*p == ' ' || *p == '\t' || *p == ','))
-            p++;
-        const char *s = p;
-        while (p < end && *p != ',' && *p != ';' && *p != ' ' && *p != '\t')
-            p++;
-        if (p - s == 8 && strncasecmp(s, "trailers", 8) == 0)
-            return true;
-        while (p < end && *p != ',')
-            p++;
+    switch (h->name_len) {
+    case 4: return name_is(h, "host", 4) ? F_REPLACED : F_KEEP;
+    case 11: return name_is(h, "traceparent", 11) ? F_TRACE : F_KEEP;
+    case 12: return name_is(h, "x-request-id", 12) ? F_REPLACED : F_KEEP;
+    case 15: return name_is(h, "x-forwarded-for", 15) ? F_XFF : F_KEEP;
+    case 16: return name_is(h, "x-forwarded-host", 16) || name_is(h, "x-forwarded-port", 16) ? F_REPLACED : F_KEEP;
+    case 17: return name_is(h, "x-forwarded-proto", 17) ? F_REPLACED : F_KEEP;
+    default: return F_KEEP;
     }
-    return false;
 }
 
 gh_header *gh_proxy_request_fields(gh_exchange *ex, const gh_route_cfg *route, bool keep_te, size_t *n)
 {
-    conn_tokens ct;
-    collect_connection(ex->headers, ex->nheaders, &ct);
     const gh_header_ops *ops = &route->request_headers;
     gh_header *out = gh_arena_alloc(&ex->arena, (ex->nheaders + ops->nset + 11) * sizeof(*out));
     size_t xff_cap = strlen(ex->peer) + 1;
@@ -255,33 +215,27 @@ gh_header *gh_proxy_request_fields(gh_exchange *ex, const gh_route_cfg *route, b
     if (!out || !xff || !trace || !port)
         return NULL;
     const gh_header *tp = NULL;
-    bool te = false;
     size_t k = 0, xl = 0;
+    /* ex->headers went through the intake (server/intake.c): hop-by-hop and
+     * identity fields of the client are gone already, and nothing a client
+     * sent can remove what plugins added since */
     for (size_t i = 0; i < ex->nheaders; i++) {
         const gh_header *h = &ex->headers[i];
-        if (name_is(h, "te", 2)) {
-            te = te || te_has_trailers(h);   /* gRPC needs it end to end (SPEC §12.22) */
+        switch (gateway_field(h)) {
+        case F_REPLACED:
             continue;
-        }
-        /* hop-by-hop, and what only the gateway may say (a client-sent
-         * X-Client-Cert-Subject or X-Consumer* would impersonate a verified
-         * certificate or consumer, SPEC §5.1) */
-        if (is_hop(h) || in_tokens(&ct, h) || name_is(h, "host", 4) || name_is(h, "x-request-id", 12) ||
-            name_is(h, "x-forwarded-host", 16) || name_is(h, "x-forwarded-port", 16) ||
-            name_is(h, "x-forwarded-proto", 17) || name_is(h, "x-client-cert-subject", 21) ||
-            (h->name_len >= 10 && strncasecmp(h->name, "x-consumer", 10) == 0))
-            continue;
-        if (name_is(h, "traceparent", 11)) {
+        case F_TRACE:
             tp = h;
             continue;
-        }
-        if (name_is(h, "x-forwarded-for", 15)) {
+        case F_XFF:
             if (h->value_len) {
                 memcpy(xff + xl, h->value, h->value_len);
                 memcpy(xff + xl + h->value_len, ", ", 2);
                 xl += h->value_len + 2;
             }
             continue;
+        default:
+            break;
         }
         if (ops->nremove && in_list(ops->remove, ops->nremove, h))
             continue;
@@ -290,7 +244,7 @@ gh_header *gh_proxy_request_fields(gh_exchange *ex, const gh_route_cfg *route, b
         out[k++] = *h;
     }
     gh_header te_h = { "te", "trailers", 2, 8 };
-    if (te && keep_te && !(ops->nremove && in_list(ops->remove, ops->nremove, &te_h)))
+    if (ex->te_trailers && keep_te && !(ops->nremove && in_list(ops->remove, ops->nremove, &te_h)))
         out[k++] = te_h;   /* only toward HTTP/2 (SPEC §12.22) */
     memcpy(xff + xl, ex->peer, strlen(ex->peer));
     xl += strlen(ex->peer);

@@ -574,10 +574,14 @@ static bool query_ok(const gh_route_cfg *c, gh_str q)
     return true;
 }
 
+/* A route without `methods` takes every method but CONNECT: CONNECT would
+ * make the gateway a tunnel to anywhere, so only a route that lists it does. */
+#define ANY_BUT_CONNECT ((uint32_t)((GH_M_CONNECT << 1) - 1) & ~(uint32_t)GH_M_CONNECT)
+
 static bool method_ok(const scan *s, const rt *t)
 {
     if (t->any_method)
-        return true;
+        return s->mbit != GH_M_CONNECT;
     if (s->mbit)
         return (t->mbits & s->mbit) != 0;
     return gh_rt_ext_has(t, s->req->method);
@@ -597,7 +601,7 @@ static bool settle(scan *s, const rt *t, int c)
         s->out->route = t->cfg;
         return true;
     }
-    s->allow |= t->mbits;
+    s->allow |= t->any_method ? ANY_BUT_CONNECT : t->mbits;
     if (t->next && s->nallow_ext < sizeof(s->allow_ext) / sizeof(s->allow_ext[0]))
         s->allow_ext[s->nallow_ext++] = t;
     return false;

@@ -7,6 +7,7 @@
 #include "route/route.h"
 #include "server/client_addr.h"
 #include "server/dry_run.h"
+#include "server/intake.h"
 #include "server/worker.h"
 #include "targets/targets.h"
 #include "targets/versions.h"
@@ -178,14 +179,48 @@ static bool preflight_route(gh_exchange *ex, const gh_route_request *rq, gh_rout
     return cors && cors->enabled;
 }
 
+static void method_not_allowed(gh_exchange *ex, const char *allow_text)
+{
+    gh_header allow = { "Allow", allow_text, 5, (uint32_t)strlen(allow_text) };
+    char detail[192];
+    snprintf(detail, sizeof(detail), "method %.*s is not allowed here; allowed: %s",
+             (int)(ex->method.len > 32 ? 32 : ex->method.len), ex->method.p, allow_text);
+    gh_problem(ex, 405, "method_not_allowed", detail, &allow, 1, NULL);
+}
+
+/* The client's header fields taken in (server/intake.h), before anything
+ * reads them: routing, plugins, the target. */
+static bool intake(gh_exchange *ex, const gh_snapshot *snap)
+{
+    gh_str bad;
+    int r = gh_intake_run(ex, snap->intake, &bad);
+    if (r == GH_INTAKE_OK)
+        return true;
+    if (r == GH_INTAKE_UNDERSCORE) {
+        char detail[160];
+        snprintf(detail, sizeof(detail), "header name '%.*s' contains an underscore, which is refused here",
+                 (int)(bad.len > 64 ? 64 : bad.len), bad.p);
+        gh_problem(ex, 400, "bad_request", detail, NULL, 0, NULL);
+    } else {
+        gh_problem(ex, 500, "internal_error", "out of memory", NULL, 0, NULL);
+    }
+    return false;
+}
+
 void gh_dispatch(gh_exchange *ex)
 {
     gh_snapshot *snap = gh_pin_snapshot(ex->pin);
     gh_resolve_client(ex, snap->cfg);
+    if (!intake(ex, snap))
+        return;
 
-    char *np = gh_arena_alloc(&ex->arena, ex->raw_path.len + 2);
+    /* CONNECT's authority-form target names no path: it is matched as "/" */
+    gh_str raw = ex->raw_path;
+    if (ex->method_bit == GH_M_CONNECT && (raw.len == 0 || raw.p[0] != '/'))
+        raw = GH_STR("/");
+    char *np = gh_arena_alloc(&ex->arena, raw.len + 2);
     size_t nlen = 0;
-    int pr = np ? gh_path_normalize(ex->raw_path.p, ex->raw_path.len, np, &nlen, ex->path_strict) : GH_PATH_BAD;
+    int pr = np ? gh_path_normalize(raw.p, raw.len, np, &nlen, ex->path_strict) : GH_PATH_BAD;
     if (pr != GH_PATH_OK) {
         gh_problem(ex, 400, "bad_request",
                    pr == GH_PATH_CLIMB ? "the path climbs above the root" : "the path has a forbidden encoding or character",
@@ -227,11 +262,7 @@ void gh_dispatch(gh_exchange *ex)
             start_route(ex, snap, &pm, path_version);
             return;
         }
-        gh_header allow = { "Allow", m.allow_text, 5, (uint32_t)strlen(m.allow_text) };
-        char detail[192];
-        snprintf(detail, sizeof(detail), "method %.*s is not allowed here; allowed: %s",
-                 (int)(ex->method.len > 32 ? 32 : ex->method.len), ex->method.p, m.allow_text);
-        gh_problem(ex, 405, "method_not_allowed", detail, &allow, 1, NULL);
+        method_not_allowed(ex, m.allow_text);
         return;
     }
     start_route(ex, snap, &m, path_version);

@@ -9,6 +9,7 @@
 #include "plugins/consumers.h"
 #include "proxy/balance.h"
 #include "route/route.h"
+#include "server/intake.h"
 #include "tls/tls.h"
 
 typedef struct gh_listen_set gh_listen_set;
@@ -23,6 +24,7 @@ typedef struct gh_snapshot {
     gh_tls_server **tls_servers;  /* per cfg->listens[i]; NULL for plaintext */
     gh_tls_client **tls_clients;  /* per cfg->upstreams[i]; NULL without tls */
     gh_consumers *consumers;      /* credential indexes; plugin state lives in cfg's plugin configs */
+    gh_intake *intake;            /* request header intake: identity names, underscore policy */
 } gh_snapshot;
 
 /* Compile cfg (ownership passes to the snapshot, also on failure).

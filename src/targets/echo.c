@@ -25,7 +25,7 @@ static void answer(gh_exchange *ex, echo_state *st)
 {
     size_t head_len;
     char *head = gh_proxy_request_head(ex, st->route, st->path_q,
-                                       ex->body_kind == GH_BODY_NONE ? 0 : 1, &head_len);
+                                       ex->body_kind == GH_BODY_NONE ? 0 : 1, NULL, &head_len);
     json_t *hdrs = json_object();
     if (head) {
         gh_header arr[256];

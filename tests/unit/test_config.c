@@ -508,6 +508,24 @@ static void test_bad_units(void **state)
                         "test.yaml:3:27: expected a duration greater than 0");
 }
 
+/* limits.underscores_in_headers: drop (default), allow, reject. */
+static void test_underscores_in_headers(void **state)
+{
+    gh_diag d;
+    gh_config *cfg = load_ok(LISTEN, &d);
+    assert_int_equal(cfg->limits.underscores_in_headers, GH_UNDERSCORES_DROP);
+    gh_config_free(cfg);
+    gh_diag_free(&d);
+    cfg = load_ok(LISTEN "limits: { underscores_in_headers: reject }\n", &d);
+    assert_int_equal(cfg->limits.underscores_in_headers, GH_UNDERSCORES_REJECT);
+    gh_config_free(cfg);
+    gh_diag_free(&d);
+    assert_string_equal(errors_of(LISTEN "limits:\n  underscores_in_headers: keep\n"),
+                        "test.yaml:4:27: invalid underscores_in_headers 'keep' (use drop, allow or reject)");
+    assert_string_equal(errors_of(LISTEN "limits:\n  underscores_in_headers: [drop]\n"),
+                        "test.yaml:4:27: expected drop, allow or reject, got [\"drop\"]");
+}
+
 static void test_units(void **state)
 {
     uint64_t v;
@@ -885,6 +903,7 @@ int main(void)
         cmocka_unit_test(test_unknown_plugin_lists_the_known_ones),
         cmocka_unit_test(test_diag_without_position),
         cmocka_unit_test(test_units),
+        cmocka_unit_test(test_underscores_in_headers),
         cmocka_unit_test(test_suggest),
         cmocka_unit_test(test_yaml_errors),
         cmocka_unit_test(test_yaml_aliases),

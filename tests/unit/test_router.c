@@ -347,6 +347,25 @@ static void test_conditions_beat_none(void **state)
     gh_diag_free(&d);
 }
 
+/* CONNECT reaches only a route that lists it: a route without `methods`
+ * answers it 405, and its Allow names every other method. */
+static void test_connect_needs_listing(void **state)
+{
+    fx_reset();
+    fx_add("any", NULL, "prefix", "/");
+    fx_method(fx_add("tunnel", "tunnel.example", "prefix", "/"), "CONNECT");
+    gh_diag d;
+    gh_router *r = fx_build(&d);
+    expect_clean(r, &d);
+    gh_route_match m;
+    assert_int_equal(fx_match(r, "CONNECT", "named.example", "/", NULL, NULL, &m), GH_ROUTE_METHOD);
+    assert_string_equal(m.allow_text, "GET, HEAD, POST, PUT, DELETE, PATCH, OPTIONS, TRACE");
+    assert_string_equal(WHO(r, "CONNECT", "tunnel.example", "/"), "tunnel");
+    assert_string_equal(WHO(r, "GET", "named.example", "/x"), "any");
+    gh_router_free(r);
+    gh_diag_free(&d);
+}
+
 static void test_method_not_allowed(void **state)
 {
     fx_reset();
@@ -824,6 +843,7 @@ int main(void)
         cmocka_unit_test(test_random_paths),
         cmocka_unit_test(test_regex_from_threads),
         cmocka_unit_test(test_empty_table),
+        cmocka_unit_test(test_connect_needs_listing),
     };
     return cmocka_run_group_tests(tests, NULL, teardown);
 }
