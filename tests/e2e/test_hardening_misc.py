@@ -30,3 +30,44 @@ def test_least_conn_spreads_sequential_requests(gatehouse, upstreams):
         assert status == 200
         servers.append(json.loads(body)["server"])
     assert servers.count("a") == 5 and servers.count("b") == 5, servers
+
+
+# ================================================================ item 23
+
+SUNSET = """
+listen: [ { address: "127.0.0.1:{port}" } ]
+log: { access: "off" }
+routes:
+  - name: orders
+    match: { prefix: /orders }
+    versions:
+      from: [header:Api-Version]
+      list:
+        "1": { echo: {}, sunset: 2020-01-01 }
+        "2": { echo: {}, deprecated: 2020-01-01, sunset: 2999-01-01 }
+        "3": { echo: {} }
+        "4": { echo: {}, preview: true, preview_requires: { header: X-Preview } }
+"""
+
+
+def test_refusals_offer_only_the_versions_still_served(gatehouse):
+    g = gatehouse(SUNSET, workers=1)
+    # the retired version is refused and not offered again; nor is the preview
+    for headers in ({"Api-Version": "1"}, {"Api-Version": "1", "X-Preview": "1"}):
+        status, hdrs, body = g.get("/orders/7", headers=headers)
+        doc = json.loads(body)
+        assert (status, doc["code"]) == (410, "version_sunset"), body
+        assert doc["versions"] == ["2", "3"], doc
+        assert hdrs["content-type"].startswith("application/problem+json")
+    # the same list wherever the gateway says which versions exist
+    status, _, body = g.get("/orders/7", headers={"Api-Version": "9"})
+    doc = json.loads(body)
+    assert (status, doc["code"], doc["versions"]) == (400, "version_unknown", ["2", "3"]), doc
+    assert doc["detail"].endswith("valid: 2, 3"), doc
+    status, _, body = g.get("/orders/7")
+    doc = json.loads(body)
+    assert (status, doc["code"], doc["versions"]) == (400, "version_required", ["2", "3"]), doc
+    # what is offered is served
+    for v in ("2", "3"):
+        status, hdrs, _ = g.get("/orders/7", headers={"Api-Version": v})
+        assert status == 200 and hdrs["api-version"] == v
