@@ -45,7 +45,7 @@ static const char rsa_pem[] =
 
 static gh_jwt_keyset ks;
 static const char *const auds[] = { "api", "other" };
-static const gh_jwt_policy policy = { "https://issuer.example", auds, 2, 60 };
+static const gh_jwt_policy policy = { .issuer = "https://issuer.example", .audiences = auds, .naudiences = 2, .skew_s = 60 };
 
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
