@@ -33,6 +33,8 @@ bool gh_ld_key_auth(gh_load *ld, gh_plugin_cfg *conf, const gh_ynode *v)
         gh_ld_error(ld, seen[K_QUERY]->value->mark, "expected a query parameter name");
         return false;
     }
+    if (seen[K_QUERY])
+        gh_config_add_secret_param(ld->cfg, c->query);   /* its values are masked in the access log */
     return true;
 }
 
