@@ -23,7 +23,7 @@
 #define CHECK(x) do { if (!(x)) __builtin_trap(); } while (0)
 #define NOW 1700000000
 
-static const char secret[] = "fuzz-secret-0123456789abcdef-0123";
+static const char secret[] = "fuzz-secret-0123456789abcdef-0123456789abcdef-0123456789abcdef-x";   /* 64 bytes: HS512 */
 static const char jwks_text[] =
     "{\"keys\":["
     "{\"kty\":\"oct\",\"kid\":\"hs\",\"k\":\"ZnV6ei1zZWNyZXQtMDEyMzQ1Njc4OWFiY2RlZi0wMTIz\"},"
