@@ -250,6 +250,8 @@ typedef struct gh_config {
     size_t nconsumers;
     const char **secrets;         /* strings of the arena that came from ${ENV} */
     size_t nsecrets, capsecrets;
+    gh_str *secret_params;        /* key_auth `query` names: masked in the access log */
+    size_t nsecret_params, capsecret_params;
 } gh_config;
 
 /* Parse and validate. NULL when any error was reported to diag (all errors
@@ -267,6 +269,12 @@ void gh_config_add_secret(gh_config *cfg, const char *p);
 bool gh_config_is_secret(const gh_config *cfg, const char *p);
 /* s itself, or "***" when it is a secret. */
 gh_str gh_config_show(const gh_config *cfg, gh_str s);
+/* Query parameters whose values are credentials (the access log masks
+ * them): the key_auth `query` names of cfg, registered by the loader, and
+ * well-known names (api_key, token, password, ...). `name` as decoded;
+ * compared case-insensitively. */
+void gh_config_add_secret_param(gh_config *cfg, gh_str name);
+bool gh_config_is_secret_param(const gh_config *cfg, gh_str name);
 
 /* The embedded demo configuration (SPEC §11), YAML text. */
 extern const char gh_demo_config[];

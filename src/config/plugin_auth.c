@@ -33,6 +33,8 @@ bool gh_ld_key_auth(gh_load *ld, gh_plugin_cfg *conf, const gh_ynode *v)
         gh_ld_error(ld, seen[K_QUERY]->value->mark, "expected a query parameter name");
         return false;
     }
+    if (seen[K_QUERY])
+        gh_config_add_secret_param(ld->cfg, c->query);   /* its values are masked in the access log */
     return true;
 }
 
@@ -112,7 +114,7 @@ static bool load_issuer(gh_load *ld, gh_jwt_issuer_cfg *is, const gh_ynode *item
         return gh_ld_path(ld, seen[I_KEYS_FILE]->value, &is->keys_file) && ok;
     }
     const gh_ypair *kv = seen[I_SECRET] ? seen[I_SECRET] : seen[I_SECRET_B64];
-    is->keys_mark = kv->key->mark;
+    is->keys_mark = kv->value->mark;   /* a short secret is reported here (plugins/jwt.c) */
     gh_str s;
     bool env = false;
     if (!gh_ld_text(ld, kv->value, "expected a secret", &s, &env))
@@ -211,6 +213,37 @@ static bool set_scopes(gh_load *ld, void *obj, const gh_ypair *kv)
     return true;
 }
 
+/* require: [exp, sub, ...]. Any claim name (exp, nbf, iat, iss, aud, sub,
+ * jti are the registered ones); it is quoted in WWW-Authenticate, hence
+ * printable ASCII without quotes or backslashes. */
+static bool set_require(gh_load *ld, void *obj, const gh_ypair *kv)
+{
+    gh_jwt_cfg *c = obj;
+    gh_mark *marks;
+    if (!gh_ld_str_list(ld, kv->value, &c->require, &c->nrequire, &marks))
+        return false;
+    bool ok = true;
+    for (size_t i = 0; i < c->nrequire; i++) {
+        gh_str n = c->require[i];
+        bool good = n.len > 0 && n.len <= 64;
+        for (size_t j = 0; good && j < n.len; j++)
+            good = n.p[j] > 0x20 && n.p[j] < 0x7f && n.p[j] != '"' && n.p[j] != '\\';
+        if (!good) {
+            gh_ld_error(ld, marks[i], "expected a claim name (exp, nbf, iat, iss, aud, sub, jti, or another "
+                                      "name of up to 64 printable characters without quotes)");
+            ok = false;
+            continue;
+        }
+        for (size_t j = 0; j < i; j++)
+            if (gh_str_eq(c->require[j], n)) {
+                gh_ld_error(ld, marks[i], "claim '%.*s' is listed twice", clip(n), n.p);
+                ok = false;
+                break;
+            }
+    }
+    return ok;
+}
+
 static const gh_key jwt_keys[] = {
     GH_KEY_FN("issuers", GH_Y_SEQ, set_issuers),
     GH_KEY_VAL("clock_skew", GH_V_DURATION, gh_jwt_cfg, clock_skew_ms),
@@ -218,6 +251,7 @@ static const gh_key jwt_keys[] = {
     GH_KEY_VAL("require_consumer", GH_V_BOOL, gh_jwt_cfg, require_consumer),
     GH_KEY_FN("scopes", GH_Y_MAP, set_scopes),
     GH_KEY_VAL("hide_credentials", GH_V_BOOL, gh_jwt_cfg, hide_credentials),
+    GH_KEY_FN("require", GH_Y_SEQ, set_require),
 };
 static const gh_section jwt_section = GH_SECTION("jwt", jwt_keys);
 

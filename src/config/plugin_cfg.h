@@ -65,7 +65,7 @@ typedef struct gh_jwt_issuer_cfg {
     bool secret_base64;           /* `secret_base64:` given: secret holds the decoded bytes */
     gh_str *algorithms;           /* names as written (checked at compile); none = what the keys allow */
     size_t nalgorithms;
-    gh_mark mark, keys_mark, algorithms_mark;   /* of the item, keys_file/secret, algorithms */
+    gh_mark mark, keys_mark, algorithms_mark;   /* of the item, keys_file (key) or secret (value), algorithms */
 } gh_jwt_issuer_cfg;
 
 typedef struct gh_claim_header {
@@ -89,6 +89,8 @@ typedef struct gh_jwt_cfg {
     gh_scope_rule *scopes;
     size_t nscopes;
     bool hide_credentials;
+    gh_str *require;              /* claims that must be present: [exp, sub, ...] */
+    size_t nrequire;
 } gh_jwt_cfg;
 
 typedef struct gh_acl_cfg {

@@ -19,6 +19,7 @@
 #ifndef GH_CORE_TRANSPORT_H
 #define GH_CORE_TRANSPORT_H
 #include <stdbool.h>
+#include <stddef.h>
 #include <sys/types.h>
 #include <sys/uio.h>
 
@@ -41,6 +42,9 @@ typedef struct gh_transport_ops {
      * NULL: never. */
     bool (*pending)(gh_transport *t);
     void (*destroy)(gh_transport *t);   /* NULL for stateless transports */
+    /* the negotiated protocol version for the access log ("TLSv1.3");
+     * NULL: none (plain) */
+    const char *(*version)(gh_transport *t);
 } gh_transport_ops;
 
 struct gh_transport {
@@ -59,6 +63,11 @@ static inline int gh_transport_handshake(gh_transport *t, int fd)
 static inline bool gh_transport_pending(gh_transport *t)
 {
     return t->ops->pending && t->ops->pending(t);
+}
+
+static inline const char *gh_transport_version(gh_transport *t)
+{
+    return t->ops->version ? t->ops->version(t) : NULL;
 }
 
 /* The readiness an -EAGAIN from a read (writing = false) or a write

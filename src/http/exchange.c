@@ -31,7 +31,7 @@ gh_exchange *gh_exchange_new(gh_http_env *env)
     ex->env = env;
     ex->start_ms = gh_now_ms(env);
     ex->start_ns = uv_hrtime();
-    ex->log.upstream_ms = -1;
+    ex->log.upstream_us = -1;
     return ex;
 }
 

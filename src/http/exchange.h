@@ -142,7 +142,10 @@ struct gh_exchange {
     struct {
         gh_str route, upstream, target, consumer, version, cache;
         const char *error;          /* problem code, or NULL */
-        int64_t upstream_ms;        /* -1 = no upstream */
+        int64_t upstream_us;        /* start to the upstream's response head; -1 = no upstream */
+        uint64_t upstream_t0_ns;    /* (when the proxy started) */
+        uint32_t attempts;          /* upstream tries, retries included */
+        const char *tls;            /* negotiated version ("TLSv1.3"), NULL in clear text */
     } log;
 };
 
@@ -178,6 +181,15 @@ static inline void gh_exchange_response_over(gh_exchange *ex)
     ex->on_writable = NULL;
     ex->on_abort = NULL;
     ex->body_cb = NULL;
+}
+
+/* The proxy's marks for the access log: upstream work starts (once per
+ * request), a try begins, the upstream's response head arrived. */
+static inline void gh_exchange_upstream_start(gh_exchange *ex) { ex->log.upstream_t0_ns = uv_hrtime(); }
+static inline void gh_exchange_upstream_try(gh_exchange *ex) { ex->log.attempts++; }
+static inline void gh_exchange_upstream_answered(gh_exchange *ex)
+{
+    ex->log.upstream_us = (int64_t)((uv_hrtime() - ex->log.upstream_t0_ns) / 1000);
 }
 
 /* Run t->run on the next loop turn (once, however often it is queued). */

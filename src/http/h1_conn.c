@@ -144,6 +144,7 @@ static gh_exchange *new_exchange(h1_conn *c)
     ex->down = &gh_h1_ops;
     ex->down_ctx = c;
     ex->tls = c->tls;
+    ex->log.tls = gh_transport_version(c->tp);
     ex->path_strict = c->path_strict;
     ex->local_port = c->local_port;
     ex->minor = 1;

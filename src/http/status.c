@@ -59,34 +59,57 @@ const char *gh_http_date(void)
     return buf;
 }
 
+/* Length of the valid UTF-8 sequence at s[0, len) (RFC 3629: no overlong
+ * forms, no surrogates, nothing past U+10FFFF), 0 if there is none. */
+static size_t utf8_len(const unsigned char *s, size_t len)
+{
+    unsigned char c = s[0];
+    size_t n = c >= 0xc2 && c <= 0xdf ? 2 : c >= 0xe0 && c <= 0xef ? 3 : c >= 0xf0 && c <= 0xf4 ? 4 : 0;
+    if (!n || n > len)
+        return 0;
+    unsigned char lo = c == 0xe0 ? 0xa0 : c == 0xf0 ? 0x90 : 0x80;
+    unsigned char hi = c == 0xed ? 0x9f : c == 0xf4 ? 0x8f : 0xbf;
+    if (s[1] < lo || s[1] > hi)
+        return 0;
+    for (size_t i = 2; i < n; i++)
+        if ((s[i] & 0xc0) != 0x80)
+            return 0;
+    return n;
+}
+
 size_t gh_json_escape(char *out, size_t cap, const char *s, size_t len)
 {
     static const char hex[] = "0123456789abcdef";
+    const unsigned char *u = (const unsigned char *)s;
     size_t o = 0;
     for (size_t i = 0; i < len; i++) {
-        unsigned char c = (unsigned char)s[i];
-        char esc = 0;
-        switch (c) {
-        case '"': esc = '"'; break;
-        case '\\': esc = '\\'; break;
-        case '\n': esc = 'n'; break;
-        case '\r': esc = 'r'; break;
-        case '\t': esc = 't'; break;
-        default: break;
+        unsigned char c = u[i];
+        if (c >= 0x20 && c < 0x7f && c != '"' && c != '\\') {
+            if (o + 1 > cap) return (size_t)-1;
+            out[o++] = (char)c;
+            continue;
         }
+        char esc = c == '"' ? '"' : c == '\\' ? '\\' : c == '\n' ? 'n' : c == '\r' ? 'r' : c == '\t' ? 't' : 0;
+        size_t n;
         if (esc) {
             if (o + 2 > cap) return (size_t)-1;
             out[o++] = '\\';
             out[o++] = esc;
-        } else if (c < 0x20 || c == 0x7f) {
+        } else if (c < 0x80) {   /* other controls, DEL */
             if (o + 6 > cap) return (size_t)-1;
             memcpy(out + o, "\\u00", 4);
             out[o + 4] = hex[c >> 4];
             out[o + 5] = hex[c & 15];
             o += 6;
-        } else {
-            if (o + 1 > cap) return (size_t)-1;
-            out[o++] = (char)c;
+        } else if ((n = utf8_len(u + i, len - i))) {
+            if (o + n > cap) return (size_t)-1;
+            memcpy(out + o, u + i, n);
+            o += n;
+            i += n - 1;
+        } else {   /* not UTF-8 (a client's bytes): U+FFFD keeps the JSON valid */
+            if (o + 6 > cap) return (size_t)-1;
+            memcpy(out + o, "\\ufffd", 6);
+            o += 6;
         }
     }
     return o;

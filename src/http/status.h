@@ -21,8 +21,10 @@ int gh_respond(gh_exchange *ex, int status, const gh_header *hdrs, size_t n,
 int gh_problem(gh_exchange *ex, int status, const char *code, const char *detail,
                const gh_header *hdrs, size_t n, const char *extra_json);
 
-/* Append s to out as the inside of a JSON string (escaped); returns bytes written or
- * (size_t)-1 if cap is too small. */
+/* Append s to out as the inside of a JSON string (escaped; bytes that are
+ * not UTF-8 become \ufffd, so the output is always valid JSON: at most 6
+ * bytes per input byte); returns bytes written or (size_t)-1 if cap is too
+ * small. */
 size_t gh_json_escape(char *out, size_t cap, const char *s, size_t len);
 
 #endif

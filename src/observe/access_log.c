@@ -7,6 +7,7 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+#include "http/request.h"
 #include "http/status.h"
 
 #define FLUSH_AT (48 * 1024)
@@ -57,6 +58,7 @@ void gh_access_log_init(gh_access_log *al)
     al->cap = 64 * 1024;
     al->buf = malloc(al->cap);
     al->len = 0;
+    al->ts_sec = -1;
 }
 
 void gh_access_log_free(gh_access_log *al)
@@ -66,80 +68,196 @@ void gh_access_log_free(gh_access_log *al)
     al->buf = NULL;
 }
 
-static void put_str(gh_access_log *al, const char *key, const char *s, size_t n)
+/* The line is written by hand into room reserved up front: no printf, no
+ * bounds check per field. Every string goes through gh_json_escape (at
+ * most 6 bytes per byte). */
+
+#define LIT(o, s) (memcpy((o), (s), sizeof(s) - 1), (o) + sizeof(s) - 1)
+
+static char *put_u64(char *o, uint64_t v)
 {
-    char *p = al->buf + al->len;
-    size_t room = al->cap - al->len;
-    int k = snprintf(p, room, ",\"%s\":", key);
-    if (k < 0 || (size_t)k >= room)
-        return;
-    al->len += (size_t)k;
-    if (!s) {
-        if (al->cap - al->len > 4) {
-            memcpy(al->buf + al->len, "null", 4);
-            al->len += 4;
-        }
-        return;
-    }
-    if (al->cap - al->len < 2)
-        return;
-    al->buf[al->len++] = '"';
-    size_t e = gh_json_escape(al->buf + al->len, al->cap - al->len - 1, s, n);
-    if (e != (size_t)-1)
-        al->len += e;
-    al->buf[al->len++] = '"';
+    char tmp[20];
+    size_t n = 0;
+    do
+        tmp[n++] = (char)('0' + v % 10);
+    while ((v /= 10));
+    while (n)
+        *o++ = tmp[--n];
+    return o;
 }
 
-static void put_gstr(gh_access_log *al, const char *key, gh_str s)
+static char *put_2(char *o, unsigned v)
 {
-    put_str(al, key, s.len ? s.p : NULL, s.len);
+    *o++ = (char)('0' + v / 10);
+    *o++ = (char)('0' + v % 10);
+    return o;
+}
+
+/* microseconds as milliseconds with 3 decimals: 1234 -> 1.234 */
+static char *put_ms(char *o, uint64_t us)
+{
+    o = put_u64(o, us / 1000);
+    unsigned f = (unsigned)(us % 1000);
+    *o++ = '.';
+    *o++ = (char)('0' + f / 100);
+    return put_2(o, f % 100);
+}
+
+static char *put_str(char *o, const char *s, size_t n)
+{
+    if (!s)
+        return LIT(o, "null");
+    *o++ = '"';
+    o += gh_json_escape(o, n * 6, s, n);
+    *o++ = '"';
+    return o;
+}
+
+static char *put_gstr(char *o, gh_str s) { return put_str(o, s.len ? s.p : NULL, s.len); }
+
+/* The raw query with the values of credential parameters (see
+ * gh_config_is_secret_param) replaced by ***. */
+static char *put_query(char *o, const gh_config *cfg, gh_str q)
+{
+    if (!q.len)
+        return LIT(o, "null");
+    *o++ = '"';
+    const char *p = q.p, *end = q.p + q.len;
+    while (p < end) {
+        const char *amp = memchr(p, '&', (size_t)(end - p));
+        const char *item_end = amp ? amp : end;
+        const char *eq = memchr(p, '=', (size_t)(item_end - p));
+        gh_str name = gh_str_from(p, (size_t)((eq ? eq : item_end) - p));
+        char dec[64];
+        if (eq && name.len <= sizeof(dec) && (memchr(name.p, '%', name.len) || memchr(name.p, '+', name.len)))
+            name = gh_str_from(dec, gh_query_decode(name, dec));   /* api%5Fkey is api_key */
+        if (eq && gh_config_is_secret_param(cfg, name)) {
+            o += gh_json_escape(o, (size_t)(eq + 1 - p) * 6, p, (size_t)(eq + 1 - p));
+            o = LIT(o, "***");
+        } else {
+            o += gh_json_escape(o, (size_t)(item_end - p) * 6, p, (size_t)(item_end - p));
+        }
+        if (amp)
+            *o++ = '&';
+        p = amp ? amp + 1 : end;
+    }
+    *o++ = '"';
+    return o;
+}
+
+static const char *protocol(int minor)
+{
+    return minor == 2 ? "HTTP/2" : minor == 0 ? "HTTP/1.0" : "HTTP/1.1";
+}
+
+/* "2026-12-07T10:56:37.", rebuilt once a second */
+static char *put_ts(gh_access_log *al, char *o)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    if (ts.tv_sec != al->ts_sec) {
+        struct tm tm;
+        gmtime_r(&ts.tv_sec, &tm);
+        char *t = al->ts_text;
+        t = put_u64(t, (uint64_t)(tm.tm_year + 1900) % 10000);
+        *t++ = '-';
+        t = put_2(t, (unsigned)tm.tm_mon + 1);
+        *t++ = '-';
+        t = put_2(t, (unsigned)tm.tm_mday);
+        *t++ = 'T';
+        t = put_2(t, (unsigned)tm.tm_hour);
+        *t++ = ':';
+        t = put_2(t, (unsigned)tm.tm_min);
+        *t++ = ':';
+        t = put_2(t, (unsigned)tm.tm_sec);
+        *t++ = '.';
+        al->ts_len = (size_t)(t - al->ts_text);
+        al->ts_sec = ts.tv_sec;
+    }
+    memcpy(o, al->ts_text, al->ts_len);
+    o += al->ts_len;
+    unsigned ms = (unsigned)(ts.tv_nsec / 1000000);
+    *o++ = (char)('0' + ms / 100);
+    o = put_2(o, ms % 100);
+    *o++ = 'Z';
+    return o;
 }
 
 void gh_access_log_add(gh_access_log *al, const gh_exchange *ex)
 {
     if (!al->buf || !gh_access_log_enabled())
         return;
-    /* worst case: long path/host escaped 6x; flush first if short of room */
-    size_t need = 1024 + (ex->path.len + ex->raw_path.len + ex->host.len + ex->method.len) * 6;
+    const gh_header *ua = gh_exchange_header(ex, "user-agent", 10);
+    gh_str path = ex->path.len ? ex->path : ex->raw_path;
+    size_t clen = strlen(ex->client), rlen = strlen(ex->request_id);
+    size_t elen = ex->log.error ? strlen(ex->log.error) : 0, tlen = ex->log.tls ? strlen(ex->log.tls) : 0;
+    /* fixed text and numbers under 512 bytes; each string at most 6x */
+    size_t need = 512 + 6 * (clen + rlen + elen + tlen + ex->method.len + ex->host.len + path.len + ex->query.len
+                             + (ua ? ua->value_len : 0) + ex->log.route.len + ex->log.consumer.len
+                             + ex->log.version.len + ex->log.upstream.len + ex->log.target.len + ex->log.cache.len);
     if (al->cap - al->len < need) {
         gh_access_log_flush(al);
-        if (al->cap < need)
-            return;
+        if (al->cap < need) {   /* a huge line (long URL, header): grow once, rarely */
+            char *b = realloc(al->buf, need);
+            if (!b)
+                return;
+            al->buf = b;
+            al->cap = need;
+        }
     }
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    struct tm tm;
-    gmtime_r(&ts.tv_sec, &tm);
     uint64_t dur_us = (uv_hrtime() - ex->start_ns) / 1000;
-    int k = snprintf(al->buf + al->len, al->cap - al->len,
-                     "{\"ts\":\"%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ\",\"request_id\":\"%s\"",
-                     tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
-                     ts.tv_nsec / 1000000, ex->request_id);
-    al->len += (size_t)k;
-    put_str(al, "client", ex->client, strlen(ex->client));
-    put_gstr(al, "method", ex->method);
-    put_gstr(al, "host", ex->host);
-    gh_str path = ex->path.len ? ex->path : ex->raw_path;
-    put_gstr(al, "path", path);
-    k = snprintf(al->buf + al->len, al->cap - al->len,
-                 ",\"status\":%d,\"bytes_in\":%llu,\"bytes_out\":%llu,\"duration_ms\":%.3f",
-                 ex->status, (unsigned long long)ex->body_received, (unsigned long long)ex->bytes_out,
-                 (double)dur_us / 1000.0);
-    al->len += (size_t)k;
-    put_gstr(al, "route", ex->log.route);
-    put_gstr(al, "consumer", ex->log.consumer);
-    put_gstr(al, "version", ex->log.version);
-    put_gstr(al, "upstream", ex->log.upstream);
-    put_gstr(al, "target", ex->log.target);
-    if (ex->log.upstream_ms >= 0)
-        k = snprintf(al->buf + al->len, al->cap - al->len, ",\"upstream_ms\":%lld", (long long)ex->log.upstream_ms);
-    else
-        k = snprintf(al->buf + al->len, al->cap - al->len, ",\"upstream_ms\":null");
-    al->len += (size_t)k;
-    put_gstr(al, "cache", ex->log.cache);
-    put_str(al, "error", ex->log.error, ex->log.error ? strlen(ex->log.error) : 0);
-    al->buf[al->len++] = '}';
-    al->buf[al->len++] = '\n';
+    char *o = al->buf + al->len;
+    o = LIT(o, "{\"ts\":\"");
+    o = put_ts(al, o);
+    o = LIT(o, "\",\"request_id\":");
+    o = put_str(o, ex->request_id, rlen);
+    o = LIT(o, ",\"client\":");
+    o = put_str(o, ex->client, clen);
+    o = LIT(o, ",\"method\":");
+    o = put_gstr(o, ex->method);
+    o = LIT(o, ",\"host\":");
+    o = put_gstr(o, ex->host);
+    o = LIT(o, ",\"path\":");
+    o = put_gstr(o, path);
+    o = LIT(o, ",\"query\":");
+    o = put_query(o, ex->cfg, ex->query);
+    o = LIT(o, ",\"protocol\":\"");
+    const char *proto = protocol(ex->minor);
+    size_t plen = strlen(proto);
+    memcpy(o, proto, plen);
+    o += plen;
+    o = LIT(o, "\",\"tls\":");
+    o = put_str(o, ex->log.tls, tlen);
+    o = LIT(o, ",\"user_agent\":");
+    o = put_str(o, ua ? ua->value : NULL, ua ? ua->value_len : 0);
+    o = LIT(o, ",\"status\":");
+    o = put_u64(o, (uint64_t)(ex->status > 0 ? ex->status : 0));
+    o = LIT(o, ",\"bytes_in\":");
+    o = put_u64(o, ex->body_received);
+    o = LIT(o, ",\"bytes_out\":");
+    o = put_u64(o, ex->bytes_out);
+    o = LIT(o, ",\"duration_ms\":");
+    o = put_ms(o, dur_us);
+    o = LIT(o, ",\"route\":");
+    o = put_gstr(o, ex->log.route);
+    o = LIT(o, ",\"consumer\":");
+    o = put_gstr(o, ex->log.consumer);
+    o = LIT(o, ",\"version\":");
+    o = put_gstr(o, ex->log.version);
+    o = LIT(o, ",\"upstream\":");
+    o = put_gstr(o, ex->log.upstream);
+    o = LIT(o, ",\"target\":");
+    o = put_gstr(o, ex->log.target);
+    o = LIT(o, ",\"attempts\":");
+    o = put_u64(o, ex->log.attempts);
+    o = LIT(o, ",\"upstream_ms\":");
+    o = ex->log.upstream_us >= 0 ? put_ms(o, (uint64_t)ex->log.upstream_us) : LIT(o, "null");
+    o = LIT(o, ",\"cache\":");
+    o = put_gstr(o, ex->log.cache);
+    o = LIT(o, ",\"error\":");
+    o = put_str(o, ex->log.error, elen);
+    o = LIT(o, "}\n");
+    al->len = (size_t)(o - al->buf);
     if (al->len >= FLUSH_AT)
         gh_access_log_flush(al);
 }

@@ -7,11 +7,15 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <time.h>
 #include "http/exchange.h"
 
 typedef struct gh_access_log {
     char *buf;
     size_t len, cap;
+    time_t ts_sec;                /* the second ts_text was made for */
+    char ts_text[32];             /* "2026-12-07T10:56:37." */
+    size_t ts_len;
 } gh_access_log;
 
 /* Main thread: where access lines go ("stdout", "off" or a path). 0 or -errno. */

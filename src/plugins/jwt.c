@@ -33,6 +33,7 @@ typedef struct jwt_rt {
     uint64_t instance;
     issuer_rt *issuers;
     size_t nissuers;
+    const char **require;         /* jwt.require as C strings, shared by the issuers' policies */
 } jwt_rt;
 
 static const char challenge[] = "Bearer realm=\"gatehouse\"";
@@ -245,15 +246,21 @@ static int jwt_request(gh_plugin_run *run, const gh_plugin_cfg *conf)
     for (size_t i = 0; i < rt->nissuers && !is; i++)
         if (c->issuers[i].issuer.len == 0)
             is = &rt->issuers[i];
-    if (!is)
-        r = GH_JWT_BAD_ISSUER;
-    if (r == GH_JWT_OK)
-        r = gh_jwt_verify(&t, tok, &is->keys, is->allowed);
+    if (!is) {   /* every issuer names one: a token without iss lacks it, one with another is wrong */
+        bool has_iss = json_object_get(t.claims, "iss") != NULL;
+        gh_jwt_clear(&t);
+        return invalid(run, has_iss ? gh_jwt_result_text(GH_JWT_BAD_ISSUER) : "missing iss");
+    }
+    r = gh_jwt_verify(&t, tok, &is->keys, is->allowed);
     if (r == GH_JWT_OK)
         r = gh_jwt_check_claims(&t, &is->policy, now);
     if (r != GH_JWT_OK) {
+        char why[96];
+        const char *missing = r == GH_JWT_MISSING_CLAIM ? gh_jwt_missing_claim(&t, &is->policy) : NULL;
+        if (missing)
+            snprintf(why, sizeof(why), "missing %s", missing);   /* names checked at load: no quotes */
         gh_jwt_clear(&t);
-        return invalid(run, gh_jwt_result_text(r));
+        return invalid(run, missing ? why : gh_jwt_result_text(r));
     }
     const gh_consumer_cfg *who = consumer_of(run, t.claims);
     if (!who && c->require_consumer) {
@@ -289,12 +296,15 @@ static void release_rt(jwt_rt *rt)
         gh_jwt_keys_free(&rt->issuers[i].keys);
         free(rt->issuers[i].audiences);
     }
-    if (rt)
+    if (rt) {
         free(rt->issuers);
+        free(rt->require);
+    }
     free(rt);
 }
 
-static bool compile_issuer(const gh_jwt_issuer_cfg *ic, issuer_rt *is, int64_t skew, gh_diag *d)
+static bool compile_issuer(const gh_jwt_issuer_cfg *ic, issuer_rt *is, const jwt_rt *rt, size_t nrequire,
+                           int64_t skew, gh_diag *d)
 {
     char err[256];
     bool ok = ic->keys_file.len ? gh_jwt_keys_add_file(&is->keys, ic->keys_file.p, err, sizeof(err))
@@ -313,8 +323,15 @@ static bool compile_issuer(const gh_jwt_issuer_cfg *ic, issuer_rt *is, int64_t s
                           ic->algorithms[i].len), ic->algorithms[i].p);
             return false;
         }
+        if (!(can & GH_JWT_ALG_BIT(alg)) && gh_jwt_hmac_min(alg) && !ic->keys_file.len) {
+            /* the secret is long enough for HS256 (else adding it failed), not for this one */
+            gh_diag_error(d, ic->keys_mark, "the secret is %zu bytes long; %s needs at least %zu bytes (RFC 7518 3.2)",
+                          ic->secret.len, gh_jwt_alg_name(alg), gh_jwt_hmac_min(alg));
+            return false;
+        }
         if (!(can & GH_JWT_ALG_BIT(alg))) {
-            gh_diag_error(d, ic->algorithms_mark, "no key of this issuer can verify %s", gh_jwt_alg_name(alg));
+            gh_diag_error(d, ic->algorithms_mark, "no key of this issuer can verify %s%s", gh_jwt_alg_name(alg),
+                          gh_jwt_hmac_min(alg) ? " (an HMAC key must be as long as the hash: RFC 7518 3.2)" : "");
             return false;
         }
         is->allowed |= GH_JWT_ALG_BIT(alg);
@@ -325,7 +342,8 @@ static bool compile_issuer(const gh_jwt_issuer_cfg *ic, issuer_rt *is, int64_t s
     for (size_t i = 0; i < ic->naudiences; i++)
         is->audiences[i] = ic->audiences[i].p;
     is->policy = (gh_jwt_policy){ .issuer = ic->issuer.len ? ic->issuer.p : NULL,
-                                  .audiences = is->audiences, .naudiences = ic->naudiences, .skew_s = skew };
+                                  .audiences = is->audiences, .naudiences = ic->naudiences, .skew_s = skew,
+                                  .require = rt->require, .nrequire = nrequire };
     return true;
 }
 
@@ -338,9 +356,16 @@ static bool jwt_compile(gh_plugin_cfg *conf, const gh_plugin_build *b)
         return false;
     }
     rt->instance = atomic_fetch_add(&instances, 1) + 1;
+    if (!(rt->require = calloc(c->nrequire + 1, sizeof(char *)))) {
+        release_rt(rt);
+        return false;
+    }
+    for (size_t i = 0; i < c->nrequire; i++)
+        rt->require[i] = c->require[i].p;
     bool ok = true;
     for (size_t i = 0; i < c->nissuers; i++) {
-        ok &= compile_issuer(&c->issuers[i], &rt->issuers[i], (int64_t)(c->clock_skew_ms / 1000), b->diag);
+        ok &= compile_issuer(&c->issuers[i], &rt->issuers[i], rt, c->nrequire, (int64_t)(c->clock_skew_ms / 1000),
+                             b->diag);
         rt->nissuers = i + 1;
     }
     if (!ok) {

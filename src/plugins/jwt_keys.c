@@ -3,9 +3,10 @@
  * raw HMAC secrets. Each key is tagged with the algorithms its type can
  * verify; that tag is what keeps an RSA key from ever serving as an HMAC
  * secret. A document is loaded whole or not at all, and error messages
- * name places (block, index, member), never key bytes. Secrets of any
- * length from one byte are accepted: the length policy (RFC 7518 3.2 asks
- * for at least the hash size) belongs to the configuration. */
+ * name places (block, index, member), never key bytes. An HMAC key is
+ * tagged with the HS algorithms it is long enough for (RFC 7518 3.2: at
+ * least the hash size), and one too short for any of them is refused:
+ * inline secrets and JWKS "oct" keys alike. */
 #include "plugins/jwt_token.h"
 
 #include <ctype.h>
@@ -36,6 +37,23 @@ static void seterr(char *err, size_t errlen, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(err, errlen, fmt, ap);
     va_end(ap);
+}
+
+/* The HS algorithms a key of len bytes may verify; false with a message
+ * when it is too short for alg (0: for any of them). */
+static bool hmac_algs(size_t len, int alg, uint32_t *out, const char *where, char *err, size_t errlen)
+{
+    int need = alg ? alg : GH_JWT_HS256;
+    if (len < gh_jwt_hmac_min(need)) {
+        seterr(err, errlen, "%s%sthe secret is %zu byte%s long; %s needs at least %zu bytes (RFC 7518 3.2)", where,
+               where[0] ? ": " : "", len, len == 1 ? "" : "s", gh_jwt_alg_name(need), gh_jwt_hmac_min(need));
+        return false;
+    }
+    *out = 0;
+    for (int a = GH_JWT_HS256; a <= GH_JWT_HS512; a++)
+        if (len >= gh_jwt_hmac_min(a))
+            *out |= GH_JWT_ALG_BIT(a);
+    return true;
 }
 
 static void key_free(gh_jwt_key *k)
@@ -335,6 +353,10 @@ static bool jwk_key(const json_t *jwk, const char *where, gh_jwt_key *k, bool *s
             seterr(err, errlen, "%s: the secret \"k\" is empty", where);
             return false;
         }
+        /* (an "alg" of another family is refused below) */
+        if ((!k->alg || (HS_ALGS & GH_JWT_ALG_BIT(k->alg)))
+            && !hmac_algs(k->secret_len, k->alg, &k->algs, where, err, errlen))
+            return false;
     } else {
         bool rsa = strcmp(kty, "RSA") == 0, ec = strcmp(kty, "EC") == 0, okp = strcmp(kty, "OKP") == 0;
         if (!rsa && !ec && !okp) {
@@ -453,8 +475,10 @@ bool gh_jwt_keys_add_secret(gh_jwt_keyset *ks, const void *secret, size_t len, c
         seterr(err, errlen, "the secret is empty");
         return false;
     }
-    gh_jwt_key k = { .algs = HS_ALGS, .secret = malloc(len), .secret_len = len };
-    if (!k.secret) {
+    gh_jwt_key k = { .secret_len = len };
+    if (!hmac_algs(len, 0, &k.algs, "", err, errlen))
+        return false;
+    if (!(k.secret = malloc(len))) {
         seterr(err, errlen, "out of memory");
         return false;
     }

@@ -57,6 +57,12 @@ const char *gh_jwt_alg_name(int alg)
     return alg > 0 && alg < GH_JWT_ALG_END ? algs[alg].name : "unknown";
 }
 
+size_t gh_jwt_hmac_min(int alg)
+{
+    static const size_t md_len[] = { [MD_256] = 32, [MD_384] = 48, [MD_512] = 64 };
+    return alg > 0 && alg < GH_JWT_ALG_END && algs[alg].fam == FAM_HS ? md_len[algs[alg].md] : 0;
+}
+
 /* Fetched once: a per-call implicit fetch is a locked table lookup. */
 static EVP_MD *mds[MD_512 + 1];
 static EVP_MAC *hmac;
@@ -371,11 +377,25 @@ static bool audience_ok(const json_t *aud, const gh_jwt_policy *p)
     return false;
 }
 
+const char *gh_jwt_missing_claim(const gh_jwt *t, const gh_jwt_policy *p)
+{
+    if (!p || !t->claims)
+        return NULL;
+    if (p->issuer && !json_object_get(t->claims, "iss"))
+        return "iss";
+    for (size_t i = 0; i < p->nrequire; i++)
+        if (!json_object_get(t->claims, p->require[i]))
+            return p->require[i];
+    return NULL;
+}
+
 int gh_jwt_check_claims(const gh_jwt *t, const gh_jwt_policy *p, int64_t now_s)
 {
     static const gh_jwt_policy none = { 0 };
     if (!p)
         p = &none;
+    if (gh_jwt_missing_claim(t, p))
+        return GH_JWT_MISSING_CLAIM;
     int64_t skew = p->skew_s > 0 ? p->skew_s : 0;
     const json_t *exp = json_object_get(t->claims, "exp");
     const json_t *nbf = json_object_get(t->claims, "nbf");
@@ -411,6 +431,7 @@ const char *gh_jwt_result_text(int r)
         [GH_JWT_BAD_IAT] = "token issued in the future (or bad iat)",
         [GH_JWT_BAD_ISSUER] = "wrong issuer",
         [GH_JWT_BAD_AUDIENCE] = "wrong audience",
+        [GH_JWT_MISSING_CLAIM] = "a required claim is missing",
     };
     if (r < 0 || (size_t)r >= sizeof(texts) / sizeof(texts[0]))
         return "unknown error";

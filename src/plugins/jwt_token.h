@@ -10,6 +10,8 @@
  *    RS* and PS*; P-256: ES256; P-384: ES384; Ed25519/Ed448: EdDSA), so an
  *    HS token is never checked with the bytes of an RSA public key;
  *  - a token naming a `kid` the set does not hold is refused;
+ *  - an HMAC key verifies only the HS algorithms whose hash it is at least
+ *    as long as (RFC 7518 3.2), and a key shorter than 32 bytes is refused;
  *  - sizes are bounded before anything is decoded. */
 #ifndef GH_PLUGINS_JWT_TOKEN_H
 #define GH_PLUGINS_JWT_TOKEN_H
@@ -34,6 +36,9 @@ enum gh_jwt_alg {
 int gh_jwt_alg_from_name(const char *name, size_t len);
 /* "unknown" for a value outside the enum. */
 const char *gh_jwt_alg_name(int alg);
+/* The shortest HMAC key an HS algorithm accepts: its hash size (RFC 7518
+ * 3.2: 32, 48, 64 bytes); 0 for other algorithms. */
+size_t gh_jwt_hmac_min(int alg);
 
 /* Strict base64url without padding (RFC 7515 section 2), as in tokens and
  * JWKs: only A-Z a-z 0-9 - _, no '=', no whitespace, the unused bits of
@@ -84,6 +89,7 @@ enum gh_jwt_result {
     GH_JWT_BAD_IAT,           /* iat in the future beyond the skew, or not a number */
     GH_JWT_BAD_ISSUER,
     GH_JWT_BAD_AUDIENCE,
+    GH_JWT_MISSING_CLAIM,     /* a required claim is absent: gh_jwt_missing_claim names it */
 };
 /* A short English reason for problem details and logs (never token bytes). */
 const char *gh_jwt_result_text(int r);
@@ -111,9 +117,15 @@ typedef struct gh_jwt_policy {
     const char *const *audiences;   /* `aud` (string or array) must hold one; none = not checked */
     size_t naudiences;
     int64_t skew_s;           /* clock skew tolerated on exp, nbf, iat */
+    const char *const *require;   /* claims that must be present (jwt.require) */
+    size_t nrequire;
 } gh_jwt_policy;
-/* exp, nbf, iat (numbers when present), iss, aud against the policy at now. */
+/* Presence first (the policy's issuer requires `iss`, then `require` in
+ * order), then exp, nbf, iat (numbers when present), iss, aud against the
+ * policy at now. */
 int gh_jwt_check_claims(const gh_jwt *t, const gh_jwt_policy *p, int64_t now_s);
+/* The first claim the policy requires that t lacks, or NULL. */
+const char *gh_jwt_missing_claim(const gh_jwt *t, const gh_jwt_policy *p);
 
 void gh_jwt_clear(gh_jwt *t);
 

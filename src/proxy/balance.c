@@ -75,19 +75,37 @@ static int pick_rr(const gh_upstream_cfg *u, slot *s, uint64_t tried)
     return best;
 }
 
+/* active[a]/weight[a] < active[b]/weight[b], without division */
+static bool less_loaded(const gh_upstream_cfg *u, const slot *s, size_t a, size_t b)
+{
+    return (uint64_t)s->active[a] * u->targets[b].weight < (uint64_t)s->active[b] * u->targets[a].weight;
+}
+
 static int pick_least(const gh_upstream_cfg *u, slot *s, uint64_t tried)
 {
     int best = -1;
     for (size_t i = 0; i < u->ntargets; i++) {
         if (i < 64 && (tried >> i) & 1)
             continue;
-        /* compare active/weight without division: a*wb < b*wa */
-        if (best < 0 ||
-            (uint64_t)s->active[i] * u->targets[best].weight <
-                (uint64_t)s->active[best] * u->targets[i].weight)
+        if (best < 0 || less_loaded(u, s, i, (size_t)best))
             best = (int)i;
     }
-    return best;
+    if (best < 0)
+        return -1;
+    /* ties (sequential requests: all idle) go round robin, weighted as
+     * pick_rr does, among the targets exactly as loaded as the best */
+    int pick = -1;
+    int64_t total = 0;
+    for (size_t i = 0; i < u->ntargets; i++) {
+        if ((i < 64 && (tried >> i) & 1) || less_loaded(u, s, (size_t)best, i))
+            continue;
+        s->current[i] += u->targets[i].weight;
+        total += u->targets[i].weight;
+        if (pick < 0 || s->current[i] > s->current[pick])
+            pick = (int)i;
+    }
+    s->current[pick] -= total;
+    return pick;
 }
 
 int gh_balance_pick(gh_balancer *b, int worker, size_t upstream, uint64_t tried)

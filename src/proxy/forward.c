@@ -40,7 +40,6 @@ typedef struct fwd {
     bool counted;                 /* least_conn: begin() done for `target` */
     uv_timer_t *backoff;          /* waiting `retries.backoff` before the next try */
     bool tls_failed;              /* the last failure was a TLS handshake */
-    uint64_t t0_ms;               /* upstream start (for upstream_ms) */
     uint64_t deadline_ms;         /* route `timeout` (absolute), 0 = none */
     uint64_t sent_ms;             /* body requests: when the upstream last took request bytes */
     /* request side */
@@ -414,7 +413,7 @@ static void switch_protocols(fwd *f, const gh_h1_message *m, size_t head_len)
     }
     memcpy(all, hdrs, n * sizeof(*all));
     all[n++] = (gh_header){ "Upgrade", up->value, 7, up->value_len };
-    ex->log.upstream_ms = (int64_t)(now_ms(f) - f->t0_ms);
+    gh_exchange_upstream_answered(ex);
     uint64_t idle = ex->env->limits->idle_timeout_ms;
     gh_http_env *env = ex->env;
     gh_upconn *uc = f->uc;
@@ -499,7 +498,7 @@ static bool parse_head(fwd *f)
         f->resp_body = m.body;
         f->resp_left = m.content_length;
         gh_chunked_init(&f->chunk);
-        ex->log.upstream_ms = (int64_t)(now_ms(f) - f->t0_ms);
+        gh_exchange_upstream_answered(ex);
         int64_t clen = m.body == GH_BODY_LENGTH ? (int64_t)m.content_length
                      : m.body == GH_BODY_NONE ? (ex->head_request || m.status == 304 ? header_length(&m) : 0)
                      : -1;
@@ -818,6 +817,7 @@ static void attempt(fwd *f)
     }
     f->tried |= 1ull << (f->target & 63);
     f->attempts++;
+    gh_exchange_upstream_try(ex);
     f->tls_failed = false;
     f->head_off = 0;
     f->fpos = f->flen = 0;
@@ -867,7 +867,7 @@ void gh_proxy_start(gh_exchange *ex, const gh_proxy_ctx *ctx, const gh_route_cfg
     f->ctx = *ctx;
     f->route = route;
     f->up = route->upstream;
-    f->t0_ms = gh_now_ms(ex->env);
+    gh_exchange_upstream_start(ex);
     if (route->timeout_ms)
         f->deadline_ms = gh_now_ms(ex->env) + route->timeout_ms;
     f->body_mode = ex->body_kind == GH_BODY_LENGTH ? GH_FWD_LENGTH

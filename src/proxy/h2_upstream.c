@@ -412,7 +412,7 @@ static void on_head(h2x *x, bool end)
         return;
     }
     x->head_done = true;
-    ex->log.upstream_ms = (int64_t)(gh_h2up_now(x->w) - x->t0_ms);
+    gh_exchange_upstream_answered(ex);
     int64_t clen = content_length(x);
     if (end && !ex->head_request && s != 304)
         clen = 0;
@@ -568,6 +568,7 @@ static void attempt(h2x *x)
     }
     x->tried |= 1ull << (x->target & 63);
     x->attempts++;
+    gh_exchange_upstream_try(ex);
     x->req_done = x->head_done = x->trailers = x->end_recv = x->blocked = false;
     x->nh = x->caph = x->hbytes = 0;
     x->hdrs = NULL;
@@ -648,6 +649,7 @@ void gh_h2up_start(gh_exchange *ex, const gh_proxy_ctx *ctx, const gh_route_cfg 
         return;
     }
     x->t0_ms = gh_h2up_now(x->w);
+    gh_exchange_upstream_start(ex);
     if (route->timeout_ms)
         x->deadline_ms = x->t0_ms + route->timeout_ms;
     ex->consumer = x;

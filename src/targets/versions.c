@@ -160,6 +160,36 @@ static bool to_canary(gh_exchange *ex, const gh_route_cfg *route)
     return bucket < vs->canary.per_10000;
 }
 
+static bool retired(const gh_version_cfg *v, int64_t now) { return v->sunset != GH_NO_DATE && now >= v->sunset; }
+
+/* What the refusals (version_unknown, version_required, version_sunset)
+ * offer instead: the versions still served at `now` (previews too, as the
+ * list has always named them); a retired one is not offered again. Only
+ * refusals pay for this. */
+static void offered(gh_exchange *ex, const gh_versions_cfg *vs, int64_t now, const char **json, gh_str *names)
+{
+    char *j = gh_arena_alloc(&ex->arena, vs->versions_json.len + 1);
+    char *n = gh_arena_alloc(&ex->arena, vs->names.len + 8);
+    *json = vs->versions_json.p;
+    *names = vs->names;
+    if (!j || !n)
+        return;
+    size_t jl = (size_t)sprintf(j, "\"versions\":["), nl = 0;
+    for (size_t i = 0; i < vs->n; i++) {
+        const gh_version_cfg *v = &vs->list[i];
+        if (retired(v, now))
+            continue;   /* names are [A-Za-z0-9._-]: nothing to escape */
+        jl += (size_t)sprintf(j + jl, "%s\"%s\"", nl ? "," : "", v->name.p);
+        nl += (size_t)sprintf(n + nl, "%s%s", nl ? ", " : "", v->name.p);
+    }
+    j[jl++] = ']';
+    j[jl] = '\0';
+    if (!nl)
+        nl = (size_t)sprintf(n, "none");
+    *json = j;
+    *names = gh_str_from(n, nl);
+}
+
 /* The version is decided (once per request): say so to the upstream, the
  * client and the log. */
 static void announce(gh_exchange *ex, const gh_version_cfg *v)
@@ -179,28 +209,32 @@ bool gh_versions_pick(gh_exchange *ex, const gh_route_cfg *route, gh_str path_ve
 {
     const gh_versions_cfg *vs = route->versions;
     char detail[256];
-    gh_str name;
+    gh_str name, names;
+    const char *json;
     const gh_version_cfg *v;
+    int64_t now = (int64_t)time(NULL);
     *pick = (gh_version_pick){ 0 };
     char *buf = gh_arena_alloc(&ex->arena, ex->query.len + 1);
     if (buf && (pick->source = gh_versions_requested(vs, ex->headers, ex->nheaders, ex->query, path_version, buf, &name))) {
         v = gh_versions_find(vs, name);
         if (!v) {
+            offered(ex, vs, now, &json, &names);
             snprintf(detail, sizeof(detail), "version '%.*s' is unknown; valid: %.*s",
-                     (int)(name.len > 32 ? 32 : name.len), name.p, (int)vs->names.len, vs->names.p);
-            gh_problem(ex, 400, "version_unknown", detail, NULL, 0, vs->versions_json.p);
+                     (int)(name.len > 32 ? 32 : name.len), name.p, (int)names.len, names.p);
+            gh_problem(ex, 400, "version_unknown", detail, NULL, 0, json);
             return false;
         }
     } else if (vs->def) {
         v = vs->def;
     } else {
-        snprintf(detail, sizeof(detail), "this API needs a version; valid: %.*s", (int)vs->names.len, vs->names.p);
-        gh_problem(ex, 400, "version_required", detail, NULL, 0, vs->versions_json.p);
+        offered(ex, vs, now, &json, &names);
+        snprintf(detail, sizeof(detail), "this API needs a version; valid: %.*s", (int)names.len, names.p);
+        gh_problem(ex, 400, "version_required", detail, NULL, 0, json);
         return false;
     }
     pick->asked = v;
     const gh_version_cfg *to = vs->canary.to;
-    if (vs->canary.of == v && vs->canary.per_10000 && !(to->sunset != GH_NO_DATE && (int64_t)time(NULL) >= to->sunset)) {
+    if (vs->canary.of == v && vs->canary.per_10000 && !retired(to, now)) {
         /* (a canary past its sunset gives its share back) */
         pick->canary_tried = true;
         if (vs->canary.sticky == GH_STICKY_CONSUMER)
@@ -211,10 +245,12 @@ bool gh_versions_pick(gh_exchange *ex, const gh_route_cfg *route, gh_str path_ve
         }
     }
     pick->v = v;   /* (also when refused below: explain says which) */
-    if (v->sunset != GH_NO_DATE && (int64_t)time(NULL) >= v->sunset) {
-        snprintf(detail, sizeof(detail), "version %s was retired on %s", v->name.p, v->sunset_value.p);
+    if (retired(v, now)) {
+        offered(ex, vs, now, &json, &names);
+        snprintf(detail, sizeof(detail), "version %s was retired on %s; served: %.*s", v->name.p,
+                 v->sunset_value.p, (int)names.len, names.p);
         ex->log.version = v->name;
-        gh_problem(ex, 410, "version_sunset", detail, NULL, 0, vs->versions_json.p);
+        gh_problem(ex, 410, "version_sunset", detail, NULL, 0, json);
         return false;
     }
     if (v->preview && !pick->by_canary && v->preview_header.len &&

@@ -259,7 +259,10 @@ static void tls_destroy(gh_transport *t)
     free(c);
 }
 
+static const char *tls_version(gh_transport *t) { return SSL_get_version(((tls_conn *)t)->ssl); }
+
 static const gh_transport_ops tls_ops = {
+    .version = tls_version,
     .read = tls_read,
     .writev = tls_writev,
     .handshake = tls_handshake,

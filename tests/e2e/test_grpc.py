@@ -205,7 +205,8 @@ def test_unary_metadata_both_ways(grpc_gw):
     lines = g.access_log(wait_for=1)
     rec = [l for l in lines if l["path"] == "/ghtest.Echo/Unary"][-1]
     assert rec["status"] == 200 and rec["upstream"] == "grpc"
-    assert rec["target"] == g.subst["up"] and isinstance(rec["upstream_ms"], int)
+    assert rec["target"] == g.subst["up"] and isinstance(rec["upstream_ms"], float) and rec["attempts"] == 1
+    assert rec["protocol"] == "HTTP/2"
 
 
 def test_server_streaming_arrives_as_sent(grpc_gw):

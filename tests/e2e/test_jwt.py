@@ -23,9 +23,10 @@ from jwtkit import Key, b64u, bearer, claims, jwks, make_token
 from test_cli import diag_lines, gh, pos
 
 ISS = "https://id.example.com"
-SECRET = "hs-secret-0123456789abcdef"
-# a binary secret: NUL, 0xff, CR/LF, quote, backslash, high bytes
-BIN_SECRET = bytes([0, 255, 10, 13, 0x80, 0x22, 0x5C, 1]) + b"-binary-secret-" + bytes(range(200, 216))
+# 64 bytes: long enough for HS512 (RFC 7518 3.2)
+SECRET = "hs-secret-0123456789abcdef-0123456789abcdef-0123456789abcdef-xyz"
+# a binary secret: NUL, 0xff, CR/LF, quote, backslash, high bytes (64 bytes)
+BIN_SECRET = bytes([0, 255, 10, 13, 0x80, 0x22, 0x5C, 1]) + b"-binary-secret-" + bytes(range(200, 241))
 ALICE_SUB = "auth0|42"
 ALICE_KEY = "alice-key-123456"
 BOB_KEY = "bob-key-12345678"
@@ -695,3 +696,96 @@ def test_check_errors_for_keys(tmp_path, keys):
         if SECRET in output:
             failures.append((what, "secret printed", output))
     assert failures == [], failures
+
+
+# ================================================ weak secrets, required claims
+
+def test_short_hmac_secrets_are_refused_at_load(tmp_path):
+    # RFC 7518 3.2: an HMAC key at least as long as the hash, like short API
+    # keys: `check` fails at the secret and says the minimum
+    s32, s40 = "k" * 32, "k" * 40
+    oct_jwks = str(tmp_path / "oct.json")
+    with open(oct_jwks, "w") as f:
+        f.write(jwks({"kty": "oct", "kid": "h", "k": b64u(b"short-oct-key")}))
+    cases = [
+        ('{ issuer: a, secret: "a" }', '"a"', r"1 byte long; HS256 needs at least 32 bytes"),
+        ('{ issuer: a, secret: "%s" }' % s32[:-1], '"k', r"31 bytes long; HS256 needs at least 32 bytes"),
+        # several HS algorithms allowed: checked against each
+        ('{ issuer: a, secret: "%s", algorithms: [HS256, HS384] }' % s40, '"k',
+         r"40 bytes long; HS384 needs at least 48 bytes"),
+        ('{ issuer: a, secret: "%s", algorithms: [HS512] }' % s32, '"k', r"HS512 needs at least 64 bytes"),
+        # by decoded length
+        ('{ issuer: a, secret_base64: "%s" }' % base64.b64encode(b"x" * 24).decode(), '"eHh4',
+         r"24 bytes long; HS256 needs at least 32"),
+        # a JWKS oct key too, named by its place in the file
+        ('{ issuer: a, keys_file: "%s" }' % oct_jwks, "keys_file", r"keys\[0\]: the secret is 13 bytes long"),
+    ]
+    failures = []
+    for line, needle, message in cases:
+        text = BASE + "          - " + line + "\n"
+        path, rc, output = check_text(tmp_path, text)
+        diags = diag_lines(output, path)
+        if rc != 1 or not any(at == pos(text, needle) and re.search(message, msg) for at, msg in diags):
+            failures.append((line, rc, pos(text, needle), output))
+        if "kkkkkkkk" in output or "short-oct" in output:
+            failures.append((line, "secret printed", output))
+    assert failures == [], failures
+    # long enough: accepted (and a 32-byte secret without algorithms serves HS256)
+    for line in ('{ issuer: a, secret: "%s" }' % s32, '{ issuer: a, secret: "%s", algorithms: [HS256] }' % s32,
+                 '{ issuer: a, secret: "%s", algorithms: [HS512] }' % SECRET):
+        path, rc, output = check_text(tmp_path, BASE + "          - " + line + "\n")
+        assert rc == 0, (line, output)
+
+
+REQUIRE = """\
+listen: [ { address: "127.0.0.1:{port}" } ]
+routes:
+  - name: r
+    match: { prefix: /r }
+    echo: {}
+    plugins:
+      jwt:
+        require: [exp, jti]
+        issuers: [ { issuer: internal, secret: "%s" } ]
+  - name: any
+    match: { prefix: /any }
+    echo: {}
+    plugins:
+      jwt:
+        issuers: [ { issuer: internal, secret: "%s" }, { issuer: other, secret: "%s" } ]
+""" % (SECRET, SECRET, SECRET)
+
+
+def test_required_claims_and_missing_iss(gatehouse):
+    g = gatehouse(REQUIRE, workers=1)
+
+    def detail(resp):
+        assert_invalid_token(resp)
+        ch = values(resp[1], "www-authenticate")[0]
+        d = json.loads(resp[2])["detail"]
+        assert ('error_description="%s"' % d.split(": ", 1)[1]) in ch, (d, ch)
+        return d
+
+    ok(get(g, "/r/x", hs(jti="t-1")))
+    # each missing claim is named, after the signature was checked
+    assert detail(get(g, "/r/x", hs(jti="t-1", exp=None))) == "invalid token: missing exp"
+    assert detail(get(g, "/r/x", hs())) == "invalid token: missing jti"
+    # a bad signature is reported as such, whatever the claims lack
+    assert detail(get(g, "/r/x", hs(secret=SECRET[::-1], exp=None))) == "invalid token: invalid signature"
+    # the issuers name one: a token without iss lacks it; another iss is wrong
+    assert detail(get(g, "/r/x", hs(iss=None, jti="t-1"))) == "invalid token: missing iss"
+    assert detail(get(g, "/any/x", hs(iss=None))) == "invalid token: missing iss"
+    assert detail(get(g, "/any/x", hs(iss="elsewhere"))) == "invalid token: wrong issuer"
+    ok(get(g, "/any/x", hs(iss="other", exp=None)))        # nothing required there
+
+
+def test_require_list_is_checked_at_load(tmp_path):
+    text = BASE.replace("        issuers:\n", "        require: [exp, exp]\n        issuers:\n") + \
+        '          - { issuer: a, secret: "%s" }\n' % SECRET
+    path, rc, output = check_text(tmp_path, text)
+    assert rc == 1 and (pos(text, "exp]"), "claim 'exp' is listed twice") in diag_lines(output, path), output
+    text = BASE.replace("        issuers:\n", "        require: [\"a\\\"b\"]\n        issuers:\n") + \
+        '          - { issuer: a, secret: "%s" }\n' % SECRET
+    path, rc, output = check_text(tmp_path, text)
+    assert rc == 1 and any(at == pos(text, '"a') and msg.startswith("expected a claim name")
+                           for at, msg in diag_lines(output, path)), output

@@ -276,8 +276,10 @@ def test_access_log_fields(gatehouse, upstreams):
     e = [l for l in lines if l["path"] == "/logged"][0]
     for key in ("ts", "request_id", "client", "method", "host", "path", "status", "bytes_in", "bytes_out",
                 "duration_ms", "route", "consumer", "version", "upstream", "target", "upstream_ms",
-                "cache", "error"):
+                "cache", "error", "query", "protocol", "tls", "user_agent", "attempts"):
         assert key in e, key
+    assert e["query"] == "q=1" and e["protocol"] == "HTTP/1.1" and e["tls"] is None and e["attempts"] == 1
+    assert isinstance(e["duration_ms"], float) and isinstance(e["upstream_ms"], float)
     assert e["status"] == 200 and isinstance(e["status"], int)
     assert e["host"] == "api.example.com"
     assert e["route"] == "api" and e["upstream"] == "main" and e["target"] == up.address

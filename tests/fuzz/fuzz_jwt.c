@@ -23,7 +23,7 @@
 #define CHECK(x) do { if (!(x)) __builtin_trap(); } while (0)
 #define NOW 1700000000
 
-static const char secret[] = "fuzz-secret-0123456789abcdef-0123";
+static const char secret[] = "fuzz-secret-0123456789abcdef-0123456789abcdef-0123456789abcdef-x";   /* 64 bytes: HS512 */
 static const char jwks_text[] =
     "{\"keys\":["
     "{\"kty\":\"oct\",\"kid\":\"hs\",\"k\":\"ZnV6ei1zZWNyZXQtMDEyMzQ1Njc4OWFiY2RlZi0wMTIz\"},"
@@ -45,7 +45,7 @@ static const char rsa_pem[] =
 
 static gh_jwt_keyset ks;
 static const char *const auds[] = { "api", "other" };
-static const gh_jwt_policy policy = { "https://issuer.example", auds, 2, 60 };
+static const gh_jwt_policy policy = { .issuer = "https://issuer.example", .audiences = auds, .naudiences = 2, .skew_s = 60 };
 
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {

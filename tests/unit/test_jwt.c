@@ -32,8 +32,8 @@
 #define PL "{" PL_TAIL
 
 static const char *const auds[] = { "api", "other-api" };
-static const gh_jwt_policy policy = { "https://issuer.example", auds, 2, 60 };
-static const char secret[] = "test-secret-0123456789abcdef-0123456789";
+static const gh_jwt_policy policy = { .issuer = "https://issuer.example", .audiences = auds, .naudiences = 2, .skew_s = 60 };
+static const char secret[] = "test-secret-0123456789abcdef-0123456789abcdef-0123456789abcdef-x";   /* 64 bytes: HS512 */
 
 enum { K_HS = -1, K_NOSIG = -2 };   /* not EVP keys: the HMAC secret, no signature */
 enum { K_RSA, K_EC256, K_EC384, K_ED25519, K_ED448, K_EC256B, K_COUNT };
@@ -533,7 +533,12 @@ static void test_jwks_errors(void **state)
         { "{\"keys\":[{\"kty\":\"EC\",\"crv\":\"P-256\",\"x\":\"$Z\",\"y\":\"$Z\"}]}", "not on P-256" },
         { "{\"keys\":[{\"kty\":\"OKP\",\"crv\":\"X25519\",\"x\":\"$Z\"}]}", "not supported" },
         { "{\"keys\":[{\"kty\":\"OKP\",\"crv\":\"Ed25519\",\"x\":\"AA\"}]}", "32 bytes" },
-        { "{\"keys\":[{\"kty\":\"oct\",\"k\":\"AAAA\"},{\"kty\":\"foo\"}]}", "keys[1]: unsupported \"kty\"" },
+        { "{\"keys\":[{\"kty\":\"oct\",\"k\":\"$Z\"},{\"kty\":\"foo\"}]}", "keys[1]: unsupported \"kty\"" },
+        /* RFC 7518 3.2: an HMAC key at least as long as the hash */
+        { "{\"keys\":[{\"kty\":\"oct\",\"k\":\"AAAA\"}]}",
+          "keys[0]: the secret is 3 bytes long; HS256 needs at least 32 bytes" },
+        { "{\"keys\":[{\"kty\":\"oct\",\"k\":\"$Z\",\"alg\":\"HS384\"}]}", "HS384 needs at least 48 bytes" },
+        { "{\"kty\":\"oct\",\"k\":\"$Z\",\"alg\":\"HS512\"}", "the JWK: the secret is 32 bytes long; HS512" },
         /* jansson's message would quote the text near the error: a secret */
         { "{\"keys\":[{\"kty\":\"oct\",\"k\":TOPSECRET}]}", "invalid JSON at line 1, column" },
     };
@@ -542,7 +547,11 @@ static void test_jwks_errors(void **state)
     bn_b64(pk[K_RSA], OSSL_PKEY_PARAM_RSA_N, 0, n);
     b64(zero, sizeof(zero), z);
     gh_jwt_keyset ks = { 0 };
-    assert_true(gh_jwt_keys_add_secret(&ks, "s", 1, err, sizeof(err)));
+    assert_false(gh_jwt_keys_add_secret(&ks, "s", 1, err, sizeof(err)));
+    assert_string_equal(err, "the secret is 1 byte long; HS256 needs at least 32 bytes (RFC 7518 3.2)");
+    assert_false(gh_jwt_keys_add_secret(&ks, secret, 31, err, sizeof(err)));
+    assert_int_equal(ks.n, 0);
+    assert_true(gh_jwt_keys_add_secret(&ks, secret, strlen(secret), err, sizeof(err)));
     for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
         size_t o = 0;
         for (const char *s = rows[i].json; *s; s++)   /* $N: the RSA modulus, $Z: 32 bytes */
@@ -666,7 +675,7 @@ static const struct attack {
       GH_JWT_BAD_ISSUER },
     { "issuer with a suffix", H_HS, "{\"iss\":\"https://issuer.example.evil\",\"aud\":\"api\"}", HS,
       M_NONE, 0, ALL, GH_JWT_BAD_ISSUER },
-    { "no issuer", H_HS, "{\"aud\":\"api\"}", HS, M_NONE, 0, ALL, GH_JWT_BAD_ISSUER },
+    { "no issuer", H_HS, "{\"aud\":\"api\"}", HS, M_NONE, 0, ALL, GH_JWT_MISSING_CLAIM },
     /* signatures */
     { "HS256 bit flipped", H_HS, PL, HS, M_FLIP_SIG, 0, ALL, GH_JWT_BAD_SIGNATURE },
     { "RS256 bit flipped", H_RS, PL, RS, M_FLIP_SIG, 0, ALL, GH_JWT_BAD_SIGNATURE },
@@ -807,7 +816,7 @@ static void test_alg_confusion(void **state)
     assert_int_equal(run(t2, &ks), GH_JWT_NO_KEY);
     assert_int_equal(run(t3, &jwks), GH_JWT_NO_KEY);
     /* with a secret in the set, that secret is tried, never the PEM */
-    assert_true(gh_jwt_keys_add_secret(&ks, "another secret", 14, err, sizeof(err)));
+    assert_true(gh_jwt_keys_add_secret(&ks, "another secret, 32 bytes or more", 32, err, sizeof(err)));
     assert_int_equal(run(t1, &ks), GH_JWT_BAD_SIGNATURE);
     /* a key filled by hand claiming every algorithm still only verifies its own kind */
     gh_jwt_key k[2] = { { .algs = ALL, .pkey = pk[K_RSA] },
@@ -878,11 +887,63 @@ static void test_clock_skew(void **state)
     }
 }
 
+/* An HMAC key verifies the HS algorithms it is long enough for, no more. */
+static void test_hmac_key_length(void **state)
+{
+    char err[256];
+    static const struct { size_t len; uint32_t algs; } rows[] = {
+        { 32, BIT(GH_JWT_HS256) },
+        { 47, BIT(GH_JWT_HS256) },
+        { 48, BIT(GH_JWT_HS256) | BIT(GH_JWT_HS384) },
+        { 64, BIT(GH_JWT_HS256) | BIT(GH_JWT_HS384) | BIT(GH_JWT_HS512) },
+    };
+    assert_int_equal(gh_jwt_hmac_min(GH_JWT_HS256), 32);
+    assert_int_equal(gh_jwt_hmac_min(GH_JWT_HS384), 48);
+    assert_int_equal(gh_jwt_hmac_min(GH_JWT_HS512), 64);
+    assert_int_equal(gh_jwt_hmac_min(GH_JWT_RS256), 0);
+    for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+        gh_jwt_keyset ks = { 0 };
+        assert_true(gh_jwt_keys_add_secret(&ks, secret, rows[i].len, err, sizeof(err)));
+        assert_int_equal(gh_jwt_keys_algs(&ks), rows[i].algs);
+        for (int a = GH_JWT_HS256; a <= GH_JWT_HS512; a++) {
+            static const char *const hdr[] = { [GH_JWT_HS256] = "{\"alg\":\"HS256\"}",
+                                               [GH_JWT_HS384] = "{\"alg\":\"HS384\"}",
+                                               [GH_JWT_HS512] = "{\"alg\":\"HS512\"}" };
+            char *t = token_with(hdr[a], PL, a, K_HS, secret, rows[i].len);
+            assert_int_equal(run(t, &ks), rows[i].algs & BIT(a) ? GH_JWT_OK : GH_JWT_NO_KEY);
+            free(t);
+        }
+        gh_jwt_keys_free(&ks);
+    }
+}
+
+/* jwt.require: presence, after the signature, named by gh_jwt_missing_claim */
+static void test_required_claims(void **state)
+{
+    static const char *const req[] = { "exp", "jti" };
+    gh_jwt_policy p = { .require = req, .nrequire = 2 };
+    gh_jwt t;
+    assert_int_equal(claims_at("{\"exp\":1700000600,\"jti\":\"x\"}", &p, NOW), GH_JWT_OK);
+    assert_int_equal(claims_at("{\"jti\":\"x\"}", &p, NOW), GH_JWT_MISSING_CLAIM);
+    char *tok = token("{\"alg\":\"HS256\"}", "{\"exp\":1700000600}", GH_JWT_HS256, K_HS);
+    assert_int_equal(gh_jwt_decode(tok, strlen(tok), &t), GH_JWT_OK);
+    assert_string_equal(gh_jwt_missing_claim(&t, &p), "jti");
+    /* the issuer's name makes iss required: missing, not wrong */
+    p.issuer = "https://issuer.example";
+    assert_string_equal(gh_jwt_missing_claim(&t, &p), "iss");
+    assert_int_equal(gh_jwt_check_claims(&t, &p, NOW), GH_JWT_MISSING_CLAIM);
+    assert_null(gh_jwt_missing_claim(&t, NULL));
+    /* missing beats expired: the claim is named before anything is compared */
+    assert_int_equal(claims_at("{\"exp\":1}", &p, NOW), GH_JWT_MISSING_CLAIM);
+    gh_jwt_clear(&t);
+    free(tok);
+}
+
 static void test_claims(void **state)
 {
     gh_jwt_policy iss_only = { .issuer = "https://issuer.example" };
     assert_int_equal(claims_at("{}", NULL, NOW), GH_JWT_OK);
-    assert_int_equal(claims_at("{\"aud\":7}", &iss_only, NOW), GH_JWT_BAD_ISSUER);
+    assert_int_equal(claims_at("{\"aud\":7}", &iss_only, NOW), GH_JWT_MISSING_CLAIM);
     assert_int_equal(claims_at(CL(""), &iss_only, NOW), GH_JWT_OK);
     assert_int_equal(claims_at("{\"iss\":\"https://issuer.example\",\"aud\":[]}", &policy, NOW),
                      GH_JWT_BAD_AUDIENCE);
@@ -964,6 +1025,8 @@ int main(void)
         cmocka_unit_test(test_attacks),
         cmocka_unit_test(test_alg_confusion),
         cmocka_unit_test(test_clock_skew),
+        cmocka_unit_test(test_hmac_key_length),
+        cmocka_unit_test(test_required_claims),
         cmocka_unit_test(test_claims),
         cmocka_unit_test(test_bounds),
     };

@@ -349,12 +349,25 @@ static void test_config_errors(void **state)
     errors_of("listen: [{ address: 127.0.0.1:1 }]\n"
               "plugins: { mtls_auth: {} }\n", e, sizeof(e));
     assert_non_null(strstr(e, "mtls_auth needs a listener with tls.client_ca"));
+#define S32 "0123456789abcdef0123456789abcdef"
     errors_of("listen: [{ address: 127.0.0.1:1 }]\n"
-              "plugins: { jwt: { issuers: [{ issuer: x, secret: s, algorithms: [none] }] } }\n", e, sizeof(e));
+              "plugins: { jwt: { issuers: [{ issuer: x, secret: " S32 ", algorithms: [none] }] } }\n", e, sizeof(e));
     assert_non_null(strstr(e, "unknown algorithm 'none'"));
     errors_of("listen: [{ address: 127.0.0.1:1 }]\n"
-              "plugins: { jwt: { issuers: [{ issuer: x, secret: s, algorithms: [RS256] }] } }\n", e, sizeof(e));
+              "plugins: { jwt: { issuers: [{ issuer: x, secret: " S32 ", algorithms: [RS256] }] } }\n", e, sizeof(e));
     assert_non_null(strstr(e, "no key of this issuer can verify RS256"));
+    /* RFC 7518 3.2, like short API keys: at the secret, with the minimum */
+    errors_of("listen: [{ address: 127.0.0.1:1 }]\n"
+              "plugins: { jwt: { issuers: [{ issuer: x, secret: s }] } }\n", e, sizeof(e));
+    assert_non_null(strstr(e, "t.yaml:2:50: the secret is 1 byte long; HS256 needs at least 32 bytes"));
+    errors_of("listen: [{ address: 127.0.0.1:1 }]\n"
+              "plugins: { jwt: { issuers: [{ issuer: x, secret_base64: \"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA\", "
+              "algorithms: [HS256, HS384] }] } }\n", e, sizeof(e));
+    assert_non_null(strstr(e, "t.yaml:2:57: the secret is 33 bytes long; HS384 needs at least 48 bytes"));
+    errors_of("listen: [{ address: 127.0.0.1:1 }]\n"
+              "plugins: { jwt: { require: [exp, \"a b\"], issuers: [{ issuer: x, secret: " S32 " }] } }\n", e, sizeof(e));
+    assert_non_null(strstr(e, "t.yaml:2:34: expected a claim name"));
+#undef S32
     errors_of("listen: [{ address: 127.0.0.1:1 }]\n"
               "plugins: { ip_filter: { allow: [10.0.0.0/33] } }\n", e, sizeof(e));
     assert_non_null(strstr(e, "t.yaml:2:33: invalid address or network"));
