@@ -213,8 +213,7 @@ static int jwt_request(gh_plugin_run *run, const gh_plugin_cfg *conf)
     const gh_jwt_cfg *c = (const gh_jwt_cfg *)conf;
     const jwt_rt *rt = conf->rt;
     gh_exchange *ex = run->ex;
-    for (size_t i = 0; i < c->nforward_claims; i++)   /* only the gateway may say these */
-        gh_exchange_remove_header(ex, c->forward_claims[i].header.p, c->forward_claims[i].header.len);
+    /* (client-sent copies of the claim headers went at intake: server/intake.c) */
     if (run->authenticated)
         return GH_PLUGIN_NEXT;
     const gh_header *h = gh_exchange_header(ex, "authorization", 13);
