@@ -110,6 +110,8 @@ struct gh_exchange {
     uint16_t client_port;
     char request_id[40];
     gh_str client_cert;             /* verified mTLS client subject (RFC 4514), else empty */
+    struct gh_upquota *upquota;     /* the client connection's bound on upstream
+                                       connections held (http/upquota.h), or NULL */
 
     /* ---- request body ---- */
     int body_kind;                  /* enum gh_h1_body (NONE, LENGTH, CHUNKED) */

@@ -26,9 +26,18 @@
 #include "core/log.h"
 #include "http/request.h"
 #include "http/status.h"
+#include "http/upquota.h"
 #include "tls/tls.h"
 
 #define MAX_STREAMS 100
+/* Resets a client may cause (its own RST_STREAMs, and the streams we reset
+ * or refuse because of its frames) before GOAWAY(ENHANCE_YOUR_CALM): a token
+ * bucket, RESET_BURST deep, refilled at RESET_RATE per second. */
+#define RESET_BURST 200
+#define RESET_RATE 50
+/* Upstream connections the streams of one client connection hold at once;
+ * further streams wait for one of them (http/upquota.h). */
+#define UPSTREAM_CONNS 32
 #define STREAM_WINDOW 65535          /* also the most request body we buffer per stream */
 #define CONN_WINDOW (1 << 20)
 #define OUT_CAP (64 * 1024)          /* output gathered before one write */
@@ -56,9 +65,13 @@ typedef struct h2_conn {
     gh_h1_listen_info info;
     char *client_cert;               /* verified mTLS subject, or NULL */
     size_t nstreams;                 /* streams holding an exchange */
+    gh_upquota upq;                  /* upstream connections its streams hold */
+    uint64_t reset_ms;               /* last refill of the reset budget */
+    uint32_t reset_tokens;
     int fd;
     int events;
     bool dead, goaway, closing;
+    bool calm;                       /* reset budget spent: GOAWAY(ENHANCE_YOUR_CALM) */
 } h2_conn;
 
 struct h2_stream {
@@ -147,6 +160,30 @@ static void stream_free_body(h2_stream *s)
     free(s->body);
     s->body = NULL;
     s->body_len = s->body_off = 0;
+}
+
+/* A reset the client caused (its own, or ours because of its frames):
+ * spend a token; with none left, GOAWAY(ENHANCE_YOUR_CALM) ends the
+ * connection and nothing more of it is dispatched (MadeYouReset,
+ * CVE-2025-8671, and rapid reset, CVE-2023-44487, by one rule). */
+static void count_reset(h2_conn *c)
+{
+    uint64_t now = gh_now_ms(c->env);
+    uint64_t add = (now - c->reset_ms) * RESET_RATE / 1000;
+    if (add) {
+        c->reset_tokens = add >= RESET_BURST - c->reset_tokens ? RESET_BURST : c->reset_tokens + (uint32_t)add;
+        c->reset_ms += add * 1000 / RESET_RATE;
+    }
+    if (c->reset_tokens) {
+        c->reset_tokens--;
+        return;
+    }
+    if (c->calm)
+        return;
+    c->calm = c->goaway = true;
+    gh_log_debug("http2: too many reset streams; GOAWAY(ENHANCE_YOUR_CALM)");
+    nghttp2_session_terminate_session(c->ng, NGHTTP2_ENHANCE_YOUR_CALM);
+    schedule_flush(c);
 }
 
 /* ----------------------------------------------------------- flushing -- */
@@ -242,7 +279,13 @@ static void flush(h2_conn *c)
 static void on_flush_task(gh_task *t)
 {
     h2_conn *c = (h2_conn *)((char *)t - offsetof(h2_conn, flush_task));
+    gh_upquota_run(&c->upq);   /* streams waiting for an upstream slot go first */
     flush(c);
+}
+
+static void on_quota_kick(gh_upquota *q)
+{
+    schedule_flush((h2_conn *)((char *)q - offsetof(h2_conn, upq)));
 }
 
 static void schedule_flush(h2_conn *c)
@@ -518,6 +561,7 @@ static int on_begin_headers(nghttp2_session *ng, const nghttp2_frame *f, void *u
     ex->tls = c->info.tls;
     ex->path_strict = c->info.path_strict;
     ex->local_port = c->info.local_port;
+    ex->upquota = &c->upq;
     gh_set_peer(ex, &c->peer.sa);
     if (c->client_cert)
         ex->client_cert = gh_str_c(c->client_cert);   /* lives as long as the connection */
@@ -606,6 +650,18 @@ static int on_header(nghttp2_session *ng, const nghttp2_frame *f, const uint8_t 
     return 0;
 }
 
+/* RFC 9113 §8.3.1: :scheme is http or https, and :path is origin-form (or
+ * "*" for OPTIONS): an absolute or authority form would let the client name
+ * a host the routing never saw. */
+static bool pseudo_ok(const h2_stream *s)
+{
+    gh_str sc = s->scheme, p = s->path;
+    bool scheme = (sc.len == 4 && strncasecmp(sc.p, "http", 4) == 0) ||
+                  (sc.len == 5 && strncasecmp(sc.p, "https", 5) == 0);
+    bool path = p.len && (p.p[0] == '/' || (p.len == 1 && p.p[0] == '*' && gh_str_eq_c(s->method, "OPTIONS")));
+    return scheme && path;
+}
+
 /* The request head is complete: fill the exchange and queue the dispatch. */
 static void head_done(h2_conn *c, h2_stream *s, bool end_stream)
 {
@@ -613,8 +669,8 @@ static void head_done(h2_conn *c, h2_stream *s, bool end_stream)
     ex->headers = s->hdrs;
     ex->nheaders = s->nhdrs;
     s->end_recv = end_stream;
-    if (!s->method.p || (!s->path.p && !gh_str_eq_c(s->method, "CONNECT")) || !s->scheme.p)
-        s->bad = true;
+    if (!s->method.p || !s->path.p || !s->scheme.p || !pseudo_ok(s))
+        s->bad = true;   /* CONNECT (no :scheme, no :path) is not offered: malformed too */
     if (s->method.p) {
         ex->method = s->method;
         ex->method_bit = gh_method_bit(s->method.p, s->method.len);
@@ -663,6 +719,8 @@ static void head_done(h2_conn *c, h2_stream *s, bool end_stream)
 static int on_frame_recv(nghttp2_session *ng, const nghttp2_frame *f, void *ud)
 {
     h2_conn *c = ud;
+    if (f->hd.type == NGHTTP2_RST_STREAM)
+        count_reset(c);
     h2_stream *s = nghttp2_session_get_stream_user_data(ng, f->hd.stream_id);
     if (!s)
         return 0;
@@ -782,6 +840,13 @@ static void stream_end(h2_conn *c, h2_stream *s)
  * is stopped with RST_STREAM(NO_ERROR). */
 static int on_frame_send(nghttp2_session *ng, const nghttp2_frame *f, void *ud)
 {
+    /* ours for the client's errors (PROTOCOL_ERROR on a malformed request or
+     * DATA beyond content-length, FLOW_CONTROL_ERROR, REFUSED_STREAM, CANCEL
+     * of a stalled or oversized body); not NO_ERROR (a complete answer) nor
+     * INTERNAL_ERROR (the upstream failed) */
+    if (f->hd.type == NGHTTP2_RST_STREAM && f->rst_stream.error_code != NGHTTP2_NO_ERROR &&
+        f->rst_stream.error_code != NGHTTP2_INTERNAL_ERROR)
+        count_reset(ud);
     if ((f->hd.type == NGHTTP2_DATA || f->hd.type == NGHTTP2_HEADERS) && (f->hd.flags & NGHTTP2_FLAG_END_STREAM)) {
         h2_stream *s = nghttp2_session_get_stream_user_data(ng, f->hd.stream_id);
         if (s && !s->end_recv)
@@ -809,10 +874,12 @@ static void dispatch_ready(h2_conn *c)
         c->ready = s->next_ready;
         if (!c->ready)
             c->ready_tail = NULL;
-        if (s->closed || !s->ex)
-            continue;
+        if (s->closed || !s->ex || c->calm)
+            continue;   /* after GOAWAY(ENHANCE_YOUR_CALM) nothing more is dispatched */
         s->dispatched = true;
         gh_exchange *ex = s->ex;
+        if (s->too_big || s->body_over || s->bad)
+            count_reset(c);   /* refused for the client's error, like a reset */
         if (s->too_big)
             gh_problem(ex, 431, "header_too_large", "request header fields too large", NULL, 0, NULL);
         else if (s->body_over)
@@ -1005,6 +1072,10 @@ int gh_h2_conn_start(uv_loop_t *loop, gh_http_env *env, int fd, const struct soc
     c->info = *info;
     c->timer.fire = on_timeout;
     c->flush_task.run = on_flush_task;
+    c->upq.max = UPSTREAM_CONNS;
+    c->upq.kick = on_quota_kick;
+    c->reset_tokens = RESET_BURST;
+    c->reset_ms = gh_now_ms(env);
     if (peer->sa_family == AF_INET6)
         memcpy(&c->peer.v6, peer, sizeof(c->peer.v6));
     else
@@ -1019,7 +1090,7 @@ int gh_h2_conn_start(uv_loop_t *loop, gh_http_env *env, int fd, const struct soc
     nghttp2_option_set_no_auto_window_update(opt, 1);
     nghttp2_option_set_max_outbound_ack(opt, 1000);        /* PING / SETTINGS floods */
     nghttp2_option_set_max_settings(opt, 32);
-    nghttp2_option_set_stream_reset_rate_limit(opt, 200, 50);   /* rapid reset (CVE-2023-44487) */
+    /* resets (rapid reset, MadeYouReset) are counted by count_reset */
     nghttp2_option_set_max_continuations(opt, 8);
     nghttp2_option_set_max_deflate_dynamic_table_size(opt, 4096);
     int rc = nghttp2_session_server_new2(&c->ng, cb, c, opt);

@@ -13,6 +13,7 @@
 #include <unistd.h>
 #include "core/log.h"
 #include "http/status.h"
+#include "http/upquota.h"
 #include "proxy/h2_upstream.h"
 #include "proxy/backoff.h"
 #include "proxy/headers.h"
@@ -42,6 +43,8 @@ typedef struct fwd {
     bool tls_failed;              /* the last failure was a TLS handshake */
     uint64_t t0_ms;               /* upstream start (for upstream_ms) */
     uint64_t deadline_ms;         /* route `timeout` (absolute), 0 = none */
+    gh_upwait slot_wait;          /* in line for a slot of the client connection's quota */
+    bool slot;                    /* holds a slot of ex->upquota */
     /* request side */
     char *head;
     size_t head_len, head_off;
@@ -94,12 +97,23 @@ static void end_target(fwd *f)
     f->counted = false;
 }
 
+/* The client connection's upstream slot (http/upquota.h) goes with the
+ * upstream connection. */
+static void give_slot(fwd *f)
+{
+    if (f->slot) {
+        f->slot = false;
+        gh_upquota_give(f->ex->upquota);
+    }
+}
+
 static void drop_conn(fwd *f)
 {
     if (f->uc) {
         gh_upconn_close(f->uc);
         f->uc = NULL;
     }
+    give_slot(f);
     end_target(f);
 }
 
@@ -358,6 +372,7 @@ static void complete(fwd *f)
     gh_exchange *ex = f->ex;
     gh_upconn *uc = f->uc;
     f->uc = NULL;
+    give_slot(f);
     end_target(f);
     bool reusable = f->keep_alive && f->req_done && f->fpos == f->flen &&
                     (!uc->in || gh_buf_len(uc->in) == 0);
@@ -758,6 +773,8 @@ static void on_client_abort(gh_exchange *ex)
     if (!f)
         return;
     stop_backoff(f);
+    if (ex->upquota)
+        gh_upquota_cancel(ex->upquota, &f->slot_wait);
     drop_conn(f);
     detach(f);
 }
@@ -786,9 +803,22 @@ static void retry(fwd *f)
 
 /* ------------------------------------------------------------ attempts -- */
 
+static void on_slot(gh_upwait *w)
+{
+    fwd *f = (fwd *)((char *)w - offsetof(fwd, slot_wait));
+    f->slot = true;
+    attempt(f);
+}
+
 static void attempt(fwd *f)
 {
     gh_exchange *ex = f->ex;
+    if (ex->upquota && !f->slot) {
+        f->slot_wait.go = on_slot;
+        if (!gh_upquota_take(ex->upquota, &f->slot_wait))
+            return;   /* a sibling stream lets go first */
+        f->slot = true;
+    }
     f->target = gh_balance_pick(f->ctx.balancer, f->ctx.worker, f->route->upstream_index, f->tried);
     if (f->target < 0) {
         fail_client(f, 503, "upstream_unavailable", "the upstream has no targets");
