@@ -38,8 +38,12 @@
 /* Upstream connections the streams of one client connection hold at once;
  * further streams wait for one of them (http/upquota.h). */
 #define UPSTREAM_CONNS 32
-#define STREAM_WINDOW 65535          /* also the most request body we buffer per stream */
-#define CONN_WINDOW (1 << 20)
+/* What one connection can make us hold (docs/performance.md, "Memory per
+ * connection"): request body bytes not yet taken by their consumers are
+ * bounded by the receive windows (we acknowledge only what was taken) and
+ * buffered in exactly as much memory; output is gathered up to OUT_CAP. */
+#define STREAM_WINDOW 65535          /* request body buffered per stream, at most */
+#define CONN_WINDOW (128 * 1024)     /* ... and per connection, all streams together */
 #define OUT_CAP (64 * 1024)          /* output gathered before one write */
 
 typedef struct h2_stream h2_stream;
@@ -184,6 +188,27 @@ static void count_reset(h2_conn *c)
     gh_log_debug("http2: too many reset streams; GOAWAY(ENHANCE_YOUR_CALM)");
     nghttp2_session_terminate_session(c->ng, NGHTTP2_ENHANCE_YOUR_CALM);
     schedule_flush(c);
+}
+
+/* Resize the stream's body buffer to exactly its unread bytes plus `more`
+ * (unread bytes moved to the front): the memory held is the bytes held,
+ * which the receive windows bound. false when out of memory. */
+static bool keep_body(h2_stream *s, size_t more)
+{
+    size_t live = s->body_len - s->body_off;
+    if (s->body_off)
+        memmove(s->body, s->body + s->body_off, live);
+    s->body_off = 0;
+    s->body_len = live;
+    if (live + more == 0) {
+        stream_free_body(s);
+        return true;
+    }
+    char *b = realloc(s->body, live + more);
+    if (!b)
+        return more == 0;   /* shrinking failed: the old block still holds it */
+    s->body = b;
+    return true;
 }
 
 /* ----------------------------------------------------------- flushing -- */
@@ -526,7 +551,9 @@ static void deliver(h2_stream *s)
             break;
     }
     if (s->body_off == s->body_len)
-        s->body_off = s->body_len = 0;
+        stream_free_body(s);
+    else if (took_total)
+        keep_body(s, 0);   /* give back what was taken: hold only what is left */
     if (s->end_recv && !s->last_delivered && s->body_len == 0 && ex->body_cb) {
         s->last_delivered = true;
         ex->body_done = true;
@@ -775,20 +802,13 @@ static int on_data(nghttp2_session *ng, uint8_t flags, int32_t id, const uint8_t
             nghttp2_session_consume(ng, id, off);
     }
     if (off < len) {
-        if (!s->body) {
-            s->body = malloc(STREAM_WINDOW);
-            if (!s->body)
-                return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
-        }
         size_t n = len - off;
-        if (s->body_len + n > STREAM_WINDOW) {   /* the window forbids this; be safe anyway */
-            memmove(s->body, s->body + s->body_off, s->body_len - s->body_off);
-            s->body_len -= s->body_off;
-            s->body_off = 0;
-            if (s->body_len + n > STREAM_WINDOW)
-                return NGHTTP2_ERR_CALLBACK_FAILURE;
-        }
-        memcpy(s->body + s->body_len, data + off, n);
+        if (s->body_len - s->body_off + n > STREAM_WINDOW)   /* the window forbids this; be safe anyway */
+            return NGHTTP2_ERR_CALLBACK_FAILURE;
+        size_t at = s->body_len - s->body_off;
+        if (!keep_body(s, n))
+            return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+        memcpy(s->body + at, data + off, n);
         s->body_len += n;
     }
     return 0;

@@ -158,3 +158,106 @@ def test_malformed_requests_count_against_the_reset_budget(gatehouse, upstreams)
     assert calm(c), c.goaway()
     c.close()
     still_serving(g)
+
+
+# ------------------------------------------- item 13: memory per connection --
+
+STALL_CONFIG = """
+listen: [ { address: "127.0.0.1:{port}", http2: true } ]
+log: { access: stdout, level: warn }
+limits: { header_timeout: 30s, body_timeout: 30s, idle_timeout: 60s, max_body_bytes: 64MiB }
+upstreams:
+  stuck: { targets: [ "{up}" ], timeouts: { connect: 60s, send: 60s, read: 60s } }
+routes:
+  - { name: all, match: { prefix: / }, upstream: stuck }
+"""
+PING = 6
+CONNS, STREAMS = 1000, 8
+PER_CONN_KIB = 256          # docs/performance.md "Memory per connection"
+
+
+def read_frames(sock, until, timeout=10.0):
+    """Frames from a blocking socket until until(frame) holds."""
+    buf = b""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        sock.settimeout(max(0.01, deadline - time.time()))
+        data = sock.recv(1 << 16)
+        if not data:
+            raise AssertionError("the gateway closed a stalled connection")
+        buf += data
+        while len(buf) >= 9 and len(buf) >= 9 + int.from_bytes(buf[:3], "big"):
+            n = int.from_bytes(buf[:3], "big")
+            f = (buf[3], buf[4], int.from_bytes(buf[5:9], "big") & 0x7FFFFFFF, buf[9:9 + n])
+            buf = buf[9 + n:]
+            if until(f):
+                return
+    raise AssertionError("no answer from the gateway")
+
+
+def test_a_thousand_stalled_connections_keep_the_gateway_rss_bounded(gatehouse):
+    """1,000 h2c connections, each with 8 streams sending request bodies as
+    far as the gateway's windows allow, toward an upstream that takes none
+    of it (its accept queue is full, so every connect waits). What each
+    connection makes the gateway hold is bounded by its receive windows:
+    RSS grows by less than PER_CONN_KIB per connection (the old 1 MiB
+    connection window let each hold 8 x 64 KiB here, and up to 1 MiB)."""
+    hole = socket.socket()
+    hole.bind(("127.0.0.1", 0))
+    hole.listen(0)
+    filler = socket.create_connection(hole.getsockname())   # the queue is full from now on
+    g = gatehouse(STALL_CONFIG, subst={"up": "127.0.0.1:%d" % hole.getsockname()[1]}, workers=1)
+    from hpack import Encoder
+    socks = []
+    try:
+        # warm up (first allocations, the pools) before the baseline
+        c = Raw(g.port)
+        c.request(1, "/warm", method="POST", end_stream=False)
+        c.send(frame(PING, 0, 0, b"warmwarm"))
+        c.read(until=lambda f: f[0] == PING and f[1] & 1, timeout=5.0)
+        c.close()
+        rss0 = g.rss_kib()
+        for i in range(CONNS):
+            s = socket.create_connection(("127.0.0.1", g.port), timeout=10.0)
+            enc = Encoder()
+            out = [b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", frame(4, 0, 0)]
+            for k in range(STREAMS):
+                block = enc.encode([(":method", "POST"), (":scheme", "http"), (":path", "/stall/%d/%d" % (i, k)),
+                                    (":authority", "gw.test"), ("content-length", "10000000")])
+                out.append(frame(HEADERS, 0x4, 2 * k + 1, block))
+            s.sendall(b"".join(out))
+            socks.append(s)
+        sent = 0
+        for s in socks:
+            win = [65535]
+
+            def window(f, win=win):
+                if f[0] == 8 and f[2] == 0:   # the gateway opens its connection window
+                    win[0] += int.from_bytes(f[3][:4], "big") & 0x7FFFFFFF
+                    return True
+                return False
+            read_frames(s, window)
+            conn_left = win[0]
+            out = []
+            for k in range(STREAMS):
+                left = min(65535, conn_left)
+                conn_left -= left
+                while left:
+                    n = min(16384, left)
+                    out.append(frame(DATA, 0, 2 * k + 1, b"b" * n))
+                    left -= n
+                    sent += n
+            out.append(frame(PING, 0, 0, b"stallack"))
+            s.sendall(b"".join(out))
+        for s in socks:   # a PING answered: every DATA before it was read
+            read_frames(s, lambda f: f[0] == PING and f[1] & 1)
+        grown = g.rss_kib() - rss0
+        per_conn = grown / CONNS
+        print("RSS +%d KiB for %d connections (%.1f KiB each), %d body bytes sent" % (grown, CONNS, per_conn, sent))
+        assert sent >= CONNS * 100 * 1024, "the gateway took less body than its windows announce"
+        assert per_conn < PER_CONN_KIB, "%.1f KiB per stalled connection" % per_conn
+    finally:
+        for s in socks:
+            s.close()
+        filler.close()
+        hole.close()
