@@ -8,6 +8,8 @@ import time
 
 import pytest
 
+import conftest
+
 from test_http2 import (CONFIG, DATA, END_STREAM, ENHANCE_YOUR_CALM, GOAWAY, H2, HEADERS, PROTOCOL_ERROR, Raw,
                         frame, recorded, start, status_of, still_serving)
 from hpack import Decoder
@@ -176,6 +178,11 @@ CONNS, STREAMS = 1000, 8
 PER_CONN_KIB = 256          # docs/performance.md "Memory per connection"
 
 
+def sanitized():
+    with open(conftest.BIN, "rb") as f:
+        return b"__asan_init" in f.read()
+
+
 def read_frames(sock, until, timeout=10.0):
     """Frames from a blocking socket until until(frame) holds."""
     buf = b""
@@ -255,7 +262,8 @@ def test_a_thousand_stalled_connections_keep_the_gateway_rss_bounded(gatehouse):
         per_conn = grown / CONNS
         print("RSS +%d KiB for %d connections (%.1f KiB each), %d body bytes sent" % (grown, CONNS, per_conn, sent))
         assert sent >= CONNS * 100 * 1024, "the gateway took less body than its windows announce"
-        assert per_conn < PER_CONN_KIB, "%.1f KiB per stalled connection" % per_conn
+        if not sanitized():   # ASan's redzones and quarantine are not the gateway's memory
+            assert per_conn < PER_CONN_KIB, "%.1f KiB per stalled connection" % per_conn
     finally:
         for s in socks:
             s.close()
