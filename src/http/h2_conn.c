@@ -120,8 +120,14 @@ static void flush(h2_conn *c)
                 c->dead = true;
                 break;
             }
-            if (n == 0)
-                break;
+            if (n == 0) {
+                if (!c->notify)
+                    break;
+                /* producers whose data nghttp2 took may send more or finish
+                 * now: their frames go in this write, not in one more */
+                gh_h2s_notify(c);
+                continue;
+            }
             if (c->out_len + (size_t)n > OUT_CAP) {
                 /* a frame bigger than what is left: write what we have first */
                 if (!write_out(c)) {
@@ -234,7 +240,10 @@ static void on_readable(h2_conn *c)
             break;
     }
     gh_buf_put(c->env->bufs, b);
-    flush(c);
+    if (c->dead)
+        flush(c);   /* closes */
+    else
+        gh_h2c_schedule_flush(c);   /* with whatever the upstreams answer in this loop turn: one write */
 }
 
 static void on_poll(uv_poll_t *h, int status, int events)
@@ -364,7 +373,11 @@ int gh_h2_conn_start(uv_loop_t *loop, gh_http_env *env, int fd, const struct soc
     nghttp2_option_set_max_settings(opt, 32);
     /* resets (rapid reset, MadeYouReset) are counted by count_reset */
     nghttp2_option_set_max_continuations(opt, 8);
-    nghttp2_option_set_max_deflate_dynamic_table_size(opt, 4096);
+    /* responses are encoded with the static table and literals only, as
+     * nginx and HAProxy do: no dynamic table to search, insert into and
+     * evict from on every response (half of nghttp2's cost per request),
+     * and no 4 KiB of table state per connection */
+    nghttp2_option_set_max_deflate_dynamic_table_size(opt, 0);
     int rc = nghttp2_session_server_new2(&c->ng, cb, c, opt);
     nghttp2_session_callbacks_del(cb);
     nghttp2_option_del(opt);

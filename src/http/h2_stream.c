@@ -124,13 +124,17 @@ static int h2_send_head(gh_exchange *ex, int status, const gh_header *hdrs, size
         return GH_ERROR;
     /* :status first */
     memmove(nv + 1, nv, k * sizeof(*nv));
-    char *st = gh_arena_printf(&ex->arena, "%d", status);
-    nv[0] = (nghttp2_nv){ (uint8_t *)":status", (uint8_t *)st, 7, strlen(st),
+    /* both numbers in one arena block, without printf (hot path) */
+    char *num = gh_arena_alloc(&ex->arena, 40);
+    if (!num)
+        return GH_ERROR;
+    size_t stl = gh_u64_dec(num, (uint64_t)(status > 0 ? status : 0));
+    nv[0] = (nghttp2_nv){ (uint8_t *)":status", (uint8_t *)num, 7, stl,
                           NGHTTP2_NV_FLAG_NO_COPY_NAME | NGHTTP2_NV_FLAG_NO_COPY_VALUE };
     k++;
     if (clen >= 0 && status != 204 && status >= 200) {
-        char *cl = gh_arena_printf(&ex->arena, "%lld", (long long)clen);
-        nv[k++] = (nghttp2_nv){ (uint8_t *)"content-length", (uint8_t *)cl, 14, strlen(cl),
+        char *cl = num + 20;
+        nv[k++] = (nghttp2_nv){ (uint8_t *)"content-length", (uint8_t *)cl, 14, gh_u64_dec(cl, (uint64_t)clen),
                                 NGHTTP2_NV_FLAG_NO_COPY_NAME | NGHTTP2_NV_FLAG_NO_COPY_VALUE };
     }
     s->nv = nv;

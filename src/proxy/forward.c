@@ -537,8 +537,10 @@ static bool send_span(fwd *f, const char *p, size_t n)
     if (rc == GH_OK)
         return true;
     if (rc == GH_AGAIN) {
+        /* no more reads until the client drains; the poll stays as it is
+         * and is stopped only if the upstream sends more meanwhile
+         * (on_uc_event): a response read whole costs no epoll_ctl */
         f->client_blocked = true;
-        gh_upconn_events(f->uc, 0);   /* stop reading upstream until the client drains */
         gh_upconn_timer(f->uc, 0);
         return false;
     }
@@ -724,6 +726,10 @@ static void on_uc_event(gh_upconn *uc, int events)
     if (f->phase == P_TLS) {
         tls_step(f);
         return;
+    }
+    if ((events & UV_READABLE) && f->client_blocked) {
+        gh_upconn_events(uc, uc->events & ~UV_READABLE);   /* the client is slower: wait for it */
+        events &= ~UV_READABLE;
     }
     if ((events & UV_WRITABLE) && !f->req_done)
         send_more(f);
