@@ -39,7 +39,7 @@ typedef struct fwd {
     bool reused;                  /* uc came from the pool */
     bool stale_retry_used;        /* one free retry after a dead pooled connection */
     bool counted;                 /* least_conn: begin() done for `target` */
-    uv_timer_t *backoff;          /* waiting `retries.backoff` before the next try */
+    uv_timer_t *backoff;          /* waiting `retries.backoff` before the next try, or for a slot */
     bool tls_failed;              /* the last failure was a TLS handshake */
     uint64_t t0_ms;               /* upstream start (for upstream_ms) */
     uint64_t deadline_ms;         /* route `timeout` (absolute), 0 = none */
@@ -812,8 +812,20 @@ static void retry(fwd *f)
 static void on_slot(gh_upwait *w)
 {
     fwd *f = (fwd *)((char *)w - offsetof(fwd, slot_wait));
+    stop_backoff(f);
     f->slot = true;
     attempt(f);
+}
+
+/* No sibling let go of an upstream connection within the connect timeout
+ * (they are long-lived): answer rather than wait for ever. */
+static void on_slot_timeout(void *data)
+{
+    fwd *f = data;
+    stop_backoff(f);
+    gh_upquota_cancel(f->ex->upquota, &f->slot_wait);
+    fail_client(f, 503, "upstream_unavailable",
+                "every upstream connection this client connection may hold is busy");
 }
 
 static void attempt(fwd *f)
@@ -821,8 +833,11 @@ static void attempt(fwd *f)
     gh_exchange *ex = f->ex;
     if (ex->upquota && !f->slot) {
         f->slot_wait.go = on_slot;
-        if (!gh_upquota_take(ex->upquota, &f->slot_wait))
-            return;   /* a sibling stream lets go first */
+        if (!gh_upquota_take(ex->upquota, &f->slot_wait)) {
+            /* a sibling stream lets go first, within the connect timeout */
+            f->backoff = gh_backoff_start(ex->env->loop, f->up->connect_timeout_ms, on_slot_timeout, f);
+            return;
+        }
         f->slot = true;
     }
     f->target = gh_balance_pick(f->ctx.balancer, f->ctx.worker, f->route->upstream_index, f->tried);

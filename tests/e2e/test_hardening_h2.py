@@ -96,6 +96,26 @@ def test_streams_waiting_for_an_upstream_slot_can_be_reset(gatehouse, upstreams)
     still_serving(g)
 
 
+def test_a_stream_that_waits_longer_than_the_connect_timeout_gets_503(gatehouse, upstreams):
+    """When the siblings hold every upstream connection allowed (long
+    requests), a waiting stream is answered 503 upstream_unavailable after
+    the upstream's connect timeout (1s here) instead of waiting for ever;
+    the others complete."""
+    g, up = start(gatehouse, upstreams)
+    c = H2(g.port, timeout=10.0)
+    busy = [c.request("/slow?delay=4&i=%d" % i) for i in range(UPSTREAM_CONNS)]
+    t0 = time.time()
+    extra = [c.request("/slow?delay=0&x=%d" % i) for i in range(4)]
+    c.pump(extra, timeout=10.0)
+    waited = time.time() - t0
+    assert [c.streams[s]["status"] for s in extra] == [503] * 4
+    assert all(b"upstream_unavailable" in c.streams[s]["body"] for s in extra)
+    assert 0.9 <= waited < 3.5, waited   # the connect timeout, not the siblings' 4 s
+    c.pump(busy, timeout=10.0)
+    assert all(c.streams[s]["status"] == 200 for s in busy)
+    c.close()
+
+
 # ------------------------------------------ item 7: pseudo-header checks --
 
 BAD_HEADS = [
