@@ -113,6 +113,8 @@ struct gh_exchange {
     gh_str client_cert;             /* verified mTLS client subject (RFC 4514), else empty */
     struct gh_dry_run *dry_run;     /* explain/diff: the dispatcher records its decisions here
                                        and sends nothing (server/dry_run.h); NULL for clients */
+    struct gh_upquota *upquota;     /* the client connection's bound on upstream
+                                       connections held (http/upquota.h), or NULL */
 
     /* ---- request body ---- */
     int body_kind;                  /* enum gh_h1_body (NONE, LENGTH, CHUNKED) */

@@ -1,100 +1,27 @@
-/* h2_conn.c — HTTP/2 server connections on nghttp2.
+/* h2_conn.c — HTTP/2 server connections on nghttp2: the session I/O.
  *
- * Bytes in: nghttp2_session_mem_recv; its callbacks build one exchange per
- * stream. Streams whose headers are complete are dispatched only after the
- * whole read batch was processed, so a HEADERS immediately followed by its
- * RST_STREAM (rapid reset) never reaches an upstream. Bytes out:
- * nghttp2_session_mem_send into one buffer, written with one call.
+ * Bytes in: nghttp2_session_mem_recv, whose stream callbacks (h2_stream.c)
+ * build one exchange per stream; streams whose heads are complete are
+ * dispatched only after the whole read batch was processed, so a HEADERS
+ * immediately followed by its RST_STREAM (rapid reset) never reaches an
+ * upstream. Bytes out: nghttp2_session_mem_send into one buffer, written
+ * with one call, from a deferred flush on the next loop turn, so no nghttp2
+ * callback can free a stream under a producer that is still on the stack.
  *
  * Flow control is end to end: automatic WINDOW_UPDATEs are off and request
- * body bytes are acknowledged (nghttp2_session_consume) only when the
- * exchange's consumer takes them, so a slow upstream slows the client down
- * instead of filling memory; response data is handed to nghttp2 only as its
- * send window allows, and the producer is told to wait meanwhile.
- *
- * Exchange ops never call into nghttp2's send path: they queue the work and
- * a deferred flush runs it on the next loop turn, so no nghttp2 callback can
- * free a stream under a producer that is still on the stack. */
+ * body bytes are acknowledged only when the exchange's consumer takes them
+ * (h2_stream.c), so the receive windows bound what a client can make us
+ * hold. Resets the client causes are counted here (one budget). */
 #include "http/h2_conn.h"
-#include <arpa/inet.h>
 #include <errno.h>
-#include <nghttp2/nghttp2.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 #include "core/log.h"
-#include "http/request.h"
-#include "http/status.h"
+#include "http/h2_int.h"
 #include "tls/tls.h"
 
-#define MAX_STREAMS 100
-#define STREAM_WINDOW 65535          /* also the most request body we buffer per stream */
-#define CONN_WINDOW (1 << 20)
-#define OUT_CAP (64 * 1024)          /* output gathered before one write */
-
-typedef struct h2_stream h2_stream;
-
-typedef struct h2_conn {
-    uv_poll_t poll;
-    gh_http_env *env;
-    gh_transport *tp;
-    nghttp2_session *ng;
-    gh_deadline timer;
-    gh_task flush_task;
-    struct h2_conn *prev, *next;     /* worker's list */
-    h2_stream *ready, *ready_tail;   /* headers complete, to dispatch after the read */
-    h2_stream *notify;               /* producers to tell that their data was taken */
-    h2_stream *streams;              /* open streams (to end them when the connection goes) */
-    char *out;                       /* gathered output not yet written */
-    size_t out_len, out_off;
-    union {
-        struct sockaddr sa;
-        struct sockaddr_in v4;
-        struct sockaddr_in6 v6;
-    } peer;
-    gh_h1_listen_info info;
-    char *client_cert;               /* verified mTLS subject, or NULL */
-    size_t nstreams;                 /* streams holding an exchange */
-    int fd;
-    int events;
-    bool dead, goaway, closing;
-} h2_conn;
-
-struct h2_stream {
-    h2_conn *c;
-    gh_deadline timer;               /* head or request body not arriving */
-    gh_exchange *ex;
-    int32_t id;
-    h2_stream *next_ready, *next_notify;
-    h2_stream *prev, *next;          /* the connection's open streams */
-    /* request head */
-    gh_header *hdrs;
-    size_t nhdrs, caphdrs, hbytes;
-    gh_str method, scheme, authority, path;
-    bool regular_seen, bad, too_big, body_over;
-    bool dispatched, end_recv, closed, notify_queued;
-    /* request body not yet taken by the consumer */
-    char *body;
-    size_t body_off, body_len;
-    bool last_delivered;
-    /* response */
-    nghttp2_nv *nv;
-    size_t nnv;
-    const char *data;                /* producer's bytes not yet given to nghttp2 */
-    size_t data_len;
-    nghttp2_nv *trailer_nv;
-    size_t ntrailers;
-    bool submitted, eof, deferred, producer_waits;
-};
-
-static const gh_downstream_ops h2_ops;
 static void conn_close(h2_conn *c);
-static void schedule_flush(h2_conn *c);
-static void deliver(h2_stream *s);
-
-/* ------------------------------------------------------------ helpers -- */
-
 static void set_events(h2_conn *c, int ev);
 
 static void on_closed(uv_handle_t *h)
@@ -132,21 +59,28 @@ static void arm_timeout(h2_conn *c)
         gh_deadline_cancel(&c->timer);
 }
 
-static void on_stream_timeout(gh_deadline *d);
-
-static void stream_arm(h2_stream *s, int kind)
+/* A reset the client caused (its own, or ours because of its frames):
+ * spend a token; with none left, GOAWAY(ENHANCE_YOUR_CALM) ends the
+ * connection and nothing more of it is dispatched (MadeYouReset,
+ * CVE-2025-8671, and rapid reset, CVE-2023-44487, by one rule). */
+void gh_h2c_count_reset(h2_conn *c)
 {
-    const gh_limits_cfg *l = s->c->env->limits;
-    uint64_t ms = kind == GH_TO_HEADER ? l->header_timeout_ms : l->body_timeout_ms;
-    s->timer.fire = on_stream_timeout;
-    gh_deadline_arm(&s->c->env->timeouts[kind], &s->timer, gh_now_ms(s->c->env) + ms, (unsigned char)kind);
-}
-
-static void stream_free_body(h2_stream *s)
-{
-    free(s->body);
-    s->body = NULL;
-    s->body_len = s->body_off = 0;
+    uint64_t now = gh_now_ms(c->env);
+    uint64_t add = (now - c->reset_ms) * RESET_RATE / 1000;
+    if (add) {
+        c->reset_tokens = add >= RESET_BURST - c->reset_tokens ? RESET_BURST : c->reset_tokens + (uint32_t)add;
+        c->reset_ms += add * 1000 / RESET_RATE;
+    }
+    if (c->reset_tokens) {
+        c->reset_tokens--;
+        return;
+    }
+    if (c->calm)
+        return;
+    c->calm = c->goaway = true;
+    gh_log_debug("http2: too many reset streams; GOAWAY(ENHANCE_YOUR_CALM)");
+    nghttp2_session_terminate_session(c->ng, NGHTTP2_ENHANCE_YOUR_CALM);
+    gh_h2c_schedule_flush(c);
 }
 
 /* ----------------------------------------------------------- flushing -- */
@@ -172,22 +106,6 @@ static bool write_out(h2_conn *c)
     return true;
 }
 
-/* Tell producers whose data nghttp2 has taken that they may go on. */
-static void run_notify(h2_conn *c)
-{
-    while (c->notify) {
-        h2_stream *s = c->notify;
-        c->notify = s->next_notify;
-        s->notify_queued = false;
-        gh_exchange *ex = s->ex;
-        if (ex && !s->closed && s->producer_waits && s->data_len == 0) {
-            s->producer_waits = false;
-            if (ex->on_writable)
-                ex->on_writable(ex);
-        }
-    }
-}
-
 /* Everything nghttp2 wants to send, gathered and written. Only called from
  * the top of a loop callback. */
 static void flush(h2_conn *c)
@@ -202,8 +120,14 @@ static void flush(h2_conn *c)
                 c->dead = true;
                 break;
             }
-            if (n == 0)
-                break;
+            if (n == 0) {
+                if (!c->notify)
+                    break;
+                /* producers whose data nghttp2 took may send more or finish
+                 * now: their frames go in this write, not in one more */
+                gh_h2s_notify(c);
+                continue;
+            }
             if (c->out_len + (size_t)n > OUT_CAP) {
                 /* a frame bigger than what is left: write what we have first */
                 if (!write_out(c)) {
@@ -231,7 +155,7 @@ static void flush(h2_conn *c)
     }
     if (!c->dead && c->out_len == 0 && !nghttp2_session_want_read(c->ng) && !nghttp2_session_want_write(c->ng))
         c->dead = true;   /* GOAWAY exchanged and nothing left: done */
-    run_notify(c);
+    gh_h2s_notify(c);
     if (c->dead) {
         conn_close(c);
         return;
@@ -242,587 +166,43 @@ static void flush(h2_conn *c)
 static void on_flush_task(gh_task *t)
 {
     h2_conn *c = (h2_conn *)((char *)t - offsetof(h2_conn, flush_task));
+    gh_upquota_run(&c->upq);   /* streams waiting for an upstream slot go first */
     flush(c);
 }
 
-static void schedule_flush(h2_conn *c)
+static void on_quota_kick(gh_upquota *q)
+{
+    gh_h2c_schedule_flush((h2_conn *)((char *)q - offsetof(h2_conn, upq)));
+}
+
+void gh_h2c_schedule_flush(h2_conn *c)
 {
     if (!c->dead)
         gh_env_defer(c->env, &c->flush_task);
 }
 
-/* ---------------------------------------------------- exchange ops ---- */
+/* ------------------------------------------------------------- events -- */
 
-#define STREAM(ex) ((h2_stream *)(ex)->down_ctx)
-
-static bool hop_by_hop(const gh_header *h)
-{
-    static const char *const names[] = { "connection", "keep-alive", "proxy-connection",
-                                         "transfer-encoding", "upgrade", "te" };
-    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
-        if (h->name_len == strlen(names[i]) && strncasecmp(h->name, names[i], h->name_len) == 0)
-            return true;
-    return false;
-}
-
-/* HTTP/2 field names are lower-case: copy them so into the arena. */
-static nghttp2_nv *make_nv(gh_exchange *ex, const gh_header *h, size_t n, size_t extra, size_t *out_n)
-{
-    nghttp2_nv *nv = gh_arena_alloc(&ex->arena, (n + extra) * sizeof(*nv));
-    if (!nv)
-        return NULL;
-    size_t k = 0;
-    for (size_t i = 0; i < n; i++) {
-        if (hop_by_hop(&h[i]))
-            continue;
-        char *name = gh_arena_alloc(&ex->arena, h[i].name_len + 1);
-        if (!name)
-            return NULL;
-        for (uint32_t j = 0; j < h[i].name_len; j++)
-            name[j] = gh_lower(h[i].name[j]);
-        /* the caller's values may live in a buffer it reuses (the proxy's
-         * read buffer) before nghttp2 serializes the frame: copy them too */
-        char *value = gh_arena_alloc(&ex->arena, h[i].value_len + 1);
-        if (!value)
-            return NULL;
-        memcpy(value, h[i].value, h[i].value_len);
-        nv[k++] = (nghttp2_nv){ (uint8_t *)name, (uint8_t *)value, h[i].name_len, h[i].value_len,
-                                NGHTTP2_NV_FLAG_NO_COPY_NAME | NGHTTP2_NV_FLAG_NO_COPY_VALUE };
-    }
-    *out_n = k;
-    return nv;
-}
-
-static int h2_send_head(gh_exchange *ex, int status, const gh_header *hdrs, size_t n, int64_t clen)
-{
-    h2_stream *s = STREAM(ex);
-    if (s->closed)
-        return GH_ERROR;
-    size_t k;
-    nghttp2_nv *nv = make_nv(ex, hdrs, n, 2, &k);
-    if (!nv)
-        return GH_ERROR;
-    /* :status first */
-    memmove(nv + 1, nv, k * sizeof(*nv));
-    char *st = gh_arena_printf(&ex->arena, "%d", status);
-    nv[0] = (nghttp2_nv){ (uint8_t *)":status", (uint8_t *)st, 7, strlen(st),
-                          NGHTTP2_NV_FLAG_NO_COPY_NAME | NGHTTP2_NV_FLAG_NO_COPY_VALUE };
-    k++;
-    if (clen >= 0 && status != 204 && status >= 200) {
-        char *cl = gh_arena_printf(&ex->arena, "%lld", (long long)clen);
-        nv[k++] = (nghttp2_nv){ (uint8_t *)"content-length", (uint8_t *)cl, 14, strlen(cl),
-                                NGHTTP2_NV_FLAG_NO_COPY_NAME | NGHTTP2_NV_FLAG_NO_COPY_VALUE };
-    }
-    s->nv = nv;
-    s->nnv = k;
-    ex->status = status;
-    ex->head_sent = true;
-    return GH_OK;
-}
-
-static void submit_trailers(nghttp2_session *ng, h2_stream *s, uint32_t *flags)
-{
-    if (s->trailer_nv && nghttp2_submit_trailer(ng, s->id, s->trailer_nv, s->ntrailers) == 0)
-        *flags |= NGHTTP2_DATA_FLAG_NO_END_STREAM;
-}
-
-/* nghttp2 asks for body bytes as the send window allows. */
-static ssize_t read_data(nghttp2_session *ng, int32_t id, uint8_t *buf, size_t length,
-                         uint32_t *flags, nghttp2_data_source *src, void *ud)
-{
-    h2_stream *s = src->ptr;
-    h2_conn *c = s->c;
-    size_t n = s->data_len < length ? s->data_len : length;
-    if (n) {
-        memcpy(buf, s->data, n);
-        s->data += n;
-        s->data_len -= n;
-        if (s->data_len == 0 && s->producer_waits && !s->notify_queued) {
-            s->notify_queued = true;
-            s->next_notify = c->notify;
-            c->notify = s;
-        }
-    } else if (!s->eof) {
-        s->deferred = true;
-        return NGHTTP2_ERR_DEFERRED;
-    }
-    if (s->data_len == 0 && s->eof) {
-        *flags |= NGHTTP2_DATA_FLAG_EOF;
-        if (s->ntrailers)
-            submit_trailers(ng, s, flags);
-    }
-    return (ssize_t)n;
-}
-
-/* Submit the response head (with a body source unless the stream ends
- * with the head), or wake a deferred body source. */
-static int kick(h2_stream *s, bool body)
-{
-    h2_conn *c = s->c;
-    if (!s->submitted) {
-        s->submitted = true;
-        nghttp2_data_provider dp = { .source.ptr = s, .read_callback = read_data };
-        if (nghttp2_submit_response(c->ng, s->id, s->nv, s->nnv, body ? &dp : NULL) != 0)
-            return GH_ERROR;
-    } else if (s->deferred) {
-        s->deferred = false;
-        nghttp2_session_resume_data(c->ng, s->id);
-    }
-    schedule_flush(c);
-    return GH_OK;
-}
-
-static int h2_send_body(gh_exchange *ex, const char *p, size_t len)
-{
-    h2_stream *s = STREAM(ex);
-    if (s->closed || !s->nv)
-        return GH_ERROR;
-    if (len == 0 || ex->head_request)
-        return GH_OK;
-    s->data = p;
-    s->data_len = len;
-    s->producer_waits = true;
-    ex->bytes_out += len;
-    if (kick(s, true) != GH_OK)
-        return GH_ERROR;
-    return GH_AGAIN;   /* on_writable once nghttp2 has taken it all */
-}
-
-static int finish_common(gh_exchange *ex)
-{
-    h2_stream *s = STREAM(ex);
-    gh_exchange_response_over(ex);
-    if (s->closed || !s->nv)
-        return GH_ERROR;
-    s->eof = true;
-    /* no body was ever offered and no trailers: END_STREAM on the head */
-    bool body = s->submitted || s->ntrailers;
-    if (!s->submitted && ex->bytes_out == 0 && !s->ntrailers)
-        body = false;
-    if (kick(s, body) != GH_OK)
-        return GH_ERROR;
-    /* a body the client is still sending is stopped by on_frame_send once
-     * the whole response is out (RST_STREAM now would discard it) */
-    return GH_OK;
-}
-
-static int h2_finish(gh_exchange *ex)
-{
-    return finish_common(ex);
-}
-
-static int h2_finish_trailers(gh_exchange *ex, const gh_header *hdrs, size_t n)
-{
-    h2_stream *s = STREAM(ex);
-    if (n) {
-        size_t k;
-        s->trailer_nv = make_nv(ex, hdrs, n, 0, &k);   /* copied now: hdrs may not outlive this call */
-        if (s->trailer_nv && k)
-            s->ntrailers = k;
-    }
-    return finish_common(ex);
-}
-
-static void h2_abort(gh_exchange *ex)
-{
-    h2_stream *s = STREAM(ex);
-    gh_exchange_response_over(ex);
-    if (!ex->log.error)
-        ex->log.error = "upstream_error";
-    if (!s->closed) {
-        nghttp2_submit_rst_stream(s->c->ng, NGHTTP2_FLAG_NONE, s->id, NGHTTP2_INTERNAL_ERROR);
-        schedule_flush(s->c);
-    }
-}
-
-static void h2_resume_body(gh_exchange *ex)
-{
-    deliver(STREAM(ex));
-}
-
-/* RFC 8441 (WebSocket over HTTP/2) is not offered: no upgrade here. */
-static int h2_upgrade(gh_exchange *ex, const gh_header *hdrs, size_t n, gh_takeover *t)
-{
-    return GH_ERROR;
-}
-
-static const gh_downstream_ops h2_ops = {
-    .send_head = h2_send_head,
-    .send_body = h2_send_body,
-    .finish = h2_finish,
-    .abort = h2_abort,
-    .resume_body = h2_resume_body,
-    .finish_trailers = h2_finish_trailers,
-    .upgrade = h2_upgrade,
-};
-
-/* ------------------------------------------------------ request body --- */
-
-/* Hand buffered body bytes (and the end) to the consumer; acknowledge what
- * it took so the client may send more. */
-static void deliver(h2_stream *s)
-{
-    gh_exchange *ex = s->ex;
-    if (!ex || s->closed || !ex->body_cb || ex->body_done)
-        return;
-    size_t took_total = 0;
-    while (ex->body_cb && s->body_len > s->body_off) {
-        size_t n = s->body_len - s->body_off;
-        bool last = s->end_recv;
-        size_t took = ex->body_cb(ex, s->body + s->body_off, n, last);
-        if (s->ex != ex || s->closed)
-            return;
-        s->body_off += took;
-        ex->body_received += took;
-        took_total += took;
-        if (took == n && last) {
-            s->last_delivered = true;
-            ex->body_done = true;
-        }
-        if (took < n)
-            break;
-    }
-    if (s->body_off == s->body_len)
-        s->body_off = s->body_len = 0;
-    if (s->end_recv && !s->last_delivered && s->body_len == 0 && ex->body_cb) {
-        s->last_delivered = true;
-        ex->body_done = true;
-        ex->body_cb(ex, "", 0, true);
-    }
-    if (took_total && !s->closed) {
-        nghttp2_session_consume(s->c->ng, s->id, took_total);
-        schedule_flush(s->c);
-    }
-}
-
-/* ---------------------------------------------------- nghttp2 events --- */
-
-static int on_begin_headers(nghttp2_session *ng, const nghttp2_frame *f, void *ud)
-{
-    h2_conn *c = ud;
-    if (f->hd.type != NGHTTP2_HEADERS || f->headers.cat != NGHTTP2_HCAT_REQUEST)
-        return 0;
-    gh_exchange *ex = gh_exchange_new(c->env);
-    if (!ex)
-        return NGHTTP2_ERR_CALLBACK_FAILURE;
-    h2_stream *s = gh_arena_zalloc(&ex->arena, sizeof(*s));
-    if (!s) {
-        gh_exchange_free(ex);
-        return NGHTTP2_ERR_CALLBACK_FAILURE;
-    }
-    ex->pin = c->env->pin(c->env, &ex->cfg);
-    ex->down = &h2_ops;
-    ex->down_ctx = s;
-    ex->minor = 2;
-    ex->keep_alive = true;
-    ex->tls = c->info.tls;
-    ex->log.tls = gh_transport_version(c->tp);
-    ex->path_strict = c->info.path_strict;
-    ex->local_port = c->info.local_port;
-    gh_set_peer(ex, &c->peer.sa);
-    if (c->client_cert)
-        ex->client_cert = gh_str_c(c->client_cert);   /* lives as long as the connection */
-    s->c = c;
-    s->ex = ex;
-    s->id = f->hd.stream_id;
-    nghttp2_session_set_stream_user_data(ng, s->id, s);
-    s->next = c->streams;
-    if (c->streams)
-        c->streams->prev = s;
-    c->streams = s;
-    c->nstreams++;
-    gh_deadline_cancel(&c->timer);
-    stream_arm(s, GH_TO_HEADER);   /* the whole head within header_timeout */
-    return 0;
-}
-
-static bool pseudo(h2_stream *s, gh_exchange *ex, const uint8_t *name, size_t nl, gh_str v)
-{
-    gh_str *slot = NULL;
-    if (nl == 7 && memcmp(name, ":method", 7) == 0)
-        slot = &s->method;
-    else if (nl == 5 && memcmp(name, ":path", 5) == 0)
-        slot = &s->path;
-    else if (nl == 7 && memcmp(name, ":scheme", 7) == 0)
-        slot = &s->scheme;
-    else if (nl == 10 && memcmp(name, ":authority", 10) == 0)
-        slot = &s->authority;
-    if (!slot || slot->p || s->regular_seen)
-        return false;
-    *slot = gh_arena_str(&ex->arena, v);
-    return true;
-}
-
-static int on_header(nghttp2_session *ng, const nghttp2_frame *f, const uint8_t *name, size_t nl,
-                     const uint8_t *value, size_t vl, uint8_t flags, void *ud)
-{
-    h2_conn *c = ud;
-    h2_stream *s = nghttp2_session_get_stream_user_data(ng, f->hd.stream_id);
-    if (!s || f->hd.type != NGHTTP2_HEADERS || f->headers.cat != NGHTTP2_HCAT_REQUEST)
-        return 0;   /* request trailers are not forwarded */
-    gh_exchange *ex = s->ex;
-    const gh_limits_cfg *l = c->env->limits;
-    s->hbytes += nl + vl + 32;   /* RFC 9113's accounting of a field's size */
-    if (s->too_big || s->hbytes > l->max_header_bytes || s->nhdrs >= l->max_headers) {
-        s->too_big = true;
-        return 0;
-    }
-    gh_str v = { (const char *)value, vl };
-    if (nl && name[0] == ':') {
-        if (!pseudo(s, ex, name, nl, v))
-            s->bad = true;
-        return 0;
-    }
-    s->regular_seen = true;
-    if (nl == 6 && memcmp(name, "cookie", 6) == 0) {
-        /* RFC 9113 §8.2.3: one cookie field, crumbs joined with "; " */
-        for (size_t i = 0; i < s->nhdrs; i++) {
-            gh_header *h = &s->hdrs[i];
-            if (h->name_len == 6 && memcmp(h->name, "cookie", 6) == 0) {
-                char *j = gh_arena_alloc(&ex->arena, h->value_len + 2 + vl + 1);
-                if (!j)
-                    return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
-                memcpy(j, h->value, h->value_len);
-                memcpy(j + h->value_len, "; ", 2);
-                memcpy(j + h->value_len + 2, value, vl);
-                h->value = j;
-                h->value_len += 2 + (uint32_t)vl;
-                return 0;
-            }
-        }
-    }
-    if (s->nhdrs == s->caphdrs) {
-        size_t cap = s->caphdrs ? s->caphdrs * 2 : 16;
-        gh_header *h = gh_arena_alloc(&ex->arena, cap * sizeof(*h));
-        if (!h)
-            return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
-        if (s->nhdrs)
-            memcpy(h, s->hdrs, s->nhdrs * sizeof(*h));
-        s->hdrs = h;
-        s->caphdrs = cap;
-    }
-    gh_str n = gh_arena_str(&ex->arena, (gh_str){ (const char *)name, nl });
-    gh_str vv = gh_arena_str(&ex->arena, v);
-    s->hdrs[s->nhdrs++] = (gh_header){ n.p, vv.p, (uint32_t)nl, (uint32_t)vl };
-    return 0;
-}
-
-/* The request head is complete: fill the exchange and queue the dispatch. */
-static void head_done(h2_conn *c, h2_stream *s, bool end_stream)
-{
-    gh_exchange *ex = s->ex;
-    ex->headers = s->hdrs;
-    ex->nheaders = s->nhdrs;
-    s->end_recv = end_stream;
-    if (!s->method.p || (!s->path.p && !gh_str_eq_c(s->method, "CONNECT")) || !s->scheme.p)
-        s->bad = true;
-    if (s->method.p) {
-        ex->method = s->method;
-        ex->method_bit = gh_method_bit(s->method.p, s->method.len);
-        ex->head_request = ex->method_bit == GH_M_HEAD;
-    }
-    const gh_header *host = gh_exchange_header(ex, "host", 4);
-    gh_str auth = s->authority.p ? s->authority : host ? (gh_str){ host->value, host->value_len } : GH_STR_NULL;
-    if (auth.p && !gh_h1_valid_host(auth.p, auth.len))
-        s->bad = true;   /* the rule HTTP/1.1's Host is held to */
-    if (auth.p) {
-        ex->authority = auth;
-        ex->host = gh_host_of(&ex->arena, auth.p, auth.len);
-    }
-    if (s->path.p) {
-        ex->target = s->path;
-        gh_split_target(ex);
-    }
-    const gh_header *cl = gh_exchange_header(ex, "content-length", 14);
-    if (end_stream) {
-        ex->body_kind = GH_BODY_NONE;
-        ex->body_done = true;
-    } else if (cl) {
-        ex->body_kind = GH_BODY_LENGTH;   /* nghttp2 checks it against the DATA received */
-        uint64_t v = 0;
-        for (uint32_t i = 0; i < cl->value_len; i++)
-            v = v * 10 + (uint64_t)(cl->value[i] - '0');
-        ex->content_length = v;
-        if (v > c->env->limits->max_body_bytes)
-            s->body_over = true;
-    } else {
-        ex->body_kind = GH_BODY_CHUNKED;  /* length unknown: framed per hop */
-    }
-    gh_exchange_set_request_id(ex);
-    if (end_stream)
-        gh_deadline_cancel(&s->timer);
-    else
-        stream_arm(s, GH_TO_BODY);
-    s->next_ready = NULL;
-    if (c->ready_tail)
-        c->ready_tail->next_ready = s;
-    else
-        c->ready = s;
-    c->ready_tail = s;
-}
-
+/* Resets count against the budget whichever side sends them: the client's
+ * own, and ours for its errors (PROTOCOL_ERROR on a malformed request or
+ * DATA beyond content-length, FLOW_CONTROL_ERROR, REFUSED_STREAM, CANCEL of
+ * a stalled or oversized body); not NO_ERROR (a complete answer) nor
+ * INTERNAL_ERROR (the upstream failed). */
 static int on_frame_recv(nghttp2_session *ng, const nghttp2_frame *f, void *ud)
 {
-    h2_conn *c = ud;
-    h2_stream *s = nghttp2_session_get_stream_user_data(ng, f->hd.stream_id);
-    if (!s)
-        return 0;
-    bool end = f->hd.flags & NGHTTP2_FLAG_END_STREAM;
-    if (f->hd.type == NGHTTP2_HEADERS && f->headers.cat == NGHTTP2_HCAT_REQUEST) {
-        head_done(c, s, end);
-        return 0;
-    }
-    if ((f->hd.type == NGHTTP2_DATA || f->hd.type == NGHTTP2_HEADERS) && end) {
-        s->end_recv = true;
-        gh_deadline_cancel(&s->timer);
-        if (s->dispatched)
-            deliver(s);
-    }
+    if (f->hd.type == NGHTTP2_RST_STREAM)
+        gh_h2c_count_reset(ud);
+    gh_h2s_frame_recv(ud, f);
     return 0;
 }
 
-static int on_data(nghttp2_session *ng, uint8_t flags, int32_t id, const uint8_t *data, size_t len, void *ud)
-{
-    h2_conn *c = ud;
-    h2_stream *s = nghttp2_session_get_stream_user_data(ng, id);
-    gh_exchange *ex = s ? s->ex : NULL;
-    if (s && !s->closed && !s->end_recv && len)
-        stream_arm(s, GH_TO_BODY);   /* the body moves */
-    if (!ex || s->closed || ex->response_done) {
-        nghttp2_session_consume(ng, id, len);   /* nobody reads it: keep the window open */
-        return 0;
-    }
-    if (ex->body_received + s->body_len + len > c->env->limits->max_body_bytes) {
-        ex->body_cb = NULL;
-        if (ex->on_abort)
-            ex->on_abort(ex);
-        ex->on_abort = NULL;
-        ex->on_writable = NULL;
-        stream_free_body(s);
-        nghttp2_session_consume(ng, id, len);
-        if (!ex->head_sent && s->dispatched)
-            gh_problem(ex, 413, "payload_too_large", "request body exceeds max_body_bytes", NULL, 0, NULL);
-        else if (!s->dispatched)
-            s->body_over = true;   /* answered at dispatch */
-        else
-            nghttp2_submit_rst_stream(ng, NGHTTP2_FLAG_NONE, id, NGHTTP2_CANCEL);
-        return 0;
-    }
-    size_t off = 0;
-    if (s->dispatched && ex->body_cb && s->body_len == 0) {
-        off = ex->body_cb(ex, (const char *)data, len, false);
-        if (s->ex != ex || s->closed)
-            return 0;
-        ex->body_received += off;
-        if (off)
-            nghttp2_session_consume(ng, id, off);
-    }
-    if (off < len) {
-        if (!s->body) {
-            s->body = malloc(STREAM_WINDOW);
-            if (!s->body)
-                return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
-        }
-        size_t n = len - off;
-        if (s->body_len + n > STREAM_WINDOW) {   /* the window forbids this; be safe anyway */
-            memmove(s->body, s->body + s->body_off, s->body_len - s->body_off);
-            s->body_len -= s->body_off;
-            s->body_off = 0;
-            if (s->body_len + n > STREAM_WINDOW)
-                return NGHTTP2_ERR_CALLBACK_FAILURE;
-        }
-        memcpy(s->body + s->body_len, data + off, n);
-        s->body_len += n;
-    }
-    return 0;
-}
-
-/* The stream is gone (closed by nghttp2, or its connection went): end the
- * exchange — the consumer hears of it if it is still producing — and free. */
-static void stream_end(h2_conn *c, h2_stream *s)
-{
-    s->closed = true;
-    gh_deadline_cancel(&s->timer);
-    gh_exchange *ex = s->ex;
-    s->ex = NULL;
-    stream_free_body(s);
-    if (s->prev)
-        s->prev->next = s->next;
-    else if (c->streams == s)
-        c->streams = s->next;
-    if (s->next)
-        s->next->prev = s->prev;
-    for (h2_stream **pp = &c->ready; *pp; pp = &(*pp)->next_ready)
-        if (*pp == s) {
-            *pp = s->next_ready;
-            break;
-        }
-    c->ready_tail = NULL;
-    for (h2_stream *r = c->ready; r; r = r->next_ready)
-        c->ready_tail = r;
-    for (h2_stream **pp = &c->notify; *pp; pp = &(*pp)->next_notify)
-        if (*pp == s) {
-            *pp = s->next_notify;
-            break;
-        }
-    if (!ex)
-        return;
-    if (!ex->response_done && ex->on_abort)
-        ex->on_abort(ex);
-    if (!ex->status)
-        ex->status = 499;
-    if (!ex->response_done && !ex->log.error)
-        ex->log.error = "client_closed";
-    if (s->dispatched && c->env->done)
-        c->env->done(ex);
-    gh_exchange_free(ex);   /* s lived in its arena */
-    c->nstreams--;
-}
-
-/* RFC 9113 §8.1: after a complete response, a request body still coming
- * is stopped with RST_STREAM(NO_ERROR). */
 static int on_frame_send(nghttp2_session *ng, const nghttp2_frame *f, void *ud)
 {
-    if ((f->hd.type == NGHTTP2_DATA || f->hd.type == NGHTTP2_HEADERS) && (f->hd.flags & NGHTTP2_FLAG_END_STREAM)) {
-        h2_stream *s = nghttp2_session_get_stream_user_data(ng, f->hd.stream_id);
-        if (s && !s->end_recv)
-            nghttp2_submit_rst_stream(ng, NGHTTP2_FLAG_NONE, f->hd.stream_id, NGHTTP2_NO_ERROR);
-    }
+    if (f->hd.type == NGHTTP2_RST_STREAM && f->rst_stream.error_code != NGHTTP2_NO_ERROR &&
+        f->rst_stream.error_code != NGHTTP2_INTERNAL_ERROR)
+        gh_h2c_count_reset(ud);
+    gh_h2s_frame_sent(ud, f);
     return 0;
-}
-
-static int on_stream_close(nghttp2_session *ng, int32_t id, uint32_t err, void *ud)
-{
-    h2_stream *s = nghttp2_session_get_stream_user_data(ng, id);
-    if (!s)
-        return 0;
-    nghttp2_session_set_stream_user_data(ng, id, NULL);
-    stream_end(ud, s);
-    return 0;
-}
-
-/* --------------------------------------------------------------- I/O ---- */
-
-static void dispatch_ready(h2_conn *c)
-{
-    while (c->ready) {
-        h2_stream *s = c->ready;
-        c->ready = s->next_ready;
-        if (!c->ready)
-            c->ready_tail = NULL;
-        if (s->closed || !s->ex)
-            continue;
-        s->dispatched = true;
-        gh_exchange *ex = s->ex;
-        if (s->too_big)
-            gh_problem(ex, 431, "header_too_large", "request header fields too large", NULL, 0, NULL);
-        else if (s->body_over)
-            gh_problem(ex, 413, "payload_too_large", "request body exceeds max_body_bytes", NULL, 0, NULL);
-        else if (s->bad)
-            gh_problem(ex, 400, "bad_request", "malformed HTTP/2 request", NULL, 0, NULL);
-        else
-            c->env->handle(ex);
-    }
 }
 
 static void on_readable(h2_conn *c)
@@ -848,19 +228,22 @@ static void on_readable(h2_conn *c)
         if (r < 0) {
             gh_log_debug("http2: closing connection: %s", nghttp2_strerror((int)r));
             /* nghttp2 has queued a GOAWAY where it could: try to send it */
-            dispatch_ready(c);
+            gh_h2s_dispatch_ready(c);
             flush(c);
             if (!c->dead)
                 conn_close(c);
             gh_buf_put(c->env->bufs, b);
             return;
         }
-        dispatch_ready(c);
+        gh_h2s_dispatch_ready(c);
         if ((size_t)n < b->cap && !gh_transport_pending(c->tp))
             break;
     }
     gh_buf_put(c->env->bufs, b);
-    flush(c);
+    if (c->dead)
+        flush(c);   /* closes */
+    else
+        gh_h2c_schedule_flush(c);   /* with whatever the upstreams answer in this loop turn: one write */
 }
 
 static void on_poll(uv_poll_t *h, int status, int events)
@@ -905,39 +288,6 @@ static void on_timeout(gh_deadline *d)
     conn_close(c);   /* a client that stopped reading, or a goodbye that never completed */
 }
 
-/* A head that never completes ends the connection (its HPACK state is
- * mid-block); a request body that stops is answered 408 (or reset). */
-static void on_stream_timeout(gh_deadline *d)
-{
-    h2_stream *s = (h2_stream *)((char *)d - offsetof(h2_stream, timer));
-    h2_conn *c = s->c;
-    if (c->dead || s->closed)
-        return;
-    if (d->list == GH_TO_HEADER || !s->ex) {
-        nghttp2_session_terminate_session(c->ng, NGHTTP2_PROTOCOL_ERROR);
-        schedule_flush(c);
-        return;
-    }
-    gh_exchange *ex = s->ex;
-    if (s->body_len > s->body_off || ex->response_done) {
-        /* we hold the client back (the consumer has not taken what we
-         * buffered), or nobody waits for the body any more: not its fault */
-        stream_arm(s, GH_TO_BODY);
-        return;
-    }
-    if (!ex->response_done && ex->on_abort)
-        ex->on_abort(ex);
-    ex->on_abort = NULL;
-    ex->on_writable = NULL;
-    ex->body_cb = NULL;
-    if (!ex->head_sent && s->dispatched) {
-        gh_problem(ex, 408, "request_timeout", "request body not received in time", NULL, 0, NULL);
-    } else {
-        nghttp2_submit_rst_stream(c->ng, NGHTTP2_FLAG_NONE, s->id, NGHTTP2_CANCEL);
-        schedule_flush(c);
-    }
-}
-
 static void conn_close(h2_conn *c)
 {
     if (c->closing)
@@ -951,7 +301,7 @@ static void conn_close(h2_conn *c)
     uv_poll_stop(&c->poll);
     /* nghttp2_session_del calls no stream callbacks: end our streams first */
     while (c->streams)
-        stream_end(c, c->streams);
+        gh_h2s_end(c, c->streams);
     if (ng)
         nghttp2_session_del(ng);
     c->ready = c->ready_tail = NULL;
@@ -1006,23 +356,28 @@ int gh_h2_conn_start(uv_loop_t *loop, gh_http_env *env, int fd, const struct soc
     c->info = *info;
     c->timer.fire = on_timeout;
     c->flush_task.run = on_flush_task;
+    c->upq.max = UPSTREAM_CONNS;
+    c->upq.kick = on_quota_kick;
+    c->reset_tokens = RESET_BURST;
+    c->reset_ms = gh_now_ms(env);
     if (peer->sa_family == AF_INET6)
         memcpy(&c->peer.v6, peer, sizeof(c->peer.v6));
     else
         memcpy(&c->peer.v4, peer, sizeof(c->peer.v4));
-    nghttp2_session_callbacks_set_on_begin_headers_callback(cb, on_begin_headers);
-    nghttp2_session_callbacks_set_on_header_callback(cb, on_header);
+    gh_h2s_set_callbacks(cb);
     nghttp2_session_callbacks_set_on_frame_recv_callback(cb, on_frame_recv);
-    nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cb, on_data);
-    nghttp2_session_callbacks_set_on_stream_close_callback(cb, on_stream_close);
     nghttp2_session_callbacks_set_on_frame_send_callback(cb, on_frame_send);
     /* abuse limits (DESIGN: use nghttp2's, and bound streams ourselves) */
     nghttp2_option_set_no_auto_window_update(opt, 1);
     nghttp2_option_set_max_outbound_ack(opt, 1000);        /* PING / SETTINGS floods */
     nghttp2_option_set_max_settings(opt, 32);
-    nghttp2_option_set_stream_reset_rate_limit(opt, 200, 50);   /* rapid reset (CVE-2023-44487) */
+    /* resets (rapid reset, MadeYouReset) are counted by count_reset */
     nghttp2_option_set_max_continuations(opt, 8);
-    nghttp2_option_set_max_deflate_dynamic_table_size(opt, 4096);
+    /* responses are encoded with the static table and literals only, as
+     * nginx and HAProxy do: no dynamic table to search, insert into and
+     * evict from on every response (half of nghttp2's cost per request),
+     * and no 4 KiB of table state per connection */
+    nghttp2_option_set_max_deflate_dynamic_table_size(opt, 0);
     int rc = nghttp2_session_server_new2(&c->ng, cb, c, opt);
     nghttp2_session_callbacks_del(cb);
     nghttp2_option_del(opt);
@@ -1073,7 +428,7 @@ int gh_h2_conn_start(uv_loop_t *loop, gh_http_env *env, int fd, const struct soc
         if (r < 0)
             c->dead = true;
         else
-            dispatch_ready(c);
+            gh_h2s_dispatch_ready(c);
     }
     flush(c);
     /* TLS may already hold the client's first frames (sent with its Finished) */
@@ -1090,6 +445,6 @@ void gh_h2_drain(gh_http_env *env)
         c->goaway = true;
         nghttp2_submit_goaway(c->ng, NGHTTP2_FLAG_NONE, nghttp2_session_get_last_proc_stream_id(c->ng),
                               NGHTTP2_NO_ERROR, NULL, 0);
-        schedule_flush(c);
+        gh_h2c_schedule_flush(c);
     }
 }

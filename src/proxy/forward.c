@@ -13,6 +13,7 @@
 #include <unistd.h>
 #include "core/log.h"
 #include "http/status.h"
+#include "http/upquota.h"
 #include "proxy/h2_upstream.h"
 #include "proxy/backoff.h"
 #include "proxy/headers.h"
@@ -38,10 +39,12 @@ typedef struct fwd {
     bool reused;                  /* uc came from the pool */
     bool stale_retry_used;        /* one free retry after a dead pooled connection */
     bool counted;                 /* least_conn: begin() done for `target` */
-    uv_timer_t *backoff;          /* waiting `retries.backoff` before the next try */
+    uv_timer_t *backoff;          /* waiting `retries.backoff` before the next try, or for a slot */
     bool tls_failed;              /* the last failure was a TLS handshake */
     uint64_t deadline_ms;         /* route `timeout` (absolute), 0 = none */
     uint64_t sent_ms;             /* body requests: when the upstream last took request bytes */
+    gh_upwait slot_wait;          /* in line for a slot of the client connection's quota */
+    bool slot;                    /* holds a slot of ex->upquota */
     /* request side */
     char *head;
     size_t head_len, head_off;
@@ -96,12 +99,23 @@ static void end_target(fwd *f)
     f->counted = false;
 }
 
+/* The client connection's upstream slot (http/upquota.h) goes with the
+ * upstream connection. */
+static void give_slot(fwd *f)
+{
+    if (f->slot) {
+        f->slot = false;
+        gh_upquota_give(f->ex->upquota);
+    }
+}
+
 static void drop_conn(fwd *f)
 {
     if (f->uc) {
         gh_upconn_close(f->uc);
         f->uc = NULL;
     }
+    give_slot(f);
     end_target(f);
 }
 
@@ -362,6 +376,7 @@ static void complete(fwd *f)
     gh_exchange *ex = f->ex;
     gh_upconn *uc = f->uc;
     f->uc = NULL;
+    give_slot(f);
     end_target(f);
     bool reusable = f->keep_alive && f->req_done && f->fpos == f->flen &&
                     (!uc->in || gh_buf_len(uc->in) == 0);
@@ -526,8 +541,10 @@ static bool send_span(fwd *f, const char *p, size_t n)
     if (rc == GH_OK)
         return true;
     if (rc == GH_AGAIN) {
+        /* no more reads until the client drains; the poll stays as it is
+         * and is stopped only if the upstream sends more meanwhile
+         * (on_uc_event): a response read whole costs no epoll_ctl */
         f->client_blocked = true;
-        gh_upconn_events(f->uc, 0);   /* stop reading upstream until the client drains */
         gh_upconn_timer(f->uc, 0);
         return false;
     }
@@ -714,6 +731,10 @@ static void on_uc_event(gh_upconn *uc, int events)
         tls_step(f);
         return;
     }
+    if ((events & UV_READABLE) && f->client_blocked) {
+        gh_upconn_events(uc, uc->events & ~UV_READABLE);   /* the client is slower: wait for it */
+        events &= ~UV_READABLE;
+    }
     if ((events & UV_WRITABLE) && !f->req_done)
         send_more(f);
     if ((events & UV_READABLE) && f->uc == uc && f->phase != P_DONE)
@@ -779,6 +800,8 @@ static void on_client_abort(gh_exchange *ex)
     if (!f)
         return;
     stop_backoff(f);
+    if (ex->upquota)
+        gh_upquota_cancel(ex->upquota, &f->slot_wait);
     drop_conn(f);
     detach(f);
 }
@@ -807,9 +830,37 @@ static void retry(fwd *f)
 
 /* ------------------------------------------------------------ attempts -- */
 
+static void on_slot(gh_upwait *w)
+{
+    fwd *f = (fwd *)((char *)w - offsetof(fwd, slot_wait));
+    stop_backoff(f);
+    f->slot = true;
+    attempt(f);
+}
+
+/* No sibling let go of an upstream connection within the connect timeout
+ * (they are long-lived): answer rather than wait for ever. */
+static void on_slot_timeout(void *data)
+{
+    fwd *f = data;
+    stop_backoff(f);
+    gh_upquota_cancel(f->ex->upquota, &f->slot_wait);
+    fail_client(f, 503, "upstream_unavailable",
+                "every upstream connection this client connection may hold is busy");
+}
+
 static void attempt(fwd *f)
 {
     gh_exchange *ex = f->ex;
+    if (ex->upquota && !f->slot) {
+        f->slot_wait.go = on_slot;
+        if (!gh_upquota_take(ex->upquota, &f->slot_wait)) {
+            /* a sibling stream lets go first, within the connect timeout */
+            f->backoff = gh_backoff_start(ex->env->loop, f->up->connect_timeout_ms, on_slot_timeout, f);
+            return;
+        }
+        f->slot = true;
+    }
     f->target = gh_balance_pick(f->ctx.balancer, f->ctx.worker, f->route->upstream_index, f->tried);
     if (f->target < 0) {
         fail_client(f, 503, "upstream_unavailable", "the upstream has no targets");
