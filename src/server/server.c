@@ -178,7 +178,8 @@ static void announce(const gh_run_options *o, const gh_config *cfg, int nworkers
                 "    curl http://127.0.0.1:8080/hello       # a fixed response\n"
                 "    curl http://127.0.0.1:8080/echo/x?y=1  # the request as it would be forwarded\n"
                 "    curl -H 'X-API-Key: demo-key-12345' http://127.0.0.1:8080/private   # needs the key\n"
-                "    curl -i http://127.0.0.1:8080/v1/greeting  # a deprecated API version\n\n");
+                "    curl -i http://127.0.0.1:8080/v1/greeting  # a deprecated API version\n"
+                "    curl http://127.0.0.1:8080/docs        # every demo route and how to try it\n\n");
     }
 }
 
