@@ -47,6 +47,8 @@ typedef struct gh_worker {
     gh_worker_listener **listeners;
     size_t nlisteners;
     atomic_uint_fast64_t seen_generation;   /* acknowledged to the main thread */
+    uint64_t adopting_generation;            /* acknowledged once its removed listeners are closed */
+    size_t listeners_closing;
     atomic_bool stopped;
     bool draining;
 } gh_worker;
