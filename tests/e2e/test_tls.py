@@ -21,7 +21,7 @@ import time
 
 import pytest
 
-from conftest import BIN, free_port, wait_port
+from conftest import BIN, ResponseReader, free_port, wait_port, wait_until
 import certs
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -639,17 +639,18 @@ def test_pipelined_requests_over_tls(gatehouse, upstreams, pki):
     g, up = start(gatehouse, upstreams, pki)
     with tls_connect(g.port, client_ctx(pki)) as s:
         s.sendall(b"".join(b"GET /p%d HTTP/1.1\r\nHost: default.example.com\r\n\r\n" % i for i in range(5)))
-        data = b""
-        deadline = time.time() + 3
-        while data.count(b"HTTP/1.1 200") < 5 and time.time() < deadline:
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            data += chunk
-        assert data.count(b"HTTP/1.1 200") == 5, data[-500:]
+        reader = ResponseReader(s)
+        for i in range(5):
+            status, _, body = reader.response()
+            assert status == 200 and json.loads(body)["path"] == "/p%d" % i
         for b in b"GET /split HTTP/1.1\r\nHost: default.example.com\r\n\r\n":
             s.sendall(bytes([b]))
-        assert https_request(s, "/last")[0] == 200
+        status, _, body = reader.response()
+        assert status == 200 and json.loads(body)["path"] == "/split"
+        s.sendall(b"GET /last HTTP/1.1\r\nHost: default.example.com\r\n\r\n")
+        status, _, body = reader.response()
+        assert status == 200 and json.loads(body)["path"] == "/last"
+        assert reader.buf == b""
     assert [q["target"] for q in up.requests()] == ["/p0", "/p1", "/p2", "/p3", "/p4", "/split", "/last"]
 
 
