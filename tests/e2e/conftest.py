@@ -117,6 +117,50 @@ def wait_port(port, timeout=10.0, proc=None):
     raise RuntimeError("port %d did not open" % port)
 
 
+def server_sockets(port):
+    """[(recv_q, bytes_received)] of the established connections whose local
+    port is port (the server's side), from ss(8)."""
+    out = subprocess.run(["ss", "-Htin", "state", "established", "( sport = :%d )" % port],
+                         capture_output=True, text=True, check=True).stdout
+    socks = []
+    for line in out.splitlines():
+        fields = line.split()
+        if not fields:
+            continue
+        if line[0] not in " \t":           # a socket: Recv-Q Send-Q Local Peer
+            socks.append([int(fields[0]), 0])
+        elif socks:                          # its details
+            for f in fields:
+                if f.startswith("bytes_received:"):
+                    socks[-1][1] = int(f.split(":", 1)[1])
+    return [tuple(x) for x in socks]
+
+
+def _ss(*args):
+    return subprocess.run(["ss", "-Htn"] + list(args), capture_output=True, text=True, check=True).stdout
+
+
+def accept_queue(port):
+    """Connections to port that the kernel completed but nobody accepted yet."""
+    return sum(int(l.split()[0]) for l in _ss("state", "listening", "( sport = :%d )" % port).splitlines() if l.strip())
+
+
+def server_conns(port):
+    """Connections of the server on port that it has not closed yet (its side
+    established or, the peer gone, waiting for its close)."""
+    out = _ss("state", "established", "state", "close-wait", "( sport = :%d )" % port)
+    return sum(1 for l in out.splitlines() if l.strip())
+
+
+def wait_read(port, n, timeout=10.0):
+    """Wait until the server on port has read everything n connections sent
+    (each received bytes, none left unread): their requests are in hand."""
+    def done():
+        socks = server_sockets(port)
+        return sum(1 for q, got in socks if got > 0 and q == 0) >= n
+    wait_until(done, timeout, "%d connections read on port %d" % (n, port))
+
+
 def wait_until(cond, timeout=10.0, what="condition"):
     """Poll cond() until it returns something true; return that value."""
     deadline = time.time() + timeout

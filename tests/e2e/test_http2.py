@@ -25,7 +25,7 @@ import h2.settings
 import pytest
 from hpack import Decoder, Encoder
 
-from conftest import raw_exchange
+from conftest import raw_exchange, wait_until
 
 CONFIG = """
 listen: [ { address: "127.0.0.1:{port}", http2: true } ]
@@ -1042,7 +1042,7 @@ def test_drain_finishes_the_stream_in_flight(gatehouse, upstreams):
     g, up = start(gatehouse, upstreams, config=CONFIG.replace("idle_timeout: 1s", "idle_timeout: 30s"))
     c = Raw(g.port)
     c.request(1, "/slow?delay=0.5")
-    time.sleep(0.15)
+    wait_until(lambda: recorded(up, "/slow"), what="the request to reach the upstream")   # in flight
     g.proc.send_signal(signal.SIGTERM)
     assert c.wait_closed(timeout=2.5)
     ga = c.goaway()
