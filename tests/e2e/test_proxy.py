@@ -8,7 +8,7 @@ import subprocess
 import threading
 import time
 
-from conftest import free_port, raw_exchange
+from conftest import free_port, raw_exchange, wait_until
 
 BASE = """
 listen:
@@ -379,14 +379,16 @@ routes:
     g = gatehouse(cfg, subst={"a": a.address, "b": b.address}, workers=1)
     # three slow requests in flight occupy both targets unevenly, then quick ones
     # must go to whichever target has fewer requests in flight
+    def slow_at(u):
+        return sum(1 for r in u.requests() if r["target"].startswith("/slow"))
+
     slow = []
-    for _ in range(3):
+    for i in range(3):
         s = socket.create_connection(("127.0.0.1", g.port), timeout=5)
         s.sendall(b"GET /slow?delay=1.5 HTTP/1.1\r\nHost: x\r\n\r\n")
         slow.append(s)
-        time.sleep(0.1)
-    a_busy = sum(1 for r in a.requests() if r["target"].startswith("/slow"))
-    time.sleep(0.1)
+        wait_until(lambda: slow_at(a) + slow_at(b) == i + 1, what="slow request %d upstream" % i)
+    a_busy = slow_at(a)
     quick = [json.loads(g.get("/q")[2])["server"] for _ in range(4)]
     # targets got slow requests 2:1 (least_conn alternates when equal);
     # every quick request goes to the one with a single slow request

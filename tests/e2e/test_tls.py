@@ -1362,7 +1362,9 @@ def test_client_reset_after_its_request_does_not_make_the_gateway_spin(gatehouse
         raw = socket.socket(fileno=t.detach())
         raw.shutdown(socket.SHUT_WR)
         raw.close()
-    time.sleep(0.6)   # the answers come back to closed sockets
+    # the answers come back to closed sockets: wait until all ten are done
+    wait_until(lambda: len([l for l in g.access_log() if l.get("path", "").startswith("/slow")]) >= 10,
+               what="the ten exchanges to end")
 
     def ticks():
         with open("/proc/%d/stat" % g.proc.pid) as f:
