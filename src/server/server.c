@@ -123,6 +123,7 @@ static void announce_reload(server *s)
 static void on_timer(uv_timer_t *t)
 {
     server *s = t->data;
+    announce_reload(s);
     if (s->draining) {
         bool all = true;
         for (int i = 0; i < s->nworkers; i++)
@@ -134,7 +135,6 @@ static void on_timer(uv_timer_t *t)
         }
         return;
     }
-    announce_reload(s);
     if (s->reload_pending)
         reload(s);
 }
