@@ -11,6 +11,7 @@ import http.client
 import json
 import os
 import re
+import select
 import shutil
 import signal
 import socket
@@ -293,11 +294,23 @@ def test_client_renegotiation_refused(gatehouse, upstreams, pki):
     sc = subprocess.Popen(["openssl", "s_client", "-connect", "127.0.0.1:%d" % g.port, "-tls1_2",
                            "-servername", "default.example.com"],
                           stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    out = b""
+
+    def read_until(needle, timeout=10):
+        nonlocal out
+        deadline = time.time() + timeout
+        while needle not in out and time.time() < deadline:
+            if select.select([sc.stdout], [], [], max(0, deadline - time.time()))[0]:
+                b = os.read(sc.stdout.fileno(), 65536)
+                if not b:
+                    break
+                out += b
+
     try:
-        time.sleep(0.3)
+        read_until(b"Verify return code")    # the handshake is done: now ask to renegotiate
         sc.stdin.write(b"R\n")
         sc.stdin.flush()
-        out, _ = sc.communicate(timeout=3)
+        read_until(b"no renegotiation")        # the gateway's refusal, before s_client sees EOF
     finally:
         if sc.poll() is None:
             sc.kill()
