@@ -614,8 +614,10 @@ def test_rapid_reset_with_resets_in_later_reads_is_cut_off(gatehouse, upstreams)
     g, up = start(gatehouse, upstreams)
     c = Raw(g.port)
     sid, pairs = 1, 0
-    t_end = time.time() + 1.5
-    while time.time() < t_end:
+    # counted, not timed: a loaded machine sends fewer pairs per second, and
+    # the limit (a burst of 200, then 50/s) must be reached all the same
+    t_end = time.time() + 30
+    while pairs < 1000 and time.time() < t_end:
         ok = c.send(c.headers_frame(sid, [(":method", "GET"), (":scheme", "http"), (":path", "/pr/%d" % sid),
                                           (":authority", "gw.test")]))
         time.sleep(0.0005)
@@ -742,8 +744,14 @@ def test_more_than_max_concurrent_streams_are_refused(gatehouse, upstreams, acke
                                           (":path", "/slow?delay=0.3&s=%d" % sid), (":authority", "gw.test")])
                    for sid in range(1, 301, 2))
     c.send(out)
-    c.read(timeout=5, ack_settings=False,
-           until=lambda f: f[0] == GOAWAY or (f[0] == DATA and f[1] & END_STREAM and f[2] == 199))
+    # answers end in any order: wait for every one of the first 100, not for stream 199
+    ended = set()
+
+    def all_answered(f):
+        if f[1] & END_STREAM and f[0] in (DATA, HEADERS):
+            ended.add(f[2])
+        return f[0] == GOAWAY or ended >= set(range(1, 201, 2))
+    c.read(timeout=15, ack_settings=False, until=all_answered)
     resets = c.resets()
     refused = {sid for sid, code in resets.items() if code in (REFUSED_STREAM, PROTOCOL_ERROR)}
     answered = {sid for t, fl, sid, p in c.frames if t == HEADERS}
