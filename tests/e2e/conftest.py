@@ -28,12 +28,15 @@ BIN = os.environ.get("GATEHOUSE_BIN", os.path.join(ROOT, "build", "gatehouse"))
 # same port to the next bind(0) or outgoing connection, and a second test run
 # on the machine gets it too (gatehouse binds with SO_REUSEPORT, so two
 # processes could even share it). Ports are therefore taken below the
-# kernel's ephemeral range (which outgoing connections and bind(0) use),
-# each claimed with a lock file held for the life of this test process, so
-# no two runs and no two tests of one run ever get the same port.
+# kernel's ephemeral range (which outgoing connections and bind(0) use), in
+# blocks of 64 each claimed by a lock file held for the life of this test
+# process, and never handed out twice: no two tests of one run and no two
+# runs ever get the same port.
 PORT_LOCK_DIR = os.path.join(tempfile.gettempdir(), "gatehouse-e2e-ports")
+PORT_BLOCK = 64
 _claimed = []          # open lock files: the claims last as long as we do
-_next_port = [None]
+_ports = []            # the rest of the current block
+_next_block = [None]
 
 
 def _port_range():
@@ -42,7 +45,7 @@ def _port_range():
             low = int(f.read().split()[0])
     except (OSError, ValueError, IndexError):
         low = 32768
-    return 10000, max(10001, min(low, 65536))
+    return 10000, max(10000 + PORT_BLOCK, min(low, 65536))
 
 
 def _bindable(port):
@@ -57,27 +60,36 @@ def _bindable(port):
     return True
 
 
-def free_port():
-    """A loopback port no other test (of this run or a concurrent one) gets."""
+def _claim_block():
     lo, hi = _port_range()
+    nblocks = (hi - lo) // PORT_BLOCK
     os.makedirs(PORT_LOCK_DIR, exist_ok=True)
-    if _next_port[0] is None:
-        _next_port[0] = random.Random(os.getpid() ^ time.time_ns()).randrange(lo, hi)
-    for _ in range(hi - lo):
-        port = _next_port[0]
-        _next_port[0] = lo if port + 1 >= hi else port + 1
-        f = open(os.path.join(PORT_LOCK_DIR, str(port)), "a")
+    if _next_block[0] is None:
+        _next_block[0] = random.Random(os.getpid() ^ time.time_ns()).randrange(nblocks)
+    for _ in range(nblocks):
+        b = _next_block[0]
+        _next_block[0] = (b + 1) % nblocks
+        f = open(os.path.join(PORT_LOCK_DIR, "block-%d" % b), "a")
         try:
             fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
             f.close()
             continue
-        if not _bindable(port):
-            f.close()
-            continue
         _claimed.append(f)
-        return port
-    raise RuntimeError("no free port in %d-%d" % (lo, hi))
+        first = lo + b * PORT_BLOCK
+        _ports.extend(range(first, first + PORT_BLOCK))
+        return
+    raise RuntimeError("every port block in %d-%d is claimed" % (lo, hi))
+
+
+def free_port():
+    """A loopback port no other test (of this run or a concurrent one) gets."""
+    while True:
+        if not _ports:
+            _claim_block()
+        port = _ports.pop(0)
+        if _bindable(port):
+            return port
 
 
 def _listening(port):
