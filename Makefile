@@ -57,8 +57,10 @@ $(BUILD)/obj/main.o $(BUILD)/obj/server/server.o: $(BUILD)/gen/version.h
 .PHONY: FORCE
 FORCE:
 
+# Run from build/, so that a gatehouse.yaml lying in the checkout is not
+# taken instead of the demo.
 run: deps all
-	./$(BUILD)/gatehouse run
+	cd $(BUILD) && ./gatehouse run
 
 unit: $(UNIT_BINS)
 	@set -e; for t in $(UNIT_BINS); do echo "== $$t"; $$t; done

@@ -1,6 +1,7 @@
 /* demo.c — the configuration served by `gatehouse run` without a file and
- * printed by `gatehouse config --default` (SPEC §11). It needs no other
- * process: every route answers from the gateway itself. */
+ * printed by `gatehouse config --default`. It needs no other process and
+ * points nowhere else: every route, and every link it gives, is answered by
+ * the gateway itself. */
 #include "config/config.h"
 
 const char gh_demo_config[] =
@@ -27,7 +28,7 @@ const char gh_demo_config[] =
     "        {\"gatehouse\": \"demo\", \"routes\": [\n"
     "          {\"path\": \"/echo\", \"does\": \"describes your request as JSON\"},\n"
     "          {\"path\": \"/hello\", \"does\": \"a fixed answer\"},\n"
-    "          {\"path\": \"/docs\", \"does\": \"redirects to the documentation\"},\n"
+    "          {\"path\": \"/docs\", \"does\": \"how to try each route\"},\n"
     "          {\"path\": \"/private\", \"does\": \"needs X-API-Key: demo-key-12345\"},\n"
     "          {\"path\": \"/greeting\", \"does\": \"a versioned API: /v1/greeting is deprecated\"}\n"
     "        ]}\n"
@@ -58,10 +59,35 @@ const char gh_demo_config[] =
     "          respond: { status: 200, headers: { Content-Type: text/plain }, body: \"hello (v1)\\n\" }\n"
     "          deprecated: 2026-06-01\n"
     "          sunset: 2030-01-01\n"
-    "          docs: https://example.com/greeting-v2\n"
+    "          docs: /docs\n"
     "        \"2\":\n"
     "          respond: { status: 200, headers: { Content-Type: application/json }, body: \"{\\\"greeting\\\": \\\"hello\\\", \\\"version\\\": 2}\\n\" }\n"
     "\n"
     "  - name: docs\n"
     "    match: { path: /docs }\n"
-    "    redirect: { to: \"https://github.com/\", status: 302 }\n";
+    "    respond:\n"
+    "      status: 200\n"
+    "      headers: { Content-Type: text/plain; charset=utf-8 }\n"
+    "      body: |\n"
+    "        gatehouse demo: what each route does and how to try it\n"
+    "\n"
+    "          curl http://127.0.0.1:8080/\n"
+    "            the index: this list as JSON\n"
+    "          curl http://127.0.0.1:8080/hello\n"
+    "            a fixed answer (respond)\n"
+    "          curl 'http://127.0.0.1:8080/echo/x?y=1'\n"
+    "            your request as JSON, as it would be forwarded (echo)\n"
+    "          curl -i http://127.0.0.1:8080/private\n"
+    "            401: needs an API key (key_auth)\n"
+    "          curl -H 'X-API-Key: demo-key-12345' http://127.0.0.1:8080/private\n"
+    "            200 for the consumer 'demo' (key_auth + acl)\n"
+    "          curl -i http://127.0.0.1:8080/greeting\n"
+    "            a versioned API: version 2 by default\n"
+    "          curl -i http://127.0.0.1:8080/v1/greeting\n"
+    "            version 1 by path; deprecated: see the Deprecation, Sunset and Link headers\n"
+    "          curl -i -H 'Api-Version: 1' http://127.0.0.1:8080/greeting\n"
+    "            the same version chosen by header (or ?version=1)\n"
+    "\n"
+    "        The configuration behind this demo: gatehouse config --default\n"
+    "        Write your own: gatehouse config --default > gatehouse.yaml, edit it,\n"
+    "        then gatehouse check -c gatehouse.yaml and gatehouse run -c gatehouse.yaml\n";

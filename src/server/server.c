@@ -20,6 +20,7 @@ typedef struct server {
     int nworkers;
     uint64_t generation;
     bool reload_pending;
+    bool announce_pending;
     bool draining;
     uint64_t drain_deadline;
     char access_target[4096];
@@ -65,6 +66,8 @@ static void publish(server *s, gh_snapshot *snap)
     gh_snapshot_unref(old);
 }
 
+static void announce_reload(server *s);
+
 static void reload(server *s)
 {
     if (!workers_caught_up(s)) {
@@ -72,6 +75,7 @@ static void reload(server *s)
         return;
     }
     s->reload_pending = false;
+    announce_reload(s);   /* the previous one, if the timer has not said it yet */
     gh_diag d;
     gh_diag_init(&d, s->opt->config ? s->opt->config : "<demo>");
     gh_snapshot *snap = gh_snapshot_load(s->opt->config, s->nworkers, &d);
@@ -86,12 +90,13 @@ static void reload(server *s)
     }
     if (!snap) {
         s->reloads_error++;
-        gh_log_error("reload failed; keeping the running configuration (generation %llu)",
-                     (unsigned long long)s->generation);
         for (size_t i = 0; i < d.n; i++)
             gh_log_error("%s", d.items[i].text);
         if (err[0])
             gh_log_error("%s", err);
+        /* last, so that the line closes this reload's output */
+        gh_log_error("reload failed; keeping the running configuration (generation %llu)",
+                     (unsigned long long)s->generation);
         gh_diag_free(&d);
         return;
     }
@@ -104,12 +109,23 @@ static void reload(server *s)
     gh_fd_limit_check(snap->cfg, s->nworkers);
     publish(s, snap);
     s->reloads_ok++;
+    s->announce_pending = true;   /* said by the timer once every worker serves it */
+}
+
+/* "reloaded" means in effect: every worker uses the new snapshot and a removed
+ * port refuses connections, so whoever waits for the line may rely on it. */
+static void announce_reload(server *s)
+{
+    if (!s->announce_pending || !workers_caught_up(s))
+        return;
+    s->announce_pending = false;
     gh_log_info("configuration reloaded (generation %llu)", (unsigned long long)s->generation);
 }
 
 static void on_timer(uv_timer_t *t)
 {
     server *s = t->data;
+    announce_reload(s);
     if (s->draining) {
         bool all = true;
         for (int i = 0; i < s->nworkers; i++)
@@ -180,7 +196,8 @@ static void announce(const gh_run_options *o, const gh_config *cfg, int nworkers
                 "    curl http://127.0.0.1:8080/hello       # a fixed response\n"
                 "    curl http://127.0.0.1:8080/echo/x?y=1  # the request as it would be forwarded\n"
                 "    curl -H 'X-API-Key: demo-key-12345' http://127.0.0.1:8080/private   # needs the key\n"
-                "    curl -i http://127.0.0.1:8080/v1/greeting  # a deprecated API version\n\n");
+                "    curl -i http://127.0.0.1:8080/v1/greeting  # a deprecated API version\n"
+                "    curl http://127.0.0.1:8080/docs        # every demo route and how to try it\n\n");
     }
 }
 

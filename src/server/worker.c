@@ -98,7 +98,10 @@ static void follow_snapshot(gh_worker *w)
         set->items[k].fds[w->id] = -1;   /* ours now */
         listener_open(w, &set->items[k], fd);
     }
-    atomic_store(&w->seen_generation, s->generation);
+    /* acknowledged only when a removed port really refuses connections */
+    w->adopting_generation = s->generation;
+    if (w->listeners_closing == 0)
+        atomic_store(&w->seen_generation, s->generation);
 }
 
 /* ------------------------------------------------------------ accepting -- */
@@ -212,12 +215,16 @@ static void listener_open(gh_worker *w, const gh_listen_item *it, int fd)
 static void on_listener_closed(uv_handle_t *h)
 {
     gh_worker_listener *l = h->data;
+    gh_worker *w = l->w;
     close(l->fd);
     free(l);
+    if (--w->listeners_closing == 0)
+        atomic_store(&w->seen_generation, w->adopting_generation);
 }
 
 static void listener_close(gh_worker_listener *l)
 {
+    l->w->listeners_closing++;
     uv_poll_stop(&l->poll);
     uv_close((uv_handle_t *)&l->poll, on_listener_closed);
 }

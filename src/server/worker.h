@@ -52,6 +52,8 @@ typedef struct gh_worker {
     bool accept_paused;
     gh_log_limit accept_log;
     atomic_uint_fast64_t seen_generation;   /* acknowledged to the main thread */
+    uint64_t adopting_generation;            /* acknowledged once its removed listeners are closed */
+    size_t listeners_closing;
     atomic_bool stopped;
     bool draining;
 } gh_worker;

@@ -32,7 +32,7 @@ import pytest
 
 import certs
 from authkit import HASHERS, PREFIXES, argon2id, basic, consumer_headers, req, seen, values
-from conftest import free_port, raw_exchange
+from conftest import free_port, raw_exchange, wait_read
 from test_cli import diag_lines, gh, pos, write
 
 ALICE_KEY = "alice-key-123456"
@@ -510,8 +510,9 @@ def test_basic_auth_parallel_argon2_keeps_the_gateway_responsive(gatehouse, upst
     assert plain, "the burst ended before a plain request could be made (%.3f s)" % burst
     assert all(s == 200 for s, _ in plain), plain
     slowest = max(d for _, d in plain)
-    # verifying on the loop thread would hold a plain request behind seconds of hashing
-    assert slowest < 0.3, ("plain route stalled during the burst", slowest, burst)
+    # verifying on the loop thread would hold a plain request behind most of
+    # the burst's hashing; a loaded machine may slow any request a little
+    assert slowest < max(0.3, burst / 4), ("plain route stalled during the burst", slowest, burst)
     got = seen(up)
     par = [r for r in got if r["target"].startswith("/b/par/")]
     assert len(par) == 20 and all(r["h"]["x-consumer"] == ["par"] for r in par)
@@ -528,7 +529,7 @@ def test_basic_auth_client_gone_during_verification(gatehouse, upstreams, slow_h
     for i in range(8):
         s = socket.create_connection(("127.0.0.1", g.port))
         s.sendall(("GET /b/gone/%d HTTP/1.1\r\nHost: x\r\nAuthorization: %s\r\n\r\n" % (i, auth)).encode())
-        time.sleep(0.02)       # the head is read and the verification queued
+        wait_read(g.port, 1)   # the head is read and the verification queued
         # a reset, not a FIN (a FIN may be a half-close: the answer is still wanted)
         s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
         s.close()
@@ -573,8 +574,7 @@ def test_basic_auth_over_http2_streams_wait_independently(gatehouse, upstreams, 
         assert c.get("/b/h2/again", headers=[("authorization", basic("hh", pw))])["status"] == 200
     finally:
         c.close()
-    time.sleep(0.3)
-    got = seen(up)
+    got = seen(up)   # every stream was answered: the upstream has recorded them all
     targets = sorted(r["target"] for r in got)
     assert targets == sorted(["/b/h2/%d" % i for i in range(4)] + ["/open/h2", "/b/h2/again"]), targets
     for r in got:
@@ -613,7 +613,7 @@ def test_basic_auth_sigterm_during_verification_drains(gatehouse, upstreams, slo
     threads = [threading.Thread(target=one, args=(i,)) for i in range(8)]
     for t in threads:
         t.start()
-    time.sleep(0.1)
+    wait_read(g.port, 8)   # all eight requests are in hand before the drain starts
     g.proc.send_signal(signal.SIGTERM)
     for t in threads:
         t.join(20)
@@ -665,7 +665,7 @@ def test_basic_auth_reload_during_verification(gatehouse, upstreams, slow_hash):
     for t in threads:
         t.join(20)
     assert results == [200] * 8, results
-    time.sleep(0.3)
+    g.wait_stderr("configuration reloaded")
     assert req(g.port, "GET", "/b/rv/after", {"Authorization": basic("rv", SLOW_PW)})[0] == 200
     got = seen(up)
     assert len(got) == 9

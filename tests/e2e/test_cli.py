@@ -621,3 +621,25 @@ def test_demo_key_protected_and_versioned_routes(gatehouse):
     r, body = get("/greeting")
     assert r.status == 200 and json.loads(body) == {"greeting": "hello", "version": 2}
     assert r.getheader("Api-Version") == "2" and r.getheader("Deprecation") is None
+
+
+def test_demo_points_only_at_itself(gatehouse):
+    """Everything the demo links to is served by the demo: the index's
+    paths, /docs, and the deprecated version's docs link; no external URL."""
+    rc, demo, err = gh("config", "--default")
+    assert rc == 0, err
+    assert not re.findall(r"https?://(?!127\.0\.0\.1:8080)", demo), "the demo points elsewhere"
+    g = gatehouse(demo.replace("0.0.0.0:8080", "127.0.0.1:{port}"))
+    status, _, index = g.get("/")
+    assert status == 200
+    paths = [r["path"] for r in json.loads(index)["routes"]]
+    assert "/docs" in paths
+    for path in paths:
+        status, headers, _ = g.get(path)
+        assert status in (200, 401) and "location" not in headers, (path, status)
+    status, headers, docs = g.get("/docs")
+    assert status == 200 and headers["content-type"].startswith("text/plain"), docs
+    for path in paths:
+        assert path == "/docs" or ("127.0.0.1:8080" + path).encode() in docs, path
+    status, headers, _ = g.get("/v1/greeting")
+    assert headers["link"] == '</docs>; rel="deprecation"'

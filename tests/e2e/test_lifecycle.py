@@ -7,7 +7,7 @@ import socket
 import threading
 import time
 
-from conftest import free_port, raw_exchange
+from conftest import ResponseReader, _listening, free_port, raw_exchange, wait_until
 
 CONFIG = """
 listen: [ { address: "127.0.0.1:{port}" } ]
@@ -97,8 +97,7 @@ def test_reload_adds_and_removes_listeners(gatehouse, upstreams):
     g.reload(two)
     out = raw_exchange(second, b"GET /version HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
     assert out.startswith(b"HTTP/1.1 200")
-    g.reload(CONFIG)
-    time.sleep(0.2)
+    g.reload(CONFIG)   # returns once every worker has closed the second port
     try:
         socket.create_connection(("127.0.0.1", second), timeout=1).close()
         refused = False
@@ -113,14 +112,14 @@ def test_drain_finishes_in_flight_requests(gatehouse, upstreams):
     # a keep-alive connection that is idle when the drain starts
     idle = socket.create_connection(("127.0.0.1", g.port), timeout=5)
     idle.sendall(b"GET /api/a HTTP/1.1\r\nHost: x\r\n\r\n")
-    assert idle.recv(65536).startswith(b"HTTP/1.1 200")
+    assert ResponseReader(idle).response()[0] == 200   # all of it: what follows must be the close
     # a request in flight (the upstream takes 1.5 s)
     busy = socket.create_connection(("127.0.0.1", g.port), timeout=5)
     busy.sendall(b"GET /api/slow?delay=1.5 HTTP/1.1\r\nHost: x\r\n\r\n")
-    time.sleep(0.3)
+    wait_until(lambda: any(r["target"].startswith("/slow") for r in up.requests()), what="the slow request upstream")
     t0 = time.time()
     g.proc.send_signal(signal.SIGTERM)
-    time.sleep(0.3)
+    wait_until(lambda: not _listening(g.port), what="the listeners to close")
     # listeners are closed at once: new connections are refused
     try:
         socket.create_connection(("127.0.0.1", g.port), timeout=1).close()
@@ -151,13 +150,13 @@ def test_sigusr1_reopens_the_access_log(gatehouse, upstreams, tmp_path):
     cfg = CONFIG.replace("access: stdout", "access: %s" % log)
     g = gatehouse(cfg, subst={"up": up.address, "version": "one"})
     g.get("/version")
-    time.sleep(0.2)
+    wait_until(lambda: log.exists() and log.read_text().count("\n") >= 1, what="the first access-log line")
     rotated = tmp_path / "access.log.1"
     os.rename(log, rotated)
     g.proc.send_signal(signal.SIGUSR1)
-    time.sleep(0.3)
+    g.wait_stderr("log files reopened")
     g.get("/api/after")
-    time.sleep(0.3)
+    wait_until(lambda: log.exists() and "/api/after" in log.read_text(), what="the access log to be reopened")
     first = rotated.read_text().splitlines()
     second = log.read_text().splitlines()
     assert json.loads(first[0])["path"] == "/version"

@@ -3,7 +3,7 @@ import json
 import socket
 import time
 
-from conftest import raw_exchange
+from conftest import ResponseReader, accept_queue, raw_exchange, server_conns, wait_until
 
 CONFIG = """
 listen: [ { address: "127.0.0.1:{port}" } ]
@@ -125,8 +125,7 @@ def test_idle_keepalive_connection_is_closed(gatehouse, upstreams):
     g, up = start(gatehouse, upstreams)
     s = socket.create_connection(("127.0.0.1", g.port), timeout=5)
     s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
-    resp = s.recv(65536)
-    assert resp.startswith(b"HTTP/1.1 200")
+    assert ResponseReader(s).response()[0] == 200   # all of it: what follows must be the close
     t0 = time.time()
     s.settimeout(4)
     assert s.recv(100) == b""          # closed by the gateway
@@ -136,9 +135,8 @@ def test_idle_keepalive_connection_is_closed(gatehouse, upstreams):
 
 def test_max_connections(gatehouse, upstreams):
     g, up = start(gatehouse, upstreams)
-    time.sleep(0.3)   # the start-up probe's connection is closed by then
     held = [socket.create_connection(("127.0.0.1", g.port), timeout=5) for _ in range(50)]
-    time.sleep(0.2)
+    wait_until(lambda: accept_queue(g.port) == 0 and server_conns(g.port) == 50, what="50 accepted connections")
     extra = socket.create_connection(("127.0.0.1", g.port), timeout=5)
     extra.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
     try:
@@ -148,6 +146,6 @@ def test_max_connections(gatehouse, upstreams):
     extra.close()
     for s in held:
         s.close()
-    time.sleep(0.3)
+    wait_until(lambda: server_conns(g.port) == 0, what="the gateway to close the 50")
     out = raw_exchange(g.port, b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
     assert out.startswith(b"HTTP/1.1 200")

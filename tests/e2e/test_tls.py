@@ -11,6 +11,7 @@ import http.client
 import json
 import os
 import re
+import select
 import shutil
 import signal
 import socket
@@ -21,7 +22,7 @@ import time
 
 import pytest
 
-from conftest import BIN, free_port, wait_port
+from conftest import BIN, ResponseReader, accept_queue, free_port, server_conns, wait_port, wait_until
 import certs
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -293,11 +294,23 @@ def test_client_renegotiation_refused(gatehouse, upstreams, pki):
     sc = subprocess.Popen(["openssl", "s_client", "-connect", "127.0.0.1:%d" % g.port, "-tls1_2",
                            "-servername", "default.example.com"],
                           stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    out = b""
+
+    def read_until(needle, timeout=10):
+        nonlocal out
+        deadline = time.time() + timeout
+        while needle not in out and time.time() < deadline:
+            if select.select([sc.stdout], [], [], max(0, deadline - time.time()))[0]:
+                b = os.read(sc.stdout.fileno(), 65536)
+                if not b:
+                    break
+                out += b
+
     try:
-        time.sleep(0.3)
+        read_until(b"Verify return code")    # the handshake is done: now ask to renegotiate
         sc.stdin.write(b"R\n")
         sc.stdin.flush()
-        out, _ = sc.communicate(timeout=3)
+        read_until(b"no renegotiation")        # the gateway's refusal, before s_client sees EOF
     finally:
         if sc.poll() is None:
             sc.kill()
@@ -639,31 +652,34 @@ def test_pipelined_requests_over_tls(gatehouse, upstreams, pki):
     g, up = start(gatehouse, upstreams, pki)
     with tls_connect(g.port, client_ctx(pki)) as s:
         s.sendall(b"".join(b"GET /p%d HTTP/1.1\r\nHost: default.example.com\r\n\r\n" % i for i in range(5)))
-        data = b""
-        deadline = time.time() + 3
-        while data.count(b"HTTP/1.1 200") < 5 and time.time() < deadline:
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            data += chunk
-        assert data.count(b"HTTP/1.1 200") == 5, data[-500:]
+        reader = ResponseReader(s)
+        for i in range(5):
+            status, _, body = reader.response()
+            assert status == 200 and json.loads(body)["path"] == "/p%d" % i
         for b in b"GET /split HTTP/1.1\r\nHost: default.example.com\r\n\r\n":
             s.sendall(bytes([b]))
-        assert https_request(s, "/last")[0] == 200
+        status, _, body = reader.response()
+        assert status == 200 and json.loads(body)["path"] == "/split"
+        s.sendall(b"GET /last HTTP/1.1\r\nHost: default.example.com\r\n\r\n")
+        status, _, body = reader.response()
+        assert status == 200 and json.loads(body)["path"] == "/last"
+        assert reader.buf == b""
     assert [q["target"] for q in up.requests()] == ["/p0", "/p1", "/p2", "/p3", "/p4", "/split", "/last"]
 
 
 def test_server_sent_events_stream_over_tls(gatehouse, upstreams, pki):
     g, up = start(gatehouse, upstreams, pki)
     with tls_connect(g.port, client_ctx(pki)) as s:
-        s.sendall(b"GET /sse?events=3&gap=0.4 HTTP/1.1\r\nHost: default.example.com\r\n\r\n")
+        # the next event comes 2 s later: the first must not wait for it (the
+        # test ends at the first, so the gap costs nothing)
+        s.sendall(b"GET /sse?events=2&gap=2 HTTP/1.1\r\nHost: default.example.com\r\n\r\n")
         t0 = time.time()
         data = b""
         while b"event 0" not in data:
             chunk = s.recv(65536)
             assert chunk
             data += chunk
-        assert time.time() - t0 < 0.35, "first event was held back"
+        assert b"event 1" not in data and time.time() - t0 < 1.5, "first event was held back"
 
 
 def read_to_eof(s, limit):
@@ -1361,7 +1377,14 @@ def test_client_reset_after_its_request_does_not_make_the_gateway_spin(gatehouse
         raw = socket.socket(fileno=t.detach())
         raw.shutdown(socket.SHUT_WR)
         raw.close()
-    time.sleep(0.6)   # the answers come back to closed sockets
+    # the answers come back to closed sockets. Wait until the gateway holds no
+    # client connection and every request the upstream got has ended (a reset
+    # can discard a request before the gateway reads it: fewer than ten is fine)
+    def settled():
+        ended = len([l for l in g.access_log() if l.get("path", "").startswith("/slow")])
+        forwarded = len([r for r in up.requests() if r["target"].startswith("/slow")])
+        return accept_queue(g.port) == 0 and server_conns(g.port) == 0 and ended >= forwarded
+    wait_until(settled, what="the exchanges to end")
 
     def ticks():
         with open("/proc/%d/stat" % g.proc.pid) as f:
