@@ -85,7 +85,9 @@ typedef struct gh_log_cfg {
 } gh_log_cfg;
 
 /* ---- upstreams (SPEC §3) ---- */
-enum gh_balance { GH_BALANCE_ROUND_ROBIN = 0, GH_BALANCE_LEAST_CONN };
+enum gh_balance { GH_BALANCE_ROUND_ROBIN = 0, GH_BALANCE_LEAST_CONN, GH_BALANCE_RANDOM_TWO, GH_BALANCE_HASH };
+/* hash_on: what a `balance: hash` request is keyed by */
+enum gh_hash_on { GH_HASH_NONE = 0, GH_HASH_HEADER, GH_HASH_COOKIE, GH_HASH_IP, GH_HASH_PATH, GH_HASH_CONSUMER };
 enum gh_protocol { GH_PROTO_HTTP1 = 0, GH_PROTO_H2 };
 
 /* retries.on: bit set of failure kinds */
@@ -124,7 +126,42 @@ typedef struct gh_upstream_cfg {
     uint32_t retry_on;            /* GH_RETRY_* bits; default connect_error|reset|502|503|504 */
     uint64_t retry_backoff_ms;    /* default 0 */
     gh_tls_upstream_cfg *tls;     /* NULL = plaintext */
+    int hash_on;                  /* enum gh_hash_on (balance: hash) */
+    gh_str hash_name;             /* header or cookie name */
+    /* responses counted as failures by health checks and the circuit
+     * breaker (SPEC §12.7): bit s of the set, statuses 100-599 */
+    uint64_t failure_statuses[10];
+    struct {                      /* health_check.passive; off when failures == 0 */
+        uint32_t failures;        /* this many failures ... */
+        uint64_t within_ms;       /* ... within this long (10s) ... */
+        uint64_t eject_for_ms;    /* ... take the target out this long (30s) */
+    } passive;
+    struct {                      /* health_check.active (probed off the request path) */
+        bool on;
+        gh_str path;              /* /health */
+        uint64_t interval_ms;     /* 5s */
+        uint64_t timeout_ms;      /* 1s */
+        uint32_t healthy_after;   /* 2 */
+        uint32_t unhealthy_after; /* 3 */
+        struct { uint16_t lo, hi; } expect[16];   /* default [200-399] */
+        size_t nexpect;
+    } active;
+    struct {                      /* circuit_breaker; off when !on */
+        bool on;
+        double failure_ratio;     /* 0.5 */
+        uint32_t min_requests;    /* 20 */
+        uint64_t window_ms;       /* 10s */
+        uint64_t open_for_ms;     /* 30s */
+        uint32_t max_pending;     /* 1024; 0 = no bound */
+    } circuit;
+    uint64_t resolve_every_ms;    /* 0 = resolved at load only */
+    gh_mark health_mark, circuit_mark;
 } gh_upstream_cfg;
+
+static inline bool gh_upstream_failure_status(const gh_upstream_cfg *u, int status)
+{
+    return status >= 0 && status < 640 && (u->failure_statuses[status >> 6] >> (status & 63) & 1);
+}
 
 /* ---- routes (SPEC §4) ---- */
 enum gh_target_kind {

@@ -19,10 +19,10 @@
 #include "proxy/headers.h"
 #include "proxy/proxy.h"
 #include "proxy/tunnel.h"
+#include "proxy/upcall.h"
 #include "tls/tls.h"
 
 enum { P_CONNECT = 1, P_TLS, P_SEND, P_WAIT, P_BODY, P_DONE };
-enum fail_kind { F_CONNECT, F_RESET, F_TIMEOUT, F_CONNECT_TIMEOUT };
 
 #define MAX_RESP_HEADERS 128
 
@@ -32,13 +32,9 @@ typedef struct fwd {
     const gh_route_cfg *route;
     const gh_upstream_cfg *up;
     gh_upconn *uc;
+    gh_upcall call;               /* target choice, retries, outcomes (proxy/upcall.h) */
     int phase;
-    int target;
-    uint64_t tried;               /* bit per target already tried */
-    uint32_t attempts;            /* tries so far */
     bool reused;                  /* uc came from the pool */
-    bool stale_retry_used;        /* one free retry after a dead pooled connection */
-    bool counted;                 /* least_conn: begin() done for `target` */
     uv_timer_t *backoff;          /* waiting `retries.backoff` before the next try, or for a slot */
     bool tls_failed;              /* the last failure was a TLS handshake */
     uint64_t deadline_ms;         /* route `timeout` (absolute), 0 = none */
@@ -76,11 +72,6 @@ static void send_more(fwd *f);
 
 static uint64_t now_ms(fwd *f) { return gh_now_ms(f->ex->env); }
 
-static bool idempotent(const gh_exchange *ex)
-{
-    return ex->method_bit & (GH_M_GET | GH_M_HEAD | GH_M_OPTIONS | GH_M_PUT | GH_M_DELETE | GH_M_TRACE);
-}
-
 static void arm(fwd *f, uint64_t ms)
 {
     if (f->deadline_ms) {
@@ -94,9 +85,7 @@ static void arm(fwd *f, uint64_t ms)
 
 static void end_target(fwd *f)
 {
-    if (f->counted)
-        gh_balance_end(f->ctx.balancer, f->ctx.worker, f->route->upstream_index, f->target);
-    f->counted = false;
+    gh_upcall_put(&f->call);
 }
 
 /* The client connection's upstream slot (http/upquota.h) goes with the
@@ -122,6 +111,7 @@ static void drop_conn(fwd *f)
 /* The exchange is over for us: forget it before the codec may free it. */
 static void detach(fwd *f)
 {
+    gh_upcall_end(&f->call);
     f->phase = P_DONE;
     f->ex->consumer = NULL;
     f->ex->on_abort = NULL;
@@ -141,44 +131,19 @@ static void fail_client(fwd *f, int status, const char *code, const char *detail
     gh_problem(ex, status, code, detail, NULL, 0, NULL);
 }
 
-static bool retry_allowed(fwd *f, enum fail_kind kind)
+static void fail(fwd *f, int kind, int err)
 {
-    const gh_upstream_cfg *up = f->up;
-    gh_exchange *ex = f->ex;
-    if (ex->head_sent || f->body_started || f->head_done)
-        return false;
-    /* a pooled connection the upstream closed meanwhile: retry once, free */
-    if (f->reused && kind == F_RESET && !f->stale_retry_used) {
-        f->stale_retry_used = true;
-        f->attempts--;
-        f->tried &= ~(1ull << (f->target & 63));
-        return true;
-    }
-    if (f->attempts > up->retry_attempts)
-        return false;
-    uint32_t bit = kind == F_RESET ? GH_RETRY_RESET
-                 : kind == F_TIMEOUT ? GH_RETRY_TIMEOUT
-                 : kind == F_CONNECT_TIMEOUT ? (GH_RETRY_CONNECT_ERROR | GH_RETRY_TIMEOUT)
-                 : GH_RETRY_CONNECT_ERROR;
-    if (!(up->retry_on & bit))
-        return false;
-    /* nothing of the request reached a connect failure; otherwise only idempotent */
-    bool nothing_sent = kind == F_CONNECT || kind == F_CONNECT_TIMEOUT;
-    return nothing_sent || idempotent(ex);
-}
-
-static void fail(fwd *f, enum fail_kind kind, int err)
-{
-    gh_log_debug("upstream %s target %s: %s (%s)", f->up->name.p, f->up->targets[f->target].address.p,
-                 kind == F_CONNECT ? "connect failed" : kind == F_RESET ? "connection reset"
-                                                                        : "timed out",
+    gh_log_debug("upstream %s target %s: %s (%s)", f->up->name.p, f->up->targets[f->call.target].address.p,
+                 kind == GH_OUT_CONNECT ? "connect failed" : kind == GH_OUT_RESET ? "connection reset"
+                                                                                : "timed out",
                  err ? strerror(-err) : "-");
     drop_conn(f);
-    if (retry_allowed(f, kind)) {
+    bool replayable = !f->ex->head_sent && !f->body_started && !f->head_done;
+    if (gh_upcall_failed(&f->call, kind, f->reused && kind == GH_OUT_RESET, replayable)) {
         retry(f);
         return;
     }
-    if (kind == F_TIMEOUT || kind == F_CONNECT_TIMEOUT)
+    if (kind == GH_OUT_TIMEOUT || kind == GH_OUT_CONNECT_TIMEOUT)
         fail_client(f, 504, "upstream_timeout", "the upstream did not answer in time");
     else if (f->tls_failed)
         fail_client(f, 502, "upstream_error", "the TLS handshake with the upstream failed");
@@ -315,7 +280,7 @@ static size_t body_cb(gh_exchange *ex, const char *p, size_t len, bool last)
     if (taken)
         f->body_started = true;
     if (rc == GH_ERROR) {
-        fail(f, F_RESET, -errno);
+        fail(f, GH_OUT_RESET, -errno);
         return len;
     }
     if (rc == GH_AGAIN) {
@@ -333,7 +298,7 @@ static void send_more(fwd *f)
     size_t taken;
     int rc = out_write(f, NULL, 0, false, &taken);
     if (rc == GH_ERROR) {
-        fail(f, F_RESET, -errno);
+        fail(f, GH_OUT_RESET, -errno);
         return;
     }
     if (rc == GH_AGAIN)
@@ -356,7 +321,7 @@ static void begin_send(fwd *f)
         size_t taken;
         int rc = out_write(f, NULL, 0, true, &taken);
         if (rc == GH_ERROR)
-            fail(f, F_RESET, -errno);
+            fail(f, GH_OUT_RESET, -errno);
         else if (rc == GH_AGAIN)
             gh_upconn_events(f->uc, UV_READABLE | UV_WRITABLE);
         else
@@ -498,11 +463,8 @@ static bool parse_head(fwd *f)
             in->start += (size_t)r;   /* interim responses are not forwarded */
             continue;
         }
-        /* retry on configured statuses while the client has seen nothing */
-        uint32_t sbit = m.status == 500 ? GH_RETRY_500 : m.status == 502 ? GH_RETRY_502
-                      : m.status == 503 ? GH_RETRY_503 : m.status == 504 ? GH_RETRY_504 : 0;
-        if (sbit && (f->up->retry_on & sbit) && f->attempts <= f->up->retry_attempts &&
-            idempotent(ex) && !f->body_started && f->req_done) {
+        /* the outcome; a retry on a configured status while the client has seen nothing */
+        if (gh_upcall_head(&f->call, m.status, !f->body_started, f->req_done)) {
             drop_conn(f);
             retry(f);
             return false;
@@ -629,7 +591,7 @@ static void read_response(fwd *f)
                 fail_client(f, 502, "upstream_error", "upstream closed inside the response head");
                 return;
             }
-            fail(f, F_RESET, err);
+            fail(f, GH_OUT_RESET, err);
         } else if (f->resp_body == GH_BODY_UNTIL_CLOSE && n == 0) {
             f->keep_alive = false;
             complete(f);
@@ -677,9 +639,9 @@ static void tls_step(fwd *f)
     if (rc < 0) {
         const char *why = gh_tls_error(f->uc->tp);
         gh_log_warn("upstream %s target %s: TLS handshake failed: %s", f->up->name.p,
-                    f->up->targets[f->target].address.p, why ? why : "?");
+                    f->up->targets[f->call.target].address.p, why ? why : "?");
         f->tls_failed = true;
-        fail(f, F_CONNECT, -EPROTO);
+        fail(f, GH_OUT_CONNECT, -EPROTO);
         return;
     }
     begin_send(f);
@@ -700,7 +662,7 @@ static void on_uc_event(gh_upconn *uc, int events)
         if (f->head_done)
             fail_client(f, 502, "upstream_error", "upstream connection error");
         else
-            fail(f, f->phase == P_CONNECT ? F_CONNECT : F_RESET, events);
+            fail(f, f->phase == P_CONNECT ? GH_OUT_CONNECT : GH_OUT_RESET, events);
         return;
     }
     if (f->phase == P_CONNECT) {
@@ -708,16 +670,16 @@ static void on_uc_event(gh_upconn *uc, int events)
             return;
         int r = gh_upconn_connect_result(uc);
         if (r < 0) {
-            fail(f, F_CONNECT, r);
+            fail(f, GH_OUT_CONNECT, r);
             return;
         }
         gh_tls_client *tls = f->ctx.tls ? f->ctx.tls[f->route->upstream_index] : NULL;
         if (tls) {
-            const gh_target_cfg *t = &f->up->targets[f->target];
+            const gh_target_cfg *t = &f->up->targets[f->call.target];
             uc->tp = gh_tls_connect(tls, uc->fd, t->host.p);
             if (!uc->tp) {
                 uc->tp = &gh_transport_plain;
-                fail(f, F_CONNECT, -ENOMEM);
+                fail(f, GH_OUT_CONNECT, -ENOMEM);
                 return;
             }
             f->phase = P_TLS;
@@ -767,15 +729,15 @@ static void on_uc_timer(gh_upconn *uc)
     switch (f->phase) {
     case P_CONNECT:
     case P_TLS:
-        fail(f, F_CONNECT_TIMEOUT, -ETIMEDOUT);
+        fail(f, GH_OUT_CONNECT_TIMEOUT, -ETIMEDOUT);
         return;
     case P_SEND:
         if (!send_stalled(f))
             return;
-        fail(f, F_TIMEOUT, -ETIMEDOUT);
+        fail(f, GH_OUT_TIMEOUT, -ETIMEDOUT);
         return;
     case P_WAIT:
-        fail(f, F_TIMEOUT, -ETIMEDOUT);
+        fail(f, GH_OUT_TIMEOUT, -ETIMEDOUT);
         return;
     default:
         fail_client(f, 504, "upstream_timeout", "the upstream stopped sending");
@@ -861,13 +823,11 @@ static void attempt(fwd *f)
         }
         f->slot = true;
     }
-    f->target = gh_balance_pick(f->ctx.balancer, f->ctx.worker, f->route->upstream_index, f->tried);
-    if (f->target < 0) {
-        fail_client(f, 503, "upstream_unavailable", "the upstream has no targets");
+    int target = gh_upcall_get(&f->call);
+    if (target < 0) {
+        fail_client(f, 503, "upstream_unavailable", "every target of the upstream is down");
         return;
     }
-    f->tried |= 1ull << (f->target & 63);
-    f->attempts++;
     gh_exchange_upstream_try(ex);
     f->tls_failed = false;
     f->head_off = 0;
@@ -875,15 +835,13 @@ static void attempt(fwd *f)
     f->chunk_left = 0;
     f->final_queued = false;
     f->req_done = false;
-    const gh_target_cfg *t = &f->up->targets[f->target];
+    const gh_target_cfg *t = &f->up->targets[f->call.target];
     ex->log.target = t->address;
     if (f->host_by_target &&   /* no Host from the client: this target's address, never none */
         !(f->head = gh_proxy_request_head(ex, f->route, f->path_q, f->body_mode, t, &f->head_len))) {
         fail_client(f, 500, "internal_error", "out of memory");
         return;
     }
-    gh_balance_begin(f->ctx.balancer, f->ctx.worker, f->route->upstream_index, f->target);
-    f->counted = true;
     uint64_t tag = gh_proxy_tls_tag(f->up);
     f->uc = gh_pool_take_tagged(f->ctx.pw, (const struct sockaddr *)&t->sa, t->salen, tag);
     f->reused = f->uc != NULL;
@@ -891,7 +849,7 @@ static void attempt(fwd *f)
         int err = 0;
         f->uc = gh_upconn_connect_tagged(f->ctx.pw, (const struct sockaddr *)&t->sa, t->salen, tag, &err);
         if (!f->uc) {
-            fail(f, F_CONNECT, err);
+            fail(f, GH_OUT_CONNECT, err);
             return;
         }
     }
@@ -930,9 +888,14 @@ void gh_proxy_start(gh_exchange *ex, const gh_proxy_ctx *ctx, const gh_route_cfg
         gh_problem(ex, 500, "internal_error", "out of memory", NULL, 0, NULL);
         return;
     }
+    ex->log.upstream = f->up->name;
+    const char *refused = gh_upcall_start(&f->call, ex, ctx, route);
+    if (refused) {
+        gh_problem(ex, 503, refused, "the upstream's circuit breaker is open", NULL, 0, NULL);
+        return;
+    }
     ex->consumer = f;
     ex->on_abort = on_client_abort;
     ex->on_writable = on_client_writable;
-    ex->log.upstream = f->up->name;
     attempt(f);
 }

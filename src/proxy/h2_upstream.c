@@ -31,11 +31,6 @@ typedef gh_h2up_call h2x;
 static void attempt(h2x *x);
 static nghttp2_nv nv_of(gh_arena *a, const char *name, size_t nl, const char *value, size_t vl);
 
-static bool idempotent(const gh_exchange *ex)
-{
-    return ex->method_bit & (GH_M_GET | GH_M_HEAD | GH_M_OPTIONS | GH_M_PUT | GH_M_DELETE | GH_M_TRACE);
-}
-
 static uint64_t activity_ms(const h2x *x)
 {
     return x->req_done ? x->up->read_timeout_ms : x->up->send_timeout_ms;
@@ -80,9 +75,7 @@ static void release_stream(h2x *x, uint32_t code)
 
 static void end_target(h2x *x)
 {
-    if (x->counted)
-        gh_balance_end(x->ctx.balancer, x->ctx.worker, x->route->upstream_index, x->target);
-    x->counted = false;
+    gh_upcall_put(&x->call);
 }
 
 static void stop_backoff(h2x *x)
@@ -95,7 +88,7 @@ static void detach(h2x *x)
 {
     stop_backoff(x);
     gh_h2up_wait_remove(x);
-    end_target(x);
+    gh_upcall_end(&x->call);
     x->done = true;
     x->ex->consumer = NULL;
     x->ex->on_abort = NULL;
@@ -156,30 +149,17 @@ static void push(h2x *x)
 
 /* ----------------------------------------------------- retries, fails -- */
 
-static bool retry_allowed(h2x *x, enum gh_h2up_fail kind)
+/* The transport's failure kinds, as the call layer counts them. */
+static int outcome_of(enum gh_h2up_fail kind)
 {
-    const gh_upstream_cfg *up = x->up;
-    if (x->ex->head_sent || x->body_started || x->head_done)
-        return false;
-    /* a connection that had served requests died under us: retry once, free */
-    if (x->reused && kind == GH_H2F_LOST && !x->stale_retry_used) {
-        x->stale_retry_used = true;
-        x->attempts--;
-        x->tried &= ~(1ull << (x->target & 63));
-        return true;
+    switch (kind) {
+    case GH_H2F_CONNECT:
+    case GH_H2F_TLS: return GH_OUT_CONNECT;
+    case GH_H2F_CONNECT_TIMEOUT: return GH_OUT_CONNECT_TIMEOUT;
+    case GH_H2F_REFUSED: return GH_OUT_REFUSED;
+    case GH_H2F_TIMEOUT: return GH_OUT_TIMEOUT;
+    default: return GH_OUT_RESET;
     }
-    if (x->attempts > up->retry_attempts)
-        return false;
-    uint32_t bit = kind == GH_H2F_TIMEOUT ? GH_RETRY_TIMEOUT
-                 : kind == GH_H2F_CONNECT_TIMEOUT ? (GH_RETRY_CONNECT_ERROR | GH_RETRY_TIMEOUT)
-                 : kind == GH_H2F_RESET || kind == GH_H2F_LOST ? GH_RETRY_RESET
-                 : kind == GH_H2F_REFUSED ? (GH_RETRY_CONNECT_ERROR | GH_RETRY_RESET)
-                 : GH_RETRY_CONNECT_ERROR;
-    if (!(up->retry_on & bit))
-        return false;
-    /* nothing was processed upstream (no connection, or a refused stream) */
-    return kind == GH_H2F_CONNECT || kind == GH_H2F_TLS || kind == GH_H2F_CONNECT_TIMEOUT ||
-           kind == GH_H2F_REFUSED || idempotent(x->ex);
 }
 
 static void on_backoff(void *data)
@@ -199,11 +179,12 @@ static void retry(h2x *x)
 
 void gh_h2up_fail(h2x *x, enum gh_h2up_fail kind, const char *why)
 {
-    gh_log_debug("upstream %s target %s: %s", x->up->name.p, x->up->targets[x->target].address.p, why);
+    gh_log_debug("upstream %s target %s: %s", x->up->name.p, x->up->targets[x->call.target].address.p, why);
     release_stream(x, NGHTTP2_CANCEL);
     gh_h2up_wait_remove(x);
-    end_target(x);
-    if (retry_allowed(x, kind)) {
+    bool replayable = !x->ex->head_sent && !x->body_started && !x->head_done;
+    /* a connection that had served requests died under us: stale */
+    if (gh_upcall_failed(&x->call, outcome_of(kind), x->reused && kind == GH_H2F_LOST, replayable)) {
         retry(x);
         return;
     }
@@ -402,12 +383,8 @@ static void on_head(h2x *x, bool end)
             fail_client(x, 502, "upstream_error", "malformed response status from the upstream");
         return;                  /* interim responses are not forwarded */
     }
-    uint32_t sbit = s == 500 ? GH_RETRY_500 : s == 502 ? GH_RETRY_502 : s == 503 ? GH_RETRY_503
-                  : s == 504 ? GH_RETRY_504 : 0;
-    if (sbit && (x->up->retry_on & sbit) && x->attempts <= x->up->retry_attempts && idempotent(ex) &&
-        !x->body_started && x->req_done) {
+    if (gh_upcall_head(&x->call, s, !x->body_started, x->req_done)) {
         release_stream(x, NGHTTP2_CANCEL);
-        end_target(x);
         retry(x);
         return;
     }
@@ -561,23 +538,19 @@ static void on_client_abort(gh_exchange *ex)
 static void attempt(h2x *x)
 {
     gh_exchange *ex = x->ex;
-    x->target = gh_balance_pick(x->ctx.balancer, x->ctx.worker, x->route->upstream_index, x->tried);
-    if (x->target < 0) {
-        fail_client(x, 503, "upstream_unavailable", "the upstream has no targets");
+    int target = gh_upcall_get(&x->call);
+    if (target < 0) {
+        fail_client(x, 503, "upstream_unavailable", "every target of the upstream is down");
         return;
     }
-    x->tried |= 1ull << (x->target & 63);
-    x->attempts++;
     gh_exchange_upstream_try(ex);
     x->req_done = x->head_done = x->trailers = x->end_recv = x->blocked = false;
     x->nh = x->caph = x->hbytes = 0;
     x->hdrs = NULL;
-    const gh_target_cfg *t = &x->up->targets[x->target];
+    const gh_target_cfg *t = &x->up->targets[target];
     ex->log.target = t->address;
     if (gh_proxy_host_by_target(ex, x->route))   /* no Host from the client: the target's address */
         x->nv[2] = nv_of(&ex->arena, ":authority", 10, t->address.p, t->address.len);
-    gh_balance_begin(x->ctx.balancer, x->ctx.worker, x->route->upstream_index, x->target);
-    x->counted = true;
     int err = 0;
     sess *ss = gh_h2up_pick(x, t, &err);
     if (!ss) {
@@ -652,6 +625,12 @@ void gh_h2up_start(gh_exchange *ex, const gh_proxy_ctx *ctx, const gh_route_cfg 
     gh_exchange_upstream_start(ex);
     if (route->timeout_ms)
         x->deadline_ms = x->t0_ms + route->timeout_ms;
+    ex->log.upstream = x->up->name;
+    const char *refused = gh_upcall_start(&x->call, ex, ctx, route);
+    if (refused) {
+        gh_problem(ex, 503, refused, "the upstream's circuit breaker is open", NULL, 0, NULL);
+        return;
+    }
     ex->consumer = x;
     ex->on_abort = on_client_abort;
     ex->on_writable = on_client_writable;

@@ -7,6 +7,7 @@
 #include <nghttp2/nghttp2.h>
 #include <sys/socket.h>
 #include "proxy/h2_upstream.h"
+#include "proxy/upcall.h"
 
 #define GH_H2UP_STREAM_WINDOW 65535          /* = the most response data a stream buffers */
 #define GH_H2UP_MAX_HEADER_BYTES (64 << 10)  /* response head or trailers */
@@ -76,12 +77,11 @@ struct gh_h2up_call {                /* per exchange, in its arena */
     size_t nnv;
     gh_header *hdrs;                 /* response head, then trailers */
     size_t nh, caph, hbytes;
-    int status, target;
-    uint64_t tried;
-    uint32_t attempts;
+    int status;
+    gh_upcall call;                  /* target choice, retries, outcomes (proxy/upcall.h) */
     uv_timer_t *backoff;
     uint64_t t0_ms, deadline_ms, due_ms;
-    bool counted, reused, stale_retry_used, body_started, want_body;
+    bool reused, body_started, want_body;
     bool req_done, head_done, trailers, end_recv, blocked, done;
 };
 

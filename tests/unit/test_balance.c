@@ -36,7 +36,7 @@ static void test_least_conn_ties_go_round_robin(void **state)
     gh_balancer *b = gh_balancer_new(cfg, 1);
     int seen[2] = { 0 }, prev = -1;
     for (int i = 0; i < 10; i++) {
-        int t = gh_balance_pick(b, 0, 0, 0);
+        int t = gh_balance_pick(b, 0, 0, 0, NULL);
         assert_true(t == 0 || t == 1);
         assert_int_not_equal(t, prev);   /* alternates */
         prev = t;
@@ -57,7 +57,7 @@ static void test_least_conn_ties_respect_weights(void **state)
     gh_balancer *b = gh_balancer_new(cfg, 1);
     int seen[2] = { 0 };
     for (int i = 0; i < 40; i++) {
-        int t = gh_balance_pick(b, 0, 0, 0);
+        int t = gh_balance_pick(b, 0, 0, 0, NULL);
         seen[t]++;
         gh_balance_begin(b, 0, 0, t);
         gh_balance_end(b, 0, 0, t);
@@ -76,12 +76,12 @@ static void test_least_conn_prefers_the_less_loaded(void **state)
     gh_balance_begin(b, 0, 0, 0);
     gh_balance_begin(b, 0, 0, 2);
     for (int i = 0; i < 5; i++)   /* 1 is idle: always 1 */
-        assert_int_equal(gh_balance_pick(b, 0, 0, 0), 1);
+        assert_int_equal(gh_balance_pick(b, 0, 0, 0, NULL), 1);
     /* 1 tried (a retry): the others tie at one request each, and alternate */
-    int a = gh_balance_pick(b, 0, 0, 1u << 1), c = gh_balance_pick(b, 0, 0, 1u << 1);
+    int a = gh_balance_pick(b, 0, 0, 1u << 1, NULL), c = gh_balance_pick(b, 0, 0, 1u << 1, NULL);
     assert_true((a == 0 && c == 2) || (a == 2 && c == 0));
-    /* every target tried: start over with all of them */
-    assert_int_equal(gh_balance_pick(b, 0, 0, 7), 1);
+    /* every target skipped: none (the call layer starts over) */
+    assert_int_equal(gh_balance_pick(b, 0, 0, 7, NULL), -1);
     gh_balancer_free(b);
     gh_config_free(cfg);
 }
