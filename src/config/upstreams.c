@@ -123,7 +123,7 @@ static bool set_expect(gh_load *ld, void *obj, const gh_ypair *kv)
             u->active.expect[u->active.nexpect++].hi = hi;
         }
     }
-    if (u->active.nexpect == 0)
+    if (kv->value->kind != GH_Y_SEQ || kv->value->n == 0)
         gh_ld_error(ld, kv->key->mark, "expect must not be empty");
     return true;
 }
@@ -351,7 +351,7 @@ static void load_upstream(gh_load *ld, gh_upstream_cfg *u, const gh_ypair *kv)
     const gh_ypair *seen[U_COUNT] = { 0 };
     if (!gh_ld_apply(ld, &upstream_section, kv->value, u, seen))
         return;
-    if (u->balance == GH_BALANCE_HASH && !u->hash_on)
+    if (u->balance == GH_BALANCE_HASH && !seen[U_HASH_ON])
         gh_ld_error(ld, seen[U_BALANCE]->value->mark, "balance: hash needs hash_on");
     if (seen[U_HASH_ON] && u->balance != GH_BALANCE_HASH)
         gh_ld_error(ld, seen[U_HASH_ON]->key->mark, "hash_on needs balance: hash");

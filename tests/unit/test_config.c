@@ -417,15 +417,88 @@ static void test_not_yet_supported_keys(void **state)
     assert_string_equal(errors_of(LISTEN "admin: { address: 127.0.0.1:9901 }\nplugins: { rate_limit: {} }\n"),
                         "test.yaml:3:1: unknown key 'admin'\n"
                         "test.yaml:4:12: plugin 'rate_limit' is not supported yet");
-    assert_string_equal(errors_of(LISTEN "upstreams:\n  u:\n    targets: [127.0.0.1:1]\n"
-                                         "    health_check: {}\n    balance: hash\n    protocol: h3\n"),
-                        "test.yaml:6:5: unknown key 'health_check'\n"
-                        "test.yaml:7:14: balance 'hash' is not supported yet\n"
-                        "test.yaml:8:15: invalid protocol 'h3' (use http1 or h2)");
+    assert_string_equal(errors_of(LISTEN "upstreams:\n  u:\n    targets: [127.0.0.1:1]\n    protocol: h3\n"),
+                        "test.yaml:6:15: invalid protocol 'h3' (use http1 or h2)");
     assert_string_equal(errors_of(LISTEN "routes:\n  - name: v\n    match: { prefix: /v }\n    aggregate: {}\n"),
                         "test.yaml:6:5: target 'aggregate' is not supported yet");
     assert_string_equal(errors_of("listen:\n  - address: 127.0.0.1:8443\n    tls: {}\n"),
                         "test.yaml:3:5: tls needs certificates (a list of { cert: FILE, key: FILE })");
+}
+
+/* Issue 10: balancers, health checks, circuit breaker, failure statuses. */
+static void test_upstream_traffic_keys(void **state)
+{
+    gh_diag d;
+    gh_config *cfg = load_ok(LISTEN "upstreams:\n  u:\n    targets: [127.0.0.1:1, 127.0.0.1:2]\n"
+                                    "    balance: hash\n    hash_on: cookie:sid\n"
+                                    "    health_check:\n"
+                                    "      active: { path: /ready, interval: 2s, timeout: 500ms, healthy_after: 1,"
+                                    " unhealthy_after: 4, expect: [200-299, 404] }\n"
+                                    "      passive: { failures: 3 }\n"
+                                    "    circuit_breaker: { failure_ratio: 0.25, min_requests: 10, open_for: 5s }\n"
+                                    "    failure_statuses: [502, 503]\n"
+                                    "    retries: { on: [timeout] }\n"
+                                    "    resolve_every: 30s\n"
+                                    "  v:\n    targets: [127.0.0.1:3]\n    balance: random_two\n", &d);
+    const gh_upstream_cfg *u = &cfg->upstreams[0];
+    assert_int_equal(u->balance, GH_BALANCE_HASH);
+    assert_int_equal(u->hash_on, GH_HASH_COOKIE);
+    assert_string_equal(u->hash_name.p, "sid");
+    assert_true(u->active.on);
+    assert_string_equal(u->active.path.p, "/ready");
+    assert_int_equal(u->active.interval_ms, 2000);
+    assert_int_equal(u->active.timeout_ms, 500);
+    assert_int_equal(u->active.healthy_after, 1);
+    assert_int_equal(u->active.unhealthy_after, 4);
+    assert_int_equal(u->active.nexpect, 2);
+    assert_int_equal(u->active.expect[0].lo, 200);
+    assert_int_equal(u->active.expect[0].hi, 299);
+    assert_int_equal(u->active.expect[1].lo, 404);
+    assert_int_equal(u->active.expect[1].hi, 404);
+    assert_int_equal(u->passive.failures, 3);
+    assert_int_equal(u->passive.within_ms, 10000);   /* defaults for the rest */
+    assert_int_equal(u->passive.eject_for_ms, 30000);
+    assert_true(u->circuit.on);
+    assert_true(u->circuit.failure_ratio == 0.25);
+    assert_int_equal(u->circuit.min_requests, 10);
+    assert_int_equal(u->circuit.window_ms, 10000);
+    assert_int_equal(u->circuit.open_for_ms, 5000);
+    assert_int_equal(u->circuit.max_pending, 1024);
+    assert_true(gh_upstream_failure_status(u, 502));
+    assert_false(gh_upstream_failure_status(u, 500));
+    assert_int_equal(u->retry_on, GH_RETRY_TIMEOUT);
+    assert_int_equal(u->resolve_every_ms, 30000);
+    const gh_upstream_cfg *v = &cfg->upstreams[1];
+    assert_int_equal(v->balance, GH_BALANCE_RANDOM_TWO);
+    assert_false(v->active.on);
+    assert_int_equal(v->passive.failures, 0);   /* off unless configured (SPEC §12.6) */
+    assert_false(v->circuit.on);
+    assert_true(gh_upstream_failure_status(v, 500) && gh_upstream_failure_status(v, 504));
+    gh_config_free(cfg);
+    gh_diag_free(&d);
+
+#define UP LISTEN "upstreams:\n  u:\n    targets: [127.0.0.1:1]\n"
+    assert_string_equal(errors_of(UP "    balance: hash\n"), "test.yaml:6:14: balance: hash needs hash_on");
+    assert_string_equal(errors_of(UP "    hash_on: ip\n"), "test.yaml:6:5: hash_on needs balance: hash");
+    assert_string_equal(errors_of(UP "    balance: hash\n    hash_on: \"header:\"\n"),
+                        "test.yaml:7:14: invalid hash_on 'header:' (use header:NAME, cookie:NAME, ip, path or consumer)");
+    assert_string_equal(errors_of(UP "    balance: fastest\n"),
+                        "test.yaml:6:14: invalid balance 'fastest' (use round_robin, least_conn, random_two or hash)");
+    assert_string_equal(errors_of(UP "    health_check: { passive: { failures: 0 } }\n"),
+                        "test.yaml:6:42: expected an integer between 1 and 1000000, got 0");
+    assert_string_equal(errors_of(UP "    health_check: { active: { expect: [200-99] } }\n"),
+                        "test.yaml:6:40: invalid status '200-99' (use 100-599, or a range like 200-399)");
+    assert_string_equal(errors_of(UP "    health_check: { active: { path: health } }\n"),
+                        "test.yaml:6:37: health check path must start with '/'");
+    assert_string_equal(errors_of(UP "    health_check: { pasive: {} }\n"),
+                        "test.yaml:6:21: unknown key 'pasive' (did you mean 'passive'?)");
+    assert_string_equal(errors_of(UP "    circuit_breaker: { failure_ratio: 1.5 }\n"),
+                        "test.yaml:6:39: invalid failure_ratio '1.5' (use a number above 0, at most 1)");
+    assert_string_equal(errors_of(UP "    failure_statuses: [500, 700]\n"),
+                        "test.yaml:6:29: invalid status '700' (use 100-599)");
+    assert_string_equal(errors_of(UP "    resolve_every: soon\n"),
+                        "test.yaml:6:20: expected a duration like 250ms, 5s, 1m or 2h, got \"soon\"");
+#undef UP
 }
 
 static void test_wrong_kinds(void **state)
@@ -689,7 +762,7 @@ static void test_upstream_errors(void **state)
     assert_string_equal(errors_of(LISTEN "upstreams:\n  u:\n    targets: [127.0.0.1:1]\n    balance: fastest\n"
                                          "    retries: { attempts: 11, on: [reset, 501] }\n"
                                          "    timeouts: { connect: 0 }\n"),
-                        "test.yaml:6:14: invalid balance 'fastest' (use round_robin or least_conn)\n"
+                        "test.yaml:6:14: invalid balance 'fastest' (use round_robin, least_conn, random_two or hash)\n"
                         "test.yaml:7:26: expected an integer between 0 and 10, got 11\n"
                         "test.yaml:7:42: invalid retry condition '501' (use connect_error, reset, timeout, 500, 502, 503, 504)\n"
                         "test.yaml:8:26: expected a duration greater than 0");
@@ -923,6 +996,7 @@ int main(void)
         cmocka_unit_test(test_case_insensitive),
         cmocka_unit_test(test_header_values),
         cmocka_unit_test(test_all_errors_in_file_order),
+        cmocka_unit_test(test_upstream_traffic_keys),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
