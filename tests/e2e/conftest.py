@@ -186,9 +186,9 @@ def wait_until(cond, timeout=10.0, what="condition"):
 
 
 class Upstream:
-    def __init__(self, name):
+    def __init__(self, name, port=None):
         self.name = name
-        self.port = free_port()
+        self.port = port or free_port()   # a port given: a restart where one ran
         self.proc = subprocess.Popen([sys.executable, os.path.join(HERE, "upstream.py"), str(self.port), name],
                                      stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
         self.proc.stdout.readline()  # READY
@@ -447,8 +447,8 @@ def raw_exchange(port, data, timeout=3.0, shut=False):
 def upstreams():
     made = []
 
-    def make(name="up"):
-        u = Upstream(name)
+    def make(name="up", port=None):
+        u = Upstream(name, port)
         made.append(u)
         return u
 

@@ -11,6 +11,7 @@ Paths:
   /__stats            {"connections": N, "requests": M}
   /__requests         the recorded requests (method, target, headers, body_len)
   /__reset            forget recorded requests and counters
+  /__fail?status=NNN  from now on answer every other path with NNN (0: stop)
   /status/NNN         answers status NNN
   /big?n=BYTES        a body of n bytes (Content-Length), streamed
   /chunked?n=BYTES    the same, chunked
@@ -32,6 +33,7 @@ import urllib.parse
 
 LOCK = threading.Lock()
 STATS = {"connections": 0, "requests": 0}
+FAIL = [0]   # /__fail: the status every request gets, 0 = behave
 RECORDED = []
 
 
@@ -144,6 +146,11 @@ def handle(sock):
                     STATS["connections"] = 1
                     STATS["requests"] = 0
                 send(sock, 200, b"{}")
+            elif path == "/__fail":
+                FAIL[0] = int(q.get("status", "0"))
+                send(sock, 200, b"{}")
+            elif FAIL[0]:
+                send(sock, FAIL[0], json.dumps({"server": NAME, "failing": True}).encode())
             elif path.startswith("/status/"):
                 send(sock, int(path[8:]), json.dumps({"server": NAME}).encode())
             elif path == "/big" or path == "/chunked":
