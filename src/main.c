@@ -17,6 +17,7 @@
 #include "server/dry_run.h"
 #include "server/server.h"
 #include "plugins/plugin.h"
+#include "proxy/describe.h"
 #include "server/snapshot.h"
 #include "http/status.h"
 #include "targets/versions.h"
@@ -190,6 +191,8 @@ static int cmd_routes(const char *file)
         }
         gh_plugins_describe(s->cfg, &r->chain, plugins, sizeof(plugins));
         printf("     plugins: %s\n", plugins);
+        if (r->target == GH_TARGET_UPSTREAM)
+            printf("     upstream: %s\n", gh_upstream_describe(s->cfg, r->upstream, plugins, sizeof(plugins)));
     }
     gh_snapshot_unref(s);
     return 0;
@@ -313,13 +316,9 @@ static int cmd_explain(const char *file, const char *method, const char *url, ch
         if (d.forwarded.p)
             printf("forwarded: %.*s\n", (int)d.forwarded.len, d.forwarded.p);
         if (d.target->target == GH_TARGET_UPSTREAM) {
-            const gh_upstream_cfg *u = d.target->upstream;
-            printf("upstream:  %s (%s, %zu target%s:", SHOW(cfg, u->name),
-                   u->balance == GH_BALANCE_LEAST_CONN ? "least_conn" : "round_robin", u->ntargets,
-                   u->ntargets == 1 ? "" : "s");
-            for (size_t i = 0; i < u->ntargets; i++)
-                printf(" %s", SHOW(cfg, u->targets[i].address));
-            printf(")\n");
+            char up[1024];
+            printf("upstream:  %s (%s)\n", SHOW(cfg, d.target->upstream->name),
+                   gh_upstream_describe(cfg, d.target->upstream, up, sizeof(up)));
         }
     }
     gh_dry_run_free(&d);

@@ -6,9 +6,10 @@ import http.client
 import json
 import os
 import signal
+import subprocess
 import time
 
-from conftest import wait_until
+from conftest import BIN, wait_until
 
 
 def conn(g):
@@ -202,3 +203,19 @@ def test_consistent_hash_key_sticks_and_a_new_target_takes_about_1_over_n(gateho
     assert 0.12 < moved / len(keys) < 0.40, moved   # ideal 1/4
     # no key: round robin over all of them
     assert len({get(c)[1] for _ in range(8)}) == 4
+
+
+def test_routes_and_explain_show_balancer_health_and_circuit(tmp_path):
+    path = tmp_path / "g.yaml"
+    path.write_text(config(["127.0.0.1:9001", "127.0.0.1:9002"], """    balance: hash
+    hash_on: cookie:sid
+    health_check: { passive: { failures: 3 }, active: { path: /ready } }
+    circuit_breaker: { open_for: 5s }
+""").replace("{port}", "18080"))
+    want = ("hash on cookie:sid, 2 targets: 127.0.0.1:9001 127.0.0.1:9002; retries 1; "
+            "passive checks: 3 failures in 10000ms eject 30000ms; active checks: /ready every 5000ms; "
+            "circuit breaker: 0.5 of >= 20 in 10000ms, open 5000ms, max_pending 1024")
+    out = subprocess.run([BIN, "routes", "-c", str(path)], capture_output=True, text=True, timeout=10)
+    assert out.returncode == 0 and ("upstream: " + want) in out.stdout, out.stdout + out.stderr
+    out = subprocess.run([BIN, "explain", "-c", str(path), "GET", "/x"], capture_output=True, text=True, timeout=10)
+    assert out.returncode == 0 and ("upstream:  main (%s)" % want) in out.stdout, out.stdout + out.stderr
