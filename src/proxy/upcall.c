@@ -109,6 +109,7 @@ const char *gh_upcall_start(gh_upcall *c, gh_exchange *ex, const struct gh_proxy
     c->up = route->upstream;
     c->worker = ctx->worker;
     c->target = -1;
+    c->counting = c->rt->checks || c->rt->circuit;
     if (c->up->balance == GH_BALANCE_HASH)
         c->has_key = gh_upcall_hash_key(c->up, ex, &c->key);
     if (c->rt->circuit) {
@@ -140,10 +141,10 @@ int gh_upcall_get(gh_upcall *c)
             return -1;
     }
     const uint64_t *key = c->has_key ? &c->key : NULL;
-    int t = gh_balance_pick(c->b, c->worker, c->upstream, c->tried | down, key);
-    if (t < 0)   /* every live target tried: start over among them */
-        t = gh_balance_pick(c->b, c->worker, c->upstream, down, key);
-    if (t < 0)
+    int t = 0;   /* one target, up: nothing to choose */
+    if (u->ntargets > 1 &&   /* every live target tried: start over among them */
+        (t = gh_balance_pick(c->b, c->worker, c->upstream, c->tried | down, key)) < 0 &&
+        (t = gh_balance_pick(c->b, c->worker, c->upstream, down, key)) < 0)
         return -1;
     c->target = t;
     c->tried |= 1ull << (t & 63);
@@ -161,9 +162,9 @@ void gh_upcall_report(gh_upcall *c, int outcome)
     if (c->reported || c->target < 0)
         return;
     c->reported = true;
-    bool failed = gh_upcall_is_failure(c->up, outcome);
-    if (!c->rt->checks && !c->rt->circuit)
+    if (!c->counting)
         return;
+    bool failed = gh_upcall_is_failure(c->up, outcome);
     uint64_t now = gh_now_ms(c->ex->env);
     gh_target_report(c->rt->ts[c->target], c->up, failed, now);
     if (c->rt->circuit) {
@@ -201,9 +202,9 @@ bool gh_upcall_failed(gh_upcall *c, int outcome, bool stale, bool replayable)
 
 bool gh_upcall_head(gh_upcall *c, int status, bool replayable, bool req_done)
 {
-    int outcome = gh_upcall_status_outcome(c->up, status);
-    gh_upcall_report(c, outcome);
-    if (!req_done ||
+    if (c->counting)
+        gh_upcall_report(c, gh_upcall_status_outcome(c->up, status));
+    if (status < 500 || !req_done ||   /* retries.on lists 5xx statuses only */
         !gh_upcall_may_retry(c->up, c->ex->method_bit, c->attempts, GH_OUT_STATUS, status, replayable))
         return false;
     gh_upcall_put(c);

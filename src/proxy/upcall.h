@@ -48,6 +48,7 @@ typedef struct gh_upcall {
     uint32_t attempts;            /* tries so far */
     uint64_t key;                 /* balance: hash */
     bool has_key;
+    bool counting;                /* health checks or a circuit count outcomes */
     bool holding;                 /* the attempt holds its target (get without put) */
     bool reported;                /* the attempt's outcome was reported */
     bool admitted, probe;         /* circuit: counted as pending; the half-open probe */
