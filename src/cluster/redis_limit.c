@@ -56,7 +56,7 @@ static const char sliding_window_lua[] =
     "cur = cur + 1\n"
     "redis.call('HSET', KEYS[1], 'w', idx, 'c', cur, 'p', prev)\n"
     "redis.call('PEXPIRE', KEYS[1], 2 * window)\n"
-    "local remaining = math.ceil(limit - est - 1) - 1\n"
+    "local remaining = math.ceil(limit - est - 1)\n"
     "if remaining < 0 then remaining = 0 end\n"
     "local reset = 0\n"
     "if remaining == 0 then reset = wait(cur) end\n"
