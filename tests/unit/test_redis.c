@@ -356,6 +356,15 @@ static void test_timeout_cancel_and_stall(void **st)
     assert_int_equal(k.status, GH_REDIS_TIMEOUT);
     assert_true(took_ms >= 45 && took_ms < 1000);
     gh_redis_cancel(h);                /* again, after the fact: harmless */
+    /* still stopped: no reply for long (20 x timeout, 1 s at least), so the
+     * connection is dropped rather than left to pile up requests */
+    bool dropped = false;
+    for (int i = 0; i < 300 && !dropped; i++) {
+        bool never = false;
+        run_until(&never, 10);
+        dropped = c->nodes[0]->ac == NULL;
+    }
+    assert_true(dropped);
 
     kill(pid, SIGCONT);
     k = sync_cmd(c, -1, "PING", NULL, NULL);
