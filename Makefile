@@ -8,7 +8,7 @@
 # CFLAGS/LDFLAGS are for the caller (optimisation, sanitizers); the flags the
 # project needs are in GH_CFLAGS and always apply.
 CC      ?= gcc
-PKGS    := libuv libssl libcrypto libnghttp2 libfyaml jansson libpcre2-8 zlib libbrotlienc libbrotlidec
+PKGS    := libuv libssl libcrypto libnghttp2 libfyaml jansson libpcre2-8 zlib libbrotlienc libbrotlidec hiredis
 CFLAGS  ?= -O2 -g
 BUILD   ?= build
 VERSION := $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)

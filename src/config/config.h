@@ -84,6 +84,28 @@ typedef struct gh_log_cfg {
     gh_str errors;                /* "stderr" (default) or a path */
 } gh_log_cfg;
 
+/* ---- redis (SPEC §2): the store behind scope: cluster limits ---- */
+enum gh_redis_on_error { GH_REDIS_ON_ERROR_ALLOW = 0, GH_REDIS_ON_ERROR_DENY };
+
+typedef struct gh_redis_addr_cfg {
+    gh_str host;                  /* name or literal, no brackets ("localhost" kept as 127.0.0.1) */
+    uint16_t port;
+    gh_mark mark;
+} gh_redis_addr_cfg;
+
+typedef struct gh_redis_cfg {
+    gh_redis_addr_cfg *nodes;     /* `address` (one) or the `cluster` seeds */
+    size_t nnodes;
+    bool cluster;                 /* Redis Cluster: slots from CLUSTER SLOTS */
+    gh_str username, password;    /* AUTH on every connect; empty = none (password is a secret) */
+    uint64_t timeout_ms;          /* per command, default 50ms */
+    int on_error;                 /* enum gh_redis_on_error */
+    gh_mark mark;
+} gh_redis_cfg;
+
+/* Same servers, credentials and timeout (a reload keeps the connections). */
+bool gh_redis_cfg_equal(const gh_redis_cfg *a, const gh_redis_cfg *b);
+
 /* ---- upstreams (SPEC §3) ---- */
 enum gh_balance { GH_BALANCE_ROUND_ROBIN = 0, GH_BALANCE_LEAST_CONN, GH_BALANCE_RANDOM_TWO, GH_BALANCE_HASH };
 /* hash_on: what a `balance: hash` request is keyed by */
@@ -285,6 +307,7 @@ typedef struct gh_config {
     gh_plugin_set plugins;        /* global: every route runs them unless it overrides */
     gh_consumer_cfg *consumers;
     size_t nconsumers;
+    gh_redis_cfg *redis;          /* NULL = no redis: section */
     const char **secrets;         /* strings of the arena that came from ${ENV} */
     size_t nsecrets, capsecrets;
     gh_str *secret_params;        /* key_auth `query` names: masked in the access log */

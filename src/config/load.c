@@ -295,11 +295,11 @@ static bool set_log(gh_load *ld, void *obj, const gh_ypair *kv)
     return true;
 }
 
-/* The top level. Keys of SPEC §2 not implemented yet (admin, redis,
+/* The top level. Keys of SPEC §2 not implemented yet (admin,
  * config_source, watch) are left out on purpose: they are refused as
  * unknown until their feature lands with its row here. */
 enum { T_LISTEN, T_WORKERS, T_LIMITS, T_TRUSTED, T_LOG, T_DRAIN, T_PLUGINS, T_UPSTREAMS, T_CONSUMERS,
-       T_ROUTES, T_COUNT };
+       T_ROUTES, T_REDIS, T_COUNT };
 static const gh_key top_keys[] = {
     [T_LISTEN] = GH_KEY_FN("listen", GH_Y_SEQ, set_listen),
     [T_WORKERS] = GH_KEY_FN("workers", 0, set_workers),
@@ -311,6 +311,7 @@ static const gh_key top_keys[] = {
     [T_UPSTREAMS] = GH_KEY_FN("upstreams", GH_Y_MAP, gh_ld_upstreams),
     [T_CONSUMERS] = GH_KEY_FN("consumers", GH_Y_SEQ, gh_ld_consumers),
     [T_ROUTES] = GH_KEY_FN("routes", GH_Y_SEQ, gh_ld_routes),
+    [T_REDIS] = GH_KEY_FN("redis", GH_Y_MAP, gh_ld_redis),
 };
 static const gh_section top_section = GH_SECTION("configuration", top_keys);
 

@@ -168,6 +168,7 @@ struct gh_http_env {
     gh_exchange *free_exchanges;    /* recycled exchange objects */
     size_t nfree_exchanges;
     void *owner;                    /* the worker */
+    struct gh_redis *redis;         /* the worker's Redis client (cluster/redis.h); NULL without redis: */
 };
 
 

@@ -9,6 +9,7 @@
 #include <string.h>
 #include <sys/random.h>
 #include <unistd.h>
+#include "cluster/redis.h"
 #include "core/log.h"
 #include "proxy/tunnel.h"
 #include "server/dispatch.h"
@@ -54,6 +55,17 @@ static void unpin(gh_http_env *env, void *handle)
 static void listener_close(gh_worker_listener *l);
 static void listener_open(gh_worker *w, const gh_listen_item *it, int fd);
 
+/* The Redis client lives with the worker; a reload that changes `redis:`
+ * replaces it (callers waiting on the old one are answered "closed"). */
+static void follow_redis(gh_worker *w, const gh_redis_cfg *cfg)
+{
+    gh_redis *old = w->env.redis;
+    if (old && gh_redis_cfg_equal(gh_redis_config(old), cfg))
+        return;
+    w->env.redis = cfg ? gh_redis_new(&w->loop, cfg) : NULL;
+    gh_redis_free(old);
+}
+
 /* Adopt the published snapshot: new requests use it, old ones finish on theirs. */
 static void follow_snapshot(gh_worker *w)
 {
@@ -71,6 +83,7 @@ static void follow_snapshot(gh_worker *w)
     if (old && old->inflight == 0)
         drop_pin(w, old);
     w->env.limits = &s->cfg->limits;
+    follow_redis(w, s->cfg->redis);
 
     /* listeners: keep those still configured, close the rest, open new ones */
     gh_listen_set *set = s->listen;
@@ -311,6 +324,7 @@ static void run(void *arg)
     gh_access_log_flush(&w->alog);
     gh_proxy_worker_free(w->pw);
     w->pw = NULL;
+    follow_redis(w, NULL);
     for (size_t i = 0; i < w->nlisteners; i++)
         listener_close(w->listeners[i]);
     w->nlisteners = 0;

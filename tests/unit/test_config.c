@@ -501,6 +501,52 @@ static void test_upstream_traffic_keys(void **state)
 #undef UP
 }
 
+static void test_redis(void **state)
+{
+    gh_diag d;
+    setenv("GH_T_REDIS_PW", "pw-from-env", 1);
+    gh_config *cfg = load_ok(LISTEN "redis:\n  address: localhost:6379\n  username: gh\n"
+                                    "  password: ${GH_T_REDIS_PW}\n  timeout: 20ms\n  on_error: deny\n", &d);
+    const gh_redis_cfg *r = cfg->redis;
+    assert_non_null(r);
+    assert_false(r->cluster);
+    assert_int_equal(r->nnodes, 1);
+    assert_string_equal(r->nodes[0].host.p, "127.0.0.1");
+    assert_int_equal(r->nodes[0].port, 6379);
+    assert_string_equal(r->password.p, "pw-from-env");
+    assert_string_equal(gh_config_show(cfg, r->password).p, "***");
+    assert_int_equal(r->timeout_ms, 20);
+    assert_int_equal(r->on_error, GH_REDIS_ON_ERROR_DENY);
+    gh_config *same = load_ok(LISTEN "redis:\n  address: 127.0.0.1:6379\n  username: gh\n"
+                                     "  password: pw-from-env\n  timeout: 20ms\n", &d);
+    assert_true(gh_redis_cfg_equal(r, same->redis));   /* on_error needs no new connection */
+    assert_string_equal(gh_config_show(same, same->redis->password).p, "***");   /* written out: still secret */
+    gh_config_free(same);
+    gh_config_free(cfg);
+    cfg = load_ok(LISTEN "redis:\n  cluster: [\"10.0.0.1:7000\", \"redis-2.internal:7001\"]\n", &d);
+    assert_true(cfg->redis->cluster);
+    assert_int_equal(cfg->redis->nnodes, 2);
+    assert_string_equal(cfg->redis->nodes[1].host.p, "redis-2.internal");
+    assert_int_equal(cfg->redis->timeout_ms, 50);
+    assert_int_equal(cfg->redis->on_error, GH_REDIS_ON_ERROR_ALLOW);
+    gh_config_free(cfg);
+    assert_string_equal(errors_of(LISTEN "redis:\n  address: 127.0.0.1:6379\n  tls: { ca: ca.pem }\n"),
+                        "test.yaml:5:3: redis.tls is not supported: the hiredis 0.14 client has no TLS; reach Redis "
+                        "over a trusted network or a local TLS tunnel (stunnel, spiped) and point address at it");
+    assert_string_equal(errors_of(LISTEN "redis:\n  address: 127.0.0.1:6379\n  cluster: [127.0.0.1:7000]\n"),
+                        "test.yaml:5:3: redis takes either address (one server) or cluster (Redis Cluster seeds), "
+                        "not both");
+    assert_string_equal(errors_of(LISTEN "redis:\n  timeout: 1s\n"),
+                        "test.yaml:3:1: redis needs address: host:port or cluster: [host:port, ...]");
+    assert_string_equal(errors_of(LISTEN "redis:\n  address: 127.0.0.1\n  on_error: maybe\n  adress: x\n"),
+                        "test.yaml:4:12: invalid address '127.0.0.1' (use host:port or [v6]:port)\n"
+                        "test.yaml:5:13: invalid on_error 'maybe' (use allow or deny)\n"
+                        "test.yaml:6:3: unknown key 'adress' (did you mean 'address'?)");
+    assert_string_equal(errors_of(LISTEN "redis:\n  cluster: []\n"), "test.yaml:4:12: expected a list of host:port seeds, got []");
+    assert_string_equal(errors_of(LISTEN "redis:\n  address: 127.0.0.1:1\n  username: u\n"),
+                        "test.yaml:5:3: redis.username needs a password");
+}
+
 static void test_wrong_kinds(void **state)
 {
     assert_string_equal(errors_of("listen: 127.0.0.1:80\n"), "test.yaml:1:9: expected a list, got \"127.0.0.1:80\"");
@@ -972,6 +1018,7 @@ int main(void)
         cmocka_unit_test(test_env_unset),
         cmocka_unit_test(test_unknown_key_hint),
         cmocka_unit_test(test_not_yet_supported_keys),
+        cmocka_unit_test(test_redis),
         cmocka_unit_test(test_wrong_kinds),
         cmocka_unit_test(test_bad_units),
         cmocka_unit_test(test_wrong_value_is_named),

@@ -1,0 +1,81 @@
+"""A real redis-server for the end-to-end tests, on a free loopback port.
+
+    r = RedisServer()          # started and answering
+    r.cli("INFO", "clients")   # redis-cli's output
+    r.stop(); r.start()        # same port, empty data
+"""
+import os
+import shutil
+import subprocess
+import tempfile
+
+import pytest
+
+from conftest import free_port, wait_port, wait_until
+
+REDIS_SERVER = "/usr/bin/redis-server"
+REDIS_CLI = "/usr/bin/redis-cli"
+
+
+def need_redis():
+    if not (os.access(REDIS_SERVER, os.X_OK) and os.access(REDIS_CLI, os.X_OK)):
+        pytest.skip("redis-server/redis-cli not installed (scripts/install-deps.sh test installs them)")
+
+
+class RedisServer:
+    def __init__(self, *args):
+        need_redis()
+        self.port = free_port()
+        self.dir = tempfile.mkdtemp(prefix="gh-redis-")
+        self.args = list(args)
+        self.proc = None
+        self.start()
+
+    @property
+    def address(self):
+        return "127.0.0.1:%d" % self.port
+
+    def start(self):
+        self.proc = subprocess.Popen(
+            [REDIS_SERVER, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "no", "--dir", self.dir] + self.args,
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_port(self.port, proc=self.proc)
+
+    def cli(self, *args):
+        r = subprocess.run([REDIS_CLI, "-p", str(self.port)] + list(args),
+                           capture_output=True, text=True, timeout=10)
+        return r.stdout
+
+    def clients(self):
+        """Connected clients other than the redis-cli asking."""
+        for line in self.cli("INFO", "clients").splitlines():
+            if line.startswith("connected_clients:"):
+                return int(line.split(":")[1]) - 1
+        return -1
+
+    def wait_clients(self, n, timeout=10.0):
+        wait_until(lambda: self.clients() == n, timeout, "%d clients on redis %s" % (n, self.address))
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+    def close(self):
+        self.stop()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+@pytest.fixture
+def redis():
+    made = []
+
+    def make(*args):
+        r = RedisServer(*args)
+        made.append(r)
+        return r
+
+    yield make
+    for r in made:
+        r.close()
