@@ -139,6 +139,8 @@ struct gh_exchange {
     gh_header *resp_extra;          /* added to whatever response is sent (CORS, ...) */
     size_t nresp_extra, capresp_extra;
     gh_str consumer_groups;         /* "admins,beta" for X-Consumer-Groups (X-Consumer: log.consumer) */
+    void *plugin_run;               /* the chain, when a plugin that ran has an after-response
+                                       hook (plugins/plugin.h); the done path calls them */
 
     /* ---- what the access log and metrics report ---- */
     struct {

@@ -13,7 +13,9 @@
 #include "http/status.h"
 #include "plugins/plugin.h"
 
-static bool is_auth(int id) { return id >= GH_PLUGIN_KEY_AUTH && id <= GH_PLUGIN_MTLS_AUTH; }
+_Static_assert(GH_PLUGIN_COUNT <= 32, "run->after is a 32-bit mask of plugin ids");
+
+static bool is_auth(int id) { return id < GH_PLUGIN_COUNT && gh_plugin_phase[id] == GH_PHASE_AUTH; }
 
 static bool runs(const gh_plugin_run *run, int id)
 {
@@ -26,8 +28,8 @@ static void wait_abort(gh_exchange *ex);
 static bool auth_failed(gh_plugin_run *run)
 {
     bool any = false;
-    for (int id = GH_PLUGIN_KEY_AUTH; id <= GH_PLUGIN_MTLS_AUTH; id++)
-        any |= runs(run, id);
+    for (int id = 0; id < GH_PLUGIN_COUNT; id++)
+        any |= is_auth(id) && runs(run, id);
     if (!any || run->authenticated)
         return false;
     gh_header h[GH_MAX_CHALLENGES];
@@ -43,6 +45,10 @@ static void step(gh_plugin_run *run)
     while (run->next < GH_PLUGIN_COUNT) {
         int id = run->next++;
         if (runs(run, id)) {
+            if (gh_plugin_registry[id]->after) {
+                run->after |= 1u << id;
+                run->ex->plugin_run = run;   /* the worker's done path calls the hooks */
+            }
             int r = gh_plugin_registry[id]->request(run, run->chain->p[id]);
             if (r == GH_PLUGIN_DONE)
                 return;
@@ -84,6 +90,15 @@ static void wait_abort(gh_exchange *ex)
     ex->consumer = NULL;
     if (run && run->cancel)
         run->cancel(run);
+}
+
+void gh_plugin_after_response(gh_plugin_run *run)
+{
+    for (uint32_t m = run->after; m; m &= m - 1) {
+        int id = __builtin_ctz(m);
+        const gh_plugin_cfg *conf = run->chain->p[id];
+        gh_plugin_registry[id]->after(run, conf, gh_plugin_context(run, conf));
+    }
 }
 
 /* ------------------------------------------------------------- helpers */

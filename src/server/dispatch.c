@@ -155,6 +155,7 @@ static void start_route(gh_exchange *ex, gh_snapshot *snap, const gh_route_match
     c->run.ex = ex;
     c->run.chain = &route->chain;
     c->run.consumers = snap->consumers;
+    c->run.contexts = gh_pin_plugin_contexts(ex->pin);
     c->run.done = chain_passed;
     c->run.done_ctx = c;
     if (plugins)

@@ -1,0 +1,298 @@
+/* rate_limit.c — the rate_limit plugin (SPEC §5.3, §12.13): builds the
+ * request's key, asks the store (plugins/ratelimit_store.h) to count it,
+ * and answers: RateLimit-* headers on every response of the route, 429
+ * `rate_limited` with Retry-After over the limit.
+ *
+ * The key: its parts (consumer, ip, route, header:NAME) joined; `consumer`
+ * falls back to the client address for requests without a consumer, and a
+ * missing header does the same. The store is reached through the plugin's
+ * per-worker context (a cluster store keeps its connection there); dry runs
+ * (`explain`) have no context and count nothing. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "core/log.h"
+#include "plugins/plugin.h"
+#include "plugins/ratelimit_store.h"
+
+typedef struct rl_rt {
+    gh_rl_policy policy;
+    char policy_text[160];        /* RateLimit-Policy: "10;w=1, 1000;w=3600" */
+    char limit_text[GH_RL_MAX_LIMITS][24];   /* "100" */
+    char window_text[GH_RL_MAX_LIMITS][24];  /* "1m" */
+} rl_rt;
+
+typedef struct rl_ctx {
+    gh_rl_store *store;
+    uint64_t passed, limited;     /* this worker's, counted after each response */
+} rl_ctx;
+
+static void window_text(char *out, size_t cap, uint64_t ms)
+{
+    if (ms % 3600000 == 0)
+        snprintf(out, cap, "%lluh", (unsigned long long)(ms / 3600000));
+    else if (ms % 60000 == 0)
+        snprintf(out, cap, "%llum", (unsigned long long)(ms / 60000));
+    else if (ms % 1000 == 0)
+        snprintf(out, cap, "%llus", (unsigned long long)(ms / 1000));
+    else
+        snprintf(out, cap, "%llums", (unsigned long long)ms);
+}
+
+static bool rl_compile(gh_plugin_cfg *conf, const gh_plugin_build *b)
+{
+    const gh_rate_limit_cfg *c = (const gh_rate_limit_cfg *)conf;
+    rl_rt *rt = calloc(1, sizeof(*rt));
+    if (!rt || !gh_rl_local_store()) {
+        free(rt);
+        gh_diag_error(b->diag, conf->mark, "rate_limit: out of memory for its counters");
+        return false;
+    }
+    rt->policy.algorithm = c->algorithm;
+    rt->policy.n = c->nlimits;
+    size_t n = 0;
+    uint64_t longest = 0;
+    for (size_t i = 0; i < c->nlimits; i++) {
+        rt->policy.limits[i] = (gh_rl_limit){ c->limits[i].limit, c->limits[i].window_ms };
+        longest = c->limits[i].window_ms > longest ? c->limits[i].window_ms : longest;
+        snprintf(rt->limit_text[i], sizeof(rt->limit_text[i]), "%llu", (unsigned long long)c->limits[i].limit);
+        window_text(rt->window_text[i], sizeof(rt->window_text[i]), c->limits[i].window_ms);
+        n += (size_t)snprintf(rt->policy_text + n, sizeof(rt->policy_text) - n, "%s%llu;w=%llu", i ? ", " : "",
+                              (unsigned long long)c->limits[i].limit,
+                              (unsigned long long)((c->limits[i].window_ms + 999) / 1000));
+    }
+    /* a sliding window still weighs the previous window; a bucket is full again after one */
+    rt->policy.idle_ms = c->algorithm == GH_RL_SLIDING_WINDOW ? 2 * longest : longest;
+    conf->rt = rt;
+    return true;
+}
+
+static void rl_release(gh_plugin_cfg *conf) { free(conf->rt); }
+
+static void *rl_context_new(const gh_plugin_cfg *conf, uv_loop_t *loop)
+{
+    rl_ctx *ctx = calloc(1, sizeof(*ctx));
+    if (ctx)
+        ctx->store = gh_rl_local_store();
+    return ctx;
+}
+
+static void rl_context_free(void *p)
+{
+    rl_ctx *ctx = p;
+    gh_log_debug("rate_limit: worker context released (%llu requests passed, %llu limited)",
+                 (unsigned long long)ctx->passed, (unsigned long long)ctx->limited);
+    free(ctx);
+}
+
+/* ---- the key ---- */
+
+#define KEY_MAX 512
+
+static size_t put(char *k, size_t n, char tag, const char *p, size_t len)
+{
+    if (n + len + 2 > KEY_MAX)
+        len = KEY_MAX - 2 - n;
+    k[n++] = tag;
+    memcpy(k + n, p, len);
+    n += len;
+    k[n++] = '\n';   /* no header value or name holds one: parts stay apart */
+    return n;
+}
+
+/* The key's bytes in k; `who` (may be NULL) gets its description for a
+ * 429's detail: "consumer alice", "ip 10.0.0.1, route users". */
+static size_t build_key(const gh_plugin_run *run, const gh_rate_limit_cfg *c, char *k, char *who, size_t cap)
+{
+    const gh_exchange *ex = run->ex;
+    size_t n = 0, w = 0;
+    for (size_t i = 0; i < c->nkeys; i++) {
+        int kind = c->keys[i].kind;
+        const char *what = NULL;
+        gh_str v = { NULL, 0 };
+        if (kind == GH_RL_KEY_CONSUMER && run->consumer) {
+            v = run->consumer->name;
+            what = "consumer";
+        } else if (kind == GH_RL_KEY_ROUTE) {
+            v = ex->log.route;
+            what = "route";
+        } else if (kind == GH_RL_KEY_HEADER) {
+            const gh_header *h = gh_exchange_header(ex, c->keys[i].header.p, c->keys[i].header.len);
+            if (h) {
+                v = (gh_str){ h->value, h->value_len };
+                what = "header";
+                kind = 'h' + (int)i;   /* two header parts stay apart */
+            }
+        }
+        if (!v.p) {   /* ip, and the fallback of consumer and header */
+            v = gh_str_c(ex->client);
+            what = "ip";
+            kind = GH_RL_KEY_IP;
+        }
+        n = put(k, n, (char)('0' + kind), v.p, v.len);
+        if (who && w + 1 < cap) {
+            /* a header's value is not echoed (it may be a credential) */
+            int r = strcmp(what, "header") == 0
+                        ? snprintf(who + w, cap - w, "%sheader %.*s", w ? ", " : "", (int)c->keys[i].header.len,
+                                   c->keys[i].header.p)
+                        : snprintf(who + w, cap - w, "%s%s %.*s", w ? ", " : "", what, (int)(v.len > 64 ? 64 : v.len),
+                                   v.p);
+            if (r > 0)
+                w += (size_t)r < cap - w ? (size_t)r : cap - w - 1;
+        }
+    }
+    return n;
+}
+
+static uint64_t key_hash(uint64_t seed, const char *k, size_t n)
+{
+    uint64_t h = seed ^ 0xcbf29ce484222325ULL;
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ (unsigned char)k[i]) * 0x100000001b3ULL;
+    h ^= h >> 29;
+    return h > 1 ? h : h + 2;   /* 0 and 1 mean empty and busy in the store */
+}
+
+/* ---- the answer ---- */
+
+static char *u64_text(char *end, uint64_t v)
+{
+    *--end = '\0';
+    do
+        *--end = (char)('0' + v % 10);
+    while (v /= 10);
+    return end;
+}
+
+static void add_header(gh_exchange *ex, const char *name, const char *value)
+{
+    gh_exchange_add_response_header(ex, name, strlen(name), value, strlen(value));
+}
+
+static char *arena_num(gh_exchange *ex, uint64_t v)
+{
+    char buf[24], *p = u64_text(buf + sizeof(buf), v);
+    size_t n = (size_t)(buf + sizeof(buf) - p);
+    char *out = gh_arena_alloc(&ex->arena, n);
+    if (out)
+        memcpy(out, p, n);
+    return out ? out : "0";
+}
+
+static int verdict(gh_plugin_run *run, const gh_plugin_cfg *conf, const gh_rl_verdict *v)
+{
+    const gh_rate_limit_cfg *c = (const gh_rate_limit_cfg *)conf;
+    const rl_rt *rt = conf->rt;
+    gh_exchange *ex = run->ex;
+    uint64_t reset_s = (v->reset_ms + 999) / 1000;
+    add_header(ex, "RateLimit-Limit", rt->limit_text[v->which]);
+    add_header(ex, "RateLimit-Remaining", arena_num(ex, v->remaining));
+    add_header(ex, "RateLimit-Reset", arena_num(ex, reset_s));
+    add_header(ex, "RateLimit-Policy", rt->policy_text);
+    if (v->allowed)
+        return GH_PLUGIN_NEXT;
+    char key[KEY_MAX], who[192] = "", detail[320];
+    build_key(run, c, key, who, sizeof(who));
+    snprintf(detail, sizeof(detail), "limit of %s per %s reached for %s", rt->limit_text[v->which],
+             rt->window_text[v->which], who);
+    const char *retry = arena_num(ex, reset_s ? reset_s : 1);
+    gh_header h = { "Retry-After", retry, 11, (uint32_t)strlen(retry) };
+    gh_problem(ex, 429, "rate_limited", detail, &h, 1, NULL);
+    return GH_PLUGIN_DONE;
+}
+
+/* An asynchronous store answered. */
+typedef struct pending {
+    gh_plugin_run *run;
+    const gh_plugin_cfg *conf;
+    gh_rl_store *store;
+} pending;
+
+static void taken(void *arg, const gh_rl_verdict *v)
+{
+    pending *p = arg;
+    gh_plugin_run *run = p->run;
+    if (v->allowed) {
+        verdict(run, p->conf, v);
+        gh_plugin_resume(run, GH_PLUGIN_NEXT);
+        return;
+    }
+    gh_plugin_resume(run, GH_PLUGIN_DONE);   /* forget the wait first: the answer may end the exchange */
+    verdict(run, p->conf, v);
+}
+
+static void cancel(gh_plugin_run *run)
+{
+    pending *p = run->wait_ctx;
+    p->store->cancel(p->store, p);
+}
+
+static int rl_request(gh_plugin_run *run, const gh_plugin_cfg *conf)
+{
+    rl_ctx *ctx = gh_plugin_context(run, conf);
+    if (!ctx)
+        return GH_PLUGIN_NEXT;   /* a dry run: decides nothing, counts nothing */
+    const gh_rate_limit_cfg *c = (const gh_rate_limit_cfg *)conf;
+    const rl_rt *rt = conf->rt;
+    char key[KEY_MAX];
+    size_t n = build_key(run, c, key, NULL, 0);
+    uint64_t h = key_hash(conf->state_key, key, n);
+    gh_rl_verdict v;
+    pending *p = NULL;
+    int r = ctx->store->take(ctx->store, &rt->policy, (gh_str){ key, n }, h, gh_now_ms(run->ex->env), &v, taken,
+                             NULL);
+    if (r == GH_AGAIN) {   /* (a cluster store) */
+        p = gh_arena_alloc(&run->ex->arena, sizeof(*p));
+        *p = (pending){ run, conf, ctx->store };
+        run->cancel = cancel;
+        run->wait_ctx = p;
+        return GH_PLUGIN_WAIT;
+    }
+    return verdict(run, conf, &v);
+}
+
+static void rl_after(gh_plugin_run *run, const gh_plugin_cfg *conf, void *p)
+{
+    rl_ctx *ctx = p;
+    if (!ctx)
+        return;
+    if (run->ex->log.error && strcmp(run->ex->log.error, "rate_limited") == 0)
+        ctx->limited++;
+    else
+        ctx->passed++;
+}
+
+static void rl_describe(const gh_config *cfg, const gh_plugin_cfg *conf, char *buf, size_t cap)
+{
+    const gh_rate_limit_cfg *c = (const gh_rate_limit_cfg *)conf;
+    size_t n = 0;
+    buf[0] = '\0';
+    for (size_t i = 0; i < c->nlimits && n + 1 < cap; i++) {
+        char w[24];
+        window_text(w, sizeof(w), c->limits[i].window_ms);
+        int r = snprintf(buf + n, cap - n, "%s%llu per %s", i ? " and " : "", (unsigned long long)c->limits[i].limit, w);
+        if (r > 0)
+            n += (size_t)r < cap - n ? (size_t)r : cap - n - 1;
+    }
+    for (size_t i = 0; i < c->nkeys && n + 1 < cap; i++) {
+        static const char *const names[] = { "consumer", "ip", "route", "header:" };
+        int r = snprintf(buf + n, cap - n, "%s%s%.*s", i ? "+" : " by ", names[c->keys[i].kind],
+                         (int)c->keys[i].header.len, c->keys[i].header.p);
+        if (r > 0)
+            n += (size_t)r < cap - n ? (size_t)r : cap - n - 1;
+    }
+    if (n + 1 < cap)
+        snprintf(buf + n, cap - n, ", %s, %s", c->algorithm == GH_RL_TOKEN_BUCKET ? "token_bucket" : "sliding_window",
+                 c->scope == GH_RL_CLUSTER ? "cluster" : "local");
+}
+
+const gh_plugin_ops gh_rate_limit_plugin = {
+    .name = "rate_limit",
+    .compile = rl_compile,
+    .release = rl_release,
+    .request = rl_request,
+    .describe = rl_describe,
+    .context_new = rl_context_new,
+    .context_free = rl_context_free,
+    .after = rl_after,
+};
