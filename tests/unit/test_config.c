@@ -414,9 +414,9 @@ static void test_unknown_key_hint(void **state)
 
 static void test_not_yet_supported_keys(void **state)
 {
-    assert_string_equal(errors_of(LISTEN "admin: { address: 127.0.0.1:9901 }\nplugins: { rate_limit: {} }\n"),
+    assert_string_equal(errors_of(LISTEN "admin: { address: 127.0.0.1:9901 }\nplugins: { cache: {} }\n"),
                         "test.yaml:3:1: unknown key 'admin'\n"
-                        "test.yaml:4:12: plugin 'rate_limit' is not supported yet");
+                        "test.yaml:4:12: plugin 'cache' is not supported yet");
     assert_string_equal(errors_of(LISTEN "upstreams:\n  u:\n    targets: [127.0.0.1:1]\n"
                                          "    health_check: {}\n    balance: hash\n    protocol: h3\n"),
                         "test.yaml:6:5: unknown key 'health_check'\n"

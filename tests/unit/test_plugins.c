@@ -333,8 +333,8 @@ static void test_config_errors(void **state)
     assert_non_null(strstr(e, "did you mean 'key_auth'"));
     errors_of("listen: [{ address: 127.0.0.1:1 }]\n"
               "plugins:\n"
-              "  rate_limit: {}\n", e, sizeof(e));
-    assert_non_null(strstr(e, "t.yaml:3:3: plugin 'rate_limit' is not supported yet"));
+              "  cache: {}\n", e, sizeof(e));
+    assert_non_null(strstr(e, "t.yaml:3:3: plugin 'cache' is not supported yet"));
     errors_of("listen: [{ address: 127.0.0.1:1 }]\n"
               "consumers:\n"
               "  - { name: a, api_keys: [same-key-123456] }\n"
