@@ -138,6 +138,14 @@ static int local_take(gh_rl_store *st, const gh_rl_policy *p, gh_str key, uint64
             v->which = i;
             v->remaining = 0;
             v->reset_ms = step.reset_ms;
+            /* Retry-After names the longest wait: look (without counting) at the other limits */
+            for (size_t j = i + 1; j < p->n; j++) {
+                take(atomic_load_explicit(&s->w[j], memory_order_relaxed), t, p->limits[j], &step);
+                if (!step.allowed && step.reset_ms > v->reset_ms) {
+                    v->which = j;
+                    v->reset_ms = step.reset_ms;
+                }
+            }
             break;
         }
         taken++;

@@ -46,7 +46,7 @@ gh_rl_store *gh_rl_local_store(void);
 
 /* The local table: its figures and a look at it (tests, docs). */
 #define GH_RL_LOCAL_SLOTS (1u << 18)   /* keys held at once, all rate limits together */
-#define GH_RL_LOCAL_PROBE 32           /* slots a key may use */
+#define GH_RL_LOCAL_PROBE 64           /* slots a key may use */
 size_t gh_rl_local_bytes(void);        /* memory of the table */
 size_t gh_rl_local_keys(uint64_t now_ms);   /* slots holding a live key */
 
