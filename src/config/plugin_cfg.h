@@ -37,6 +37,7 @@ typedef struct gh_plugin_cfg {
 /* Plugins configured at one level (global, route, version); NULL = not here. */
 typedef struct gh_plugin_set {
     gh_plugin_cfg *p[GH_PLUGIN_COUNT];
+    uint32_t on;                  /* a route's chain: bit id set = p[id] runs (set at load) */
 } gh_plugin_set;
 
 typedef struct gh_key_auth_cfg {

@@ -176,9 +176,10 @@ static bool authenticates(const gh_plugin_set *s)
 static void merge_chain(const gh_config *cfg, gh_route_cfg *r)
 {
     gh_plugin_set_merge(&cfg->plugins, &r->plugins, &r->chain);
-    r->has_plugins = false;
+    r->chain.on = 0;
     for (int id = 0; id < GH_PLUGIN_COUNT; id++)
-        r->has_plugins |= chain_has(&r->chain, id);
+        r->chain.on |= chain_has(&r->chain, id) ? 1u << id : 0;
+    r->has_plugins = r->chain.on != 0;
 }
 
 /* One route's (or one version's) chain, and its checks. */

@@ -108,8 +108,16 @@ bool gh_exchange_set_header(gh_exchange *ex, const char *name, size_t nl, const 
 bool gh_exchange_add_response_header(gh_exchange *ex, const char *name, size_t nl, const char *value,
                                      size_t vl)
 {
-    if (ex->nresp_extra == ex->capresp_extra) {
+    gh_header h = { name, value, (uint32_t)nl, (uint32_t)vl };
+    return gh_exchange_add_response_headers(ex, &h, 1);
+}
+
+bool gh_exchange_add_response_headers(gh_exchange *ex, const gh_header *h, size_t n)
+{
+    if (ex->nresp_extra + n > ex->capresp_extra) {
         size_t cap = ex->capresp_extra ? ex->capresp_extra * 2 : 8;
+        while (cap < ex->nresp_extra + n)
+            cap *= 2;
         gh_header *hs = gh_arena_alloc(&ex->arena, cap * sizeof(*hs));
         if (!hs)
             return false;
@@ -118,7 +126,8 @@ bool gh_exchange_add_response_header(gh_exchange *ex, const char *name, size_t n
         ex->resp_extra = hs;
         ex->capresp_extra = cap;
     }
-    ex->resp_extra[ex->nresp_extra++] = (gh_header){ name, value, (uint32_t)nl, (uint32_t)vl };
+    memcpy(ex->resp_extra + ex->nresp_extra, h, n * sizeof(*h));
+    ex->nresp_extra += n;
     return true;
 }
 

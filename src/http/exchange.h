@@ -218,6 +218,8 @@ bool gh_exchange_set_header(gh_exchange *ex, const char *name, size_t nl, const 
  * same lifetime rule). */
 bool gh_exchange_add_response_header(gh_exchange *ex, const char *name, size_t nl, const char *value,
                                      size_t vl);
+/* Several at once (same rule). */
+bool gh_exchange_add_response_headers(gh_exchange *ex, const gh_header *h, size_t n);
 /* The response head, with the headers added above: what every producer
  * calls instead of ex->down->send_head. */
 int gh_exchange_send_head(gh_exchange *ex, int status, const gh_header *hdrs, size_t n, int64_t content_length);

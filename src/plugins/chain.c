@@ -17,20 +17,13 @@ _Static_assert(GH_PLUGIN_COUNT <= 32, "run->after is a 32-bit mask of plugin ids
 
 static bool is_auth(int id) { return id < GH_PLUGIN_COUNT && gh_plugin_phase[id] == GH_PHASE_AUTH; }
 
-static bool runs(const gh_plugin_run *run, int id)
-{
-    return run->chain->p[id] && run->chain->p[id]->enabled;
-}
-
 static void wait_abort(gh_exchange *ex);
 
-/* Past the last authentication plugin with nothing accepted. */
+/* Past the last authentication plugin with nothing accepted (the chain
+ * ran every authenticator it has, in order, so "ran" = "configured"). */
 static bool auth_failed(gh_plugin_run *run)
 {
-    bool any = false;
-    for (int id = 0; id < GH_PLUGIN_COUNT; id++)
-        any |= is_auth(id) && runs(run, id);
-    if (!any || run->authenticated)
+    if (!run->auth_ran || run->authenticated)
         return false;
     gh_header h[GH_MAX_CHALLENGES];
     size_t n = 0;
@@ -40,25 +33,28 @@ static bool auth_failed(gh_plugin_run *run)
     return true;
 }
 
+/* The chain's plugins from run->next on, by the route's bit set of them. */
 static void step(gh_plugin_run *run)
 {
-    while (run->next < GH_PLUGIN_COUNT) {
-        int id = run->next++;
-        if (runs(run, id)) {
-            if (gh_plugin_registry[id]->after) {
-                run->after |= 1u << id;
-                run->ex->plugin_run = run;   /* the worker's done path calls the hooks */
-            }
-            int r = gh_plugin_registry[id]->request(run, run->chain->p[id]);
-            if (r == GH_PLUGIN_DONE)
-                return;
-            if (r == GH_PLUGIN_WAIT) {
-                run->ex->on_abort = wait_abort;
-                run->ex->consumer = run;
-                return;
-            }
+    uint32_t todo = run->next < GH_PLUGIN_COUNT ? run->chain->on >> run->next << run->next : 0;
+    while (todo) {
+        int id = __builtin_ctz(todo);
+        todo &= todo - 1;
+        run->next = id + 1;
+        run->auth_ran |= is_auth(id);
+        if (gh_plugin_registry[id]->after) {
+            run->after |= 1u << id;
+            run->ex->plugin_run = run;   /* the worker's done path calls the hooks */
         }
-        if (is_auth(id) && !is_auth(run->next) && auth_failed(run))
+        int r = gh_plugin_registry[id]->request(run, run->chain->p[id]);
+        if (r == GH_PLUGIN_DONE)
+            return;
+        if (r == GH_PLUGIN_WAIT) {
+            run->ex->on_abort = wait_abort;
+            run->ex->consumer = run;
+            return;
+        }
+        if (is_auth(id) && !(todo && is_auth(__builtin_ctz(todo))) && auth_failed(run))
             return;
     }
     run->done(run);
@@ -78,7 +74,8 @@ void gh_plugin_resume(gh_plugin_run *run, int result)
     if (result == GH_PLUGIN_DONE)
         return;
     int id = run->next - 1;
-    if (is_auth(id) && !is_auth(run->next) && auth_failed(run))
+    uint32_t later = run->next < GH_PLUGIN_COUNT ? run->chain->on >> run->next << run->next : 0;
+    if (is_auth(id) && !(later && is_auth(__builtin_ctz(later))) && auth_failed(run))
         return;
     step(run);
 }

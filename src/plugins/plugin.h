@@ -30,6 +30,7 @@ struct gh_plugin_run {
     int next;                         /* id of the next plugin to run */
     uint32_t after;                   /* ids that ran and have an `after` hook */
     /* authentication (shared by the auth plugins of one chain) */
+    bool auth_ran;                    /* an authentication plugin ran */
     bool authenticated;               /* a credential was found and accepted */
     const gh_consumer_cfg *consumer;  /* who, when the credential maps to a consumer */
     const char *challenges[GH_MAX_CHALLENGES];   /* WWW-Authenticate of authenticators that found nothing */
