@@ -127,6 +127,8 @@ bool gh_exchange_add_response_headers(gh_exchange *ex, const gh_header *h, size_
         ex->capresp_extra = cap;
     }
     memcpy(ex->resp_extra + ex->nresp_extra, h, n * sizeof(*h));
+    for (size_t i = 0; i < n; i++)
+        ex->resp_extra_lens |= 1ull << (h[i].name_len & 63);
     ex->nresp_extra += n;
     return true;
 }
@@ -140,9 +142,7 @@ int gh_exchange_send_head(gh_exchange *ex, int status, const gh_header *hdrs, si
         return GH_ERROR;
     /* the gateway's word replaces the producer's (two Access-Control-Allow-Origin
      * make browsers refuse the answer); Vary and Link are lists: both kept */
-    uint64_t lens = 0;   /* which name lengths the extras have: most headers skip the inner loop */
-    for (size_t j = 0; j < ex->nresp_extra; j++)
-        lens |= 1ull << (ex->resp_extra[j].name_len & 63);
+    uint64_t lens = ex->resp_extra_lens;   /* which name lengths the extras have: most headers skip the inner loop */
     size_t k = 0;
     for (size_t i = 0; i < n; i++) {
         bool replaced = false;

@@ -138,6 +138,7 @@ struct gh_exchange {
     /* ---- set by plugins ---- */
     gh_header *resp_extra;          /* added to whatever response is sent (CORS, ...) */
     size_t nresp_extra, capresp_extra;
+    uint64_t resp_extra_lens;       /* bit (name length & 63) of each: most names skip the merge */
     gh_str consumer_groups;         /* "admins,beta" for X-Consumer-Groups (X-Consumer: log.consumer) */
     void *plugin_run;               /* the chain, when a plugin that ran has an after-response
                                        hook (plugins/plugin.h); the done path calls them */

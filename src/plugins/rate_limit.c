@@ -73,6 +73,8 @@ static bool rl_compile(gh_plugin_cfg *conf, const gh_plugin_build *b)
 
 static void rl_release(gh_plugin_cfg *conf) { free(conf->rt); }
 
+static const char rate_limited[] = "rate_limited";   /* the problem code; rl_after knows it by address */
+
 static void *rl_context_new(const gh_plugin_cfg *conf, uv_loop_t *loop)
 {
     rl_ctx *ctx = calloc(1, sizeof(*ctx));
@@ -93,99 +95,95 @@ static void rl_context_free(void *p)
 
 #define KEY_MAX 512
 
-static size_t put(char *k, size_t n, char tag, const char *p, size_t len)
-{
-    if (n + len + 2 > KEY_MAX)
-        len = KEY_MAX - 2 - n;
-    k[n++] = tag;
-    memcpy(k + n, p, len);
-    n += len;
-    k[n++] = '\n';   /* no header value or name holds one: parts stay apart */
-    return n;
-}
+typedef struct key_part {
+    char tag;                     /* what it is: '0' + GH_RL_KEY_*, or 'h' + index for a header */
+    const char *what;             /* for a 429's detail */
+    gh_str v;
+} key_part;
 
-/* The key's bytes in k; `who` (may be NULL) gets its description for a
- * 429's detail: "consumer alice", "ip 10.0.0.1, route users". */
-static size_t build_key(const gh_plugin_run *run, const gh_rate_limit_cfg *c, char *k, char *who, size_t cap)
+/* The request's key parts: `consumer` and a missing header fall back to the client address. */
+static size_t key_parts(const gh_plugin_run *run, const gh_rate_limit_cfg *c, key_part *out)
 {
     const gh_exchange *ex = run->ex;
-    size_t n = 0, w = 0;
     for (size_t i = 0; i < c->nkeys; i++) {
         int kind = c->keys[i].kind;
-        const char *what = NULL;
-        gh_str v = { NULL, 0 };
+        key_part *k = &out[i];
+        k->v.p = NULL;
         if (kind == GH_RL_KEY_CONSUMER && run->consumer) {
-            v = run->consumer->name;
-            what = "consumer";
+            *k = (key_part){ '0' + GH_RL_KEY_CONSUMER, "consumer", run->consumer->name };
         } else if (kind == GH_RL_KEY_ROUTE) {
-            v = ex->log.route;
-            what = "route";
+            *k = (key_part){ '0' + GH_RL_KEY_ROUTE, "route", ex->log.route };
         } else if (kind == GH_RL_KEY_HEADER) {
             const gh_header *h = gh_exchange_header(ex, c->keys[i].header.p, c->keys[i].header.len);
-            if (h) {
-                v = (gh_str){ h->value, h->value_len };
-                what = "header";
-                kind = 'h' + (int)i;   /* two header parts stay apart */
-            }
+            if (h)   /* two header parts stay apart by their index */
+                *k = (key_part){ (char)('h' + i), "header", { h->value, h->value_len } };
         }
-        if (!v.p) {   /* ip, and the fallback of consumer and header */
-            v = gh_str_c(ex->client);
-            what = "ip";
-            kind = GH_RL_KEY_IP;
-        }
-        n = put(k, n, (char)('0' + kind), v.p, v.len);
-        if (who && w + 1 < cap) {
-            /* a header's value is not echoed (it may be a credential) */
-            int r = strcmp(what, "header") == 0
-                        ? snprintf(who + w, cap - w, "%sheader %.*s", w ? ", " : "", (int)c->keys[i].header.len,
-                                   c->keys[i].header.p)
-                        : snprintf(who + w, cap - w, "%s%s %.*s", w ? ", " : "", what, (int)(v.len > 64 ? 64 : v.len),
-                                   v.p);
-            if (r > 0)
-                w += (size_t)r < cap - w ? (size_t)r : cap - w - 1;
-        }
+        if (!k->v.p)
+            *k = (key_part){ '0' + GH_RL_KEY_IP, "ip", gh_str_c(ex->client) };
     }
-    return n;
+    return c->nkeys;
 }
 
-/* 64-bit hash of the key under its configuration's seed, eight bytes a
- * step (a multiply-xorshift mix; not for adversaries who know the seed,
- * which mixes in the configuration's hash). */
-static uint64_t key_hash(uint64_t seed, const char *k, size_t n)
+/* The key as bytes (for a store that keeps keys by name): "TAGvalue\n" per
+ * part (no header value holds a newline: parts stay apart). */
+static gh_str key_text(const key_part *parts, size_t n, char *k)
 {
-    uint64_t h = seed ^ (n * 0x9e3779b97f4a7c15ULL);
-    for (; n >= 8; n -= 8, k += 8) {
-        uint64_t w;
-        memcpy(&w, k, 8);
-        h = (h ^ w) * 0xff51afd7ed558ccdULL;
-        h ^= h >> 32;
+    size_t len = 0;
+    for (size_t i = 0; i < n; i++) {
+        size_t vl = parts[i].v.len < KEY_MAX / GH_RL_MAX_KEYS - 2 ? parts[i].v.len : KEY_MAX / GH_RL_MAX_KEYS - 2;
+        k[len++] = parts[i].tag;
+        if (vl)
+            memcpy(k + len, parts[i].v.p, vl);
+        len += vl;
+        k[len++] = '\n';
     }
-    uint64_t w = 0;
-    memcpy(&w, k, n);
-    h = (h ^ w) * 0xc4ceb9fe1a85ec53ULL;
-    h ^= h >> 29;
+    return (gh_str){ k, len };
+}
+
+/* "consumer alice", "ip 10.0.0.1, route users": who reached a limit. A
+ * header's value is not echoed (it may be a credential). */
+static void key_who(const gh_rate_limit_cfg *c, const key_part *parts, size_t n, char *who, size_t cap)
+{
+    size_t w = 0;
+    who[0] = '\0';
+    for (size_t i = 0; i < n && w + 1 < cap; i++) {
+        int r = parts[i].tag >= 'h'
+                    ? snprintf(who + w, cap - w, "%sheader %.*s", w ? ", " : "", (int)c->keys[i].header.len,
+                               c->keys[i].header.p)
+                    : snprintf(who + w, cap - w, "%s%s %.*s", w ? ", " : "", parts[i].what,
+                               (int)(parts[i].v.len > 64 ? 64 : parts[i].v.len), parts[i].v.p);
+        if (r > 0)
+            w += (size_t)r < cap - w ? (size_t)r : cap - w - 1;
+    }
+}
+
+/* 64-bit hash of the key parts under the configuration's seed (its
+ * state_key), eight bytes a step: a multiply-xorshift mix. */
+static uint64_t key_hash(uint64_t seed, const key_part *parts, size_t nparts)
+{
+    uint64_t h = seed;
+    for (size_t i = 0; i < nparts; i++) {
+        const char *k = parts[i].v.p;
+        size_t n = parts[i].v.len;
+        h ^= (uint64_t)(unsigned char)parts[i].tag << 56 ^ n;
+        for (; n >= 8; n -= 8, k += 8) {
+            uint64_t w;
+            memcpy(&w, k, 8);
+            h = (h ^ w) * 0xff51afd7ed558ccdULL;
+            h ^= h >> 32;
+        }
+        uint64_t w = 0;
+        if (n)
+            memcpy(&w, k, n);
+        h = (h ^ w) * 0xc4ceb9fe1a85ec53ULL;
+        h ^= h >> 29;
+    }
     return h > 1 ? h : h + 2;   /* 0 and 1 mean empty and busy in the store */
 }
 
 /* ---- the answer ---- */
 
-static char *u64_text(char *end, uint64_t v)
-{
-    *--end = '\0';
-    do
-        *--end = (char)('0' + v % 10);
-    while (v /= 10);
-    return end;
-}
-
-/* v's digits at out (NUL-terminated); their count. */
-static uint32_t put_num(char *out, uint64_t v)
-{
-    char buf[24], *p = u64_text(buf + sizeof(buf), v);
-    uint32_t n = (uint32_t)(buf + sizeof(buf) - p);
-    memcpy(out, p, n);
-    return n - 1;
-}
+static uint32_t put_num(char *out, uint64_t v) { return (uint32_t)gh_u64_dec(out, v); }
 
 #define H(name, v, vl) (gh_header){ name, v, sizeof(name) - 1, vl }
 
@@ -210,12 +208,13 @@ static int verdict(gh_plugin_run *run, const gh_plugin_cfg *conf, const gh_rl_ve
     gh_exchange_add_response_headers(ex, hs, 4);
     if (v->allowed)
         return GH_PLUGIN_NEXT;
-    char key[KEY_MAX], who[192] = "", detail[320];
-    build_key(run, c, key, who, sizeof(who));
+    key_part parts[GH_RL_MAX_KEYS];
+    char who[192], detail[320];
+    key_who(c, parts, key_parts(run, c, parts), who, sizeof(who));
     snprintf(detail, sizeof(detail), "limit of %s per %s reached for %s", rt->limit_text[v->which],
              rt->window_text[v->which], who);
     gh_header h = H("Retry-After", num + 48, put_num(num + 48, reset_s ? reset_s : 1));
-    gh_problem(ex, 429, "rate_limited", detail, &h, 1, NULL);
+    gh_problem(ex, 429, rate_limited, detail, &h, 1, NULL);
     return GH_PLUGIN_DONE;
 }
 
@@ -252,12 +251,14 @@ static int rl_request(gh_plugin_run *run, const gh_plugin_cfg *conf)
         return GH_PLUGIN_NEXT;   /* a dry run: decides nothing, counts nothing */
     const gh_rate_limit_cfg *c = (const gh_rate_limit_cfg *)conf;
     const rl_rt *rt = conf->rt;
-    char key[KEY_MAX];
-    size_t n = build_key(run, c, key, NULL, 0);
-    uint64_t h = key_hash(conf->state_key, key, n);
+    key_part parts[GH_RL_MAX_KEYS];
+    size_t n = key_parts(run, c, parts);
+    uint64_t h = key_hash(conf->state_key, parts, n);
+    char text[KEY_MAX];
+    gh_str key = ctx->store->wants_key ? key_text(parts, n, text) : (gh_str){ NULL, 0 };
     gh_rl_verdict v;
     pending *p = NULL;
-    int r = ctx->store->take(ctx->store, &rt->policy, (gh_str){ key, n }, h, gh_now_ms(run->ex->env), &v, taken,
+    int r = ctx->store->take(ctx->store, &rt->policy, key, h, gh_now_ms(run->ex->env), &v, taken,
                              NULL);
     if (r == GH_AGAIN) {   /* (a cluster store) */
         p = gh_arena_alloc(&run->ex->arena, sizeof(*p));
@@ -274,7 +275,7 @@ static void rl_after(gh_plugin_run *run, const gh_plugin_cfg *conf, void *p)
     rl_ctx *ctx = p;
     if (!ctx)
         return;
-    if (run->ex->log.error && strcmp(run->ex->log.error, "rate_limited") == 0)
+    if (run->ex->log.error == rate_limited)
         ctx->limited++;
     else
         ctx->passed++;

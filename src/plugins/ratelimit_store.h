@@ -32,7 +32,8 @@ typedef struct gh_rl_store gh_rl_store;
 typedef void (*gh_rl_done)(void *arg, const gh_rl_verdict *v);
 
 struct gh_rl_store {
-    /* Count one request of `key` (its bytes and 64-bit hash) at now_ms
+    bool wants_key;               /* take needs the key's bytes, not only its hash */
+    /* Count one request of `key` (its bytes when wants_key, and its 64-bit hash) at now_ms
      * (the worker's cached clock) against every limit of p. GH_OK: *v is
      * the verdict. GH_AGAIN: done(arg, v) comes later, unless cancel(arg)
      * is called first (the client left). */
