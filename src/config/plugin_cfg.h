@@ -12,31 +12,32 @@
 #include "core/cidr.h"
 #include "core/diag.h"
 #include "core/str.h"
+#include "config/plugin_list.h"
 
-/* In run order. Authentication plugins sit together: with several on a
- * route, the first that finds a credential decides. */
-enum gh_plugin_id {
-    GH_PLUGIN_IP_FILTER = 0,
-    GH_PLUGIN_CORS,
-    GH_PLUGIN_KEY_AUTH,
-    GH_PLUGIN_JWT,
-    GH_PLUGIN_BASIC_AUTH,
-    GH_PLUGIN_MTLS_AUTH,
-    GH_PLUGIN_ACL,
-    GH_PLUGIN_COUNT
-};
+/* Ids in run order, from the table (config/plugin_list.h). */
+#define GH_PLUGIN_ID_(ID, name, phase, T, parse, ops) GH_PLUGIN_##ID,
+enum gh_plugin_id { GH_PLUGIN_TABLE(GH_PLUGIN_ID_) GH_PLUGIN_COUNT };
+#undef GH_PLUGIN_ID_
+
+/* Phases (SPEC §5), in order; each plugin names its own in the table. */
+enum gh_plugin_phase { GH_PHASE_FILTER, GH_PHASE_AUTH, GH_PHASE_AUTHZ, GH_PHASE_LIMIT };
 
 /* The head of every plugin's configuration. */
 typedef struct gh_plugin_cfg {
     int id;                       /* enum gh_plugin_id */
     bool enabled;                 /* `name: false` turns off an inherited plugin */
     gh_mark mark;                 /* of the plugin's key */
+    uint64_t hash;                /* of its configuration as written (env expanded) */
+    uint64_t state_key;           /* hash + where it is configured: state kept across
+                                     reloads is found by this (set at snapshot build) */
+    int ctx_slot;                 /* its per-worker context's index (plugins with contexts) */
     void *rt;                     /* compiled state, owned by plugins/ (set at snapshot build) */
 } gh_plugin_cfg;
 
 /* Plugins configured at one level (global, route, version); NULL = not here. */
 typedef struct gh_plugin_set {
     gh_plugin_cfg *p[GH_PLUGIN_COUNT];
+    uint32_t on;                  /* a route's chain: bit id set = p[id] runs (set at load) */
 } gh_plugin_set;
 
 typedef struct gh_key_auth_cfg {
@@ -120,6 +121,25 @@ typedef struct gh_cors_cfg {
     gh_str *header_names;         /* lower-case, each */
     size_t nheaders;
 } gh_cors_cfg;
+
+/* rate_limit (SPEC §5.3): one or several limits on one key. */
+#define GH_RL_MAX_LIMITS 4
+#define GH_RL_MAX_KEYS 4
+#define GH_RL_MAX_LIMIT 1000000   /* per window (the counters are 20 bits wide) */
+enum { GH_RL_SLIDING_WINDOW = 0, GH_RL_TOKEN_BUCKET };
+enum { GH_RL_LOCAL = 0, GH_RL_CLUSTER };
+enum { GH_RL_KEY_CONSUMER = 0, GH_RL_KEY_IP, GH_RL_KEY_ROUTE, GH_RL_KEY_HEADER };
+
+typedef struct gh_rate_limit_cfg {
+    gh_plugin_cfg base;
+    struct { uint64_t limit, window_ms; } limits[GH_RL_MAX_LIMITS];
+    size_t nlimits;
+    int algorithm;                /* GH_RL_SLIDING_WINDOW (default) | GH_RL_TOKEN_BUCKET */
+    int scope;                    /* GH_RL_LOCAL (default) | GH_RL_CLUSTER */
+    struct { int kind; gh_str header; } keys[GH_RL_MAX_KEYS];   /* default: consumer */
+    size_t nkeys;
+    gh_mark scope_mark;
+} gh_rate_limit_cfg;
 
 /* ---- consumers (SPEC §5.1) ---- */
 typedef struct gh_api_key_cfg {

@@ -1,32 +1,60 @@
 /* plugins.c — `plugins:` maps (SPEC §5): the global one, a route's, and
- * (later) a version's. One row per plugin: its name, the size of its
- * configuration and its parser (plugin_auth.c, plugin_access.c). A value of
+ * a version's. The rows come from the one plugin table
+ * (config/plugin_list.h): name, size of the configuration, parser. A value of
  * `false` turns off a plugin the level above configured; null is `{}`.
  * The order in the file never matters: the id is the phase order. */
 #include <stdio.h>
 #include <string.h>
+#include "config/env.h"
 #include "config/schema.h"
 
 static int clip(gh_str s) { return s.len > 80 ? 80 : (int)s.len; }
 
 typedef bool (*plugin_parse)(gh_load *ld, gh_plugin_cfg *conf, const gh_ynode *v);
 
+#define ROW_(ID, nm, phase, T, parse, ops) [GH_PLUGIN_##ID] = { #nm, sizeof(T), parse },
 static const struct {
     const char *name;
     size_t size;
     plugin_parse parse;
-} rows[GH_PLUGIN_COUNT] = {
-    [GH_PLUGIN_IP_FILTER] = { "ip_filter", sizeof(gh_ip_filter_cfg), gh_ld_ip_filter },
-    [GH_PLUGIN_CORS] = { "cors", sizeof(gh_cors_cfg), gh_ld_cors },
-    [GH_PLUGIN_KEY_AUTH] = { "key_auth", sizeof(gh_key_auth_cfg), gh_ld_key_auth },
-    [GH_PLUGIN_JWT] = { "jwt", sizeof(gh_jwt_cfg), gh_ld_jwt },
-    [GH_PLUGIN_BASIC_AUTH] = { "basic_auth", sizeof(gh_basic_auth_cfg), gh_ld_basic_auth },
-    [GH_PLUGIN_MTLS_AUTH] = { "mtls_auth", sizeof(gh_mtls_auth_cfg), gh_ld_mtls_auth },
-    [GH_PLUGIN_ACL] = { "acl", sizeof(gh_acl_cfg), gh_ld_acl },
-};
+} rows[GH_PLUGIN_COUNT] = { GH_PLUGIN_TABLE(ROW_) };
+#undef ROW_
 
 /* SPEC §5 names whose feature has not landed: a clear message, not "unknown". */
-static const char *const later[] = { "rate_limit", "request_validation", "cache", "compress" };
+static const char *const later[] = { "request_validation", "cache", "compress" };
+
+/* FNV-1a over a plugin's configuration node: kinds, keys and values (with
+ * ${ENV} expanded, so a changed variable is a changed configuration). What
+ * a reload compares to keep a plugin's state (plugins/context.c). */
+static uint64_t mix(uint64_t h, const void *p, size_t n)
+{
+    const unsigned char *b = p;
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ b[i]) * 0x100000001b3ULL;
+    return h;
+}
+
+static uint64_t node_hash(gh_load *ld, const gh_ynode *n, uint64_t h)
+{
+    char kind = (char)('0' + n->kind);
+    h = mix(h, &kind, 1);
+    if (n->kind == GH_Y_SCALAR) {
+        gh_str t = n->text;
+        bool env;
+        gh_diag quiet;   /* a bad reference is reported by the plugin's parser */
+        gh_diag_init(&quiet, "");
+        if (memchr(t.p, '$', t.len) && !gh_env_expand(&ld->tmp, &quiet, n->mark, n->text, &t, &env))
+            t = n->text;
+        gh_diag_free(&quiet);
+        h = mix(h, t.p, t.len);
+        return mix(h, "", 1);
+    }
+    for (size_t i = 0; n->kind == GH_Y_SEQ && i < n->n; i++)
+        h = node_hash(ld, n->items[i], h);
+    for (size_t i = 0; n->kind == GH_Y_MAP && i < n->n; i++)
+        h = node_hash(ld, n->pairs[i].value, node_hash(ld, n->pairs[i].key, h));
+    return mix(h, "}", 1);
+}
 
 bool gh_ld_str_list(gh_load *ld, const gh_ynode *n, gh_str **out, size_t *nout, gh_mark **marks)
 {
@@ -109,6 +137,7 @@ bool gh_ld_plugin_set(gh_load *ld, const gh_ynode *map, gh_plugin_set *set)
         conf->mark = kv->key->mark;
         conf->enabled = true;
         const gh_ynode *v = kv->value;
+        conf->hash = node_hash(ld, v, mix(0xcbf29ce484222325ULL, rows[id].name, strlen(rows[id].name)));
         if (v->kind == GH_Y_SCALAR && !gh_ynode_is_null(v)) {
             bool on;
             if (!gh_ld_bool(ld, v, &on))
@@ -147,9 +176,10 @@ static bool authenticates(const gh_plugin_set *s)
 static void merge_chain(const gh_config *cfg, gh_route_cfg *r)
 {
     gh_plugin_set_merge(&cfg->plugins, &r->plugins, &r->chain);
-    r->has_plugins = false;
+    r->chain.on = 0;
     for (int id = 0; id < GH_PLUGIN_COUNT; id++)
-        r->has_plugins |= chain_has(&r->chain, id);
+        r->chain.on |= chain_has(&r->chain, id) ? 1u << id : 0;
+    r->has_plugins = r->chain.on != 0;
 }
 
 /* One route's (or one version's) chain, and its checks. */

@@ -601,7 +601,7 @@ bool gh_ld_version_route(gh_load *ld, const gh_route_cfg *r, gh_version_cfg *v, 
         merge_ops(ld, &vr->response_headers, &r->response_headers, &ops);
     }
     if (seen[V_PLUGINS]) {
-        gh_plugin_set own = { { 0 } };
+        gh_plugin_set own = { .on = 0 };
         gh_ld_plugin_set(ld, seen[V_PLUGINS]->value, &own);
         gh_plugin_set_merge(&r->plugins, &own, &vr->plugins);
     }

@@ -166,13 +166,9 @@ bool gh_ld_global_plugins(gh_load *ld, void *cfg, const gh_ypair *kv);
 /* over's entries replace base's (a disabled one too); out may be base */
 void gh_plugin_set_merge(const gh_plugin_set *base, const gh_plugin_set *over, gh_plugin_set *out);
 void gh_ld_plugins_resolve(gh_load *ld);                            /* after routes */
-/* one parser per plugin (plugin_auth.c, plugin_access.c) */
-bool gh_ld_key_auth(gh_load *ld, gh_plugin_cfg *conf, const gh_ynode *v);
-bool gh_ld_basic_auth(gh_load *ld, gh_plugin_cfg *conf, const gh_ynode *v);
-bool gh_ld_mtls_auth(gh_load *ld, gh_plugin_cfg *conf, const gh_ynode *v);
-bool gh_ld_jwt(gh_load *ld, gh_plugin_cfg *conf, const gh_ynode *v);
-bool gh_ld_acl(gh_load *ld, gh_plugin_cfg *conf, const gh_ynode *v);
-bool gh_ld_ip_filter(gh_load *ld, gh_plugin_cfg *conf, const gh_ynode *v);
-bool gh_ld_cors(gh_load *ld, gh_plugin_cfg *conf, const gh_ynode *v);
+/* Every plugin's parser, from the table (config/plugin_list.h). */
+#define GH_PLUGIN_PARSER_(ID, name, phase, T, parse, ops) bool parse(gh_load *ld, gh_plugin_cfg *conf, const gh_ynode *v);
+GH_PLUGIN_TABLE(GH_PLUGIN_PARSER_)
+#undef GH_PLUGIN_PARSER_
 
 #endif

@@ -57,14 +57,25 @@ static inline int gh_hexval(unsigned char c)
  * the hot path, where printf's machinery costs hundreds of instructions. */
 static inline size_t gh_u64_dec(char *out, uint64_t v)
 {
-    char tmp[20];
-    size_t n = 0;
-    do {
-        tmp[n++] = (char)('0' + v % 10);
-        v /= 10;
-    } while (v);
-    for (size_t i = 0; i < n; i++)
-        out[i] = tmp[n - 1 - i];
+    static const char pairs[] = "00010203040506070809101112131415161718192021222324252627282930313233343536373839"
+                                "40414243444546474849505152535455565758596061626364656667686970717273747576777879"
+                                "8081828384858687888990919293949596979899";
+    size_t n = 1;   /* digits: counted first, then written from the end two at a time */
+    for (uint64_t p = 10; n < 20 && v >= p; p *= 10)
+        n++;
+    size_t k = n;
+    while (v >= 100) {
+        size_t i = (size_t)(v % 100) * 2;
+        v /= 100;
+        out[--k] = pairs[i + 1];
+        out[--k] = pairs[i];
+    }
+    if (v >= 10) {
+        out[--k] = pairs[v * 2 + 1];
+        out[--k] = pairs[v * 2];
+    } else {
+        out[--k] = (char)('0' + v);
+    }
     return n;
 }
 

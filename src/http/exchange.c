@@ -108,8 +108,16 @@ bool gh_exchange_set_header(gh_exchange *ex, const char *name, size_t nl, const 
 bool gh_exchange_add_response_header(gh_exchange *ex, const char *name, size_t nl, const char *value,
                                      size_t vl)
 {
-    if (ex->nresp_extra == ex->capresp_extra) {
+    gh_header h = { name, value, (uint32_t)nl, (uint32_t)vl };
+    return gh_exchange_add_response_headers(ex, &h, 1);
+}
+
+bool gh_exchange_add_response_headers(gh_exchange *ex, const gh_header *h, size_t n)
+{
+    if (ex->nresp_extra + n > ex->capresp_extra) {
         size_t cap = ex->capresp_extra ? ex->capresp_extra * 2 : 8;
+        while (cap < ex->nresp_extra + n)
+            cap *= 2;
         gh_header *hs = gh_arena_alloc(&ex->arena, cap * sizeof(*hs));
         if (!hs)
             return false;
@@ -118,7 +126,10 @@ bool gh_exchange_add_response_header(gh_exchange *ex, const char *name, size_t n
         ex->resp_extra = hs;
         ex->capresp_extra = cap;
     }
-    ex->resp_extra[ex->nresp_extra++] = (gh_header){ name, value, (uint32_t)nl, (uint32_t)vl };
+    memcpy(ex->resp_extra + ex->nresp_extra, h, n * sizeof(*h));
+    for (size_t i = 0; i < n; i++)
+        ex->resp_extra_lens |= 1ull << (h[i].name_len & 63);
+    ex->nresp_extra += n;
     return true;
 }
 
@@ -131,9 +142,7 @@ int gh_exchange_send_head(gh_exchange *ex, int status, const gh_header *hdrs, si
         return GH_ERROR;
     /* the gateway's word replaces the producer's (two Access-Control-Allow-Origin
      * make browsers refuse the answer); Vary and Link are lists: both kept */
-    uint64_t lens = 0;   /* which name lengths the extras have: most headers skip the inner loop */
-    for (size_t j = 0; j < ex->nresp_extra; j++)
-        lens |= 1ull << (ex->resp_extra[j].name_len & 63);
+    uint64_t lens = ex->resp_extra_lens;   /* which name lengths the extras have: most headers skip the inner loop */
     size_t k = 0;
     for (size_t i = 0; i < n; i++) {
         bool replaced = false;

@@ -138,7 +138,10 @@ struct gh_exchange {
     /* ---- set by plugins ---- */
     gh_header *resp_extra;          /* added to whatever response is sent (CORS, ...) */
     size_t nresp_extra, capresp_extra;
+    uint64_t resp_extra_lens;       /* bit (name length & 63) of each: most names skip the merge */
     gh_str consumer_groups;         /* "admins,beta" for X-Consumer-Groups (X-Consumer: log.consumer) */
+    void *plugin_run;               /* the chain, when a plugin that ran has an after-response
+                                       hook (plugins/plugin.h); the done path calls them */
 
     /* ---- what the access log and metrics report ---- */
     struct {
@@ -217,6 +220,8 @@ bool gh_exchange_set_header(gh_exchange *ex, const char *name, size_t nl, const 
  * same lifetime rule). */
 bool gh_exchange_add_response_header(gh_exchange *ex, const char *name, size_t nl, const char *value,
                                      size_t vl);
+/* Several at once (same rule). */
+bool gh_exchange_add_response_headers(gh_exchange *ex, const gh_header *h, size_t n);
 /* The response head, with the headers added above: what every producer
  * calls instead of ex->down->send_head. */
 int gh_exchange_send_head(gh_exchange *ex, int status, const gh_header *hdrs, size_t n, int64_t content_length);

@@ -13,22 +13,17 @@
 #include "http/status.h"
 #include "plugins/plugin.h"
 
-static bool is_auth(int id) { return id >= GH_PLUGIN_KEY_AUTH && id <= GH_PLUGIN_MTLS_AUTH; }
+_Static_assert(GH_PLUGIN_COUNT <= 32, "run->after is a 32-bit mask of plugin ids");
 
-static bool runs(const gh_plugin_run *run, int id)
-{
-    return run->chain->p[id] && run->chain->p[id]->enabled;
-}
+static bool is_auth(int id) { return id < GH_PLUGIN_COUNT && gh_plugin_phase[id] == GH_PHASE_AUTH; }
 
 static void wait_abort(gh_exchange *ex);
 
-/* Past the last authentication plugin with nothing accepted. */
+/* Past the last authentication plugin with nothing accepted (the chain
+ * ran every authenticator it has, in order, so "ran" = "configured"). */
 static bool auth_failed(gh_plugin_run *run)
 {
-    bool any = false;
-    for (int id = GH_PLUGIN_KEY_AUTH; id <= GH_PLUGIN_MTLS_AUTH; id++)
-        any |= runs(run, id);
-    if (!any || run->authenticated)
+    if (!run->auth_ran || run->authenticated)
         return false;
     gh_header h[GH_MAX_CHALLENGES];
     size_t n = 0;
@@ -38,21 +33,28 @@ static bool auth_failed(gh_plugin_run *run)
     return true;
 }
 
+/* The chain's plugins from run->next on, by the route's bit set of them. */
 static void step(gh_plugin_run *run)
 {
-    while (run->next < GH_PLUGIN_COUNT) {
-        int id = run->next++;
-        if (runs(run, id)) {
-            int r = gh_plugin_registry[id]->request(run, run->chain->p[id]);
-            if (r == GH_PLUGIN_DONE)
-                return;
-            if (r == GH_PLUGIN_WAIT) {
-                run->ex->on_abort = wait_abort;
-                run->ex->consumer = run;
-                return;
-            }
+    uint32_t todo = run->next < GH_PLUGIN_COUNT ? run->chain->on >> run->next << run->next : 0;
+    while (todo) {
+        int id = __builtin_ctz(todo);
+        todo &= todo - 1;
+        run->next = id + 1;
+        run->auth_ran |= is_auth(id);
+        if (gh_plugin_registry[id]->after) {
+            run->after |= 1u << id;
+            run->ex->plugin_run = run;   /* the worker's done path calls the hooks */
         }
-        if (is_auth(id) && !is_auth(run->next) && auth_failed(run))
+        int r = gh_plugin_registry[id]->request(run, run->chain->p[id]);
+        if (r == GH_PLUGIN_DONE)
+            return;
+        if (r == GH_PLUGIN_WAIT) {
+            run->ex->on_abort = wait_abort;
+            run->ex->consumer = run;
+            return;
+        }
+        if (is_auth(id) && !(todo && is_auth(__builtin_ctz(todo))) && auth_failed(run))
             return;
     }
     run->done(run);
@@ -72,7 +74,8 @@ void gh_plugin_resume(gh_plugin_run *run, int result)
     if (result == GH_PLUGIN_DONE)
         return;
     int id = run->next - 1;
-    if (is_auth(id) && !is_auth(run->next) && auth_failed(run))
+    uint32_t later = run->next < GH_PLUGIN_COUNT ? run->chain->on >> run->next << run->next : 0;
+    if (is_auth(id) && !(later && is_auth(__builtin_ctz(later))) && auth_failed(run))
         return;
     step(run);
 }
@@ -84,6 +87,15 @@ static void wait_abort(gh_exchange *ex)
     ex->consumer = NULL;
     if (run && run->cancel)
         run->cancel(run);
+}
+
+void gh_plugin_after_response(gh_plugin_run *run)
+{
+    for (uint32_t m = run->after; m; m &= m - 1) {
+        int id = __builtin_ctz(m);
+        const gh_plugin_cfg *conf = run->chain->p[id];
+        gh_plugin_registry[id]->after(run, conf, gh_plugin_context(run, conf));
+    }
 }
 
 /* ------------------------------------------------------------- helpers */

@@ -1,7 +1,7 @@
 /* plugin.h — the plugin interface (DESIGN "plugin chain", SPEC §5).
  *
- * A plugin is one row of gh_plugin_ops in plugins/registry.c, at the index
- * of its id (config/plugin_cfg.h); ids are in SPEC §5's phase order, so a
+ * A plugin is one row of the plugin table (config/plugin_list.h), whose
+ * runtime is a gh_plugin_ops; ids are in SPEC §5's phase order, so a
  * route's chain is its configured plugins in id order. Each request step
  * returns NEXT (go on), DONE (the plugin answered, e.g. 401 or a CORS
  * preflight) or WAIT (an asynchronous step, resumed later with
@@ -10,6 +10,7 @@
 #ifndef GH_PLUGINS_PLUGIN_H
 #define GH_PLUGINS_PLUGIN_H
 #include <stdbool.h>
+#include <uv.h>
 #include "config/config.h"
 #include "core/diag.h"
 #include "http/exchange.h"
@@ -25,8 +26,11 @@ struct gh_plugin_run {
     gh_exchange *ex;
     const gh_plugin_set *chain;       /* the route's effective plugins */
     const gh_consumers *consumers;    /* the snapshot's consumer index */
+    void *const *contexts;            /* this worker's plugin contexts, by conf->ctx_slot; NULL in dry runs */
     int next;                         /* id of the next plugin to run */
+    uint32_t after;                   /* ids that ran and have an `after` hook */
     /* authentication (shared by the auth plugins of one chain) */
+    bool auth_ran;                    /* an authentication plugin ran */
     bool authenticated;               /* a credential was found and accepted */
     const gh_consumer_cfg *consumer;  /* who, when the credential maps to a consumer */
     const char *challenges[GH_MAX_CHALLENGES];   /* WWW-Authenticate of authenticators that found nothing */
@@ -55,14 +59,51 @@ typedef struct gh_plugin_ops {
     /* One line for `routes`/`explain`, e.g. "header X-API-Key"; secrets
      * masked. Optional. */
     void (*describe)(const gh_config *cfg, const gh_plugin_cfg *conf, char *buf, size_t cap);
+    /* Per-worker state (h2o's on_context_init), optional: made on the
+     * worker's thread and loop when it adopts a snapshot with this
+     * configuration, unless it already holds one for the same state_key
+     * (the configuration did not change: kept across the reload); freed
+     * when none of the worker's snapshots uses it any more, or with the
+     * worker. The request step finds it as gh_plugin_context(run, conf). */
+    void *(*context_new)(const gh_plugin_cfg *conf, uv_loop_t *loop);
+    void (*context_free)(void *ctx);
+    /* After the response, once per exchange whose chain ran this plugin's
+     * request step (the worker's done path: status and bytes are final).
+     * Optional; routes without such plugins pay nothing. */
+    void (*after)(gh_plugin_run *run, const gh_plugin_cfg *conf, void *ctx);
 } gh_plugin_ops;
 
 extern const gh_plugin_ops *const gh_plugin_registry[GH_PLUGIN_COUNT];
+extern const unsigned char gh_plugin_phase[GH_PLUGIN_COUNT];   /* enum gh_plugin_phase */
+
+/* The plugin configurations of a snapshot that have per-worker contexts,
+ * in ctx_slot order. */
+typedef struct gh_plugin_slots {
+    gh_plugin_cfg **confs;
+    size_t n;
+} gh_plugin_slots;
 
 /* Compile every plugin configuration of cfg (global and per route) and the
- * consumer index; false after reporting errors. Release undoes it. */
-bool gh_plugins_compile(gh_config *cfg, gh_consumers **consumers, gh_diag *diag);
-void gh_plugins_release(gh_config *cfg, gh_consumers *consumers);
+ * consumer index, number the contexts into *slots; false after reporting
+ * errors. Release undoes it. */
+bool gh_plugins_compile(gh_config *cfg, gh_consumers **consumers, gh_plugin_slots *slots, gh_diag *diag);
+void gh_plugins_release(gh_config *cfg, gh_consumers *consumers, gh_plugin_slots *slots);
+
+/* ---- per-worker contexts (plugins/context.c), on the worker's thread ---- */
+typedef struct gh_plugin_live gh_plugin_live;   /* a worker's live contexts */
+/* The contexts of a snapshot's slots for this worker: kept ones (same
+ * state_key) shared, others made. NULL when the snapshot has none. */
+void **gh_plugin_contexts_adopt(gh_plugin_live **live, const gh_plugin_slots *slots, uv_loop_t *loop);
+/* A snapshot of this worker is done: its contexts no longer used go. */
+void gh_plugin_contexts_drop(gh_plugin_live **live, const gh_plugin_slots *slots, void **ctx);
+
+static inline void *gh_plugin_context(const gh_plugin_run *run, const gh_plugin_cfg *conf)
+{
+    return run->contexts ? run->contexts[conf->ctx_slot] : NULL;
+}
+
+/* The worker's done path: the `after` hooks of the plugins that ran. */
+void gh_plugin_after_response(gh_plugin_run *run);
 
 /* Run the chain from its start; run->done is called when it passes. */
 void gh_plugin_chain_start(gh_plugin_run *run);

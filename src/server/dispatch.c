@@ -147,14 +147,21 @@ static void start_route(gh_exchange *ex, gh_snapshot *snap, const gh_route_match
         return;
     }
     memset(&c->run, 0, sizeof(c->run));
-    c->m = *m;
+    /* what a found route's match holds (not the 128-byte Allow text of a 405) */
     c->m.route = route;
+    c->m.nparams = m->nparams;
+    if (m->nparams)
+        memcpy(c->m.params, m->params, m->nparams * sizeof(m->params[0]));
+    c->m.matched_prefix = m->matched_prefix;
+    c->m.allow = m->allow;
+    c->m.allow_text[0] = '\0';
     c->snap = snap;
     c->versioned = pick.v ? m->route : NULL;
     c->pick = pick;
     c->run.ex = ex;
     c->run.chain = &route->chain;
     c->run.consumers = snap->consumers;
+    c->run.contexts = gh_pin_plugin_contexts(ex->pin);
     c->run.done = chain_passed;
     c->run.done_ctx = c;
     if (plugins)

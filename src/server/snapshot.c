@@ -26,7 +26,7 @@ gh_snapshot *gh_snapshot_build(gh_config *cfg, int nworkers, gh_diag *diag)
         if (cfg->upstreams[i].tls)
             s->tls_clients[i] = gh_tls_client_new(cfg, &cfg->upstreams[i], diag);
     /* keys files (JWKS, PEM) too: read at every load */
-    bool plugins_ok = gh_plugins_compile(cfg, &s->consumers, diag);
+    bool plugins_ok = gh_plugins_compile(cfg, &s->consumers, &s->plugin_slots, diag);
     s->intake = gh_intake_build(cfg);
     if (!plugins_ok || !s->intake || !s->router || !s->balancer || !s->tls_servers || !s->tls_clients || diag->errors) {
         gh_snapshot_unref(s);
@@ -61,7 +61,7 @@ void gh_snapshot_unref(gh_snapshot *s)
         gh_tls_client_free(s->tls_clients[i]);
     free(s->tls_servers);
     free(s->tls_clients);
-    gh_plugins_release(s->cfg, s->consumers);
+    gh_plugins_release(s->cfg, s->consumers, &s->plugin_slots);
     gh_intake_free(s->intake);
     gh_listen_set_free(s->listen);
     gh_config_free(s->cfg);

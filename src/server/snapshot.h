@@ -7,6 +7,7 @@
 #include <stdint.h>
 #include "config/config.h"
 #include "plugins/consumers.h"
+#include "plugins/plugin.h"
 #include "proxy/balance.h"
 #include "route/route.h"
 #include "server/intake.h"
@@ -25,6 +26,7 @@ typedef struct gh_snapshot {
     gh_tls_client **tls_clients;  /* per cfg->upstreams[i]; NULL without tls */
     gh_consumers *consumers;      /* credential indexes; plugin state lives in cfg's plugin configs */
     gh_intake *intake;            /* request header intake: identity names, underscore policy */
+    gh_plugin_slots plugin_slots; /* plugin configurations with per-worker contexts */
 } gh_snapshot;
 
 /* Compile cfg (ownership passes to the snapshot, also on failure).

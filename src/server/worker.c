@@ -37,6 +37,7 @@ static void drop_pin(gh_worker *w, gh_pin *p)
     for (gh_pin **pp = &w->pins; *pp; pp = &(*pp)->next) {
         if (*pp == p) {
             *pp = p->next;
+            gh_plugin_contexts_drop(&w->plugin_live, &p->snap->plugin_slots, p->plugin_ctx);
             gh_snapshot_unref(p->snap);
             free(p);
             return;
@@ -77,6 +78,7 @@ static void follow_snapshot(gh_worker *w)
         return;
     gh_snapshot_ref(s);
     p->snap = s;
+    p->plugin_ctx = gh_plugin_contexts_adopt(&w->plugin_live, &s->plugin_slots, &w->loop);
     p->next = w->pins;
     gh_pin *old = w->pins;
     w->pins = p;
@@ -298,6 +300,8 @@ static void on_flush(uv_check_t *c)
 static void on_done(gh_exchange *ex)
 {
     gh_worker *w = ex->env->owner;
+    if (ex->plugin_run)
+        gh_plugin_after_response(ex->plugin_run);
     gh_access_log_add(&w->alog, ex);
 }
 
@@ -329,12 +333,17 @@ static void run(void *arg)
         listener_close(w->listeners[i]);
     w->nlisteners = 0;
     gh_h1_worker_close(&w->h1);
+    for (gh_pin *p = w->pins; p; p = p->next) {   /* while the loop runs: they may hold handles */
+        gh_plugin_contexts_drop(&w->plugin_live, &p->snap->plugin_slots, p->plugin_ctx);
+        p->plugin_ctx = NULL;
+    }
     uv_walk(&w->loop, close_walk, NULL);
     uv_run(&w->loop, UV_RUN_DEFAULT);
     uv_loop_close(&w->loop);
     while (w->pins) {
         gh_pin *p = w->pins;
         w->pins = p->next;
+        gh_plugin_contexts_drop(&w->plugin_live, &p->snap->plugin_slots, p->plugin_ctx);
         gh_snapshot_unref(p->snap);
         free(p);
     }

@@ -20,6 +20,7 @@ typedef struct gh_pin {
     struct gh_pin *next;
     gh_snapshot *snap;
     size_t inflight;              /* exchanges of this worker on snap */
+    void **plugin_ctx;            /* this worker's plugin contexts for snap, by ctx_slot */
 } gh_pin;
 
 typedef struct gh_worker_listener {
@@ -46,6 +47,7 @@ typedef struct gh_worker {
     gh_proxy_worker *pw;
     gh_access_log alog;
     gh_pin *pins;                 /* current first */
+    gh_plugin_live *plugin_live;  /* plugin contexts of the pinned snapshots */
     gh_worker_listener **listeners;
     size_t nlisteners;
     uv_timer_t accept_pause;      /* out of descriptors: listeners unpolled until it fires */
@@ -70,5 +72,6 @@ extern atomic_int gh_open_connections;
 
 /* The snapshot an exchange pinned. */
 static inline gh_snapshot *gh_pin_snapshot(void *pin) { return ((gh_pin *)pin)->snap; }
+static inline void *const *gh_pin_plugin_contexts(void *pin) { return ((gh_pin *)pin)->plugin_ctx; }
 
 #endif
