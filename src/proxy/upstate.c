@@ -142,15 +142,10 @@ void gh_target_report(gh_target_state *t, const gh_upstream_cfg *u, bool failed,
                 (unsigned long long)u->passive.within_ms);
 }
 
-void gh_target_set_healthy(gh_target_state *t, bool healthy)
+bool gh_target_set_healthy(gh_target_state *t, bool healthy)
 {
     bool was = !healthy;
-    if (!atomic_compare_exchange_strong(&t->healthy, &was, healthy))
-        return;
-    if (healthy)
-        gh_log_info("target %s: healthy again (active checks)", t->key);
-    else
-        gh_log_warn("target %s: down (active checks failed)", t->key);
+    return atomic_compare_exchange_strong(&t->healthy, &was, healthy);
 }
 
 /* ----------------------------------------------------------- circuits -- */

@@ -58,10 +58,11 @@ bool gh_target_up(gh_target_state *t, const gh_upstream_cfg *u, uint64_t now);
  * failures and ejects (logging once) when u's limit is reached. */
 void gh_target_report(gh_target_state *t, const gh_upstream_cfg *u, bool failed, uint64_t now);
 
-/* For the active health checker (runs on the main thread, off the request
- * path): publish a target's verdict to every worker. A change is logged
- * (warn down / info up) once; setting the same value again is free. */
-void gh_target_set_healthy(gh_target_state *t, bool healthy);
+/* For the active health checker (proxy/health.h, main thread, off the
+ * request path): publish a target's verdict to every worker, which read it
+ * at their next pick. true when it changed (the checker logs the change,
+ * with its reason); setting the same value again is free. */
+bool gh_target_set_healthy(gh_target_state *t, bool healthy);
 static inline bool gh_target_healthy(gh_target_state *t)
 {
     return atomic_load_explicit(&t->healthy, memory_order_relaxed);
