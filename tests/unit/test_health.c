@@ -160,6 +160,7 @@ static void server_start(uv_loop_t *loop, server *s, int status)
 {
     struct sockaddr_in sa;
     uv_ip4_addr("127.0.0.1", 0, &sa);
+    memset(s, 0, sizeof(*s));
     s->status = status;
     uv_tcp_init(loop, &s->tcp);
     s->tcp.data = s;
