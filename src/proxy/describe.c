@@ -52,6 +52,8 @@ char *gh_upstream_describe(const gh_config *cfg, const gh_upstream_cfg *u, char 
                 put(&o, "-%u", u->active.expect[i].hi);
         }
     }
+    if (u->resolve_every_ms)
+        put(&o, "; names re-resolved every %llums", (unsigned long long)u->resolve_every_ms);
     if (u->circuit.on)
         put(&o, "; circuit breaker: %g of >= %u in %llums, open %llums, max_pending %u", u->circuit.failure_ratio,
             u->circuit.min_requests, (unsigned long long)u->circuit.window_ms,

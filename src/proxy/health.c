@@ -22,6 +22,7 @@ typedef struct probe {
     size_t req_len, sent;
     struct sockaddr_storage sa;
     socklen_t salen;
+    bool resolving;               /* resolve_every: the state has the address */
     gh_tls_client *tls;           /* referenced; NULL = plaintext */
     uint64_t interval_ms, timeout_ms;
     uint32_t healthy_after, unhealthy_after;
@@ -210,7 +211,12 @@ static void on_tick(uv_timer_t *t)
     if (p->uc)
         return;   /* the last check is still running (timeout > interval) */
     int err = 0;
-    p->uc = gh_upconn_connect(p->h->pw, (const struct sockaddr *)&p->sa, p->salen, &err);
+    struct sockaddr_storage ab;
+    socklen_t alen = p->salen;
+    const struct sockaddr *sa = (const struct sockaddr *)&p->sa;
+    if (p->resolving && gh_target_addr(p->ts, &ab, &alen))
+        sa = (const struct sockaddr *)&ab;
+    p->uc = gh_upconn_connect(p->h->pw, sa, alen, &err);
     if (!p->uc) {
         finish(p, false, "connect error: %s", strerror(-err));
         return;
@@ -325,6 +331,7 @@ static bool configure(probe *p, const gh_upstream_cfg *u, const gh_target_cfg *t
     p->tls = tls;
     memcpy(&p->sa, &t->sa, sizeof(p->sa));
     p->salen = t->salen;
+    p->resolving = u->resolve_every_ms != 0;
     p->timeout_ms = u->active.timeout_ms;
     p->healthy_after = u->active.healthy_after;
     p->unhealthy_after = u->active.unhealthy_after;

@@ -72,6 +72,9 @@ bool gh_upcall_failed(gh_upcall *c, int outcome, bool stale, bool replayable);
  * retry on (reported and let go: try again); false: reported, go on. */
 bool gh_upcall_head(gh_upcall *c, int status, bool replayable, bool req_done);
 void gh_upcall_end(gh_upcall *c);
+/* Where the current attempt connects: the target's address as last
+ * re-resolved (resolve_every), else as loaded. buf: room for a copy. */
+const struct sockaddr *gh_upcall_addr(const gh_upcall *c, struct sockaddr_storage *buf, socklen_t *len);
 
 /* ---- the rules, also for tests ---- */
 int gh_upcall_status_outcome(const gh_upstream_cfg *u, int status);

@@ -9,6 +9,7 @@
 #include "core/log.h"
 #include "observe/access_log.h"
 #include "proxy/health.h"
+#include "proxy/resolve.h"
 #include "server/fd_limit.h"
 #include "server/worker.h"
 
@@ -19,6 +20,7 @@ typedef struct server {
     uv_timer_t timer;             /* drain watch, deferred reloads */
     gh_worker *workers;
     gh_health *health;            /* active health checks, on this loop */
+    gh_resolver *resolver;        /* resolve_every, on this loop */
     int nworkers;
     uint64_t generation;
     bool reload_pending;
@@ -109,6 +111,7 @@ static void reload(server *s)
         gh_log_warn("reload: a change of `workers` takes effect at the next restart");
     apply_logging(s, snap->cfg);
     gh_fd_limit_check(snap->cfg, s->nworkers);
+    gh_resolver_apply(s->resolver, snap->cfg);
     gh_health_apply(s->health, snap->cfg, snap->tls_clients);
     publish(s, snap);
     s->reloads_ok++;
@@ -252,10 +255,10 @@ int gh_server_run(const gh_run_options *o)
             return 3;
         }
     }
-    if ((s.health = gh_health_new(s.loop)))
-        gh_health_apply(s.health, snap->cfg, snap->tls_clients);
-    else
-        gh_log_error("out of memory: active health checks do not run");
+    if (!(s.resolver = gh_resolver_new(s.loop)) || !(s.health = gh_health_new(s.loop)))
+        gh_log_error("out of memory: health checks or re-resolution do not run");
+    gh_resolver_apply(s.resolver, snap->cfg);
+    gh_health_apply(s.health, snap->cfg, snap->tls_clients);
     uv_timer_init(s.loop, &s.timer);
     s.timer.data = &s;
     uv_timer_start(&s.timer, on_timer, 50, 50);
@@ -276,6 +279,7 @@ int gh_server_run(const gh_run_options *o)
         _exit(0);
     }
     gh_health_free(s.health);
+    gh_resolver_free(s.resolver);
     gh_snapshot_unref(atomic_exchange(&gh_current_snapshot, NULL));
     free(s.workers);
     uv_close((uv_handle_t *)&s.timer, NULL);

@@ -7,12 +7,16 @@ processes, told to fail (/__fail), killed and restarted on the same port.
 Every wait is on a condition (a log line, what an upstream recorded)."""
 import http.client
 import json
+import os
 import shutil
+import subprocess
+import sys
 import tempfile
 
 import pytest
 
-from conftest import wait_until
+import conftest
+from conftest import free_port, wait_until
 import certs
 from test_tls import TlsUpstream
 
@@ -199,3 +203,92 @@ def test_tls_targets_are_checked_over_tls(gatehouse, pki):
     finally:
         good.stop()
         bad.stop()
+
+
+# ------------------------------------------------------------ resolve_every ---
+# The gateway runs in a private mount namespace whose /etc/hosts is a file the
+# test rewrites (glibc reads it at every lookup) and whose resolv.conf points
+# at a closed local port, so a name missing from it fails at once.
+
+SVC = "ghtest-svc"
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def _can_unshare():
+    if not shutil.which("unshare"):
+        return False
+    r = subprocess.run(["unshare", "-m", "--propagation", "private", "sh", "-c",
+                        "mount --bind /dev/null /dev/null"], capture_output=True)
+    return r.returncode == 0
+
+
+@pytest.fixture
+def private_hosts(tmp_path, monkeypatch):
+    if not _can_unshare():
+        pytest.skip("needs unshare -m and mount (root or CAP_SYS_ADMIN) for a private /etc/hosts")
+    hosts = tmp_path / "hosts"
+    resolv = tmp_path / "resolv.conf"
+    resolv.write_text("nameserver 127.0.0.1\noptions attempts:1 timeout:1\n")
+    wrapper = tmp_path / "gatehouse-ns"
+    wrapper.write_text("#!/bin/sh\nexec unshare -m --propagation private sh -c "
+                       "'mount --bind \"$0\" /etc/hosts && mount --bind %s /etc/resolv.conf && exec \"$@\"' "
+                       "%s %s \"$@\"\n" % (resolv, hosts, conftest.BIN))
+    wrapper.chmod(0o755)
+    monkeypatch.setattr(conftest, "BIN", str(wrapper))
+
+    def write(ip):
+        # rewritten in place: the bind mount follows the inode
+        with open(hosts, "w") as f:
+            f.write("127.0.0.1 localhost\n" + ("%s %s\n" % (ip, SVC) if ip else ""))
+    return write
+
+
+def upstream_on(host, port, name, made):
+    p = subprocess.Popen([sys.executable, os.path.join(HERE, "upstream.py"), str(port), name, host],
+                         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    made.append(p)
+    assert p.stdout.readline().strip() == b"READY"
+    return p
+
+
+def test_resolve_every_follows_a_name_and_keeps_the_last_address(gatehouse, private_hosts):
+    port = free_port()
+    made = []
+    try:
+        upstream_on("127.0.0.1", port, "a", made)
+        upstream_on("127.0.0.2", port, "b", made)
+        private_hosts("127.0.0.1")
+        text = config(["%s:%d" % (SVC, port)], FAST).replace(
+            "    health_check: { active: { %s } }\n" % FAST, "    resolve_every: 100ms\n")
+        g = gatehouse(text, workers=2, args=["--log-level", "debug"])
+        c = conn(g)
+        assert {get(c)[1] for _ in range(4)} == {"a"}
+        # the name moves: new connections follow it
+        private_hosts("127.0.0.2")
+        g.wait_stderr("target %s:%d: %s now resolves to 127.0.0.2 (was 127.0.0.1)" % (SVC, port, SVC))
+        for _ in range(10):
+            assert get(c)[:2] == (200, "b")
+        # the name stops resolving: its last address stays, said once
+        private_hosts(None)
+        g.wait_stderr(lambda err: err.count("lookup of %s failed" % SVC) >= 3, what="three failed lookups")
+        assert g.stderr().count("cannot resolve %s" % SVC) == 1
+        assert "keeping its last address 127.0.0.2" in g.stderr()
+        for _ in range(10):
+            assert get(c)[:2] == (200, "b")
+        private_hosts("127.0.0.2")
+        g.wait_stderr("target %s:%d: %s resolves again" % (SVC, port, SVC))
+        assert get(c)[:2] == (200, "b")
+    finally:
+        for p in made:
+            p.kill()
+            p.wait()
+
+
+def test_routes_shows_active_checks_and_resolve_every(tmp_path):
+    path = tmp_path / "g.yaml"
+    path.write_text(config(["localhost:9001"], "path: /ready, interval: 2s, expect: [200, 204-299]",
+                           extra="    resolve_every: 30s\n").replace("{port}", "18080"))
+    out = subprocess.run([conftest.BIN, "routes", "-c", str(path)], capture_output=True, text=True, timeout=10)
+    assert out.returncode == 0, out.stderr
+    assert ("active checks: GET /ready every 2000ms, timeout 1000ms, healthy after 2, unhealthy after 3, "
+            "expect 200,204-299; names re-resolved every 30000ms") in out.stdout, out.stdout

@@ -2,7 +2,7 @@
  * successes and failures in a row, `expect` as a status set, and a checker
  * on a real loop against a loopback server: a failing target goes down after
  * unhealthy_after checks, a reload keeps the counters, a removed target's
- * probe goes. */
+ * probe goes; resolve_every's rules and the published address. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -15,6 +15,7 @@
 #include "config/config.h"
 #include "core/diag.h"
 #include "proxy/health.h"
+#include "proxy/resolve.h"
 #include "proxy/upstate.h"
 
 static gh_config *load(const char *yaml)
@@ -259,6 +260,53 @@ static void test_unreachable_target_goes_down(void **state)
     assert_int_equal(uv_loop_close(&loop), 0);
 }
 
+static void test_resolve_rules_and_published_address(void **state)
+{
+    (void)state;
+    assert_true(gh_resolve_is_name("users.internal"));
+    assert_false(gh_resolve_is_name("127.0.0.1"));
+    assert_false(gh_resolve_is_name("::1"));
+    assert_false(gh_resolve_is_name("localhost"));   /* the loader pins it to 127.0.0.1 */
+    /* an answer of three: the current address is kept while it is in it */
+    struct sockaddr_in in[3];
+    struct addrinfo ai[3];
+    memset(in, 0, sizeof(in));
+    memset(ai, 0, sizeof(ai));
+    for (int i = 0; i < 3; i++) {
+        in[i].sin_family = AF_INET;
+        in[i].sin_port = htons(80);
+        in[i].sin_addr.s_addr = htonl(0x0a000001 + (uint32_t)i);
+        ai[i].ai_family = AF_INET;
+        ai[i].ai_addr = (struct sockaddr *)&in[i];
+        ai[i].ai_addrlen = sizeof(in[i]);
+        ai[i].ai_next = i < 2 ? &ai[i + 1] : NULL;
+    }
+    assert_ptr_equal(gh_resolve_choose(ai, NULL, 0), &ai[0]);
+    assert_ptr_equal(gh_resolve_choose(ai, (struct sockaddr *)&in[2], sizeof(in[2])), &ai[2]);
+    struct sockaddr_in gone = in[0];
+    gone.sin_addr.s_addr = htonl(0x0a0000ff);
+    assert_ptr_equal(gh_resolve_choose(&ai[1], (struct sockaddr *)&gone, sizeof(gone)), &ai[1]);
+    /* published to the state; nothing published: the configuration's */
+    gh_target_state *t = gh_target_state_acquire("users.internal:80");
+    struct sockaddr_storage out;
+    socklen_t len = 0;
+    assert_false(gh_target_addr(t, &out, &len));
+    gh_target_set_addr(t, (struct sockaddr *)&in[1], sizeof(in[1]));
+    assert_true(gh_target_addr(t, &out, &len));
+    assert_int_equal(len, sizeof(in[1]));
+    assert_memory_equal(&out, &in[1], sizeof(in[1]));
+    struct sockaddr_in6 v6;
+    memset(&v6, 0, sizeof(v6));
+    v6.sin6_family = AF_INET6;
+    v6.sin6_port = htons(443);
+    v6.sin6_addr.s6_addr[15] = 1;
+    gh_target_set_addr(t, (struct sockaddr *)&v6, sizeof(v6));
+    assert_true(gh_target_addr(t, &out, &len));
+    assert_int_equal(len, sizeof(v6));
+    assert_memory_equal(&out, &v6, sizeof(v6));
+    gh_target_state_release(t);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -266,6 +314,7 @@ int main(void)
         cmocka_unit_test(test_expect_set),
         cmocka_unit_test(test_checker_counts_across_reloads),
         cmocka_unit_test(test_unreachable_target_goes_down),
+        cmocka_unit_test(test_resolve_rules_and_published_address),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
