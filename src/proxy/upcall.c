@@ -220,12 +220,3 @@ void gh_upcall_end(gh_upcall *c)
     if (c->admitted)
         gh_circuit_end(c->rt->circuit, c->probe);
 }
-
-const struct sockaddr *gh_upcall_addr(const gh_upcall *c, struct sockaddr_storage *buf, socklen_t *len)
-{
-    const gh_target_cfg *t = &c->up->targets[c->target];
-    if (c->up->resolve_every_ms && gh_target_addr(c->rt->ts[c->target], buf, len))
-        return (const struct sockaddr *)buf;
-    *len = t->salen;
-    return (const struct sockaddr *)&t->sa;
-}
