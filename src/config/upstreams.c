@@ -355,6 +355,10 @@ static void load_upstream(gh_load *ld, gh_upstream_cfg *u, const gh_ypair *kv)
         gh_ld_error(ld, seen[U_BALANCE]->value->mark, "balance: hash needs hash_on");
     if (seen[U_HASH_ON] && u->balance != GH_BALANCE_HASH)
         gh_ld_error(ld, seen[U_HASH_ON]->key->mark, "hash_on needs balance: hash");
+    /* the checker speaks HTTP/1.1 only: an h2-only target would fail every check */
+    if (u->active.on && u->protocol == GH_PROTO_H2)
+        gh_ld_error(ld, u->health_mark,
+                    "health_check.active speaks HTTP/1.1 and is not available with protocol: h2 (use passive checks)");
     if (!seen[U_TARGETS]) {
         gh_ld_error(ld, kv->key->mark, "upstream '%.*s' needs targets", clip(u->name), u->name.p);
         return;

@@ -42,8 +42,18 @@ char *gh_upstream_describe(const gh_config *cfg, const gh_upstream_cfg *u, char 
     if (u->passive.failures)
         put(&o, "; passive checks: %u failures in %llums eject %llums", u->passive.failures,
             (unsigned long long)u->passive.within_ms, (unsigned long long)u->passive.eject_for_ms);
-    if (u->active.on)
-        put(&o, "; active checks: %s every %llums", u->active.path.p, (unsigned long long)u->active.interval_ms);
+    if (u->active.on) {
+        put(&o, "; active checks: GET %s every %llums, timeout %llums, healthy after %u, unhealthy after %u, expect",
+            u->active.path.p, (unsigned long long)u->active.interval_ms, (unsigned long long)u->active.timeout_ms,
+            u->active.healthy_after, u->active.unhealthy_after);
+        for (size_t i = 0; i < u->active.nexpect; i++) {
+            put(&o, "%s%u", i ? "," : " ", u->active.expect[i].lo);
+            if (u->active.expect[i].hi != u->active.expect[i].lo)
+                put(&o, "-%u", u->active.expect[i].hi);
+        }
+    }
+    if (u->resolve_every_ms)
+        put(&o, "; names re-resolved every %llums", (unsigned long long)u->resolve_every_ms);
     if (u->circuit.on)
         put(&o, "; circuit breaker: %g of >= %u in %llums, open %llums, max_pending %u", u->circuit.failure_ratio,
             u->circuit.min_requests, (unsigned long long)u->circuit.window_ms,

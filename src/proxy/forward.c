@@ -843,11 +843,14 @@ static void attempt(fwd *f)
         return;
     }
     uint64_t tag = gh_proxy_tls_tag(f->up);
-    f->uc = gh_pool_take_tagged(f->ctx.pw, (const struct sockaddr *)&t->sa, t->salen, tag);
+    struct sockaddr_storage ab;
+    socklen_t alen;
+    const struct sockaddr *sa = gh_upcall_addr(&f->call, &ab, &alen);
+    f->uc = gh_pool_take_tagged(f->ctx.pw, sa, alen, tag);
     f->reused = f->uc != NULL;
     if (!f->uc) {
         int err = 0;
-        f->uc = gh_upconn_connect_tagged(f->ctx.pw, (const struct sockaddr *)&t->sa, t->salen, tag, &err);
+        f->uc = gh_upconn_connect_tagged(f->ctx.pw, sa, alen, tag, &err);
         if (!f->uc) {
             fail(f, GH_OUT_CONNECT, err);
             return;

@@ -240,8 +240,9 @@ static sess *sess_new(gh_h2up_worker *w, const h2x *x, const gh_target_cfg *t, c
 sess *gh_h2up_pick(h2x *x, const gh_target_cfg *t, int *err)
 {
     gh_h2up_worker *w = x->w;
-    socklen_t len = t->salen;
-    const struct sockaddr *sa = (const struct sockaddr *)&t->sa;
+    struct sockaddr_storage ab;
+    socklen_t len;
+    const struct sockaddr *sa = gh_upcall_addr(&x->call, &ab, &len);
     size_t b = addr_key(sa, &len);
     uint64_t tag = gh_proxy_tls_tag(x->up);
     sess *best = NULL;

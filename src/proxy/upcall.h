@@ -72,6 +72,18 @@ bool gh_upcall_failed(gh_upcall *c, int outcome, bool stale, bool replayable);
  * retry on (reported and let go: try again); false: reported, go on. */
 bool gh_upcall_head(gh_upcall *c, int status, bool replayable, bool req_done);
 void gh_upcall_end(gh_upcall *c);
+/* Where the current attempt connects: the target's address as last
+ * re-resolved (resolve_every), else as loaded. buf: room for a copy.
+ * Inline: without resolve_every it is one test. */
+static inline const struct sockaddr *gh_upcall_addr(const gh_upcall *c, struct sockaddr_storage *buf,
+                                                    socklen_t *len)
+{
+    const gh_target_cfg *t = &c->up->targets[c->target];
+    if (c->up->resolve_every_ms && gh_target_addr(c->rt->ts[c->target], buf, len))
+        return (const struct sockaddr *)buf;
+    *len = t->salen;
+    return (const struct sockaddr *)&t->sa;
+}
 
 /* ---- the rules, also for tests ---- */
 int gh_upcall_status_outcome(const gh_upstream_cfg *u, int status);

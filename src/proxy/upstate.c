@@ -142,15 +142,42 @@ void gh_target_report(gh_target_state *t, const gh_upstream_cfg *u, bool failed,
                 (unsigned long long)u->passive.within_ms);
 }
 
-void gh_target_set_healthy(gh_target_state *t, bool healthy)
+bool gh_target_set_healthy(gh_target_state *t, bool healthy)
 {
     bool was = !healthy;
-    if (!atomic_compare_exchange_strong(&t->healthy, &was, healthy))
+    return atomic_compare_exchange_strong(&t->healthy, &was, healthy);
+}
+
+void gh_target_set_addr(gh_target_state *t, const struct sockaddr *sa, socklen_t len)
+{
+    uint64_t w[4] = { 0 };
+    if (len > sizeof(w))
         return;
-    if (healthy)
-        gh_log_info("target %s: healthy again (active checks)", t->key);
-    else
-        gh_log_warn("target %s: down (active checks failed)", t->key);
+    memcpy(w, sa, len);
+    unsigned seq = atomic_load_explicit(&t->addr_seq, RLX);
+    atomic_store_explicit(&t->addr_seq, seq + 1, RLX);   /* odd: being written */
+    atomic_thread_fence(memory_order_release);
+    for (int i = 0; i < 4; i++)
+        atomic_store_explicit(&t->addr_words[i], w[i], RLX);
+    atomic_store_explicit(&t->addr_len, (unsigned)len, RLX);
+    atomic_store_explicit(&t->addr_seq, seq + 2, memory_order_release);
+}
+
+bool gh_target_addr(gh_target_state *t, struct sockaddr_storage *out, socklen_t *len)
+{
+    unsigned seq = atomic_load_explicit(&t->addr_seq, memory_order_acquire);
+    if (seq == 0 || (seq & 1))
+        return false;
+    uint64_t w[4];
+    for (int i = 0; i < 4; i++)
+        w[i] = atomic_load_explicit(&t->addr_words[i], RLX);
+    unsigned n = atomic_load_explicit(&t->addr_len, RLX);
+    atomic_thread_fence(memory_order_acquire);
+    if (atomic_load_explicit(&t->addr_seq, RLX) != seq)
+        return false;
+    memcpy(out, w, sizeof(w));
+    *len = (socklen_t)n;
+    return true;
 }
 
 /* ----------------------------------------------------------- circuits -- */

@@ -17,6 +17,7 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/socket.h>
 #include "config/config.h"
 
 typedef struct gh_target_state {
@@ -28,6 +29,12 @@ typedef struct gh_target_state {
     atomic_uint_fast64_t window_start;    /* passive checks: start of the failure window (ms) */
     atomic_uint fails;              /* failures in that window */
     atomic_uint inflight;           /* requests in flight to it, all workers */
+    /* resolve_every: the address its name resolved to last (proxy/resolve.h).
+     * A seqlock of atomic words: the main thread writes, workers copy it
+     * without waiting and never see half an address. 0 = never set. */
+    atomic_uint addr_seq;
+    _Atomic uint64_t addr_words[4];       /* a sockaddr_in or sockaddr_in6 */
+    atomic_uint addr_len;
 } gh_target_state;
 
 enum gh_circuit_st { GH_CIRCUIT_CLOSED = 0, GH_CIRCUIT_OPEN, GH_CIRCUIT_HALF_OPEN };
@@ -58,14 +65,22 @@ bool gh_target_up(gh_target_state *t, const gh_upstream_cfg *u, uint64_t now);
  * failures and ejects (logging once) when u's limit is reached. */
 void gh_target_report(gh_target_state *t, const gh_upstream_cfg *u, bool failed, uint64_t now);
 
-/* For the active health checker (runs on the main thread, off the request
- * path): publish a target's verdict to every worker. A change is logged
- * (warn down / info up) once; setting the same value again is free. */
-void gh_target_set_healthy(gh_target_state *t, bool healthy);
+/* For the active health checker (proxy/health.h, main thread, off the
+ * request path): publish a target's verdict to every worker, which read it
+ * at their next pick. true when it changed (the checker logs the change,
+ * with its reason); setting the same value again is free. */
+bool gh_target_set_healthy(gh_target_state *t, bool healthy);
 static inline bool gh_target_healthy(gh_target_state *t)
 {
     return atomic_load_explicit(&t->healthy, memory_order_relaxed);
 }
+
+/* resolve_every: publish the target's address (main thread; len <= 32).
+ * gh_target_addr copies it into *out: false when none was published, or
+ * one is being written right now (then use the configuration's: it is
+ * never more than one lookup behind). */
+void gh_target_set_addr(gh_target_state *t, const struct sockaddr *sa, socklen_t len);
+bool gh_target_addr(gh_target_state *t, struct sockaddr_storage *out, socklen_t *len);
 
 /* ---- circuits ---- */
 enum gh_admit { GH_ADMIT_NO = 0, GH_ADMIT_YES, GH_ADMIT_PROBE };

@@ -8,6 +8,8 @@
 #include <uv.h>
 #include "core/log.h"
 #include "observe/access_log.h"
+#include "proxy/health.h"
+#include "proxy/resolve.h"
 #include "server/fd_limit.h"
 #include "server/worker.h"
 
@@ -17,6 +19,8 @@ typedef struct server {
     uv_signal_t sig_hup, sig_term, sig_int, sig_usr1;
     uv_timer_t timer;             /* drain watch, deferred reloads */
     gh_worker *workers;
+    gh_health *health;            /* active health checks, on this loop */
+    gh_resolver *resolver;        /* resolve_every, on this loop */
     int nworkers;
     uint64_t generation;
     bool reload_pending;
@@ -107,6 +111,8 @@ static void reload(server *s)
         gh_log_warn("reload: a change of `workers` takes effect at the next restart");
     apply_logging(s, snap->cfg);
     gh_fd_limit_check(snap->cfg, s->nworkers);
+    gh_resolver_apply(s->resolver, snap->cfg);
+    gh_health_apply(s->health, snap->cfg, snap->tls_clients);
     publish(s, snap);
     s->reloads_ok++;
     s->announce_pending = true;   /* said by the timer once every worker serves it */
@@ -249,6 +255,10 @@ int gh_server_run(const gh_run_options *o)
             return 3;
         }
     }
+    if (!(s.resolver = gh_resolver_new(s.loop)) || !(s.health = gh_health_new(s.loop)))
+        gh_log_error("out of memory: health checks or re-resolution do not run");
+    gh_resolver_apply(s.resolver, snap->cfg);
+    gh_health_apply(s.health, snap->cfg, snap->tls_clients);
     uv_timer_init(s.loop, &s.timer);
     s.timer.data = &s;
     uv_timer_start(&s.timer, on_timer, 50, 50);
@@ -268,6 +278,8 @@ int gh_server_run(const gh_run_options *o)
         fflush(NULL);
         _exit(0);
     }
+    gh_health_free(s.health);
+    gh_resolver_free(s.resolver);
     gh_snapshot_unref(atomic_exchange(&gh_current_snapshot, NULL));
     free(s.workers);
     uv_close((uv_handle_t *)&s.timer, NULL);

@@ -34,6 +34,9 @@ void gh_tls_server_free(gh_tls_server *s);   /* NULL ok */
 /* For u->tls (must be non-NULL); NULL after reporting errors. */
 gh_tls_client *gh_tls_client_new(const gh_config *cfg, const gh_upstream_cfg *u, gh_diag *diag);
 void gh_tls_client_free(gh_tls_client *c);   /* NULL ok */
+/* Another reference, dropped with gh_tls_client_free (the health checker
+ * keeps the client of the configuration it checks). */
+void gh_tls_client_ref(gh_tls_client *c);
 
 /* A TLS transport over fd, which must be non-blocking and stay open until
  * the transport is destroyed (t->ops->destroy). NULL when out of memory.

@@ -35,6 +35,5 @@ void gh_tls_server_ref(gh_tls_server *s);
  * port and has been answered 400 in clear text; close the connection. */
 enum { GH_SNIFF_TLS, GH_SNIFF_AGAIN, GH_SNIFF_PLAIN_HTTP };
 int gh_tls_sniff(int fd);
-void gh_tls_client_ref(gh_tls_client *c);
 
 #endif

@@ -213,7 +213,8 @@ def test_routes_and_explain_show_balancer_health_and_circuit(tmp_path):
     circuit_breaker: { open_for: 5s }
 """).replace("{port}", "18080"))
     want = ("hash on cookie:sid, 2 targets: 127.0.0.1:9001 127.0.0.1:9002; retries 1; "
-            "passive checks: 3 failures in 10000ms eject 30000ms; active checks: /ready every 5000ms; "
+            "passive checks: 3 failures in 10000ms eject 30000ms; active checks: GET /ready every 5000ms, "
+            "timeout 1000ms, healthy after 2, unhealthy after 3, expect 200-399; "
             "circuit breaker: 0.5 of >= 20 in 10000ms, open 5000ms, max_pending 1024")
     out = subprocess.run([BIN, "routes", "-c", str(path)], capture_output=True, text=True, timeout=10)
     assert out.returncode == 0 and ("upstream: " + want) in out.stdout, out.stdout + out.stderr

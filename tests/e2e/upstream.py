@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """A real HTTP/1.1 upstream for the end-to-end tests, run as its own process.
 
-usage: upstream.py PORT NAME
+usage: upstream.py PORT NAME [HOST]   (HOST: the loopback address to bind, 127.0.0.1)
 
 Thread per connection, keep-alive, CL and chunked request bodies. It records
 every request it receives (GET /__requests) and counts connections
@@ -222,7 +222,7 @@ def main():
     NAME = sys.argv[2] if len(sys.argv) > 2 else "upstream"
     srv = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    srv.bind(("127.0.0.1", port))
+    srv.bind((sys.argv[3] if len(sys.argv) > 3 else "127.0.0.1", port))
     srv.listen(1024)
     print("READY", flush=True)
     while True:

@@ -480,6 +480,9 @@ static void test_upstream_traffic_keys(void **state)
 #define UP LISTEN "upstreams:\n  u:\n    targets: [127.0.0.1:1]\n"
     assert_string_equal(errors_of(UP "    balance: hash\n"), "test.yaml:6:14: balance: hash needs hash_on");
     assert_string_equal(errors_of(UP "    hash_on: ip\n"), "test.yaml:6:5: hash_on needs balance: hash");
+    assert_string_equal(errors_of(UP "    protocol: h2\n    health_check: { active: {} }\n"),
+                        "test.yaml:7:5: health_check.active speaks HTTP/1.1 and is not available with protocol: h2 "
+                        "(use passive checks)");
     assert_string_equal(errors_of(UP "    balance: hash\n    hash_on: \"header:\"\n"),
                         "test.yaml:7:14: invalid hash_on 'header:' (use header:NAME, cookie:NAME, ip, path or consumer)");
     assert_string_equal(errors_of(UP "    balance: fastest\n"),

@@ -111,9 +111,10 @@ static void test_passive_ejection_fake_clock(void **state)
     assert_ptr_equal(t, t2);
     gh_target_state_release(t2);
     /* active checks' verdict */
-    gh_target_set_healthy(t, false);
+    assert_true(gh_target_set_healthy(t, false));
+    assert_false(gh_target_set_healthy(t, false));   /* no change: nothing to log */
     assert_false(gh_target_up(t, u, now + 100000));
-    gh_target_set_healthy(t, true);
+    assert_true(gh_target_set_healthy(t, true));
     assert_true(gh_target_up(t, u, now + 100000));
     gh_target_state_release(t);
     gh_config_free(cfg);
