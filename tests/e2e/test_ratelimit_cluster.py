@@ -202,3 +202,15 @@ def test_cluster_scope_without_redis_is_refused_at_load(tmp_path):
     assert diag_lines(err, path) == [(pos(text, "cluster } }"),
                                       "rate_limit scope 'cluster' needs a top-level redis: section "
                                       "(redis: { address: host:port })")]
+
+
+def test_routes_and_explain_show_a_cluster_limit_and_ask_redis_nothing(tmp_path, redis):
+    r = redis()
+    text = config(one(r.address), limit="limits: [ { limit: 10, window: 1s }, { limit: 1000, window: 1h } ]")
+    text = text.replace("{port}", "1")
+    path = write(str(tmp_path), "gatehouse.yaml", text)
+    want = "rate_limit(10 per 1s and 1000 per 1h by route, sliding_window, cluster)"
+    for args in (("routes",), ("explain", "GET", "/api")):
+        rc, out, err = gh(args[0], "-c", path, *args[1:])
+        assert rc == 0 and want in out, out + err
+    assert r.cli("--raw", "KEYS", "*").split() == []   # a dry run counts nothing
