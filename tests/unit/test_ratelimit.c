@@ -91,6 +91,36 @@ static void test_token_bucket(void **state)
     assert_int_equal(n, 7);
 }
 
+/* ---------------------------------------------------------- cluster store */
+
+/* Without a Redis answer (here: no client at all), the floor and on_error
+ * decide: allow serves under the local floor, deny says unavailable; the
+ * floor refuses before Redis is asked. Each failure is counted. */
+static void test_cluster_store_floor_and_on_error(void **state)
+{
+    gh_rl_store *st = gh_rl_cluster_store();
+    assert_non_null(st);
+    assert_true(st->async);
+    gh_rl_policy p = { .algorithm = GH_RL_SLIDING_WINDOW, .n = 1, .limits = { { 3, 60000 } }, .idle_ms = 120000 };
+    uint64_t now = 5000000, h = 0x1234567890abcdefULL, errors = gh_rl_cluster_errors();
+    gh_rl_wait w = { 0 };
+    gh_rl_verdict v;
+    for (int i = 0; i < 3; i++) {   /* allow: served, the floor counting */
+        assert_int_equal(st->take(st, &p, (gh_str){ NULL, 0 }, h, now, &v, &w), GH_OK);
+        assert_true(v.allowed && v.counted && !v.unavailable);
+        assert_int_equal(v.remaining, 2 - i);
+    }
+    assert_int_equal(gh_rl_cluster_errors(), errors + 3);
+    assert_int_equal(st->take(st, &p, (gh_str){ NULL, 0 }, h, now, &v, &w), GH_OK);
+    assert_false(v.allowed);   /* the floor: the limit holds per process without Redis */
+    assert_false(v.unavailable);
+    assert_int_equal(gh_rl_cluster_errors(), errors + 3);   /* refused before asking */
+    p.deny_on_error = true;   /* deny: unavailable, while the floor still has room */
+    assert_int_equal(st->take(st, &p, (gh_str){ NULL, 0 }, h + 2, now, &v, &w), GH_OK);
+    assert_true(v.unavailable && !v.allowed);
+    assert_int_equal(gh_rl_cluster_errors(), errors + 4);
+}
+
 /* ----------------------------------------------------------- local table */
 
 static void test_table_is_bounded(void **state)
@@ -388,6 +418,7 @@ int main(void)
         cmocka_unit_test(test_sliding_window),
         cmocka_unit_test(test_token_bucket),
         cmocka_unit_test(test_table_is_bounded),
+        cmocka_unit_test(test_cluster_store_floor_and_on_error),
         cmocka_unit_test(test_plugin_headers_and_429),
         cmocka_unit_test(test_contexts_kept_across_unchanged_reload),
         cmocka_unit_test(test_dry_run_counts_nothing),
