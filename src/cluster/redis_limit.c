@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "core/log.h"
+#include "core/str.h"
 
 /* Every script: KEYS are the limits' hashes (one per limit, one hash tag,
  * so one slot), ARGV = now, then limit and window (ms) per limit. The
@@ -165,6 +166,24 @@ void gh_redis_scripts_load(gh_redis_node *n)
 
 bool gh_redis_is_noscript(const redisReply *r) { return r->len >= 8 && memcmp(r->str, "NOSCRIPT", 8) == 0; }
 
+/* One RESP bulk string: "$LEN\r\nBYTES\r\n". */
+static char *put_bulk(char *p, const char *s, size_t n)
+{
+    *p++ = '$';
+    p += gh_u64_dec(p, n);
+    *p++ = '\r', *p++ = '\n';
+    memcpy(p, s, n);
+    p += n;
+    *p++ = '\r', *p++ = '\n';
+    return p;
+}
+
+static char *put_num(char *p, uint64_t v)
+{
+    char d[20];
+    return put_bulk(p, d, gh_u64_dec(d, v));
+}
+
 int gh_redis_limits(gh_redis *c, int algo, const char *key, size_t keylen, const gh_redis_window *w, size_t n,
                     uint64_t now_ms, gh_redis_limit_cb cb, void *ctx, gh_redis_handle *h)
 {
@@ -173,47 +192,46 @@ int gh_redis_limits(gh_redis *c, int algo, const char *key, size_t keylen, const
     for (size_t i = 0; i < n; i++)
         if (w[i].limit == 0 || w[i].window_ms == 0)
             return GH_REDIS_ERROR;
-    /* keys "gh:rl:{KEY}", "gh:rl:{KEY}:1", ... one after the other in k */
-    size_t klen = keylen + 8, room = n * (klen + 2);
-    char stack[512], *k = stack;
-    if (room > sizeof(stack) && !(k = malloc(room)))
+    /* EVALSHA sha n KEY KEY:1 ... now limit window ..., in RESP by hand
+     * (one request per call: printf's machinery would cost more than the
+     * rest of the call); keys "gh:rl:{KEY}", "gh:rl:{KEY}:1", ... */
+    size_t klen = keylen + 8, argc = 4 + 3 * n;
+    /* "*N\r\n", then per argument "$LEN\r\n" and "\r\n" (25 at most) and its
+     * bytes: 7 + 40 + 1, the keys, and 1 + 2n numbers of up to 20 digits */
+    size_t room = 23 + argc * 25 + 48 + n * (klen + 2) + (1 + 2 * n) * 20;
+    char *cmd = malloc(room), *p = cmd, *key0;
+    if (!cmd)
         return GH_REDIS_UNAVAILABLE;
-    enum { MAXARGS = 3 + GH_REDIS_MAX_LIMITS * 3 + 1 };
-    const char *argv[MAXARGS];
-    size_t len[MAXARGS];
-    char nums[1 + 2 * GH_REDIS_MAX_LIMITS][24], nk[4];
-    int argc = 0;
-    argv[argc] = "EVALSHA", len[argc++] = 7;
-    argv[argc] = c->sha[algo], len[argc++] = 40;
-    len[argc] = (size_t)snprintf(nk, sizeof(nk), "%zu", n), argv[argc++] = nk;
-    char *p = k;
+    *p++ = '*';
+    p += gh_u64_dec(p, argc);
+    *p++ = '\r', *p++ = '\n';
+    p = put_bulk(p, "EVALSHA", 7);
+    p = put_bulk(p, c->sha[algo], 40);
+    p = put_num(p, n);
     for (size_t i = 0; i < n; i++) {
+        size_t l = klen + (i ? 2 : 0);
+        *p++ = '$';
+        p += gh_u64_dec(p, l);
+        *p++ = '\r', *p++ = '\n';
+        if (i == 0)
+            key0 = p;
         memcpy(p, "gh:rl:{", 7);
         memcpy(p + 7, key, keylen);
-        p[klen - 1] = '}';
-        size_t l = klen;
-        if (i) {
-            p[l++] = ':';
-            p[l++] = (char)('0' + i);
-        }
-        argv[argc] = p, len[argc++] = l;
-        p += l;
+        p += klen;
+        p[-1] = '}';
+        if (i)
+            *p++ = ':', *p++ = (char)('0' + i);
+        *p++ = '\r', *p++ = '\n';
     }
-    len[argc] = (size_t)snprintf(nums[0], sizeof(nums[0]), "%" PRIu64, now_ms), argv[argc++] = nums[0];
+    p = put_num(p, now_ms);
     for (size_t i = 0; i < n; i++) {
-        char *a = nums[1 + 2 * i], *b = nums[2 + 2 * i];
-        len[argc] = (size_t)snprintf(a, 24, "%" PRIu64, w[i].limit), argv[argc++] = a;
-        len[argc] = (size_t)snprintf(b, 24, "%" PRIu64, w[i].window_ms), argv[argc++] = b;
+        p = put_num(p, w[i].limit);
+        p = put_num(p, w[i].window_ms);
     }
-    char *cmd = NULL;
-    long long nbytes = redisFormatCommandArgv(&cmd, argc, argv, len);
-    unsigned slot = gh_redis_key_slot(k, klen);
-    if (k != stack)
-        free(k);
-    if (nbytes < 0)
-        return GH_REDIS_UNAVAILABLE;
+    /* the slot matters only to Redis Cluster */
+    int slot = c->cfg.cluster ? (int)gh_redis_key_slot(key0, klen) : -1;
     gh_redis_req *req;
-    int st = gh_redis_submit(c, cmd, (size_t)nbytes, (int)slot, &req);
+    int st = gh_redis_submit(c, cmd, (size_t)(p - cmd), slot, &req);
     if (st == GH_REDIS_OK) {
         req->lcb = cb;
         req->ctx = ctx;
