@@ -64,7 +64,9 @@ enum gh_redis_algo { GH_REDIS_SLIDING_WINDOW = 0, GH_REDIS_TOKEN_BUCKET };
 
 typedef struct gh_redis_verdict {
     bool allowed;
-    uint64_t limit;
+    size_t which;          /* the limit reported (from 0): the refusing one with the longest wait,
+                              else the one closest to refusing */
+    uint64_t limit;        /* its limit */
     uint64_t remaining;    /* requests still allowed now */
     uint64_t reset_ms;     /* until the next request would be allowed (0: now) */
 } gh_redis_verdict;
@@ -81,6 +83,17 @@ typedef void (*gh_redis_limit_cb)(void *ctx, int status, const gh_redis_verdict 
  * unless status is GH_REDIS_OK. */
 int gh_redis_limit(gh_redis *c, int algo, const char *key, size_t keylen, uint64_t limit, uint64_t window_ms,
                    uint64_t now_ms, gh_redis_limit_cb cb, void *ctx, gh_redis_handle *h);
+
+/* Several limits of one key in one call (one round trip, atomic): the
+ * request counts in all of them only when every one has room. The first
+ * limit's Redis key is "gh:rl:{KEY}", the others' "gh:rl:{KEY}:1", ...
+ * (one hash tag, one slot). At most GH_REDIS_MAX_LIMITS. */
+#define GH_REDIS_MAX_LIMITS 4
+typedef struct gh_redis_window {
+    uint64_t limit, window_ms;
+} gh_redis_window;
+int gh_redis_limits(gh_redis *c, int algo, const char *key, size_t keylen, const gh_redis_window *w, size_t n,
+                    uint64_t now_ms, gh_redis_limit_cb cb, void *ctx, gh_redis_handle *h);
 
 /* CRC16 slot of a key, {hash tag} honoured (Redis Cluster spec). */
 unsigned gh_redis_key_slot(const char *key, size_t len);

@@ -42,7 +42,8 @@ typedef struct gh_redis_req {
     gh_redis_cb cb;
     gh_redis_limit_cb lcb;
     void *ctx;
-    uint64_t limit;               /* lcb: for the verdict */
+    uint64_t limits[GH_REDIS_MAX_LIMITS];   /* lcb: for the verdict */
+    size_t nlimits;
     bool waiting;                 /* the caller still expects its callback */
     bool in_redis;                /* hiredis holds a callback pointing here */
     int slot;                     /* -1: any node */

@@ -1,8 +1,8 @@
 /* plugin_ratelimit.c — configuration of the rate_limit plugin (SPEC §5.3):
  *   rate_limit: { limit: 100, window: 1m, key: consumer, scope: local, algorithm: sliding_window }
  *   rate_limit: { limits: [ { limit: 10, window: 1s }, { limit: 1000, window: 1h } ], key: [consumer, route] }
- * A request must fit every limit. `scope: cluster` is refused until the
- * Redis store is in (it needs the top-level `redis:` section). */
+ * A request must fit every limit. `scope: cluster` needs the top-level
+ * `redis:` section (checked with the whole file: gh_ld_plugins_resolve). */
 #include <string.h>
 #include "config/schema.h"
 
@@ -148,14 +148,6 @@ bool gh_ld_rate_limit(gh_load *ld, gh_plugin_cfg *conf, const gh_ynode *v)
     if (seen[R_SCOPE]) {
         c->scope_mark = seen[R_SCOPE]->value->mark;
         ok &= choice(ld, seen[R_SCOPE]->value, "scope", "local", "cluster", &c->scope);
-        /* The Redis store plugs in behind the same interface
-         * (plugins/ratelimit_store.h); until then a cluster limit would
-         * silently count per process. */
-        if (ok && c->scope == GH_RL_CLUSTER) {
-            gh_ld_error(ld, c->scope_mark, "rate_limit scope 'cluster' is not supported yet (it needs the Redis "
-                                           "store); use scope: local");
-            ok = false;
-        }
     }
     return ok;
 }

@@ -194,9 +194,18 @@ static void resolve_chain(gh_load *ld, gh_route_cfg *r, const gh_plugin_cfg **mt
                      r->name.p);
 }
 
+/* A rate_limit with scope: cluster counts in Redis: the file must say where. */
+static void cluster_needs_redis(gh_load *ld, const gh_plugin_set *own)
+{
+    const gh_rate_limit_cfg *rl = (const gh_rate_limit_cfg *)own->p[GH_PLUGIN_RATE_LIMIT];
+    if (rl && rl->base.enabled && rl->scope == GH_RL_CLUSTER && !ld->cfg->redis)
+        gh_ld_error(ld, rl->scope_mark,
+                    "rate_limit scope 'cluster' needs a top-level redis: section (redis: { address: host:port })");
+}
+
 /* Cross-checks that need the whole file: every route's and version's
  * chain, mtls_auth against the listeners, acl without anyone to
- * authenticate. */
+ * authenticate, cluster limits without redis:. */
 void gh_ld_plugins_resolve(gh_load *ld)
 {
     gh_config *cfg = ld->cfg;
@@ -204,11 +213,15 @@ void gh_ld_plugins_resolve(gh_load *ld)
     for (size_t i = 0; i < cfg->nlistens; i++)
         client_ca |= cfg->listens[i].tls && cfg->listens[i].tls->client_ca.len;
     const gh_plugin_cfg *mtls = chain_has(&cfg->plugins, GH_PLUGIN_MTLS_AUTH) ? cfg->plugins.p[GH_PLUGIN_MTLS_AUTH] : NULL;
+    cluster_needs_redis(ld, &cfg->plugins);
     for (size_t i = 0; i < cfg->nroutes; i++) {
         gh_route_cfg *r = &cfg->routes[i];
+        cluster_needs_redis(ld, &r->plugins);
         if (r->versions) {
-            for (size_t k = 0; k < r->versions->n; k++)
+            for (size_t k = 0; k < r->versions->n; k++) {
+                cluster_needs_redis(ld, &r->versions->list[k].route.plugins);
                 resolve_chain(ld, &r->versions->list[k].route, &mtls);
+            }
             merge_chain(cfg, r);
         } else {
             resolve_chain(ld, r, &mtls);

@@ -6,8 +6,9 @@
  * The key: its parts (consumer, ip, route, header:NAME) joined; `consumer`
  * falls back to the client address for requests without a consumer, and a
  * missing header does the same. The store is reached through the plugin's
- * per-worker context (a cluster store keeps its connection there); dry runs
- * (`explain`) have no context and count nothing. */
+ * per-worker context; the cluster store answers later (the chain WAITs)
+ * and is told when the client leaves. Dry runs (`explain`) have no context
+ * and count nothing. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -42,6 +43,7 @@ static void window_text(char *out, size_t cap, uint64_t ms)
 
 static bool rl_compile(gh_plugin_cfg *conf, const gh_plugin_build *b)
 {
+    const gh_redis_cfg *redis = b->cfg->redis;
     const gh_rate_limit_cfg *c = (const gh_rate_limit_cfg *)conf;
     rl_rt *rt = calloc(1, sizeof(*rt));
     if (!rt || !gh_rl_local_store()) {
@@ -51,6 +53,7 @@ static bool rl_compile(gh_plugin_cfg *conf, const gh_plugin_build *b)
     }
     rt->policy.algorithm = c->algorithm;
     rt->policy.n = c->nlimits;
+    rt->policy.deny_on_error = redis && redis->on_error == GH_REDIS_ON_ERROR_DENY;
     size_t n = 0;
     uint64_t longest = 0;
     for (size_t i = 0; i < c->nlimits; i++) {
@@ -74,12 +77,14 @@ static bool rl_compile(gh_plugin_cfg *conf, const gh_plugin_build *b)
 static void rl_release(gh_plugin_cfg *conf) { free(conf->rt); }
 
 static const char rate_limited[] = "rate_limited";   /* the problem code; rl_after knows it by address */
+static const char unavailable[] = "rate_limit_unavailable";
 
 static void *rl_context_new(const gh_plugin_cfg *conf, uv_loop_t *loop)
 {
     rl_ctx *ctx = calloc(1, sizeof(*ctx));
     if (ctx)
-        ctx->store = gh_rl_local_store();
+        ctx->store = ((const gh_rate_limit_cfg *)conf)->scope == GH_RL_CLUSTER ? gh_rl_cluster_store()
+                                                                              : gh_rl_local_store();
     return ctx;
 }
 
@@ -192,6 +197,11 @@ static int verdict(gh_plugin_run *run, const gh_plugin_cfg *conf, const gh_rl_ve
     const gh_rate_limit_cfg *c = (const gh_rate_limit_cfg *)conf;
     const rl_rt *rt = conf->rt;
     gh_exchange *ex = run->ex;
+    if (v->unavailable) {
+        gh_problem(ex, 503, unavailable, "the rate limit store (Redis) is unreachable and redis.on_error is deny",
+                   NULL, 0, NULL);
+        return GH_PLUGIN_DONE;
+    }
     uint64_t reset_s = (v->reset_ms + 999) / 1000;
     char *num = gh_arena_alloc(&ex->arena, 64);   /* Remaining, Reset, Retry-After */
     if (!num) {
@@ -218,8 +228,9 @@ static int verdict(gh_plugin_run *run, const gh_plugin_cfg *conf, const gh_rl_ve
     return GH_PLUGIN_DONE;
 }
 
-/* An asynchronous store answered. */
+/* A request waiting on an asynchronous store (in the exchange's arena). */
 typedef struct pending {
+    gh_rl_wait w;                 /* first: the store's done gets it back */
     gh_plugin_run *run;
     const gh_plugin_cfg *conf;
     gh_rl_store *store;
@@ -241,7 +252,7 @@ static void taken(void *arg, const gh_rl_verdict *v)
 static void cancel(gh_plugin_run *run)
 {
     pending *p = run->wait_ctx;
-    p->store->cancel(p->store, p);
+    p->store->cancel(p->store, &p->w);
 }
 
 static int rl_request(gh_plugin_run *run, const gh_plugin_cfg *conf)
@@ -251,6 +262,7 @@ static int rl_request(gh_plugin_run *run, const gh_plugin_cfg *conf)
         return GH_PLUGIN_NEXT;   /* a dry run: decides nothing, counts nothing */
     const gh_rate_limit_cfg *c = (const gh_rate_limit_cfg *)conf;
     const rl_rt *rt = conf->rt;
+    gh_exchange *ex = run->ex;
     key_part parts[GH_RL_MAX_KEYS];
     size_t n = key_parts(run, c, parts);
     uint64_t h = key_hash(conf->state_key, parts, n);
@@ -258,11 +270,18 @@ static int rl_request(gh_plugin_run *run, const gh_plugin_cfg *conf)
     gh_str key = ctx->store->wants_key ? key_text(parts, n, text) : (gh_str){ NULL, 0 };
     gh_rl_verdict v;
     pending *p = NULL;
-    int r = ctx->store->take(ctx->store, &rt->policy, key, h, gh_now_ms(run->ex->env), &v, taken,
-                             NULL);
-    if (r == GH_AGAIN) {   /* (a cluster store) */
-        p = gh_arena_alloc(&run->ex->arena, sizeof(*p));
-        *p = (pending){ run, conf, ctx->store };
+    if (ctx->store->async) {
+        p = gh_arena_alloc(&ex->arena, sizeof(*p));
+        if (!p) {
+            gh_problem(ex, 500, "internal_error", "out of memory", NULL, 0, NULL);
+            return GH_PLUGIN_DONE;
+        }
+        *p = (pending){ .w = { .done = taken, .redis = ex->env->redis }, .run = run, .conf = conf,
+                        .store = ctx->store };
+        p->w.arg = p;
+    }
+    int r = ctx->store->take(ctx->store, &rt->policy, key, h, gh_now_ms(ex->env), &v, p ? &p->w : NULL);
+    if (r == GH_AGAIN) {
         run->cancel = cancel;
         run->wait_ctx = p;
         return GH_PLUGIN_WAIT;

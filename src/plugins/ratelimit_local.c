@@ -104,7 +104,7 @@ typedef uint64_t (*take_fn)(uint64_t word, uint64_t t, gh_rl_limit l, gh_rl_step
 typedef uint64_t (*refund_fn)(uint64_t word, uint64_t t, gh_rl_limit l);
 
 static int local_take(gh_rl_store *st, const gh_rl_policy *p, gh_str key, uint64_t h, uint64_t now,
-                      gh_rl_verdict *v, gh_rl_done done, void *arg)
+                      gh_rl_verdict *v, gh_rl_wait *w)
 {
     *v = (gh_rl_verdict){ .allowed = true, .remaining = p->limits[0].limit };
     slot *s = find(h, now);
@@ -165,7 +165,7 @@ static int local_take(gh_rl_store *st, const gh_rl_policy *p, gh_str key, uint64
     return GH_OK;
 }
 
-static void local_cancel(gh_rl_store *s, void *arg) {}
+static void local_cancel(gh_rl_store *s, gh_rl_wait *w) {}
 
 static gh_rl_store local = { .take = local_take, .cancel = local_cancel };
 

@@ -3,6 +3,7 @@
     r = RedisServer()          # started and answering
     r.cli("INFO", "clients")   # redis-cli's output
     r.stop(); r.start()        # same port, empty data
+    c = RedisCluster()         # three masters, every slot served
 """
 import os
 import shutil
@@ -65,6 +66,55 @@ class RedisServer:
     def close(self):
         self.stop()
         shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class RedisCluster:
+    """Three masters (`--cluster-enabled yes`, bus ports from free_port()),
+    joined by `redis-cli --cluster create`; ready once every node says
+    cluster_state:ok."""
+
+    def __init__(self, n=3):
+        self.nodes = []
+        try:
+            for _ in range(n):
+                self.nodes.append(RedisServer("--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
+                                              "--cluster-port", str(free_port())))
+            r = subprocess.run([REDIS_CLI, "--cluster", "create"] + self.seeds +
+                               ["--cluster-replicas", "0", "--cluster-yes"], capture_output=True, text=True,
+                               timeout=60)
+            assert r.returncode == 0, r.stdout + r.stderr
+            for x in self.nodes:
+                wait_until(lambda: "cluster_state:ok" in x.cli("CLUSTER", "INFO"), 20,
+                           "cluster up on %s" % x.address)
+        except BaseException:
+            self.close()
+            raise
+
+    @property
+    def seeds(self):
+        return [x.address for x in self.nodes]
+
+    def keys(self, pattern):
+        """Keys matching pattern on every node, as {address: [keys]}."""
+        return {x.address: x.cli("--raw", "KEYS", pattern).split() for x in self.nodes}
+
+    def close(self):
+        for x in self.nodes:
+            x.close()
+
+
+@pytest.fixture
+def redis_cluster():
+    made = []
+
+    def make():
+        c = RedisCluster()
+        made.append(c)
+        return c
+
+    yield make
+    for c in made:
+        c.close()
 
 
 @pytest.fixture

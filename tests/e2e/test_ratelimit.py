@@ -194,16 +194,3 @@ def test_routes_and_explain_show_the_limits():
     assert rc == 0 and want in out, out + err
     rc, out, err = gh("explain", "-c", path, "GET", "/api")
     assert rc == 0 and want in out, out + err
-
-
-def test_cluster_scope_is_refused_until_redis_is_in():
-    d = tempfile.mkdtemp()
-    text = ("listen:\n  - address: 127.0.0.1:1\n"
-            "routes:\n  - name: api\n    match: { prefix: /api }\n    respond: { status: 200 }\n"
-            "    plugins: { rate_limit: { limit: 10, window: 1m, scope: cluster } }\n")
-    path = write(d, "g.yaml", text)
-    rc, out, err = gh("check", "-c", path)
-    assert rc != 0
-    assert diag_lines(err + out, path) == [
-        (pos(text, "cluster"), "rate_limit scope 'cluster' is not supported yet (it needs the Redis store); "
-                               "use scope: local")]

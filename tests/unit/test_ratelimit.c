@@ -91,6 +91,36 @@ static void test_token_bucket(void **state)
     assert_int_equal(n, 7);
 }
 
+/* ---------------------------------------------------------- cluster store */
+
+/* Without a Redis answer (here: no client at all), the floor and on_error
+ * decide: allow serves under the local floor, deny says unavailable; the
+ * floor refuses before Redis is asked. Each failure is counted. */
+static void test_cluster_store_floor_and_on_error(void **state)
+{
+    gh_rl_store *st = gh_rl_cluster_store();
+    assert_non_null(st);
+    assert_true(st->async);
+    gh_rl_policy p = { .algorithm = GH_RL_SLIDING_WINDOW, .n = 1, .limits = { { 3, 60000 } }, .idle_ms = 120000 };
+    uint64_t now = 5000000, h = 0x1234567890abcdefULL, errors = gh_rl_cluster_errors();
+    gh_rl_wait w = { 0 };
+    gh_rl_verdict v;
+    for (int i = 0; i < 3; i++) {   /* allow: served, the floor counting */
+        assert_int_equal(st->take(st, &p, (gh_str){ NULL, 0 }, h, now, &v, &w), GH_OK);
+        assert_true(v.allowed && v.counted && !v.unavailable);
+        assert_int_equal(v.remaining, 2 - i);
+    }
+    assert_int_equal(gh_rl_cluster_errors(), errors + 3);
+    assert_int_equal(st->take(st, &p, (gh_str){ NULL, 0 }, h, now, &v, &w), GH_OK);
+    assert_false(v.allowed);   /* the floor: the limit holds per process without Redis */
+    assert_false(v.unavailable);
+    assert_int_equal(gh_rl_cluster_errors(), errors + 3);   /* refused before asking */
+    p.deny_on_error = true;   /* deny: unavailable, while the floor still has room */
+    assert_int_equal(st->take(st, &p, (gh_str){ NULL, 0 }, h + 2, now, &v, &w), GH_OK);
+    assert_true(v.unavailable && !v.allowed);
+    assert_int_equal(gh_rl_cluster_errors(), errors + 4);
+}
+
 /* ----------------------------------------------------------- local table */
 
 static void test_table_is_bounded(void **state)
@@ -104,7 +134,7 @@ static void test_table_is_bounded(void **state)
     size_t counted = 0;
     for (uint64_t i = 0; i < 100000; i++) {
         uint64_t h = (i + 1) * 0x9e3779b97f4a7c15ULL | 2;
-        st->take(st, &p, (gh_str){ "k", 1 }, h, now, &v, NULL, NULL);
+        st->take(st, &p, (gh_str){ "k", 1 }, h, now, &v, NULL);
         counted += v.counted;
         assert_true(v.allowed);
     }
@@ -112,24 +142,24 @@ static void test_table_is_bounded(void **state)
     assert_int_equal(gh_rl_local_keys(now), 100000);
     /* the same key again is counted in its slot */
     uint64_t h0 = 0x9e3779b97f4a7c15ULL | 2;
-    st->take(st, &p, (gh_str){ "k", 1 }, h0, now, &v, NULL, NULL);
+    st->take(st, &p, (gh_str){ "k", 1 }, h0, now, &v, NULL);
     assert_int_equal(v.remaining, 3);
     /* a flood past the table's size: held keys stay, the excess passes uncounted */
     size_t uncounted = 0;
     for (uint64_t i = 100000; i < 400000; i++) {
-        st->take(st, &p, (gh_str){ "k", 1 }, (i + 1) * 0x9e3779b97f4a7c15ULL | 2, now, &v, NULL, NULL);
+        st->take(st, &p, (gh_str){ "k", 1 }, (i + 1) * 0x9e3779b97f4a7c15ULL | 2, now, &v, NULL);
         uncounted += !v.counted;
         assert_true(v.allowed);
     }
     assert_true(uncounted > 0);
     assert_true(gh_rl_local_keys(now) <= GH_RL_LOCAL_SLOTS);
-    st->take(st, &p, (gh_str){ "k", 1 }, h0, now, &v, NULL, NULL);
+    st->take(st, &p, (gh_str){ "k", 1 }, h0, now, &v, NULL);
     assert_int_equal(v.remaining, 2);   /* an established key kept its count */
     /* once idle keys expire, new keys take their slots over */
     now += p.idle_ms + 1;
     counted = 0;
     for (uint64_t i = 400000; i < 500000; i++) {
-        st->take(st, &p, (gh_str){ "k", 1 }, (i + 1) * 0x9e3779b97f4a7c15ULL | 2, now, &v, NULL, NULL);
+        st->take(st, &p, (gh_str){ "k", 1 }, (i + 1) * 0x9e3779b97f4a7c15ULL | 2, now, &v, NULL);
         counted += v.counted;
     }
     assert_int_equal(counted, 100000);
@@ -358,8 +388,11 @@ static void test_config_errors(void **state)
     assert_string_equal(errors_of(ROUTE("{}"), e, sizeof(e)),
                         "t.yaml:7:7: rate_limit needs both limit and window (e.g. limit: 100, window: 1m)\n");
     assert_string_equal(errors_of(ROUTE("{ limit: 10, window: 1m, scope: cluster }"), e, sizeof(e)),
-                        "t.yaml:7:51: rate_limit scope 'cluster' is not supported yet (it needs the Redis store); "
-                        "use scope: local\n");
+                        "t.yaml:7:51: rate_limit scope 'cluster' needs a top-level redis: section "
+                        "(redis: { address: host:port })\n");
+    /* with redis: (anywhere in the file) it loads */
+    assert_string_equal(errors_of(ROUTE("{ limit: 10, window: 1m, scope: cluster }") "redis: { address: 127.0.0.1:1 }\n",
+                                  e, sizeof(e)), "");
     assert_string_equal(errors_of(ROUTE("{ limit: 10, window: 1m, key: [consumer, cookie] }"), e, sizeof(e)),
                         "t.yaml:7:60: unknown rate_limit key 'cookie' (use consumer, ip, route or header:NAME)\n");
     assert_string_equal(errors_of(ROUTE("{ limit: 10, window: 500ms }"), e, sizeof(e)),
@@ -385,6 +418,7 @@ int main(void)
         cmocka_unit_test(test_sliding_window),
         cmocka_unit_test(test_token_bucket),
         cmocka_unit_test(test_table_is_bounded),
+        cmocka_unit_test(test_cluster_store_floor_and_on_error),
         cmocka_unit_test(test_plugin_headers_and_429),
         cmocka_unit_test(test_contexts_kept_across_unchanged_reload),
         cmocka_unit_test(test_dry_run_counts_nothing),

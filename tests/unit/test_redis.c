@@ -474,6 +474,24 @@ static int burst(gh_redis **cs, int ncs, int algo, const char *key, int n, uint6
     return allowed;
 }
 
+/* the same with several limits in each call */
+static int burst_n(gh_redis *c, int algo, const char *key, int n, const gh_redis_window *w, size_t nw, uint64_t now,
+                   verdict_call *out)
+{
+    for (int i = 0; i < n; i++) {
+        gh_redis_handle h;
+        memset(&out[i], 0, sizeof(out[i]));
+        assert_int_equal(gh_redis_limits(c, algo, key, strlen(key), w, nw, now, on_verdict, &out[i], &h), GH_REDIS_OK);
+    }
+    int allowed = 0;
+    for (int i = 0; i < n; i++) {
+        assert_true(run_until(&out[i].done, 5000));
+        assert_int_equal(out[i].status, GH_REDIS_OK);
+        allowed += out[i].v.allowed;
+    }
+    return allowed;
+}
+
 static void wait_ready(gh_redis *c)
 {
     bool never = false;
@@ -512,6 +530,31 @@ static void check_limits(gh_redis **cs, int ncs, int port_for_ttl)
             assert_int_equal(out[i].v.reset_ms, 200);
     assert_int_equal(burst(cs, ncs, GH_REDIS_TOKEN_BUCKET, "tb:carol", 3, 5, 1000, T + 200, out), 1);
     assert_int_equal(burst(cs, ncs, GH_REDIS_TOKEN_BUCKET, "tb:carol", 9, 5, 1000, T + 5000, out), 5);
+
+    /* several limits in one call: 3 per 1 s and 5 per 10 s. The first
+     * refuses (and is named); a refused request counts in neither, so once
+     * the first has room again 2 more pass, then the second refuses. */
+    const gh_redis_window w[2] = { { 3, 1000 }, { 5, 10000 } };
+    const uint64_t T0 = 1700000010000ULL;   /* the start of both windows */
+    for (int algo = 0; algo < 2; algo++) {
+        const char *key = algo ? "multi:tb" : "multi:sw";
+        assert_int_equal(burst_n(cs[0], algo, key, 6, w, 2, T0, out), 3);
+        for (int i = 0; i < 6; i++) {
+            assert_int_equal(out[i].v.which, 0);
+            assert_int_equal(out[i].v.limit, 3);
+        }
+        /* sliding: two windows of the first on, it is empty; bucket: one window on, it is full again */
+        assert_int_equal(burst_n(cs[0], algo, key, 6, w, 2, T0 + (algo ? 1000 : 2000), out), 2);
+        assert_false(out[2].v.allowed);
+        assert_int_equal(out[2].v.which, 1);
+        assert_int_equal(out[2].v.limit, 5);
+        assert_true(out[2].v.reset_ms >= 1000);
+    }
+    /* more limits than a call holds: refused before anything is sent */
+    gh_redis_window many[GH_REDIS_MAX_LIMITS + 1] = { { 1, 1000 }, { 1, 2000 }, { 1, 3000 }, { 1, 4000 }, { 1, 5000 } };
+    gh_redis_handle hx;
+    assert_int_equal(gh_redis_limits(cs[0], 0, "x", 1, many, GH_REDIS_MAX_LIMITS + 1, T0, on_verdict, out, &hx),
+                     GH_REDIS_ERROR);
 
     if (port_for_ttl) {
         /* idle keys expire */
