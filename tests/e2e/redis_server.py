@@ -79,15 +79,21 @@ class RedisServer:
 class RedisCluster:
     """Three masters (`--cluster-enabled yes`, bus ports from free_port()),
     joined by `redis-cli --cluster create`; ready once every node says
-    cluster_state:ok."""
+    cluster_state:ok. tls=(cert, key, ca, client_cert, client_key): TLS
+    only, the cluster bus too."""
 
-    def __init__(self, n=3):
+    def __init__(self, n=3, tls=None):
         self.nodes = []
         try:
+            # the bus always asks for client certificates: tls[3:5] is one (clientAuth)
+            extra = ["--tls-cluster", "yes", "--tls-client-cert-file", tls[3],
+                     "--tls-client-key-file", tls[4]] if tls else []
             for _ in range(n):
                 self.nodes.append(RedisServer("--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
-                                              "--cluster-port", str(free_port())))
-            r = subprocess.run([REDIS_CLI, "--cluster", "create"] + self.seeds +
+                                              "--cluster-port", str(free_port()), *extra,
+                                              tls=tls[:3] if tls else None))
+            cli_tls = ["--tls", "--cacert", tls[2]] if tls else []
+            r = subprocess.run([REDIS_CLI] + cli_tls + ["--cluster", "create"] + self.seeds +
                                ["--cluster-replicas", "0", "--cluster-yes"], capture_output=True, text=True,
                                timeout=60)
             assert r.returncode == 0, r.stdout + r.stderr
@@ -115,8 +121,8 @@ class RedisCluster:
 def redis_cluster():
     made = []
 
-    def make():
-        c = RedisCluster()
+    def make(tls=None):
+        c = RedisCluster(tls=tls)
         made.append(c)
         return c
 

@@ -13,7 +13,7 @@ import pytest
 
 import certs
 from conftest import BIN
-from redis_server import redis  # noqa: F401  (fixture)
+from redis_server import redis, redis_cluster  # noqa: F401  (fixtures)
 from test_ratelimit_cluster import check_exactly, hammer
 
 CONFIG = """
@@ -101,6 +101,20 @@ def test_tls_two_gateways_exactly_n(gatehouse, redis, pki):
     r.wait_clients(4)
 
 
+def test_tls_redis_cluster_exactly_n(gatehouse, redis_cluster, pki):
+    """Three TLS-only masters: the slot map and every master's connection
+    go through TLS; two gateways still let exactly N through."""
+    c = redis_cluster(tls=(pki.up_ca1[0], pki.up_ca1[1], pki.ca1, pki.gw_client[0], pki.gw_client[1]))
+    cfg = TLS_LIMIT.replace('address: "{redis}"', 'cluster: [ "%s" ]' % c.seeds[0])
+    gates = [gatehouse(cfg, workers=2, subst={"ca": pki.ca1}) for _ in range(2)]
+    for g in gates:
+        g.wait_stderr(lambda err: err.count("redis cluster: 16384 of 16384 slots mapped over 3 nodes") >= 2,
+                      what="both workers mapped the slots")
+    check_exactly(hammer(gates), 30)
+    held = {a: k for a, k in c.keys("gh:rl:*").items() if k}
+    assert len(held) == 1, held
+
+
 def test_tls_wrong_ca_refused_on_error_applies(gatehouse, redis, pki):
     """A certificate from another CA: no connection, the reason logged,
     on_error: deny answers 503 rate_limit_unavailable; nothing counted."""
@@ -120,3 +134,8 @@ def test_tls_files_checked_at_load(tmp_path):
     r = subprocess.run([BIN, "check", "-c", str(path)], capture_output=True, text=True, timeout=10)
     assert r.returncode != 0
     assert "%s:4:27: cert needs key (a client certificate takes both)" % path in r.stderr, r.stderr
+    path.write_text('listen: [ { address: "127.0.0.1:1" } ]\n'
+                    'redis:\n  address: 127.0.0.1:6379\n  tls: { ca: /nonexistent/ca.pem }\n')
+    r = subprocess.run([BIN, "check", "-c", str(path)], capture_output=True, text=True, timeout=10)
+    assert r.returncode != 0
+    assert "%s:4:10: cannot read ca '/nonexistent/ca.pem'" % path in r.stderr, r.stderr
