@@ -12,6 +12,7 @@
 #include <string.h>
 #include <hiredis/adapters/libuv.h>
 #include "core/log.h"
+#include "tls/tls.h"
 
 static void node_connect(gh_redis_node *n);
 static void arm_timer(gh_redis *c);
@@ -239,6 +240,7 @@ static void on_retry(uv_timer_t *t) { node_connect(t->data); }
 static void schedule_retry(gh_redis_node *n, const char *why)
 {
     gh_redis *c = n->c;
+    gh_redis_tls_close(n);
     n->ac = NULL;
     n->state = GH_NODE_DOWN;
     if (c->freeing)
@@ -291,10 +293,10 @@ static void on_auth(redisAsyncContext *ac, void *reply, void *privdata)
     }
 }
 
-static void dial(gh_redis_node *n, const char *ip)
+static void dial(gh_redis_node *n, const char *ip, uint16_t port)
 {
     gh_redis *c = n->c;
-    redisAsyncContext *ac = redisAsyncConnect(ip, n->port);
+    redisAsyncContext *ac = redisAsyncConnect(ip, port);
     if (!ac || ac->err) {
         char why[160];
         snprintf(why, sizeof(why), "%s", ac ? ac->errstr : "out of memory");
@@ -314,6 +316,8 @@ static void dial(gh_redis_node *n, const char *ip)
     n->ac = ac;
     n->state = GH_NODE_CONNECTING;
     n->answered = false;
+    if (n->tls)
+        gh_redis_tls_expect(n, ac->c.fd);
     /* first on the wire, ahead of any request: AUTH (on every connect), then the scripts */
     if (c->cfg.password.len) {
         const char *argv[3] = { "AUTH", c->cfg.username.p, c->cfg.password.p };
@@ -327,6 +331,34 @@ static void dial(gh_redis_node *n, const char *ip)
     gh_redis_scripts_load(n);
     if (c->cfg.cluster && !c->slots_known)
         gh_redis_refresh_slots(c);
+}
+
+/* Plain: hiredis dials Redis. TLS: the bridge first, then hiredis dials it. */
+static void connect_to(gh_redis_node *n, const char *ip)
+{
+    gh_redis *c = n->c;
+    if (!c->cfg.tls)
+        dial(n, ip, n->port);
+    else if (!c->tls || !c->tls_port)
+        schedule_retry(n, "no TLS bridge (TLS context or loopback listener missing)");
+    else if (gh_redis_tls_start(n, ip))
+        n->state = GH_NODE_CONNECTING;
+    else
+        schedule_retry(n, "cannot start a TLS connection");
+}
+
+void gh_redis_node_tls_ready(gh_redis_node *n) { dial(n, "127.0.0.1", n->c->tls_port); }
+
+void gh_redis_node_tls_failed(gh_redis_node *n, const char *why)
+{
+    if (n->ac) {
+        /* hiredis is on the bridge: closing it gives hiredis EOF, and its
+         * disconnect starts the retry */
+        gh_log_debug("redis %s: %s", n->name, why);
+        gh_redis_tls_close(n);
+    } else {
+        schedule_retry(n, why);
+    }
 }
 
 static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
@@ -352,7 +384,7 @@ static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
         schedule_retry(n, status < 0 ? uv_strerror(status) : "no address");
         return;
     }
-    dial(n, ip);
+    connect_to(n, ip);
 }
 
 /* Names are looked up with uv_getaddrinfo (hiredis would block the loop). */
@@ -360,10 +392,10 @@ static void node_connect(gh_redis_node *n)
 {
     gh_redis *c = n->c;
     unsigned char buf[sizeof(struct in6_addr)];
-    if (c->freeing || n->ac || n->resolving)
+    if (c->freeing || n->ac || n->resolving || n->tls)
         return;
     if (inet_pton(AF_INET, n->host, buf) == 1 || inet_pton(AF_INET6, n->host, buf) == 1) {
-        dial(n, n->host);
+        connect_to(n, n->host);
         return;
     }
     struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM };
@@ -433,9 +465,16 @@ static void copy_cfg(gh_redis *c, const gh_redis_cfg *cfg)
     }
     if (!c->cfg.nodes)
         c->cfg.nnodes = 0;
+    if (cfg->tls && (c->cfg.tls = gh_arena_zalloc(&c->arena, sizeof(*cfg->tls)))) {
+        *c->cfg.tls = *cfg->tls;   /* kept for reload comparisons: the paths, not the files */
+        c->cfg.tls->ca = gh_arena_str(&c->arena, cfg->tls->ca);
+        c->cfg.tls->sni = gh_arena_str(&c->arena, cfg->tls->sni);
+        c->cfg.tls->cert = gh_arena_str(&c->arena, cfg->tls->cert);
+        c->cfg.tls->key = gh_arena_str(&c->arena, cfg->tls->key);
+    }
 }
 
-gh_redis *gh_redis_new(uv_loop_t *loop, const gh_redis_cfg *cfg)
+gh_redis *gh_redis_new(uv_loop_t *loop, const gh_redis_cfg *cfg, gh_tls_client *tls)
 {
     gh_redis *c = calloc(1, sizeof(*c));
     if (!c)
@@ -453,6 +492,12 @@ gh_redis *gh_redis_new(uv_loop_t *loop, const gh_redis_cfg *cfg)
     uv_timer_init(loop, &c->timer);
     c->timer.data = c;
     c->refs = 1;
+    if (c->cfg.tls && tls) {
+        gh_tls_client_ref(tls);
+        c->tls = tls;
+        if (gh_redis_tls_listen(c) != 0)
+            gh_log_error("redis: cannot open the TLS bridge's loopback listener");
+    }
     for (size_t i = 0; i < c->cfg.nnodes; i++)
         gh_redis_node_add(c, c->cfg.nodes[i].host.p, c->cfg.nodes[i].host.len, c->cfg.nodes[i].port);
     return c;
@@ -481,18 +526,19 @@ static void final_free(gh_redis *c)
         free(r);
     }
     free(c->slots);
+    gh_tls_client_free(c->tls);
     gh_arena_free(&c->arena);
     free(c);
 }
 
-static void unref(gh_redis *c)
+void gh_redis_unref(gh_redis *c)
 {
     if (--c->refs == 0)
         final_free(c);
 }
 
-static void on_timer_closed(uv_handle_t *h) { unref(h->data); }
-static void on_retry_closed(uv_handle_t *h) { unref(((gh_redis_node *)h->data)->c); }
+static void on_timer_closed(uv_handle_t *h) { gh_redis_unref(h->data); }
+static void on_retry_closed(uv_handle_t *h) { gh_redis_unref(((gh_redis_node *)h->data)->c); }
 
 void gh_redis_free(gh_redis *c)
 {
@@ -509,9 +555,11 @@ void gh_redis_free(gh_redis *c)
         if (n->ac)
             redisAsyncFree(n->ac);   /* owed callbacks run with NULL: their reqs are recycled */
         n->ac = NULL;
+        gh_redis_tls_close(n);
         if (n->resolving)
             uv_cancel((uv_req_t *)&n->gai);   /* on_resolved still runs, with UV_ECANCELED */
         uv_close((uv_handle_t *)&n->retry, on_retry_closed);
     }
+    gh_redis_tls_unlisten(c);
     uv_close((uv_handle_t *)&c->timer, on_timer_closed);
 }

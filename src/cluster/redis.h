@@ -34,8 +34,10 @@ typedef struct gh_redis_handle {
     uint64_t seq;
 } gh_redis_handle;
 
-/* cfg is copied; the client connects at once. NULL only without memory. */
-gh_redis *gh_redis_new(uv_loop_t *loop, const gh_redis_cfg *cfg);
+struct gh_tls_client;
+/* cfg is copied; the client connects at once. tls: made from cfg->tls
+ * (referenced here; NULL = plaintext). NULL only without memory. */
+gh_redis *gh_redis_new(uv_loop_t *loop, const gh_redis_cfg *cfg, struct gh_tls_client *tls);
 /* Stop and release. Callers still waiting are answered GH_REDIS_CLOSED
  * from inside this call. Handles close on the loop: run it once more
  * before uv_loop_close. Not from inside a gh_redis callback. */

@@ -14,6 +14,9 @@
 #define GH_REDIS_BACKOFF_MIN_MS 100
 #define GH_REDIS_BACKOFF_MAX_MS 5000
 
+typedef struct gh_redis_tls_pipe gh_redis_tls_pipe;
+struct gh_tls_client;
+
 enum { GH_NODE_DOWN = 0, GH_NODE_RESOLVING, GH_NODE_CONNECTING, GH_NODE_UP };
 
 typedef struct gh_redis_node {
@@ -22,6 +25,7 @@ typedef struct gh_redis_node {
     uint16_t port;
     char name[300];               /* host:port, for messages */
     redisAsyncContext *ac;        /* NULL while down */
+    gh_redis_tls_pipe *tls;       /* redis.tls: the bridge of this connection (redis_tls.c) */
     int state;
     bool answered;                /* a reply came on this connection (it works, not just TCP) */
     bool was_up;                  /* for logging changes once */
@@ -68,6 +72,10 @@ struct gh_redis {
     size_t refs;                  /* open handles and lookups: freed at 0 */
     bool freeing;
     char sha[2][41];              /* per enum gh_redis_algo */
+    struct gh_tls_client *tls;    /* redis.tls (referenced); NULL = plaintext */
+    int tls_lfd;                  /* the bridge's loopback listener */
+    uint16_t tls_port;            /* its port; 0 = none */
+    uv_poll_t tls_lpoll;
 };
 
 /* redis.c */
@@ -81,6 +89,18 @@ bool gh_redis_node_internal(gh_redis_node *n, redisCallbackFn *fn, int argc, con
                             const size_t *argvlen);
 int gh_redis_submit(gh_redis *c, char *cmd, size_t len, int slot, gh_redis_req **out);
 void gh_redis_answer(gh_redis_req *req, int status, const redisReply *r);
+
+void gh_redis_unref(gh_redis *c);
+/* The bridge of n is up (dial hiredis to it) or failed (why: for the log). */
+void gh_redis_node_tls_ready(gh_redis_node *n);
+void gh_redis_node_tls_failed(gh_redis_node *n, const char *why);
+
+/* redis_tls.c: hiredis in clear <-> 127.0.0.1 listener <-> TLS to Redis */
+int gh_redis_tls_listen(gh_redis *c);           /* 0 or -1 */
+void gh_redis_tls_unlisten(gh_redis *c);
+bool gh_redis_tls_start(gh_redis_node *n, const char *ip);   /* TCP + handshake to ip:n->port */
+void gh_redis_tls_expect(gh_redis_node *n, int hiredis_fd);  /* the socket allowed in */
+void gh_redis_tls_close(gh_redis_node *n);      /* NULL-safe on n->tls */
 
 /* redis_cluster.c */
 gh_redis_node *gh_redis_route(gh_redis *c, int slot);

@@ -98,6 +98,7 @@ typedef struct gh_redis_cfg {
     size_t nnodes;
     bool cluster;                 /* Redis Cluster: slots from CLUSTER SLOTS */
     gh_str username, password;    /* AUTH on every connect; empty = none (password is a secret) */
+    gh_tls_upstream_cfg *tls;     /* NULL = plaintext; same keys as an upstream's tls */
     uint64_t timeout_ms;          /* per command, default 50ms */
     int on_error;                 /* enum gh_redis_on_error */
     gh_mark mark;

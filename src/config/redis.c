@@ -1,5 +1,5 @@
 /* redis.c — the `redis:` section (SPEC §2): one server (`address`) or the
- * seeds of a Redis Cluster (`cluster`), ACL credentials, the per-command
+ * seeds of a Redis Cluster (`cluster`), ACL credentials, TLS, the per-command
  * timeout and what a cluster limit does while Redis is unreachable. The
  * client that uses it is src/cluster/redis.c. */
 #include <string.h>
@@ -23,15 +23,10 @@ static bool set_on_error(gh_load *ld, void *obj, const gh_ypair *kv)
     return true;
 }
 
-/* hiredis 0.14 (Debian 12) reads and writes the socket itself: its async API
- * has no hook for a TLS layer, so a `tls:` we could not honour is refused
- * rather than silently sent in clear. */
-static bool refuse_tls(gh_load *ld, void *obj, const gh_ypair *kv)
+/* hiredis 0.14 has no TLS: the client bridges it (cluster/redis_tls.c). */
+static bool set_tls(gh_load *ld, void *obj, const gh_ypair *kv)
 {
-    gh_ld_error(ld, kv->key->mark,
-                "redis.tls is not supported: the hiredis 0.14 client has no TLS; reach Redis over a "
-                "trusted network or a local TLS tunnel (stunnel, spiped) and point address at it");
-    return false;
+    return gh_ld_client_tls(ld, kv, &((gh_redis_cfg *)obj)->tls);
 }
 
 enum { R_ADDRESS, R_CLUSTER, R_USERNAME, R_PASSWORD, R_TLS, R_TIMEOUT, R_ON_ERROR, R_COUNT };
@@ -40,7 +35,7 @@ static const gh_key redis_keys[] = {
     [R_CLUSTER] = GH_KEY_DEFER("cluster"),
     [R_USERNAME] = GH_KEY_VAL("username", GH_V_STR, gh_redis_cfg, username),
     [R_PASSWORD] = GH_KEY_DEFER("password"),
-    [R_TLS] = GH_KEY_FN("tls", 0, refuse_tls),
+    [R_TLS] = GH_KEY_FN("tls", GH_Y_MAP, set_tls),
     [R_TIMEOUT] = GH_KEY_NUM("timeout", GH_V_DURATION, gh_redis_cfg, timeout_ms, 1, 0),
     [R_ON_ERROR] = GH_KEY_FN("on_error", 0, set_on_error),
 };
@@ -118,6 +113,11 @@ bool gh_redis_cfg_equal(const gh_redis_cfg *a, const gh_redis_cfg *b)
         return a == b;
     if (a->cluster != b->cluster || a->nnodes != b->nnodes || a->timeout_ms != b->timeout_ms ||
         !gh_str_eq(a->username, b->username) || !gh_str_eq(a->password, b->password))
+        return false;
+    if (!a->tls != !b->tls ||
+        (a->tls && (a->tls->verify != b->tls->verify || !gh_str_eq(a->tls->ca, b->tls->ca) ||
+                    !gh_str_eq(a->tls->sni, b->tls->sni) || !gh_str_eq(a->tls->cert, b->tls->cert) ||
+                    !gh_str_eq(a->tls->key, b->tls->key))))
         return false;
     for (size_t i = 0; i < a->nnodes; i++)
         if (a->nodes[i].port != b->nodes[i].port || !gh_str_eq(a->nodes[i].host, b->nodes[i].host))

@@ -148,6 +148,8 @@ bool gh_ld_resolve(gh_load *ld, const gh_ynode *n, gh_str host, uint16_t port, b
 bool gh_ld_upstreams(gh_load *ld, void *cfg, const gh_ypair *kv);   /* upstreams.c */
 bool gh_ld_listen_tls(gh_load *ld, void *listen, const gh_ypair *kv);      /* tls.c: listen[].tls */
 bool gh_ld_upstream_tls(gh_load *ld, void *upstream, const gh_ypair *kv);  /* tls.c: upstreams.*.tls */
+/* tls.c: a client-side `tls:` map (upstreams, redis) into *out */
+bool gh_ld_client_tls(gh_load *ld, const gh_ypair *kv, gh_tls_upstream_cfg **out);
 bool gh_ld_routes(gh_load *ld, void *cfg, const gh_ypair *kv);      /* routes.c */
 void gh_ld_routes_resolve(gh_load *ld);                             /* after everything */
 bool gh_ld_consumers(gh_load *ld, void *cfg, const gh_ypair *kv);   /* consumers.c */

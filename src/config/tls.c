@@ -199,7 +199,11 @@ static bool host_name_ok(gh_str s)
 
 bool gh_ld_upstream_tls(gh_load *ld, void *obj, const gh_ypair *kv)
 {
-    gh_upstream_cfg *u = obj;
+    return gh_ld_client_tls(ld, kv, &((gh_upstream_cfg *)obj)->tls);
+}
+
+bool gh_ld_client_tls(gh_load *ld, const gh_ypair *kv, gh_tls_upstream_cfg **out)
+{
     gh_tls_upstream_cfg *tls = gh_ld_zalloc(ld, sizeof(*tls));
     const gh_ypair *seen[UT_COUNT] = { 0 };
     tls->mark = kv->key->mark;
@@ -236,6 +240,6 @@ bool gh_ld_upstream_tls(gh_load *ld, void *obj, const gh_ypair *kv)
         }
     }
     if (ok)
-        u->tls = tls;
+        *out = tls;
     return ok;
 }

@@ -25,10 +25,12 @@ gh_snapshot *gh_snapshot_build(gh_config *cfg, int nworkers, gh_diag *diag)
     for (size_t i = 0; s->tls_clients && i < cfg->nupstreams; i++)
         if (cfg->upstreams[i].tls)
             s->tls_clients[i] = gh_tls_client_new(cfg, &cfg->upstreams[i], diag);
+    bool redis_ok = !cfg->redis || !cfg->redis->tls ||
+                    (s->redis_tls = gh_tls_client_new_plain(cfg, cfg->redis->tls, diag)) != NULL;
     /* keys files (JWKS, PEM) too: read at every load */
     bool plugins_ok = gh_plugins_compile(cfg, &s->consumers, &s->plugin_slots, diag);
     s->intake = gh_intake_build(cfg);
-    if (!plugins_ok || !s->intake || !s->router || !s->balancer || !s->tls_servers || !s->tls_clients || diag->errors) {
+    if (!plugins_ok || !redis_ok || !s->intake || !s->router || !s->balancer || !s->tls_servers || !s->tls_clients || diag->errors) {
         gh_snapshot_unref(s);
         return NULL;
     }
@@ -61,6 +63,7 @@ void gh_snapshot_unref(gh_snapshot *s)
         gh_tls_client_free(s->tls_clients[i]);
     free(s->tls_servers);
     free(s->tls_clients);
+    gh_tls_client_free(s->redis_tls);
     gh_plugins_release(s->cfg, s->consumers, &s->plugin_slots);
     gh_intake_free(s->intake);
     gh_listen_set_free(s->listen);

@@ -24,6 +24,7 @@ typedef struct gh_snapshot {
     gh_listen_set *listen;        /* sockets handed to workers with this snapshot */
     gh_tls_server **tls_servers;  /* per cfg->listens[i]; NULL for plaintext */
     gh_tls_client **tls_clients;  /* per cfg->upstreams[i]; NULL without tls */
+    gh_tls_client *redis_tls;     /* redis.tls; NULL without */
     gh_consumers *consumers;      /* credential indexes; plugin state lives in cfg's plugin configs */
     gh_intake *intake;            /* request header intake: identity names, underscore policy */
     gh_plugin_slots plugin_slots; /* plugin configurations with per-worker contexts */

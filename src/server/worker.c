@@ -58,12 +58,12 @@ static void listener_open(gh_worker *w, const gh_listen_item *it, int fd);
 
 /* The Redis client lives with the worker; a reload that changes `redis:`
  * replaces it (callers waiting on the old one are answered "closed"). */
-static void follow_redis(gh_worker *w, const gh_redis_cfg *cfg)
+static void follow_redis(gh_worker *w, const gh_redis_cfg *cfg, gh_tls_client *tls)
 {
     gh_redis *old = w->env.redis;
     if (old && gh_redis_cfg_equal(gh_redis_config(old), cfg))
         return;
-    w->env.redis = cfg ? gh_redis_new(&w->loop, cfg) : NULL;
+    w->env.redis = cfg ? gh_redis_new(&w->loop, cfg, tls) : NULL;
     gh_redis_free(old);
 }
 
@@ -85,7 +85,7 @@ static void follow_snapshot(gh_worker *w)
     if (old && old->inflight == 0)
         drop_pin(w, old);
     w->env.limits = &s->cfg->limits;
-    follow_redis(w, s->cfg->redis);
+    follow_redis(w, s->cfg->redis, s->redis_tls);
 
     /* listeners: keep those still configured, close the rest, open new ones */
     gh_listen_set *set = s->listen;
@@ -328,7 +328,7 @@ static void run(void *arg)
     gh_access_log_flush(&w->alog);
     gh_proxy_worker_free(w->pw);
     w->pw = NULL;
-    follow_redis(w, NULL);
+    follow_redis(w, NULL, NULL);
     for (size_t i = 0; i < w->nlisteners; i++)
         listener_close(w->listeners[i]);
     w->nlisteners = 0;

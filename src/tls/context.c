@@ -424,13 +424,14 @@ void gh_tls_client_free(gh_tls_client *c)
     free(c);
 }
 
-gh_tls_client *gh_tls_client_new(const gh_config *cfg, const gh_upstream_cfg *u, gh_diag *diag)
+/* alpn: wire format (length-prefixed names), NULL = none offered */
+static gh_tls_client *client_new(const gh_config *cfg, const gh_tls_upstream_cfg *tls, const unsigned char *alpn,
+                                 size_t alpn_len, gh_diag *diag)
 {
-    const gh_tls_upstream_cfg *tls = u->tls;
     char buf[256];
-    gh_tls_client *c = tls ? calloc(1, sizeof(*c)) : NULL;
+    gh_tls_client *c = calloc(1, sizeof(*c));
     if (!c) {
-        gh_diag_error(diag, u->mark, tls ? "out of memory" : "upstream has no tls settings");
+        gh_diag_error(diag, tls->mark, "out of memory");
         return NULL;
     }
     atomic_init(&c->refs, 1);
@@ -467,12 +468,7 @@ gh_tls_client *gh_tls_client_new(const gh_config *cfg, const gh_upstream_cfg *u,
     }
     if (tls->cert.len && !load_pair(c->ctx, cfg, diag, tls->cert, tls->cert_mark, tls->key, tls->key_mark))
         ok = false;
-    /* wire format: length-prefixed protocol names, ours in preference order */
-    static const unsigned char alpn_h1[] = "\x08http/1.1";
-    static const unsigned char alpn_h2[] = "\x02h2\x08http/1.1";
-    bool h2 = u->protocol == GH_PROTO_H2;
-    if (SSL_CTX_set_alpn_protos(c->ctx, h2 ? alpn_h2 : alpn_h1,
-                                h2 ? sizeof(alpn_h2) - 1 : sizeof(alpn_h1) - 1) != 0) {
+    if (alpn && SSL_CTX_set_alpn_protos(c->ctx, alpn, (unsigned)alpn_len) != 0) {
         gh_diag_error(diag, tls->mark, "out of memory");
         ok = false;
     }
@@ -482,4 +478,22 @@ gh_tls_client *gh_tls_client_new(const gh_config *cfg, const gh_upstream_cfg *u,
         return NULL;
     }
     return c;
+}
+
+gh_tls_client *gh_tls_client_new(const gh_config *cfg, const gh_upstream_cfg *u, gh_diag *diag)
+{
+    if (!u->tls) {
+        gh_diag_error(diag, u->mark, "upstream has no tls settings");
+        return NULL;
+    }
+    /* wire format: length-prefixed protocol names, ours in preference order */
+    static const unsigned char alpn_h1[] = "\x08http/1.1";
+    static const unsigned char alpn_h2[] = "\x02h2\x08http/1.1";
+    bool h2 = u->protocol == GH_PROTO_H2;
+    return client_new(cfg, u->tls, h2 ? alpn_h2 : alpn_h1, h2 ? sizeof(alpn_h2) - 1 : sizeof(alpn_h1) - 1, diag);
+}
+
+gh_tls_client *gh_tls_client_new_plain(const gh_config *cfg, const gh_tls_upstream_cfg *tls, gh_diag *diag)
+{
+    return client_new(cfg, tls, NULL, 0, diag);
 }

@@ -33,6 +33,8 @@ void gh_tls_server_free(gh_tls_server *s);   /* NULL ok */
 
 /* For u->tls (must be non-NULL); NULL after reporting errors. */
 gh_tls_client *gh_tls_client_new(const gh_config *cfg, const gh_upstream_cfg *u, gh_diag *diag);
+/* The same for a protocol without ALPN (redis.tls). */
+gh_tls_client *gh_tls_client_new_plain(const gh_config *cfg, const gh_tls_upstream_cfg *tls, gh_diag *diag);
 void gh_tls_client_free(gh_tls_client *c);   /* NULL ok */
 /* Another reference, dropped with gh_tls_client_free (the health checker
  * keeps the client of the configuration it checks). */

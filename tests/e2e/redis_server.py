@@ -4,6 +4,7 @@
     r.cli("INFO", "clients")   # redis-cli's output
     r.stop(); r.start()        # same port, empty data
     c = RedisCluster()         # three masters, every slot served
+    t = RedisServer(tls=(cert, key, ca))   # TLS only (`--tls-port`, no clear port)
 """
 import os
 import shutil
@@ -24,8 +25,9 @@ def need_redis():
 
 
 class RedisServer:
-    def __init__(self, *args):
+    def __init__(self, *args, tls=None):
         need_redis()
+        self.tls = tls
         self.port = free_port()
         self.dir = tempfile.mkdtemp(prefix="gh-redis-")
         self.args = list(args)
@@ -37,14 +39,20 @@ class RedisServer:
         return "127.0.0.1:%d" % self.port
 
     def start(self):
+        ports = ["--port", str(self.port)]
+        if self.tls:
+            cert, key, ca = self.tls
+            ports = ["--port", "0", "--tls-port", str(self.port), "--tls-cert-file", cert, "--tls-key-file", key,
+                     "--tls-ca-cert-file", ca, "--tls-auth-clients", "no"]
         self.proc = subprocess.Popen(
-            [REDIS_SERVER, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+            [REDIS_SERVER] + ports + ["--bind", "127.0.0.1", "--save", "",
              "--appendonly", "no", "--dir", self.dir] + self.args,
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         wait_port(self.port, proc=self.proc)
 
     def cli(self, *args):
-        r = subprocess.run([REDIS_CLI, "-p", str(self.port)] + list(args),
+        tls = ["--tls", "--cacert", self.tls[2]] if self.tls else []
+        r = subprocess.run([REDIS_CLI, "-p", str(self.port)] + tls + list(args),
                            capture_output=True, text=True, timeout=10)
         return r.stdout
 
@@ -71,15 +79,21 @@ class RedisServer:
 class RedisCluster:
     """Three masters (`--cluster-enabled yes`, bus ports from free_port()),
     joined by `redis-cli --cluster create`; ready once every node says
-    cluster_state:ok."""
+    cluster_state:ok. tls=(cert, key, ca, client_cert, client_key): TLS
+    only, the cluster bus too."""
 
-    def __init__(self, n=3):
+    def __init__(self, n=3, tls=None):
         self.nodes = []
         try:
+            # the bus always asks for client certificates: tls[3:5] is one (clientAuth)
+            extra = ["--tls-cluster", "yes", "--tls-client-cert-file", tls[3],
+                     "--tls-client-key-file", tls[4]] if tls else []
             for _ in range(n):
                 self.nodes.append(RedisServer("--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
-                                              "--cluster-port", str(free_port())))
-            r = subprocess.run([REDIS_CLI, "--cluster", "create"] + self.seeds +
+                                              "--cluster-port", str(free_port()), *extra,
+                                              tls=tls[:3] if tls else None))
+            cli_tls = ["--tls", "--cacert", tls[2]] if tls else []
+            r = subprocess.run([REDIS_CLI] + cli_tls + ["--cluster", "create"] + self.seeds +
                                ["--cluster-replicas", "0", "--cluster-yes"], capture_output=True, text=True,
                                timeout=60)
             assert r.returncode == 0, r.stdout + r.stderr
@@ -107,8 +121,8 @@ class RedisCluster:
 def redis_cluster():
     made = []
 
-    def make():
-        c = RedisCluster()
+    def make(tls=None):
+        c = RedisCluster(tls=tls)
         made.append(c)
         return c
 
@@ -121,8 +135,8 @@ def redis_cluster():
 def redis():
     made = []
 
-    def make(*args):
-        r = RedisServer(*args)
+    def make(*args, tls=None):
+        r = RedisServer(*args, tls=tls)
         made.append(r)
         return r
 

@@ -533,9 +533,18 @@ static void test_redis(void **state)
     assert_int_equal(cfg->redis->timeout_ms, 50);
     assert_int_equal(cfg->redis->on_error, GH_REDIS_ON_ERROR_ALLOW);
     gh_config_free(cfg);
-    assert_string_equal(errors_of(LISTEN "redis:\n  address: 127.0.0.1:6379\n  tls: { ca: ca.pem }\n"),
-                        "test.yaml:5:3: redis.tls is not supported: the hiredis 0.14 client has no TLS; reach Redis "
-                        "over a trusted network or a local TLS tunnel (stunnel, spiped) and point address at it");
+    /* tls: the same keys (and parser) as an upstream's */
+    gh_diag td;
+    const char *with_tls = LISTEN "redis:\n  address: 127.0.0.1:6379\n  tls: { sni: redis.internal, verify: false }\n";
+    cfg = load(with_tls, &td);
+    assert_non_null(cfg);
+    assert_non_null(cfg->redis->tls);
+    assert_string_equal(cfg->redis->tls->sni.p, "redis.internal");
+    assert_false(cfg->redis->tls->verify);
+    gh_config_free(cfg);
+    gh_diag_free(&td);
+    assert_string_equal(errors_of(LISTEN "redis:\n  address: 127.0.0.1:6379\n  tls: { cert: c.pem }\n"),
+                        "test.yaml:5:10: cert needs key (a client certificate takes both)");
     assert_string_equal(errors_of(LISTEN "redis:\n  address: 127.0.0.1:6379\n  cluster: [127.0.0.1:7000]\n"),
                         "test.yaml:5:3: redis takes either address (one server) or cluster (Redis Cluster seeds), "
                         "not both");

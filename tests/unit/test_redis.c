@@ -297,7 +297,7 @@ static void test_commands_and_pipelining(void **st)
     assert_true(wait_ping(port, NULL, NULL));
     gh_redis_addr_cfg a;
     gh_redis_cfg cfg = one_server(port, &a);
-    gh_redis *c = gh_redis_new(&loop, &cfg);
+    gh_redis *c = gh_redis_new(&loop, &cfg, NULL);
     call k = sync_cmd(c, 1, "SET", "greeting", "hello");
     assert_int_equal(k.status, GH_REDIS_OK);
     k = sync_cmd(c, 1, "GET", "greeting", NULL);
@@ -338,7 +338,7 @@ static void test_timeout_cancel_and_stall(void **st)
     gh_redis_addr_cfg a;
     gh_redis_cfg cfg = one_server(port, &a);
     cfg.timeout_ms = 50;
-    gh_redis *c = gh_redis_new(&loop, &cfg);
+    gh_redis *c = gh_redis_new(&loop, &cfg, NULL);
     assert_int_equal(sync_cmd(c, -1, "PING", NULL, NULL).status, GH_REDIS_OK);
 
     kill(pid, SIGSTOP);
@@ -385,7 +385,7 @@ static void test_reconnect_after_restart(void **st)
     assert_true(wait_ping(port, NULL, NULL));
     gh_redis_addr_cfg a;
     gh_redis_cfg cfg = one_server(port, &a);
-    gh_redis *c = gh_redis_new(&loop, &cfg);
+    gh_redis *c = gh_redis_new(&loop, &cfg, NULL);
     assert_int_equal(sync_cmd(c, -1, "PING", NULL, NULL).status, GH_REDIS_OK);
     assert_true(gh_redis_ready(c));
 
@@ -420,7 +420,7 @@ static void test_acl_auth(void **st)
     gh_redis_cfg cfg = one_server(port, &a);
     cfg.username = GH_STR("gatehouse");
     cfg.password = GH_STR("s3cret");
-    gh_redis *c = gh_redis_new(&loop, &cfg);
+    gh_redis *c = gh_redis_new(&loop, &cfg, NULL);
     call k = sync_cmd(c, 1, "SET", "k", "v");
     assert_int_equal(k.status, GH_REDIS_OK);
     redisReply *r = cmd(port, "CLIENT KILL TYPE normal");   /* every connection must AUTH again */
@@ -431,7 +431,7 @@ static void test_acl_auth(void **st)
     settle(c);
 
     cfg.password = GH_STR("wrong");
-    c = gh_redis_new(&loop, &cfg);
+    c = gh_redis_new(&loop, &cfg, NULL);
     k = sync_cmd(c, 1, "GET", "k", NULL);
     assert_int_equal(k.status, GH_REDIS_ERROR);   /* NOAUTH: refused, not served */
     assert_false(gh_redis_ready(c));
@@ -581,7 +581,7 @@ static void test_limit_scripts(void **st)
     assert_true(wait_ping(port, NULL, NULL));
     gh_redis_addr_cfg a;
     gh_redis_cfg cfg = one_server(port, &a);
-    gh_redis *cs[2] = { gh_redis_new(&loop, &cfg), gh_redis_new(&loop, &cfg) };   /* two workers */
+    gh_redis *cs[2] = { gh_redis_new(&loop, &cfg, NULL), gh_redis_new(&loop, &cfg, NULL) };   /* two workers */
     wait_ready(cs[0]);
     wait_ready(cs[1]);
     check_limits(cs, 2, port);
@@ -665,7 +665,7 @@ static void test_cluster(void **st)
     /* one seed is enough: the rest comes from CLUSTER SLOTS */
     gh_redis_addr_cfg seed = { .host = GH_STR("127.0.0.1"), .port = (uint16_t)p[1] };
     gh_redis_cfg cfg = { .nodes = &seed, .nnodes = 1, .cluster = true, .timeout_ms = 500 };
-    gh_redis *c = gh_redis_new(&loop, &cfg);
+    gh_redis *c = gh_redis_new(&loop, &cfg, NULL);
     wait_ready(c);
     assert_int_equal(c->nnodes, 3);
 
