@@ -118,29 +118,6 @@ static int cmd_check(const char *file)
 /* Printing configuration values goes through SHOW: ${ENV} values are "***". */
 #define SHOW(cfg, s) gh_config_show((cfg), (s)).p
 
-static const char *target_name(const gh_config *cfg, const gh_route_cfg *r, char *buf, size_t cap)
-{
-    switch (r->target) {
-    case GH_TARGET_UPSTREAM: snprintf(buf, cap, "upstream %s", SHOW(cfg, r->upstream_name)); break;
-    case GH_TARGET_RESPOND: snprintf(buf, cap, "respond %d", r->respond.status); break;
-    case GH_TARGET_ECHO: snprintf(buf, cap, "echo"); break;
-    case GH_TARGET_REDIRECT:
-        snprintf(buf, cap, "redirect %d %s", r->redirect.status, SHOW(cfg, r->redirect.to));
-        break;
-    case GH_TARGET_VERSIONS: {
-        const gh_versions_cfg *vs = r->versions;
-        int n = snprintf(buf, cap, "versions %s (default %s", vs->names.p, vs->def ? vs->def->name.p : "none");
-        if (vs->canary.to && n > 0 && (size_t)n < cap)
-            snprintf(buf + n, cap - (size_t)n, "; canary %u.%02u%% of %s to %s)", vs->canary.per_10000 / 100,
-                     vs->canary.per_10000 % 100, vs->canary.of->name.p, vs->canary.to->name.p);
-        else if (n > 0 && (size_t)n < cap)
-            snprintf(buf + n, cap - (size_t)n, ")");
-        break;
-    }
-    default: snprintf(buf, cap, "?"); break;
-    }
-    return buf;
-}
 
 static void print_date(const char *what, int64_t t)
 {
@@ -158,7 +135,7 @@ static void print_date(const char *what, int64_t t)
 static void print_version(const gh_config *cfg, const gh_version_cfg *v, const char *indent)
 {
     char target[512], plugins[1024];
-    printf("%sversion %s: %s", indent, v->name.p, target_name(cfg, &v->route, target, sizeof(target)));
+    printf("%sversion %s: %s", indent, v->name.p, gh_route_target_describe(cfg, &v->route, target, sizeof(target)));
     print_date("deprecated", v->deprecated);
     print_date("sunset", v->sunset);
     if (v->preview)
@@ -182,7 +159,7 @@ static int cmd_routes(const char *file)
         char match[512], target[512];
         gh_router_describe(s->cfg, r, match, sizeof(match));
         printf("%-4zu %-24s %-56s %s\n", i + 1, SHOW(s->cfg, r->name), match,
-               target_name(s->cfg, r, target, sizeof(target)));
+               gh_route_target_describe(s->cfg, r, target, sizeof(target)));
         char plugins[1024];
         if (r->versions) {
             for (size_t k = 0; k < r->versions->n; k++)
@@ -214,7 +191,7 @@ static void print_version_pick(const gh_dry_run *d)
     const gh_versions_cfg *vs = d->m.route->versions;
     const gh_version_pick *p = &d->pick;
     char vt[512], st[128];
-    printf("versions:  %s\n", target_name(d->ex->cfg, d->m.route, vt, sizeof(vt)));
+    printf("versions:  %s\n", gh_route_target_describe(d->ex->cfg, d->m.route, vt, sizeof(vt)));
     if (!p->v)
         return;   /* unknown or required: the result says which */
     printf("version:   %s (", p->v->name.p);
@@ -312,7 +289,7 @@ static int cmd_explain(const char *file, const char *method, const char *url, ch
         print_answer(&d);
     } else {
         char target[512];
-        printf("target:    %s\n", target_name(cfg, d.target, target, sizeof(target)));
+        printf("target:    %s\n", gh_route_target_describe(cfg, d.target, target, sizeof(target)));
         if (d.forwarded.p)
             printf("forwarded: %.*s\n", (int)d.forwarded.len, d.forwarded.p);
         if (d.target->target == GH_TARGET_UPSTREAM) {

@@ -290,11 +290,18 @@ struct gh_versions_cfg {
     gh_str names;                 /* "1, 2, 3" for messages */
 };
 
+/* admin: the admin API's own listener (SPEC §9). */
+typedef struct gh_admin_cfg {
+    gh_listen_cfg listen;         /* plaintext; address only */
+    gh_str token;                 /* bearer token for /api/...; empty = loopback clients only */
+} gh_admin_cfg;
+
 typedef struct gh_config {
     gh_arena arena;
     const char *file;             /* as given on the command line */
     gh_listen_cfg *listens;
     size_t nlistens;
+    gh_admin_cfg *admin;          /* NULL = no admin API */
     int workers;                  /* 0 = auto (one per core) */
     gh_limits_cfg limits;
     gh_cidr *trusted_proxies;

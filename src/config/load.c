@@ -277,6 +277,54 @@ static const gh_key log_keys[] = {
     [G_ERRORS] = GH_KEY_VAL("errors", GH_V_STR, gh_log_cfg, errors),
 };
 static const gh_section log_section = GH_SECTION("log", log_keys);
+static bool is_loopback(const struct sockaddr_storage *sa)
+{
+    if (sa->ss_family == AF_INET)
+        return (ntohl(((const struct sockaddr_in *)(const void *)sa)->sin_addr.s_addr) >> 24) == 127;
+    return sa->ss_family == AF_INET6 && IN6_IS_ADDR_LOOPBACK(&((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr);
+}
+
+enum { A_ADDRESS, A_TOKEN, A_COUNT };
+static const gh_key admin_keys[] = {
+    [A_ADDRESS] = GH_KEY_DEFER("address"),
+    [A_TOKEN] = GH_KEY_VAL("token", GH_V_STR, gh_admin_cfg, token),
+};
+static const gh_section admin_section = GH_SECTION("admin", admin_keys);
+
+/* SPEC §12.15: without a token the admin API answers loopback clients only,
+ * so a non-loopback address without one would serve nobody's /api/... safely. */
+static bool set_admin(gh_load *ld, void *obj, const gh_ypair *kv)
+{
+    gh_config *cfg = obj;
+    gh_admin_cfg *a = gh_ld_array(ld, 1, sizeof(*a));
+    const gh_ypair *seen[A_COUNT] = { 0 };
+    memset(a, 0, sizeof(*a));
+    if (!gh_ld_apply(ld, &admin_section, kv->value, a, seen))
+        return false;
+    if (!seen[A_ADDRESS]) {
+        gh_ld_error(ld, kv->value->mark, "admin needs an address (admin: { address: 127.0.0.1:9901 })");
+        return false;
+    }
+    const gh_ynode *v = seen[A_ADDRESS]->value;
+    gh_listen_cfg *l = &a->listen;
+    gh_str host;
+    uint16_t port;
+    l->mark = v->mark;
+    l->path_strict = true;
+    if (!gh_ld_str(ld, v, &l->address, NULL) || !gh_ld_hostport(ld, v, l->address, &host, &port) ||
+        !gh_ld_resolve(ld, v, host, port, false, &l->sa, &l->salen))
+        return false;
+    if (seen[A_TOKEN] && a->token.len == 0) {
+        gh_ld_error(ld, seen[A_TOKEN]->value->mark, "admin token is empty");
+        return false;
+    }
+    if (a->token.len == 0 && !is_loopback(&l->sa)) {
+        gh_ld_error(ld, v->mark, "admin address '%s' is not loopback: set admin.token", l->address.p);
+        return false;
+    }
+    cfg->admin = a;
+    return true;
+}
 
 static bool set_log(gh_load *ld, void *obj, const gh_ypair *kv)
 {
@@ -295,13 +343,14 @@ static bool set_log(gh_load *ld, void *obj, const gh_ypair *kv)
     return true;
 }
 
-/* The top level. Keys of SPEC §2 not implemented yet (admin,
- * config_source, watch) are left out on purpose: they are refused as
+/* The top level. Keys of SPEC §2 not implemented yet (config_source,
+ * watch) are left out on purpose: they are refused as
  * unknown until their feature lands with its row here. */
-enum { T_LISTEN, T_WORKERS, T_LIMITS, T_TRUSTED, T_LOG, T_DRAIN, T_PLUGINS, T_UPSTREAMS, T_CONSUMERS,
+enum { T_LISTEN, T_ADMIN, T_WORKERS, T_LIMITS, T_TRUSTED, T_LOG, T_DRAIN, T_PLUGINS, T_UPSTREAMS, T_CONSUMERS,
        T_ROUTES, T_REDIS, T_COUNT };
 static const gh_key top_keys[] = {
     [T_LISTEN] = GH_KEY_FN("listen", GH_Y_SEQ, set_listen),
+    [T_ADMIN] = GH_KEY_FN("admin", GH_Y_MAP, set_admin),
     [T_WORKERS] = GH_KEY_FN("workers", 0, set_workers),
     [T_LIMITS] = GH_KEY_FN("limits", GH_Y_MAP, set_limits),
     [T_TRUSTED] = GH_KEY_FN("trusted_proxies", GH_Y_SEQ, set_trusted),
@@ -344,6 +393,13 @@ static void load_root(gh_load *ld, const gh_ynode *root)
     if (!seen[T_LISTEN])
         gh_ld_error(ld, root->mark,
                     "at least one listen address is required (listen: [{ address: 0.0.0.0:8080 }])");
+    const gh_admin_cfg *a = ld->cfg->admin;
+    for (size_t j = 0; a && j < ld->cfg->nlistens; j++) {
+        const gh_listen_cfg *o = &ld->cfg->listens[j];
+        if (o->salen == a->listen.salen && memcmp(&o->sa, &a->listen.sa, o->salen) == 0)
+            gh_ld_error(ld, a->listen.mark, "admin address '%s' is also a listen address (line %u)",
+                        a->listen.address.p, o->mark.line);
+    }
     gh_ld_routes_resolve(ld);
     gh_ld_plugins_resolve(ld);
 }

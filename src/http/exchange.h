@@ -1,7 +1,7 @@
 /* exchange.h — one request and its response, protocol-neutral.
  *
  * A codec (HTTP/1.1 now, HTTP/2 later) fills the request part and hands the
- * exchange to env->handle (routing, plugins, a target). Whatever produces
+ * exchange to its listener's handler (routing, plugins, a target). Whatever produces
  * the response talks back only through ex->down (gh_downstream_ops), and
  * reads the request body through gh_exchange_read_body, so no stage above
  * this file branches on the protocol. The exchange owns an arena freed when
@@ -23,6 +23,8 @@
 enum { GH_OK = 0, GH_AGAIN = 1, GH_ERROR = -1 };
 
 typedef struct gh_exchange gh_exchange;
+/* What serves a listener's requests (the public dispatcher, the admin API). */
+typedef void (*gh_handler)(gh_exchange *ex);
 
 /* Work to run on the next loop turn, outside any callback (gh_env_defer). */
 typedef struct gh_task {
@@ -159,7 +161,6 @@ struct gh_http_env {
     gh_bufpool *bufs;               /* I/O buffers */
     uv_loop_t *loop;                /* the worker's loop (its cached clock) */
     bool draining;                  /* SIGTERM: finish, answer Connection: close */
-    void (*handle)(gh_exchange *ex);                         /* route + plugins + target */
     void *(*pin)(gh_http_env *env, const gh_config **cfg);   /* pin the current snapshot */
     void (*unpin)(gh_http_env *env, void *pin);
     void (*done)(gh_exchange *ex);                           /* access log + metrics */

@@ -238,7 +238,7 @@ static void on_handed_off(uv_handle_t *h)
  * read so far to an HTTP/2 connection, and retire this one quietly. */
 static void handoff_h2(h1_conn *c)
 {
-    gh_h1_listen_info info = { .local_port = c->local_port, .path_strict = c->path_strict,
+    gh_h1_listen_info info = { .handle = c->handle, .local_port = c->local_port, .path_strict = c->path_strict,
                                .tls = c->tls, .http2 = true };
     gh_buf *in = c->in;
     c->in = NULL;
@@ -386,7 +386,7 @@ static bool start_request(h1_conn *c)
         gh_problem(ex, 413, "payload_too_large", "request body exceeds max_body_bytes", NULL, 0, NULL);
         return true;
     }
-    c->env->handle(ex);
+    c->handle(ex);
     return true;
 }
 
@@ -630,6 +630,7 @@ int gh_h1_conn_start(uv_loop_t *loop, gh_http_env *env, int fd, const struct soc
     c->fd = fd;
     c->env = env;
     c->tp = tp ? tp : &gh_transport_plain;
+    c->handle = info->handle;
     c->local_port = info->local_port;
     c->path_strict = info->path_strict;
     c->tls = info->tls;

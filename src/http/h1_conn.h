@@ -1,6 +1,6 @@
 /* h1_conn.h — the HTTP/1.1 server side of a client connection.
  * Reads and parses requests (strict, pipelined in order), turns each into a
- * gh_exchange for env->handle, streams request bodies to the exchange's
+ * gh_exchange for the listener's handler, streams request bodies to the exchange's
  * consumer and writes responses (Content-Length, chunked or close-delimited).
  * Enforces the client-side limits and timeouts of SPEC §2 `limits`. */
 #ifndef GH_HTTP_H1_CONN_H
@@ -13,6 +13,7 @@
 #include "http/exchange.h"
 
 typedef struct gh_h1_listen_info {
+    gh_handler handle;            /* what serves this listener: the dispatcher or the admin API */
     uint16_t local_port;
     bool path_strict;
     bool tls;

@@ -54,6 +54,7 @@ typedef struct h1_conn {
     uint32_t head_scanned;
     uint32_t requests;
     int fd;
+    gh_handler handle;            /* chosen by the listener */
     uint16_t local_port;
     uint8_t state, flags, events;
     bool path_strict, tls, http2;

@@ -96,7 +96,7 @@ void gh_h2c_count_reset(h2_conn *c);
 void gh_h2s_set_callbacks(nghttp2_session_callbacks *cb);
 void gh_h2s_frame_recv(h2_conn *c, const nghttp2_frame *f);
 void gh_h2s_frame_sent(h2_conn *c, const nghttp2_frame *f);
-/* Hand streams whose heads completed in this read batch to env->handle. */
+/* Hand streams whose heads completed in this read batch to the listener's handler. */
 void gh_h2s_dispatch_ready(h2_conn *c);
 /* Tell producers whose data nghttp2 has taken that they may go on. */
 void gh_h2s_notify(h2_conn *c);

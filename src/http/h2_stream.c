@@ -663,7 +663,7 @@ void gh_h2s_dispatch_ready(h2_conn *c)
         else if (s->bad)
             gh_problem(ex, 400, "bad_request", "malformed HTTP/2 request", NULL, 0, NULL);
         else
-            c->env->handle(ex);
+            c->info.handle(ex);
     }
 }
 

@@ -74,6 +74,10 @@ const gh_route_cfg *gh_router_at(const gh_router *r, size_t i);
  * came from ${ENV} are shown as "***". */
 void gh_router_describe(const gh_config *cfg, const gh_route_cfg *route, char *buf, size_t cap);
 
+/* The route's target in words ("upstream users", "respond 200", "versions
+ * 1, 2 (default 2)"); ${ENV} values as "***". Returns buf. */
+const char *gh_route_target_describe(const gh_config *cfg, const gh_route_cfg *r, char *buf, size_t cap);
+
 /* ---- rewrite ---- */
 /* The path to forward for a matched route: strip_prefix, prefix, or a path
  * template filled from params (SPEC §4). Writes into out (cap bytes) with a

@@ -133,20 +133,23 @@ gh_listen_set *gh_listen_set_make(const gh_config *cfg, struct gh_tls_server *co
     if (!s)
         return NULL;
     s->nworkers = nworkers;
-    s->items = calloc(cfg->nlistens ? cfg->nlistens : 1, sizeof(*s->items));
+    size_t total = cfg->nlistens + (cfg->admin ? 1 : 0);
+    s->items = calloc(total ? total : 1, sizeof(*s->items));
     if (!s->items) {
         free(s);
         return NULL;
     }
-    for (size_t i = 0; i < cfg->nlistens; i++) {
-        const gh_listen_cfg *l = &cfg->listens[i];
+    for (size_t i = 0; i < total; i++) {
+        bool admin = i == cfg->nlistens;   /* the admin listener comes last */
+        const gh_listen_cfg *l = admin ? &cfg->admin->listen : &cfg->listens[i];
         gh_listen_item *it = &s->items[s->n];
         memcpy(&it->sa, &l->sa, l->salen);
         it->salen = l->salen;
         snprintf(it->address, sizeof(it->address), "%s", l->address.p);
         it->http2 = l->http2;
         it->path_strict = l->path_strict;
-        it->tls = tls ? tls[i] : NULL;
+        it->admin = admin;
+        it->tls = tls && !admin ? tls[i] : NULL;
         it->fds = malloc(sizeof(int) * (size_t)nworkers);
         if (!it->fds) {
             gh_listen_set_free(s);

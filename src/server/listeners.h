@@ -26,6 +26,7 @@ typedef struct gh_listen_item {
     socklen_t salen;
     char address[64];             /* as configured, for messages */
     bool http2, path_strict;
+    bool admin;                   /* served by the admin API, not the dispatcher */
     struct gh_tls_server *tls;    /* the snapshot's; NULL = plaintext */
     int *fds;                     /* [nworkers]; -1 = the worker keeps its socket */
 } gh_listen_item;

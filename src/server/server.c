@@ -4,8 +4,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 #include <uv.h>
+#include "admin/admin.h"
 #include "core/log.h"
 #include "observe/access_log.h"
 #include "proxy/health.h"
@@ -29,7 +31,13 @@ typedef struct server {
     uint64_t drain_deadline;
     char access_target[4096];
     unsigned long reloads_ok, reloads_error;
+    uv_async_t admin_wake;        /* POST /api/reload asked */
+    uv_mutex_t admin_lock;        /* guards admin_asked (workers push, we pop) */
+    gh_admin_reload **admin_asked, **admin_waiting, **admin_applying;
+    size_t nasked, nwaiting, napplying;
 } server;
+
+static server *the_server;   /* for the admin API's reload requests */
 
 static int count_workers(const gh_run_options *o, const gh_config *cfg)
 {
@@ -72,6 +80,21 @@ static void publish(server *s, gh_snapshot *snap)
 
 static void announce_reload(server *s);
 
+/* A refused reload: the POST /api/reload requests waiting get its messages. */
+static void answer_admin(server *s, const gh_diag *d, const char *err)
+{
+    const char **msgs = calloc(d ? d->n + 1 : 1, sizeof(*msgs));
+    size_t n = 0;
+    for (size_t i = 0; msgs && d && i < d->n; i++)
+        msgs[n++] = d->items[i].text;
+    if (msgs && err && err[0])
+        msgs[n++] = err;
+    for (size_t i = 0; i < s->nwaiting; i++)
+        gh_admin_reload_done(s->admin_waiting[i], false, s->generation, msgs, n);
+    s->nwaiting = 0;
+    free(msgs);
+}
+
 static void reload(server *s)
 {
     if (!workers_caught_up(s)) {
@@ -98,6 +121,7 @@ static void reload(server *s)
             gh_log_error("%s", d.items[i].text);
         if (err[0])
             gh_log_error("%s", err);
+        answer_admin(s, &d, err);
         /* last, so that the line closes this reload's output */
         gh_log_error("reload failed; keeping the running configuration (generation %llu)",
                      (unsigned long long)s->generation);
@@ -114,6 +138,12 @@ static void reload(server *s)
     gh_resolver_apply(s->resolver, snap->cfg);
     gh_health_apply(s->health, snap->cfg, snap->tls_clients);
     publish(s, snap);
+    /* answered with the "reloaded" line, once every worker serves it */
+    free(s->admin_applying);
+    s->admin_applying = s->admin_waiting;
+    s->napplying = s->nwaiting;
+    s->admin_waiting = NULL;
+    s->nwaiting = 0;
     s->reloads_ok++;
     s->announce_pending = true;   /* said by the timer once every worker serves it */
 }
@@ -126,6 +156,9 @@ static void announce_reload(server *s)
         return;
     s->announce_pending = false;
     gh_log_info("configuration reloaded (generation %llu)", (unsigned long long)s->generation);
+    for (size_t i = 0; i < s->napplying; i++)
+        gh_admin_reload_done(s->admin_applying[i], true, s->generation, NULL, 0);
+    s->napplying = 0;
 }
 
 static void on_timer(uv_timer_t *t)
@@ -145,6 +178,49 @@ static void on_timer(uv_timer_t *t)
     }
     if (s->reload_pending)
         reload(s);
+}
+
+/* A worker's POST /api/reload: handed to the main loop, which runs the
+ * same reload as SIGHUP. */
+static void admin_request(gh_admin_reload *r)
+{
+    server *s = the_server;
+    uv_mutex_lock(&s->admin_lock);
+    gh_admin_reload **a = realloc(s->admin_asked, sizeof(*a) * (s->nasked + 1));
+    if (a) {
+        s->admin_asked = a;
+        a[s->nasked++] = r;
+    }
+    uv_mutex_unlock(&s->admin_lock);
+    if (!a) {
+        gh_admin_reload_done(r, false, 0, NULL, 0);
+        return;
+    }
+    uv_async_send(&s->admin_wake);
+}
+
+static void on_admin_wake(uv_async_t *h)
+{
+    server *s = h->data;
+    uv_mutex_lock(&s->admin_lock);
+    gh_admin_reload **asked = s->admin_asked;
+    size_t n = s->nasked;
+    s->admin_asked = NULL;
+    s->nasked = 0;
+    uv_mutex_unlock(&s->admin_lock);
+    gh_admin_reload **w = realloc(s->admin_waiting, sizeof(*w) * (s->nwaiting + n));
+    if (!w) {
+        for (size_t i = 0; i < n; i++)
+            gh_admin_reload_done(asked[i], false, s->generation, NULL, 0);
+        free(asked);
+        return;
+    }
+    s->admin_waiting = w;
+    for (size_t i = 0; i < n; i++)
+        w[s->nwaiting++] = asked[i];
+    free(asked);
+    if (n && !s->draining)
+        reload(s);   /* or later, by the timer, when a reload is still in progress */
 }
 
 static void on_signal(uv_signal_t *h, int signum)
@@ -213,6 +289,12 @@ int gh_server_run(const gh_run_options *o)
     server s = { .opt = o, .loop = uv_default_loop() };
     /* handlers first: a SIGHUP right after the port opens must not kill us */
     start_signals(&s);
+    the_server = &s;
+    gh_admin_started_at = (int64_t)time(NULL);
+    uv_mutex_init(&s.admin_lock);
+    uv_async_init(s.loop, &s.admin_wake, on_admin_wake);
+    s.admin_wake.data = &s;
+    gh_admin_set_reloader(admin_request);
     gh_diag d;
     gh_diag_init(&d, o->config ? o->config : "<demo>");
     gh_config *cfg = o->config ? gh_config_load_file(o->config, &d)
@@ -287,8 +369,13 @@ int gh_server_run(const gh_run_options *o)
     uv_close((uv_handle_t *)&s.sig_term, NULL);
     uv_close((uv_handle_t *)&s.sig_int, NULL);
     uv_close((uv_handle_t *)&s.sig_usr1, NULL);
+    uv_close((uv_handle_t *)&s.admin_wake, NULL);
     uv_run(s.loop, UV_RUN_DEFAULT);
     uv_loop_close(s.loop);
+    uv_mutex_destroy(&s.admin_lock);
+    free(s.admin_asked);
+    free(s.admin_waiting);
+    free(s.admin_applying);
     gh_log_info("stopped");
     return 0;
 }

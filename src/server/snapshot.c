@@ -1,6 +1,7 @@
 #include "server/snapshot.h"
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include "plugins/plugin.h"
 #include "server/listeners.h"
 
@@ -13,6 +14,7 @@ gh_snapshot *gh_snapshot_build(gh_config *cfg, int nworkers, gh_diag *diag)
     }
     atomic_init(&s->refs, 1);
     s->cfg = cfg;
+    s->loaded_at = (int64_t)time(NULL);
     s->router = gh_router_build(cfg, diag);
     s->balancer = gh_balancer_new(cfg, nworkers);
     /* certificates are read here, on every load: a bad one refuses the

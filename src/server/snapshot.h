@@ -18,6 +18,7 @@ typedef struct gh_listen_set gh_listen_set;
 typedef struct gh_snapshot {
     atomic_int refs;
     uint64_t generation;
+    int64_t loaded_at;            /* Unix time the file was loaded (admin API) */
     gh_config *cfg;
     gh_router *router;
     gh_balancer *balancer;

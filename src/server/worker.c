@@ -12,6 +12,7 @@
 #include "cluster/redis.h"
 #include "core/log.h"
 #include "proxy/tunnel.h"
+#include "admin/admin.h"
 #include "server/dispatch.h"
 
 _Atomic(gh_snapshot *) gh_current_snapshot;
@@ -95,6 +96,7 @@ static void follow_snapshot(gh_worker *w)
         for (size_t k = 0; set && k < set->n; k++) {
             if (gh_sockaddr_equal((struct sockaddr *)&l->sa, (struct sockaddr *)&set->items[k].sa)) {
                 keep = true;
+                l->info.handle = set->items[k].admin ? gh_admin_handle : gh_dispatch;
                 l->info.path_strict = set->items[k].path_strict;
                 l->info.http2 = set->items[k].http2;
                 l->tls = set->items[k].tls;   /* new certificates for new connections */
@@ -216,6 +218,7 @@ static void listener_open(gh_worker *w, const gh_listen_item *it, int fd)
     memcpy(&l->sa, &it->sa, it->salen);
     snprintf(l->address, sizeof(l->address), "%s", it->address);
     l->info.local_port = gh_sockaddr_port((const struct sockaddr *)&it->sa);
+    l->info.handle = it->admin ? gh_admin_handle : gh_dispatch;
     l->info.path_strict = it->path_strict;
     l->info.http2 = it->http2;
     l->tls = it->tls;
@@ -371,7 +374,6 @@ int gh_worker_start(gh_worker *w, int id)
     env->bufs = &w->bufs;
     env->h1 = &w->h1;
     env->owner = w;
-    env->handle = gh_dispatch;
     env->pin = pin;
     env->unpin = unpin;
     env->done = on_done;
