@@ -219,8 +219,14 @@ static void on_admin_wake(uv_async_t *h)
     for (size_t i = 0; i < n; i++)
         w[s->nwaiting++] = asked[i];
     free(asked);
-    if (n && !s->draining)
+    if (s->draining) {
+        static const char *const why[] = { "the gateway is draining; no reload" };
+        for (size_t i = 0; i < s->nwaiting; i++)
+            gh_admin_reload_done(s->admin_waiting[i], false, s->generation, why, 1);
+        s->nwaiting = 0;
+    } else if (n) {
         reload(s);   /* or later, by the timer, when a reload is still in progress */
+    }
 }
 
 static void on_signal(uv_signal_t *h, int signum)
