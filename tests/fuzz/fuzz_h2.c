@@ -9,7 +9,7 @@
  * writes the input into the other end (in pieces, so frames straddle the
  * codec's reads), runs the loop, and reads back whatever the codec writes.
  *
- * env->handle plays the target, choosing by a hash of the path among: a
+ * the listener's handler plays the target, choosing by a hash of the path among: a
  * fixed answer (gh_respond), a problem (gh_problem), reading the body then
  * answering, reading it a few bytes at a time (flow control: resumed from a
  * deferred task), a streamed 100 KB response waiting for on_writable, a
@@ -271,7 +271,6 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     env.bufs = &bufs;
     env.h1 = &h1w;
     env.owner = NULL;
-    env.handle = handle;
     env.pin = pin;
     env.unpin = unpin;
     env.done = done;
@@ -338,7 +337,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     CHECK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv) == 0);
     struct sockaddr_in peer = { .sin_family = AF_INET, .sin_port = htons(40000) };
     peer.sin_addr.s_addr = htonl(0x7f000001);
-    gh_h1_listen_info info = { .local_port = 8080, .http2 = true };
+    gh_h1_listen_info info = { .local_port = 8080, .http2 = true, .handle = handle };
 
     /* the preface, and some of the input with it, as if read by the h1 codec */
     size_t pre_extra = (h >> 16) % 3 == 0 ? (size_t)((h >> 20) % (size + 1)) : 0;
