@@ -1,6 +1,7 @@
 /* admin.c — the admin API's endpoints and its access rule (SPEC §12.15). */
 #include "version.h"
 #include "admin/admin.h"
+#include "admin/endpoints.h"
 #include <jansson.h>
 #include <openssl/crypto.h>
 #include <openssl/sha.h>
@@ -15,7 +16,7 @@
 
 int64_t gh_admin_started_at;
 
-static void rfc3339(int64_t t, char out[32])
+void gh_admin_rfc3339(int64_t t, char out[32])
 {
     time_t tt = (time_t)t;
     struct tm tm;
@@ -23,8 +24,7 @@ static void rfc3339(int64_t t, char out[32])
     strftime(out, 32, "%Y-%m-%dT%H:%M:%SZ", &tm);
 }
 
-/* Sends j (taking it) as the response body. */
-static void send_json(gh_exchange *ex, int status, json_t *j)
+void gh_admin_send_json(gh_exchange *ex, int status, json_t *j)
 {
     char *text = j ? json_dumps(j, JSON_COMPACT) : NULL;
     json_decref(j);
@@ -87,14 +87,14 @@ static bool allowed(gh_exchange *ex)
 
 static void healthz(gh_exchange *ex)
 {
-    send_json(ex, 200, json_pack("{s:s}", "status", "ok"));
+    gh_admin_send_json(ex, 200, json_pack("{s:s}", "status", "ok"));
 }
 
 static void readyz(gh_exchange *ex)
 {
     gh_snapshot *s = atomic_load(&gh_current_snapshot);
     bool ready = s && s->listen && !atomic_load(&gh_draining);
-    send_json(ex, ready ? 200 : 503, json_pack("{s:s}", "status", ready ? "ready" : "not ready"));
+    gh_admin_send_json(ex, ready ? 200 : 503, json_pack("{s:s}", "status", ready ? "ready" : "not ready"));
 }
 
 static void status(gh_exchange *ex)
@@ -102,9 +102,9 @@ static void status(gh_exchange *ex)
     gh_snapshot *s = atomic_load(&gh_current_snapshot);
     char started[32], loaded[32];
     int64_t now = (int64_t)time(NULL);
-    rfc3339(gh_admin_started_at, started);
-    rfc3339(s->loaded_at, loaded);
-    send_json(ex, 200,
+    gh_admin_rfc3339(gh_admin_started_at, started);
+    gh_admin_rfc3339(s->loaded_at, loaded);
+    gh_admin_send_json(ex, 200,
               json_pack("{s:s, s:I, s:s, s:{s:I, s:s, s:s}, s:i, s:i}", "version", GH_VERSION, "uptime_seconds",
                         (json_int_t)(now - gh_admin_started_at), "started_at", started, "config", "generation",
                         (json_int_t)s->generation, "loaded_at", loaded, "source",
@@ -128,7 +128,7 @@ static void routes(gh_exchange *ex)
         json_array_append_new(list, json_pack("{s:s, s:s, s:s, s:s}", "name", gh_config_show(cfg, r->name).p,
                                               "match", match, "target", target, "plugins", plugins));
     }
-    send_json(ex, 200, json_pack("{s:I, s:o}", "generation", (json_int_t)s->generation, "routes", list));
+    gh_admin_send_json(ex, 200, json_pack("{s:I, s:o}", "generation", (json_int_t)s->generation, "routes", list));
 }
 
 /* ------------------------------------------------------------- reload --- */
@@ -162,7 +162,7 @@ static void reload_answered(uv_async_t *a)
     if (ex) {
         ex->on_abort = NULL;
         if (r->ok) {
-            send_json(ex, 200, json_pack("{s:s, s:I}", "status", "reloaded", "generation", (json_int_t)r->generation));
+            gh_admin_send_json(ex, 200, json_pack("{s:s, s:I}", "status", "reloaded", "generation", (json_int_t)r->generation));
         } else {
             json_t *body = json_pack("{s:s, s:s, s:i, s:s, s:s, s:s, s:I, s:O}", "type", "about:blank", "title",
                                      "Unprocessable Content", "status", 422, "code", "bad_request", "detail",
