@@ -17,7 +17,7 @@ import tempfile
 
 import pytest
 
-from conftest import BIN, free_port, wait_port, wait_until
+from conftest import BIN, ROOT, free_port, wait_port, wait_until
 
 BANNER = re.compile(r"Try:\n\n(.*?)\n\n", re.S)
 
@@ -209,3 +209,16 @@ def test_a_non_loopback_demo_admin_needs_a_token():
     r = subprocess.run([BIN, "run"], env=env, cwd=tempfile.mkdtemp(prefix="gh-demo-"), capture_output=True,
                        timeout=10)
     assert r.returncode == 1 and b"is not loopback: set admin.token" in r.stderr, r.stderr
+
+
+def test_readme_quick_start_shows_the_real_banner(demo):
+    """README's Quick start shows the banner as the default demo prints it."""
+    with open(os.path.join(ROOT, "README.md")) as f:
+        readme = f.read()
+    quick = readme[readme.index("## Quick start"):readme.index("## A 5-minute tour")]
+    shown = re.search(r"Try:\n\n(.*?)\n```", quick, re.S).group(1)
+    demo.banner()   # printed in full
+    printed = BANNER.search(demo.stderr()).group(1)
+    printed = printed.replace("127.0.0.1:%d/" % demo.port, "127.0.0.1:8080/") \
+                     .replace("127.0.0.1:%d/" % demo.admin, "127.0.0.1:9901/")
+    assert shown == printed, (shown, printed)
