@@ -186,6 +186,15 @@ static void put(text *t, const char *s, size_t n)
     t->p[t->len] = '\0';
 }
 
+/* "[::1]:8080" must be quoted: YAML would read a bracket as a list. */
+static void put_address(text *t, const char *address)
+{
+    bool quote = address[0] == '[';
+    put(t, "\"", quote);
+    put(t, address, strlen(address));
+    put(t, "\"", quote);
+}
+
 /* An override, or the default; NULL (reported) when it is not an address. */
 static const char *address_from_env(const char *var, const char *dflt, gh_diag *diag)
 {
@@ -216,10 +225,10 @@ char *gh_demo_yaml(gh_diag *diag)
         }
         put(&t, p, (size_t)(at - p));
         if (strncmp(at, "@LISTEN@", 8) == 0) {
-            put(&t, listen, strlen(listen));
+            put_address(&t, listen);
             p = at + 8;
         } else if (strncmp(at, "@ADMIN@", 7) == 0) {
-            put(&t, admin, strlen(admin));
+            put_address(&t, admin);
             p = at + 7;
         } else if (strncmp(at, "@EXAMPLES@", 10) == 0) {
             for (size_t i = 0; i < NEXAMPLES; i++) {

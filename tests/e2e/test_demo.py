@@ -177,7 +177,7 @@ def test_config_default_passes_check():
     """`gatehouse config --default | gatehouse check -c /dev/stdin`."""
     r = subprocess.run("%s config --default | %s check -c /dev/stdin" % (shlex.quote(BIN), shlex.quote(BIN)),
                        shell=True, capture_output=True, timeout=10)
-    assert r.returncode == 0 and b"configuration ok" in r.stdout, r.stderr
+    assert r.returncode == 0 and b"configuration ok" in r.stdout and b"warnings" not in r.stdout, r
 
 
 def test_config_default_follows_the_overrides():
@@ -222,3 +222,14 @@ def test_readme_quick_start_shows_the_real_banner(demo):
     printed = printed.replace("127.0.0.1:%d/" % demo.port, "127.0.0.1:8080/") \
                      .replace("127.0.0.1:%d/" % demo.admin, "127.0.0.1:9901/")
     assert shown == printed, (shown, printed)
+
+
+def test_demo_reloads_on_sighup_with_its_overrides(demo):
+    """SIGHUP rebuilds the demo the same way (same ports: nothing to move)."""
+    demo.banner()
+    demo.proc.send_signal(signal.SIGHUP)
+    wait_until(lambda: "configuration reloaded" in demo.stderr() or "reload failed" in demo.stderr(),
+               what="the reload's outcome")
+    assert "configuration reloaded" in demo.stderr(), demo.stderr()
+    status, _, body = curl("curl -i http://127.0.0.1:%d/hello" % demo.port)
+    assert (status, body) == (200, b"hello from gatehouse\n")
