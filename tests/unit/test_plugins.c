@@ -93,6 +93,8 @@ static char *errors_of(const char *yaml, char *out, size_t cap)
 
 static void passed(gh_plugin_run *run) { ans.passed = true; }
 
+static uint64_t next_body;   /* run_chain: the request has a body of this many bytes */
+
 /* Run route `ri`'s chain on a request "METHOD /path?query" with headers "A: b\n...". */
 static gh_exchange *run_chain(world *w, size_t ri, const char *method, const char *query, const char *hdrs,
                               const char *client, const char *cert)
@@ -100,6 +102,11 @@ static gh_exchange *run_chain(world *w, size_t ri, const char *method, const cha
     memset(&ans, 0, sizeof(ans));
     gh_exchange *ex = gh_exchange_new(&env);
     ex->down = &rec_ops;
+    if (next_body) {
+        ex->body_kind = GH_BODY_LENGTH;
+        ex->content_length = next_body;
+        ex->body_done = false;
+    }
     ex->method = gh_str_c(method);
     ex->method_bit = strcmp(method, "OPTIONS") == 0 ? GH_M_OPTIONS : strcmp(method, "POST") == 0 ? GH_M_POST : GH_M_GET;
     ex->query = gh_str_c(query);
@@ -375,6 +382,96 @@ static void test_config_errors(void **state)
     assert_non_null(strstr(e, "t.yaml:2:33: invalid address or network"));
 }
 
+/* request_validation (SPEC §5.4): every bad value at its line:col */
+static void test_request_validation_config(void **state)
+{
+    char e[4096];
+#define RV(x) "listen: [{ address: 127.0.0.1:1 }]\nplugins:\n  request_validation: " x "\n"
+    errors_of(RV("{}"), e, sizeof(e));
+    assert_string_equal(e, "t.yaml:3:3: request_validation checks nothing: set max_body, content_types, json, "
+                           "required_headers or required_query\n");
+    errors_of(RV("true"), e, sizeof(e));
+    assert_non_null(strstr(e, "t.yaml:3:3: request_validation checks nothing"));
+    errors_of(RV("{ max_body: 0 }"), e, sizeof(e));
+    assert_non_null(strstr(e, "t.yaml:3:35: expected a size greater than 0"));
+    errors_of(RV("{ max_body: lots }"), e, sizeof(e));
+    assert_non_null(strstr(e, "t.yaml:3:35: expected a size like"));
+    errors_of(RV("{ json: maybe }"), e, sizeof(e));
+    assert_non_null(strstr(e, "t.yaml:3:31: "));
+    errors_of(RV("{ content_types: [application/json, \"text/html; charset=utf-8\"] }"), e, sizeof(e));
+    assert_non_null(strstr(e, "t.yaml:3:59: request_validation content_types: 'text/html; charset=utf-8' has "
+                              "parameters; list the bare media type"));
+    errors_of(RV("{ content_types: [json] }"), e, sizeof(e));
+    assert_non_null(strstr(e, "t.yaml:3:41: request_validation content_types: 'json' is not a media type"));
+    errors_of(RV("{ content_types: [\"*/json\"] }"), e, sizeof(e));
+    assert_non_null(strstr(e, "t.yaml:3:41: request_validation content_types: '*/json' is not a media type"));
+    errors_of(RV("{ content_types: [text/plain, Text/Plain] }"), e, sizeof(e));
+    assert_non_null(strstr(e, "t.yaml:3:53: request_validation content_types: 'text/plain' is listed twice"));
+    errors_of(RV("{ content_types: [] }"), e, sizeof(e));
+    assert_non_null(strstr(e, "t.yaml:3:40: request_validation content_types: list at least one media type"));
+    errors_of(RV("{ required_headers: [X-Tenant, \"bad header\"] }"), e, sizeof(e));
+    assert_non_null(strstr(e, "t.yaml:3:54: request_validation required_headers: 'bad header' is not a valid "
+                              "header name"));
+    errors_of(RV("{ required_headers: [x-a, X-A] }"), e, sizeof(e));
+    assert_non_null(strstr(e, "t.yaml:3:49: request_validation required_headers: 'X-A' is listed twice"));
+    errors_of(RV("{ required_query: [\"a=b\"] }"), e, sizeof(e));
+    assert_non_null(strstr(e, "t.yaml:3:42: request_validation required_query: 'a=b' is not a query parameter name"));
+    errors_of(RV("{ required_query: {} }"), e, sizeof(e));
+    assert_non_null(strstr(e, "t.yaml:3:41: expected a list"));
+    errors_of(RV("{ max_bodyy: 1KiB }"), e, sizeof(e));
+    assert_non_null(strstr(e, "t.yaml:3:25: unknown key 'max_bodyy' (did you mean 'max_body'?)"));
+#undef RV
+}
+
+static const char validated[] =
+    "listen: [{ address: 127.0.0.1:1 }]\n"
+    "routes:\n"
+    "  - name: v\n"
+    "    match: { prefix: /v }\n"
+    "    echo: {}\n"
+    "    plugins:\n"
+    "      request_validation: { max_body: 1KiB, content_types: [application/json, \"text/*\"],\n"
+    "                            required_headers: [X-Tenant], required_query: [page] }\n";
+
+static void test_request_validation(void **state)
+{
+    world w = load(validated);
+    gh_exchange *ex = run_chain(&w, 0, "GET", "x=1", "Accept: */*", NULL, NULL);
+    assert_int_equal(ans.status, 400);
+    assert_non_null(strstr(ans.body, "missing required header(s): X-Tenant; missing required query parameter(s): page"));
+    gh_exchange_free(ex);
+    ex = run_chain(&w, 0, "GET", "page=2", "x-tenant: a", NULL, NULL);   /* no body: no type to check */
+    assert_true(ans.passed);
+    assert_int_equal(ex->body_limit, 1024);   /* the bound every body consumer gets */
+    gh_exchange_free(ex);
+
+    /* a body: its media type, parameters ignored, case-insensitive, wildcards */
+    static const struct { const char *ct; int status; } types[] = {
+        { "Content-Type: application/json", 0 }, { "Content-Type: APPLICATION/Json ; charset=utf-8", 0 },
+        { "Content-Type: text/csv", 0 },         { "Content-Type: application/xml", 415 },
+        { "Content-Type: text", 415 },           { "X-None: 1", 415 },
+    };
+    next_body = 10;
+    for (size_t i = 0; i < sizeof(types) / sizeof(types[0]); i++) {
+        char hdrs[128];
+        snprintf(hdrs, sizeof(hdrs), "X-Tenant: a\n%s", types[i].ct);
+        ex = run_chain(&w, 0, "POST", "page=1", hdrs, NULL, NULL);
+        assert_int_equal(ans.status, types[i].status);
+        assert_true(ans.passed == (types[i].status == 0));
+        if (types[i].status)
+            assert_non_null(strstr(ans.body, "\"unsupported_media_type\""));
+        gh_exchange_free(ex);
+    }
+    /* over max_body by Content-Length: 413 at once */
+    next_body = 1025;
+    ex = run_chain(&w, 0, "POST", "page=1", "X-Tenant: a\nContent-Type: text/plain", NULL, NULL);
+    assert_int_equal(ans.status, 413);
+    assert_non_null(strstr(ans.body, "request body of 1025 bytes exceeds max_body (1024 bytes)"));
+    gh_exchange_free(ex);
+    next_body = 0;
+    unload(&w);
+}
+
 int main(void)
 {
     uv_loop_init(&loop);
@@ -387,6 +484,8 @@ int main(void)
         cmocka_unit_test(test_basic_auth_waits_and_first_credential_decides),
         cmocka_unit_test(test_cors_preflight_is_answered_before_auth),
         cmocka_unit_test(test_config_errors),
+        cmocka_unit_test(test_request_validation_config),
+        cmocka_unit_test(test_request_validation),
     };
     int r = cmocka_run_group_tests(tests, NULL, NULL);
     gh_exchange_cache_clear(&env);
