@@ -319,6 +319,7 @@ typedef struct gh_config {
     const char **secrets;         /* strings of the arena that came from ${ENV} */
     size_t nsecrets, capsecrets;
     gh_str *secret_params;        /* key_auth `query` names: masked in the access log */
+    const char *document;         /* the file as JSON, secrets masked (GET /api/config); may be NULL */
     size_t nsecret_params, capsecret_params;
 } gh_config;
 
