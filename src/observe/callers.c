@@ -17,6 +17,7 @@ typedef struct caller {
     atomic_uint_fast32_t count[HOURS];   /* requests in hour stamp[i] */
     atomic_int_fast64_t stamp[HOURS];    /* the hour (Unix seconds / 3600) count[i] holds */
     atomic_int_fast64_t last_seen;
+    atomic_uint_fast64_t total;          /* since start: a Prometheus counter */
 } caller;
 
 typedef struct pair {
@@ -114,6 +115,8 @@ static void bump(caller *c, int64_t now)
     atomic_store_explicit(&c->count[i], atomic_load_explicit(&c->count[i], memory_order_relaxed) + 1,
                           memory_order_relaxed);
     atomic_store_explicit(&c->last_seen, now, memory_order_relaxed);
+    atomic_store_explicit(&c->total, atomic_load_explicit(&c->total, memory_order_relaxed) + 1,
+                          memory_order_relaxed);
 }
 
 void gh_callers_count(gh_str route, gh_str version, gh_str consumer, int64_t now)
@@ -205,4 +208,70 @@ size_t gh_callers_read(gh_str route, gh_str version, int64_t now, gh_caller_sum 
         out[n++] = other;
     qsort(out, n, sizeof(*out), by_count);
     return n;
+}
+
+/* ------------------------------------------------------------- totals -- */
+
+typedef struct row {
+    const char *route, *version, *consumer;
+    uint64_t total;
+} row;
+
+static int by_names(const void *a, const void *b)
+{
+    const row *x = a, *y = b;
+    int c = strcmp(x->route, y->route);
+    if (!c)
+        c = strcmp(x->version, y->version);
+    return c ? c : strcmp(x->consumer, y->consumer);
+}
+
+static bool push(row **rows, size_t *n, size_t *cap, const pair *p, const caller *c)
+{
+    uint64_t total = atomic_load_explicit(&c->total, memory_order_relaxed);
+    if (!total)
+        return true;
+    if (*n == *cap) {
+        size_t nc = *cap ? *cap * 2 : 64;
+        row *nr = realloc(*rows, nc * sizeof(*nr));
+        if (!nr)
+            return false;
+        *rows = nr;
+        *cap = nc;
+    }
+    (*rows)[(*n)++] = (row){ p->route, p->version, c->name, total };
+    return true;
+}
+
+bool gh_callers_totals(void (*each)(void *arg, const char *route, const char *version, const char *consumer,
+                                    uint64_t total),
+                       void *arg)
+{
+    row *rows = NULL;
+    size_t n = 0, cap = 0;
+    bool ok = true;
+    for (table *t = atomic_load(&tables); t && ok; t = t->next) {
+        for (size_t i = 0; i < GH_CALLERS_PAIRS && ok; i++) {
+            pair *p = atomic_load_explicit(&t->pairs[i], memory_order_acquire);
+            if (!p)
+                continue;
+            size_t k = atomic_load_explicit(&p->n, memory_order_acquire);
+            for (size_t j = 0; j < k && ok; j++)
+                ok = push(&rows, &n, &cap, p, &p->named[j]);
+            ok = ok && push(&rows, &n, &cap, p, &p->other);
+        }
+    }
+    if (ok) {
+        qsort(rows, n, sizeof(*rows), by_names);
+        for (size_t i = 0; i < n;) {   /* one call per label set: the workers' counts summed */
+            size_t j = i + 1;
+            uint64_t sum = rows[i].total;
+            for (; j < n && by_names(&rows[i], &rows[j]) == 0; j++)
+                sum += rows[j].total;
+            each(arg, rows[i].route, rows[i].version, rows[i].consumer, sum);
+            i = j;
+        }
+    }
+    free(rows);
+    return ok;
 }

@@ -11,6 +11,7 @@
  * "(other)". Readers (the admin API) sum every worker's tables. */
 #ifndef GH_OBSERVE_CALLERS_H
 #define GH_OBSERVE_CALLERS_H
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include "http/exchange.h"
@@ -38,5 +39,13 @@ typedef struct gh_caller_sum {
  * now into out (at most cap; beyond, into "(other)"), sorted by
  * requests_24h descending, then name. Returns how many were written. */
 size_t gh_callers_read(gh_str route, gh_str version, int64_t now, gh_caller_sum *out, size_t cap);
+
+/* For gatehouse_version_requests_total{route,version,consumer}: calls each
+ * once per label set with its count since start (every worker's summed),
+ * sorted by route, version, consumer. Off the request path (allocates);
+ * false when out of memory (then nothing was reported). */
+bool gh_callers_totals(void (*each)(void *arg, const char *route, const char *version, const char *consumer,
+                                    uint64_t total),
+                       void *arg);
 
 #endif

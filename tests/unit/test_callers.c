@@ -107,6 +107,34 @@ static void threads_summed(void **state)
     assert_int_equal(out[0].requests_24h, 300);
 }
 
+typedef struct seen {
+    char lines[16][96];
+    size_t n;
+} seen;
+
+static void collect(void *arg, const char *route, const char *version, const char *consumer, uint64_t total)
+{
+    seen *s = arg;
+    if (strcmp(route, "r4") == 0 || strcmp(route, "r1") == 0)
+        snprintf(s->lines[s->n++], sizeof(s->lines[0]), "%s/%s/%s=%llu", route, version, consumer,
+                 (unsigned long long)total);
+}
+
+/* the counter since start: every worker's summed, once per label set,
+ * outside the 24-hour window too */
+static void totals_for_metrics(void **state)
+{
+    (void)state;
+    seen s = { .n = 0 };
+    assert_true(gh_callers_totals(collect, &s));
+    assert_int_equal(s.n, 5);
+    assert_string_equal(s.lines[0], "r1/1/(anonymous)=1");
+    assert_string_equal(s.lines[1], "r1/1/alice=3");
+    assert_string_equal(s.lines[2], "r1/1/bob=2");
+    assert_string_equal(s.lines[3], "r1/2/carol=1");
+    assert_string_equal(s.lines[4], "r4/1/alice=300");
+}
+
 static void config_document_masks_secrets(void **state)
 {
     (void)state;
@@ -143,6 +171,7 @@ int main(void)
         cmocka_unit_test(last_24_hours_only),
         cmocka_unit_test(bounded_with_other),
         cmocka_unit_test(threads_summed),
+        cmocka_unit_test(totals_for_metrics),
         cmocka_unit_test(config_document_masks_secrets),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
