@@ -227,6 +227,9 @@ static const endpoint endpoints[] = {
     { "/readyz", GH_M_GET | GH_M_HEAD, "GET, HEAD", false, readyz },
     { "/api/status", GH_M_GET | GH_M_HEAD, "GET, HEAD", true, status },
     { "/api/routes", GH_M_GET | GH_M_HEAD, "GET, HEAD", true, routes },
+    { "/api/upstreams", GH_M_GET | GH_M_HEAD, "GET, HEAD", true, gh_admin_upstreams },
+    { "/api/versions", GH_M_GET | GH_M_HEAD, "GET, HEAD", true, gh_admin_versions },
+    { "/api/config", GH_M_GET | GH_M_HEAD, "GET, HEAD", true, gh_admin_config },
     { "/api/reload", GH_M_POST, "POST", true, reload },
 };
 
