@@ -11,6 +11,7 @@
 #include <crypt.h>
 #include <stdio.h>
 #include <string.h>
+#include "plugins/consumers.h"
 #include "plugins/plugin.h"
 
 static gh_http_env env;
@@ -331,6 +332,77 @@ static void test_cors_preflight_is_answered_before_auth(void **state)
     unload(&w);
 }
 
+/* The API key index: keys given as such (keyed SipHash tags) and as
+ * { sha256: } (SHA-256 digests) are found in one snapshot; a near miss, a
+ * prefix, an extension, a digest sent as the key and the empty key are not. */
+static void test_key_index_finds_both_forms_and_nothing_else(void **state)
+{
+    world w = load("listen: [{ address: 127.0.0.1:1 }]\n"
+                   "consumers:\n"
+                   "  - { name: alice, api_keys: [alice-key-123456, alice-other-key-2] }\n"
+                   "  - { name: bob, api_keys: [ { sha256: \"c5a5e5b0a5f0ab2c4b0c4a8b09e7a4b4ad10e1a0b4b4c63e7e2a1c3a4c2d6b11\" } ] }\n"
+                   "  - { name: carol, api_keys: [carol-key-abcdef] }\n"
+                   "routes: [{ name: r, match: { prefix: / }, echo: {} }]\n");
+    const gh_consumers *cs = w.consumers;
+    const gh_consumer_cfg *a = gh_consumers_by_key(cs, "alice-key-123456", 16);
+    assert_non_null(a);
+    assert_memory_equal(a->name.p, "alice", 5);
+    assert_ptr_equal(gh_consumers_by_key(cs, "alice-other-key-2", 17), a);
+    const gh_consumer_cfg *c = gh_consumers_by_key(cs, "carol-key-abcdef", 16);
+    assert_non_null(c);
+    assert_memory_equal(c->name.p, "carol", 5);
+    assert_null(gh_consumers_by_key(cs, "alice-key-123457", 16));
+    assert_null(gh_consumers_by_key(cs, "alice-key-12345", 15));
+    assert_null(gh_consumers_by_key(cs, "alice-key-1234567", 17));
+    assert_null(gh_consumers_by_key(cs, "", 0));
+    unload(&w);
+
+    /* a real digest: the key itself is found, its digest sent as a key is not */
+    uint8_t d[32];
+    char hex[65];
+    gh_sha256("bob-secret-key-789", 18, d);
+    for (int i = 0; i < 32; i++)
+        snprintf(hex + 2 * i, 3, "%02x", d[i]);
+    char yaml[1024];
+    snprintf(yaml, sizeof(yaml),
+             "listen: [{ address: 127.0.0.1:1 }]\n"
+             "consumers:\n"
+             "  - { name: alice, api_keys: [alice-key-123456] }\n"
+             "  - { name: bob, api_keys: [ { sha256: \"%s\" } ] }\n"
+             "routes: [{ name: r, match: { prefix: / }, echo: {} }]\n", hex);
+    w = load(yaml);
+    const gh_consumer_cfg *b = gh_consumers_by_key(w.consumers, "bob-secret-key-789", 18);
+    assert_non_null(b);
+    assert_memory_equal(b->name.p, "bob", 3);
+    assert_null(gh_consumers_by_key(w.consumers, hex, 64));
+    assert_non_null(gh_consumers_by_key(w.consumers, "alice-key-123456", 16));
+    unload(&w);
+}
+
+/* One key given to two consumers is refused, in whichever forms it is given. */
+static void test_key_given_twice_in_two_forms_is_refused(void **state)
+{
+    uint8_t d[32];
+    char hex[65], yaml[1024], e[4096];
+    gh_sha256("alice-key-123456", 16, d);
+    for (int i = 0; i < 32; i++)
+        snprintf(hex + 2 * i, 3, "%02x", d[i]);
+    snprintf(yaml, sizeof(yaml),
+             "listen: [{ address: 127.0.0.1:1 }]\n"
+             "consumers:\n"
+             "  - { name: alice, api_keys: [alice-key-123456] }\n"
+             "  - { name: bob, api_keys: [ { sha256: \"%s\" } ] }\n"
+             "routes: [{ name: r, match: { prefix: / }, echo: {} }]\n", hex);
+    errors_of(yaml, e, sizeof(e));
+    assert_non_null(strstr(e, "this API key is already consumer 'alice''s"));
+    errors_of("listen: [{ address: 127.0.0.1:1 }]\n"
+              "consumers:\n"
+              "  - { name: alice, api_keys: [alice-key-123456] }\n"
+              "  - { name: bob, api_keys: [alice-key-123456] }\n"
+              "routes: [{ name: r, match: { prefix: / }, echo: {} }]\n", e, sizeof(e));
+    assert_non_null(strstr(e, "this API key is already consumer 'alice''s"));
+}
+
 static void test_config_errors(void **state)
 {
     char e[4096];
@@ -486,6 +558,8 @@ int main(void)
         cmocka_unit_test(test_config_errors),
         cmocka_unit_test(test_request_validation_config),
         cmocka_unit_test(test_request_validation),
+        cmocka_unit_test(test_key_index_finds_both_forms_and_nothing_else),
+        cmocka_unit_test(test_key_given_twice_in_two_forms_is_refused),
     };
     int r = cmocka_run_group_tests(tests, NULL, NULL);
     gh_exchange_cache_clear(&env);
