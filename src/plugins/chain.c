@@ -11,6 +11,7 @@
 #include <string.h>
 #include "core/log.h"
 #include "http/status.h"
+#include "observe/metrics.h"
 #include "plugins/plugin.h"
 
 _Static_assert(GH_PLUGIN_COUNT <= 32, "run->after is a 32-bit mask of plugin ids");
@@ -33,6 +34,15 @@ static bool auth_failed(gh_plugin_run *run)
     return true;
 }
 
+/* One clock read per step boundary: the end of a step starts the next.
+ * A waiting step is timed until it resumes. */
+static void lap(gh_plugin_run *run, int id)
+{
+    uint64_t now = uv_hrtime();
+    gh_metrics_plugin(run->timing, id, now - run->step_ns);
+    run->step_ns = now;
+}
+
 /* The chain's plugins from run->next on, by the route's bit set of them. */
 static void step(gh_plugin_run *run)
 {
@@ -47,6 +57,8 @@ static void step(gh_plugin_run *run)
             run->ex->plugin_run = run;   /* the worker's done path calls the hooks */
         }
         int r = gh_plugin_registry[id]->request(run, run->chain->p[id]);
+        if (run->timing && r != GH_PLUGIN_WAIT)
+            lap(run, id);
         if (r == GH_PLUGIN_DONE)
             return;
         if (r == GH_PLUGIN_WAIT) {
@@ -63,6 +75,10 @@ static void step(gh_plugin_run *run)
 void gh_plugin_chain_start(gh_plugin_run *run)
 {
     run->next = 0;
+    gh_exchange *ex = run->ex;
+    run->timing = ex->env && ex->cfg && ex->cfg->admin && !ex->dry_run ? ex->env->metrics : NULL;
+    if (run->timing)
+        run->step_ns = uv_hrtime();
     step(run);
 }
 
@@ -71,9 +87,11 @@ void gh_plugin_resume(gh_plugin_run *run, int result)
     run->ex->on_abort = NULL;
     run->ex->consumer = NULL;
     run->cancel = NULL;
+    int id = run->next - 1;
+    if (run->timing)
+        lap(run, id);
     if (result == GH_PLUGIN_DONE)
         return;
-    int id = run->next - 1;
     uint32_t later = run->next < GH_PLUGIN_COUNT ? run->chain->on >> run->next << run->next : 0;
     if (is_auth(id) && !(later && is_auth(__builtin_ctz(later))) && auth_failed(run))
         return;
