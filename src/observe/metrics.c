@@ -215,6 +215,7 @@ static void note_error(gh_metrics_worker *m, const gh_exchange *ex)
     clock_gettime(CLOCK_REALTIME, &ts);
     gh_metrics_error *e = &r->e;
     e->time_ms = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    e->order_ns = uv_hrtime();
     e->status = ex->status;
     snprintf(e->code, sizeof(e->code), "%s", ex->log.error);
     snprintf(e->route, sizeof(e->route), "%.*s", (int)ex->log.route.len, ex->log.route.p ? ex->log.route.p : "");
@@ -393,7 +394,7 @@ void gh_metrics_reloads_free(gh_metrics_reloads *r)
 static int newest_first(const void *a, const void *b)
 {
     const gh_metrics_error *x = a, *y = b;
-    return x->time_ms < y->time_ms ? 1 : x->time_ms > y->time_ms ? -1 : 0;
+    return x->order_ns < y->order_ns ? 1 : x->order_ns > y->order_ns ? -1 : 0;
 }
 
 size_t gh_metrics_recent_errors(gh_metrics_error *out, size_t cap)

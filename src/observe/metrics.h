@@ -101,6 +101,7 @@ void gh_metrics_reloads_free(gh_metrics_reloads *r);
 
 typedef struct gh_metrics_error {
     int64_t time_ms;              /* Unix milliseconds */
+    uint64_t order_ns;            /* monotonic: orders errors of one millisecond */
     int status;
     char code[32];
     char route[64];
