@@ -7,6 +7,7 @@
 #include "http/status.h"
 #include "observe/metrics.h"
 #include "observe/metrics_render.h"
+#include "plugins/plugin.h"
 #include "server/worker.h"
 
 static void upstream_gauges(gh_mtext *t, gh_snapshot *s, uint64_t now)
@@ -54,7 +55,10 @@ void gh_admin_metrics(gh_exchange *ex)
 {
     gh_snapshot *s = gh_pin_snapshot(ex->pin);
     gh_mtext t = { 0 };
-    gh_metrics_render(&t);
+    const char *names[GH_PLUGIN_COUNT];
+    for (int i = 0; i < GH_PLUGIN_COUNT; i++)
+        names[i] = gh_plugin_registry[i]->name;
+    gh_metrics_render(&t, names);
     upstream_gauges(&t, s, gh_now_ms(ex->env));
     gh_metrics_family(&t, "gatehouse_connections", "gauge", "Client connections by state.");
     gh_mtext_printf(&t, "gatehouse_connections{state=\"open\"} %d\n", atomic_load(&gh_open_connections));

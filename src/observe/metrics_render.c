@@ -5,7 +5,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include "observe/metrics.h"
-#include "plugins/plugin.h"
 
 void gh_mtext_printf(gh_mtext *t, const char *fmt, ...)
 {
@@ -82,7 +81,7 @@ static void route_sample(gh_mtext *t, const char *name, const char *route)
     gh_mtext_printf(t, "\"");
 }
 
-void gh_metrics_render(gh_mtext *t)
+void gh_metrics_render(gh_mtext *t, const char *const *plugin_names)
 {
     uint32_t nr = gh_metrics_route_count();
     gh_metrics_route *rs = calloc(nr ? nr : 1, sizeof(*rs));
@@ -136,7 +135,7 @@ void gh_metrics_render(gh_mtext *t)
         gh_metrics_hist h;
         gh_metrics_plugin_read(p, &h);
         if (h.count)
-            histogram(t, "gatehouse_plugin_duration_seconds", "plugin", gh_plugin_registry[p]->name, &h);
+            histogram(t, "gatehouse_plugin_duration_seconds", "plugin", plugin_names[p], &h);
     }
     gh_metrics_family(t, "gatehouse_redis_errors_total", "counter",
                       "Redis failures: lost or refused connections and timed-out commands.");

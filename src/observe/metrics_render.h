@@ -20,7 +20,8 @@ void gh_mtext_label(gh_mtext *t, const char *value);
 void gh_metrics_family(gh_mtext *t, const char *name, const char *type, const char *help);
 
 /* Every family the registry keeps (requests, durations, rate limits,
- * cache, plugins, Redis errors, reloads). */
-void gh_metrics_render(gh_mtext *t);
+ * cache, plugins, Redis errors, reloads). plugin_names: by plugin id
+ * (GH_PLUGIN_COUNT of them; observe/ sits below plugins/). */
+void gh_metrics_render(gh_mtext *t, const char *const *plugin_names);
 
 #endif

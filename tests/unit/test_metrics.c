@@ -108,7 +108,10 @@ static void test_registry(void **state)
     assert_int_equal(gh_metrics_recent_errors(e, GH_METRICS_RECENT), GH_METRICS_RECENT);
 
     gh_mtext t = { 0 };
-    gh_metrics_render(&t);
+    const char *names[GH_PLUGIN_COUNT];
+    for (int i = 0; i < GH_PLUGIN_COUNT; i++)
+        names[i] = "p";
+    gh_metrics_render(&t, names);
     assert_false(t.oom);
     assert_non_null(strstr(t.p, "# HELP gatehouse_requests_total "));
     assert_non_null(strstr(t.p, "# TYPE gatehouse_requests_total counter\n"));
