@@ -383,3 +383,32 @@ def test_prometheus_scrapes_the_admin_port(gatehouse, upstreams):
             p.wait()
         log.close()
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def test_redis_errors_and_a_cluster_limit_step_are_counted(gatehouse):
+    """Redis down: connection failures count in gatehouse_redis_errors_total;
+    the cluster rate_limit step (asynchronous when Redis is asked) is timed
+    once per request whatever Redis did; on_error: allow lets it through."""
+    admin_port = free_port()
+    g = gatehouse("""
+listen:
+  - address: 127.0.0.1:{port}
+admin:
+  address: 127.0.0.1:{admin_port}
+redis: { address: "127.0.0.1:{dead_port}", timeout: 200ms, on_error: allow }
+routes:
+  - name: api
+    match: { prefix: /api }
+    respond: { status: 200, body: ok }
+    plugins: { rate_limit: { limit: 5, window: 1h, key: route, scope: cluster } }
+""", subst={"admin_port": admin_port, "dead_port": free_port()})
+    wait_port(admin_port, proc=g.proc)
+    g.admin_port = admin_port
+    assert g.get("/api")[0] == 200
+    assert g.get("/api")[0] == 200
+    fams = wait_until(lambda: (lambda f: value(f, "gatehouse_redis_errors_total") >= 1 and
+                               sum(requests_by(f).values()) == 2 and f)(scrape(g)),
+                      what="redis errors and 2 requests counted")
+    pd = "gatehouse_plugin_duration_seconds"
+    assert value(fams, pd, pd + "_count", plugin="rate_limit") == 2
+    assert requests_by(fams) == {("api", "GET", "200"): 2}
