@@ -1,6 +1,5 @@
 /* metrics.c — the per-worker statistics registry (observe/metrics.h). */
 #include "observe/metrics.h"
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -204,6 +203,16 @@ static int cache_index(gh_str c)
     return GH_MCACHE_OTHER;
 }
 
+/* s cut to cap - 1 bytes, NUL-terminated (no printf on the request path:
+ * a flood of 429s writes here for each one). */
+static void copy(char *dst, size_t cap, gh_str s)
+{
+    size_t n = s.len < cap - 1 ? s.len : cap - 1;
+    if (n)
+        memcpy(dst, s.p, n);
+    dst[n] = '\0';
+}
+
 static void note_error(gh_metrics_worker *m, const gh_exchange *ex)
 {
     recent *r = &m->ring[m->ring_next];
@@ -217,11 +226,11 @@ static void note_error(gh_metrics_worker *m, const gh_exchange *ex)
     e->time_ms = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
     e->order_ns = uv_hrtime();
     e->status = ex->status;
-    snprintf(e->code, sizeof(e->code), "%s", ex->log.error);
-    snprintf(e->route, sizeof(e->route), "%.*s", (int)ex->log.route.len, ex->log.route.p ? ex->log.route.p : "");
-    snprintf(e->method, sizeof(e->method), "%.*s", (int)ex->method.len, ex->method.p ? ex->method.p : "");
-    snprintf(e->path, sizeof(e->path), "%.*s", (int)ex->raw_path.len, ex->raw_path.p ? ex->raw_path.p : "");
-    snprintf(e->request_id, sizeof(e->request_id), "%s", ex->request_id);
+    copy(e->code, sizeof(e->code), gh_str_c(ex->log.error));
+    copy(e->route, sizeof(e->route), ex->log.route);
+    copy(e->method, sizeof(e->method), ex->method);
+    copy(e->path, sizeof(e->path), ex->raw_path);
+    copy(e->request_id, sizeof(e->request_id), gh_str_c(ex->request_id));
     atomic_store_explicit(&r->seq, seq + 2, memory_order_release);
 }
 
