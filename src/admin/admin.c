@@ -108,7 +108,8 @@ static void status(gh_exchange *ex)
               json_pack("{s:s, s:I, s:s, s:{s:I, s:s, s:s, s:o}, s:i, s:i}", "version", GH_VERSION, "uptime_seconds",
                         (json_int_t)(now - gh_admin_started_at), "started_at", started, "config", "generation",
                         (json_int_t)s->generation, "loaded_at", loaded, "source",
-                        s->cfg->file ? s->cfg->file : "embedded demo", "last_reload", gh_admin_last_reload(), "workers", s->listen ? s->listen->nworkers : 0,
+                        s->cfg->file ? s->cfg->file : "embedded demo", "last_reload", gh_admin_last_reload(),
+                        "workers", s->listen ? s->listen->nworkers : 0,
                         "open_connections", atomic_load(&gh_open_connections)));
 }
 

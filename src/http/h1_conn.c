@@ -239,8 +239,8 @@ static void on_handed_off(uv_handle_t *h)
  * read so far to an HTTP/2 connection, and retire this one quietly. */
 static void handoff_h2(h1_conn *c)
 {
-    gh_h1_listen_info info = { .handle = c->handle, .local_port = c->local_port, .path_strict = c->path_strict, .uncounted = c->uncounted,
-                               .tls = c->tls, .http2 = true };
+    gh_h1_listen_info info = { .handle = c->handle, .local_port = c->local_port, .path_strict = c->path_strict,
+                               .tls = c->tls, .http2 = true, .uncounted = c->uncounted };
     gh_buf *in = c->in;
     c->in = NULL;
     c->flags |= F_DEAD;
