@@ -106,6 +106,7 @@ struct gh_exchange {
     bool te_trailers;               /* the client's TE listed "trailers" (set by the intake) */
     bool tls;
     bool path_strict;
+    bool uncounted;                 /* the listener's own requests stay out of the metrics (admin) */
     uint16_t local_port;
     char peer[48];                  /* TCP peer address, text (X-Forwarded-For gets this) */
     char client[48];                /* the client: the peer, or from X-Forwarded-For when
@@ -164,6 +165,7 @@ struct gh_exchange {
     /* ---- what the access log and metrics report ---- */
     struct {
         gh_str route, upstream, target, consumer, version, cache;
+        uint32_t route_id, upstream_id; /* the metrics' ids (config metric_id); 0 = none */
         const char *error;          /* problem code, or NULL */
         int64_t upstream_us;        /* start to the upstream's response head; -1 = no upstream */
         uint64_t upstream_t0_ns;    /* (when the proxy started) */
@@ -188,6 +190,7 @@ struct gh_http_env {
     gh_exchange *free_exchanges;    /* recycled exchange objects */
     size_t nfree_exchanges;
     void *owner;                    /* the worker */
+    struct gh_metrics_worker *metrics;   /* this worker's counters (observe/metrics.h); NULL when none */
     struct gh_redis *redis;         /* the worker's Redis client (cluster/redis.h); NULL without redis: */
 };
 

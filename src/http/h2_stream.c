@@ -371,6 +371,7 @@ static int on_begin_headers(nghttp2_session *ng, const nghttp2_frame *f, void *u
     ex->tls = c->info.tls;
     ex->log.tls = gh_transport_version(c->tp);
     ex->path_strict = c->info.path_strict;
+    ex->uncounted = c->info.uncounted;
     ex->local_port = c->info.local_port;
     ex->upquota = &c->upq;
     gh_set_peer(ex, &c->peer.sa);
