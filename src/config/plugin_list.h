@@ -19,6 +19,7 @@
     X(BASIC_AUTH, basic_auth, AUTH, gh_basic_auth_cfg, gh_ld_basic_auth, gh_basic_auth_plugin)      \
     X(MTLS_AUTH, mtls_auth, AUTH, gh_mtls_auth_cfg, gh_ld_mtls_auth, gh_mtls_auth_plugin)           \
     X(ACL, acl, AUTHZ, gh_acl_cfg, gh_ld_acl, gh_acl_plugin)                                        \
-    X(RATE_LIMIT, rate_limit, LIMIT, gh_rate_limit_cfg, gh_ld_rate_limit, gh_rate_limit_plugin)
+    X(RATE_LIMIT, rate_limit, LIMIT, gh_rate_limit_cfg, gh_ld_rate_limit, gh_rate_limit_plugin)      \
+    X(COMPRESS, compress, RESPONSE, gh_compress_cfg, gh_ld_compress, gh_compress_plugin)
 
 #endif

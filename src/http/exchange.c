@@ -38,6 +38,8 @@ gh_exchange *gh_exchange_new(gh_http_env *env)
 void gh_exchange_free(gh_exchange *ex)
 {
     gh_http_env *env = ex->env;
+    if (ex->filter)
+        ex->filter->release(ex);
     if (ex->pin)
         env->unpin(env, ex->pin);
     gh_arena_free(&ex->arena);
