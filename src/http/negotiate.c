@@ -104,7 +104,7 @@ int gh_accept_encoding_pick(const char *v, size_t n, bool present, const gh_str 
         }
     }
     if (identity < 0)
-        identity = star >= 0 ? star : 1000;   /* unnamed identity: as `*`, else acceptable */
+        identity = star >= 0 ? star : 0;   /* unnamed: rated as `*`, else the fallback that never competes */
     return best >= 0 && identity > bestq ? GH_CODING_IDENTITY : best;
 }
 

@@ -13,7 +13,8 @@
  * request has none): an index into codings[] (the server's preference
  * order), or GH_CODING_IDENTITY. The client's highest q wins; ties go to
  * the server's order; q=0 refuses; `*` stands for codings not named;
- * identity is chosen when the client rates it strictly higher. Elements
+ * identity is chosen when the client rates it (by name or by `*`)
+ * strictly higher, or when no listed coding is acceptable. Elements
  * that do not parse are ignored; "x-gzip" is "gzip". */
 int gh_accept_encoding_pick(const char *v, size_t n, bool present, const gh_str *codings, size_t ncodings);
 

@@ -15,7 +15,7 @@ from conftest import free_port, wait_port, wait_until
 
 CONFIG = """
 listen:
-  - address: 127.0.0.1:{port}
+  - { address: "127.0.0.1:{port}", http2: true }
 log: { access: stdout, level: warn }
 limits: { max_body_bytes: 200MiB }
 upstreams:
@@ -268,6 +268,7 @@ def test_h2c_compressed(g):
     for enc in ("gzip", "br"):
         r = curl_h2("-D", "-", "-o", "/dev/null", "-H", "Accept-Encoding: " + enc, url + "/data")
         head = r.stdout.decode().lower()
+        assert r.returncode == 0, r.stderr
         assert head.startswith("http/2 200") and "content-encoding: " + enc in head, head
         r = curl_h2("--compressed", "-H", "Accept-Encoding: " + enc, url + "/data")
         assert r.stdout == TEXT
