@@ -210,9 +210,10 @@ static gh_header *rewrite(gh_exchange *ex, const gh_header *hdrs, size_t n, cons
         memcpy(v + h->value_len, ", Accept-Encoding", 17);
         h->value = v;
         h->value_len += 17;
+    } else if (!varied && vary != SIZE_MAX) {
+        all[vary].value = "Accept-Encoding";   /* an empty Vary */
+        all[vary].value_len = 15;
     } else if (!varied) {
-        if (vary != SIZE_MAX)
-            all[vary].value_len = 0;   /* an empty Vary: replaced by ours */
         all[k++] = (gh_header){ "Vary", "Accept-Encoding", 4, 15 };
     }
     if (coding)
@@ -240,7 +241,9 @@ static int cz_send_head(gh_exchange *ex, int status, const gh_header *hdrs, size
         bypass(ex, f);
         return all ? next->send_head(ex, status, all, k, clen) : GH_ERROR;
     }
-    return next->send_head(ex, status, all, k, -1);
+    int rc = next->send_head(ex, status, all, k, -1);
+    f->producer_waits = rc == GH_AGAIN;   /* the codec's writable is then the producer's */
+    return rc;
 }
 
 /* -------------------------------------------------------------- body ---- */
