@@ -15,6 +15,7 @@
  * first. Any response not compressed drops the filter at its head. */
 #include <brotli/encode.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <zlib.h>
@@ -27,8 +28,8 @@ typedef struct cz {
     gh_resp_filter base;
     const gh_compress_cfg *conf;
     int algo;                       /* GH_COMPRESS_*; -1 until the head chose */
-    z_stream z;
-    bool z_live;
+    z_stream *z;                    /* from the worker's pool (or made here) */
+    struct zpool *pool;             /* where z goes back; NULL: freed */
     BrotliEncoderState *br;
     gh_buf *out;                    /* one pool buffer: the encoder's output */
     const uint8_t *in;              /* the producer's bytes not yet encoded */
@@ -43,6 +44,45 @@ typedef struct cz {
 
 static const gh_downstream_ops cz_ops;
 
+/* A worker's spare deflate states for one configuration (its level):
+ * deflateReset instead of a quarter of a MiB allocated, faulted in and
+ * freed per response. */
+#define ZPOOL_MAX 8
+typedef struct zpool {
+    z_stream *free[ZPOOL_MAX];
+    size_t n;
+} zpool;
+
+static z_stream *z_make(int level)
+{
+    z_stream *z = calloc(1, sizeof(*z));
+    /* windowBits 15 + 16: the gzip wrapper; memLevel 8: zlib's default */
+    if (z && deflateInit2(z, level, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY) != Z_OK) {
+        free(z);
+        return NULL;
+    }
+    return z;
+}
+
+static void z_drop(z_stream *z)
+{
+    deflateEnd(z);
+    free(z);
+}
+
+static void *compress_context_new(const gh_plugin_cfg *conf, uv_loop_t *loop)
+{
+    return calloc(1, sizeof(zpool));
+}
+
+static void compress_context_free(void *p)
+{
+    zpool *zp = p;
+    while (zp->n)
+        z_drop(zp->free[--zp->n]);
+    free(zp);
+}
+
 static cz *CZ(gh_exchange *ex) { return (cz *)ex->filter; }
 
 /* ------------------------------------------------------------ encoders -- */
@@ -53,10 +93,9 @@ static bool encoder_start(gh_exchange *ex, cz *f, int algo)
     if (!f->out)
         return false;
     if (algo == GH_COMPRESS_GZIP) {
-        /* windowBits 15 + 16: the gzip wrapper; memLevel 8: zlib's default */
-        if (deflateInit2(&f->z, f->conf->level[algo], Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY) != Z_OK)
+        f->z = f->pool && f->pool->n ? f->pool->free[--f->pool->n] : z_make(f->conf->level[algo]);
+        if (!f->z)
             return false;
-        f->z_live = true;
     } else {
         f->br = BrotliEncoderCreateInstance(NULL, NULL, NULL);
         if (!f->br)
@@ -75,17 +114,18 @@ static int encode(cz *f, int mode, size_t *n)
     size_t cap = f->out->cap;
     uint8_t *buf = (uint8_t *)f->out->data;
     if (f->algo == GH_COMPRESS_GZIP) {
-        f->z.next_in = (Bytef *)(uintptr_t)f->in;
-        f->z.avail_in = (uInt)f->in_len;
-        f->z.next_out = buf;
-        f->z.avail_out = (uInt)cap;
-        int r = deflate(&f->z, mode == MODE_FINISH ? Z_FINISH : Z_SYNC_FLUSH);
+        z_stream *z = f->z;
+        z->next_in = (Bytef *)(uintptr_t)f->in;
+        z->avail_in = (uInt)f->in_len;
+        z->next_out = buf;
+        z->avail_out = (uInt)cap;
+        int r = deflate(z, mode == MODE_FINISH ? Z_FINISH : Z_SYNC_FLUSH);
         if (r == Z_STREAM_ERROR)
             return -1;
-        f->in = f->z.next_in;
-        f->in_len = f->z.avail_in;
-        *n = cap - f->z.avail_out;
-        return mode == MODE_FINISH ? r == Z_STREAM_END : f->in_len == 0 && f->z.avail_out > 0;
+        f->in = z->next_in;
+        f->in_len = z->avail_in;
+        *n = cap - z->avail_out;
+        return mode == MODE_FINISH ? r == Z_STREAM_END : f->in_len == 0 && z->avail_out > 0;
     }
     size_t avail_out = cap;
     uint8_t *next_out = buf;
@@ -123,9 +163,11 @@ static int pump(gh_exchange *ex, cz *f)
 static void release(gh_exchange *ex)
 {
     cz *f = CZ(ex);
-    if (f->z_live)
-        deflateEnd(&f->z);
-    f->z_live = false;
+    if (f->z && f->pool && f->pool->n < ZPOOL_MAX && deflateReset(f->z) == Z_OK)
+        f->pool->free[f->pool->n++] = f->z;
+    else if (f->z)
+        z_drop(f->z);
+    f->z = NULL;
     if (f->br)
         BrotliEncoderDestroyInstance(f->br);
     f->br = NULL;
@@ -358,6 +400,7 @@ static int compress_request(gh_plugin_run *run, const gh_plugin_cfg *conf)
     if (!f)
         return GH_PLUGIN_NEXT;
     f->conf = (const gh_compress_cfg *)conf;
+    f->pool = gh_plugin_context(run, conf);
     f->algo = -1;
     f->base.writable = cz_writable;
     f->base.release = release;
@@ -377,4 +420,5 @@ static void compress_describe(const gh_config *cfg, const gh_plugin_cfg *conf, c
 
 const gh_plugin_ops gh_compress_plugin = {
     .name = "compress", .request = compress_request, .describe = compress_describe,
+    .context_new = compress_context_new, .context_free = compress_context_free,
 };
