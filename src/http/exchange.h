@@ -235,6 +235,8 @@ static inline void gh_exchange_upstream_answered(gh_exchange *ex)
 
 /* Run t->run on the next loop turn (once, however often it is queued). */
 void gh_env_defer(gh_http_env *env, gh_task *t);
+/* Forget a queued task (its owner is going away). */
+void gh_env_undefer(gh_http_env *env, gh_task *t);
 
 gh_exchange *gh_exchange_new(gh_http_env *env);
 void gh_exchange_free(gh_exchange *ex);

@@ -8,12 +8,13 @@
  * rates best (http/negotiate.h) among `algorithms` in their order. Then the
  * head loses its length (the codec chunks, or h2 streams), a strong ETag
  * turns weak, and the body streams through zlib (gzip wrapper) or brotli,
- * flushed at every chunk the producer hands over, so server-sent events
- * arrive as they happen. Memory per stream: the encoder and one pool
+ * flushed whenever the producer pauses (nothing more in this loop turn),
+ * so server-sent events arrive as they happen. Memory per stream: the encoder and one pool
  * buffer. While the codec holds that buffer (GH_AGAIN), the producer is
  * held too (GH_AGAIN from here); the codec's writable goes to the filter
  * first. Any response not compressed drops the filter at its head. */
 #include <brotli/encode.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,7 +23,7 @@
 #include "http/negotiate.h"
 #include "plugins/plugin.h"
 
-enum { MODE_FLUSH, MODE_FINISH };
+enum { MODE_MORE, MODE_FLUSH, MODE_FINISH };
 
 typedef struct cz {
     gh_resp_filter base;
@@ -34,7 +35,10 @@ typedef struct cz {
     gh_buf *out;                    /* one pool buffer: the encoder's output */
     const uint8_t *in;              /* the producer's bytes not yet encoded */
     size_t in_len;
-    bool work;                      /* the encoder has a flush or the end to emit */
+    bool work;                      /* the encoder has input, a flush or the end to emit */
+    bool flush_due;                 /* the producer paused: flush what the encoder holds */
+    gh_task flush_task;             /* the pause is seen on the next loop turn */
+    gh_exchange *ex;
     bool out_busy;                  /* the codec holds out (GH_AGAIN) */
     bool producer_waits;            /* we answered GH_AGAIN to the producer */
     int ending;                     /* 0, or finishing: 1 finish, 2 with trailers */
@@ -119,23 +123,27 @@ static int encode(cz *f, int mode, size_t *n)
         z->avail_in = (uInt)f->in_len;
         z->next_out = buf;
         z->avail_out = (uInt)cap;
-        int r = deflate(z, mode == MODE_FINISH ? Z_FINISH : Z_SYNC_FLUSH);
+        int r = deflate(z, mode == MODE_FINISH ? Z_FINISH : mode == MODE_FLUSH ? Z_SYNC_FLUSH : Z_NO_FLUSH);
         if (r == Z_STREAM_ERROR)
             return -1;
         f->in = z->next_in;
         f->in_len = z->avail_in;
         *n = cap - z->avail_out;
-        return mode == MODE_FINISH ? r == Z_STREAM_END : f->in_len == 0 && z->avail_out > 0;
+        if (mode == MODE_FINISH)
+            return r == Z_STREAM_END;
+        return f->in_len == 0 && (mode == MODE_MORE || z->avail_out > 0);
     }
     size_t avail_out = cap;
     uint8_t *next_out = buf;
-    if (!BrotliEncoderCompressStream(f->br, mode == MODE_FINISH ? BROTLI_OPERATION_FINISH : BROTLI_OPERATION_FLUSH,
-                                     &f->in_len, &f->in, &avail_out, &next_out, NULL))
+    BrotliEncoderOperation op = mode == MODE_FINISH  ? BROTLI_OPERATION_FINISH
+                                : mode == MODE_FLUSH ? BROTLI_OPERATION_FLUSH
+                                                     : BROTLI_OPERATION_PROCESS;
+    if (!BrotliEncoderCompressStream(f->br, op, &f->in_len, &f->in, &avail_out, &next_out, NULL))
         return -1;
     *n = cap - avail_out;
     if (mode == MODE_FINISH)
         return BrotliEncoderIsFinished(f->br);
-    return f->in_len == 0 && !BrotliEncoderHasMoreOutput(f->br);
+    return f->in_len == 0 && (mode == MODE_MORE || !BrotliEncoderHasMoreOutput(f->br));
 }
 
 /* Encode and hand to the codec until the pending work is done (GH_OK), the
@@ -144,12 +152,13 @@ static int pump(gh_exchange *ex, cz *f)
 {
     while (f->work && !f->out_busy) {
         size_t n = 0;
-        int done = encode(f, f->ending ? MODE_FINISH : MODE_FLUSH, &n);
+        int done = encode(f, f->ending ? MODE_FINISH : f->flush_due ? MODE_FLUSH : MODE_MORE, &n);
         if (done < 0) {
             f->base.next->abort(ex);   /* a truncated body must look truncated */
             return GH_ERROR;
         }
         f->work = !done;
+        f->flush_due &= !done;
         if (n) {
             int rc = f->base.next->send_body(ex, f->out->data, n);
             if (rc == GH_ERROR)
@@ -163,6 +172,7 @@ static int pump(gh_exchange *ex, cz *f)
 static void release(gh_exchange *ex)
 {
     cz *f = CZ(ex);
+    gh_env_undefer(ex->env, &f->flush_task);
     if (f->z && f->pool && f->pool->n < ZPOOL_MAX && deflateReset(f->z) == Z_OK)
         f->pool->free[f->pool->n++] = f->z;
     else if (f->z)
@@ -290,6 +300,27 @@ static int cz_send_head(gh_exchange *ex, int status, const gh_header *hdrs, size
 
 /* -------------------------------------------------------------- body ---- */
 
+/* The loop turn that handed us bytes is over: the producer has nothing
+ * more right now, so what the encoder holds goes out (an event of a
+ * server-sent stream arrives whole). A body that ends in the same turn
+ * skips this: finish() emits all at once. */
+static void flush_soon(gh_task *t)
+{
+    cz *f = (cz *)((char *)t - offsetof(cz, flush_task));
+    gh_exchange *ex = f->ex;
+    if (f->ending)
+        return;
+    f->flush_due = true;
+    f->work = true;
+    if (f->out_busy)
+        return;   /* the codec's writable pumps it */
+    if (pump(ex, f) == GH_OK && f->producer_waits) {
+        f->producer_waits = false;
+        if (ex->on_writable)
+            ex->on_writable(ex);
+    }
+}
+
 static int cz_send_body(gh_exchange *ex, const char *p, size_t len)
 {
     cz *f = CZ(ex);
@@ -300,6 +331,8 @@ static int cz_send_body(gh_exchange *ex, const char *p, size_t len)
     f->work = true;
     int rc = pump(ex, f);
     f->producer_waits = rc == GH_AGAIN;
+    if (rc != GH_ERROR)
+        gh_env_defer(ex->env, &f->flush_task);
     return rc;
 }
 
@@ -401,6 +434,8 @@ static int compress_request(gh_plugin_run *run, const gh_plugin_cfg *conf)
         return GH_PLUGIN_NEXT;
     f->conf = (const gh_compress_cfg *)conf;
     f->pool = gh_plugin_context(run, conf);
+    f->ex = ex;
+    f->flush_task.run = flush_soon;
     f->algo = -1;
     f->base.writable = cz_writable;
     f->base.release = release;
