@@ -97,12 +97,15 @@ void gh_env_defer(gh_http_env *env, gh_task *t)
 
 void gh_env_undefer(gh_http_env *env, gh_task *t)
 {
-    for (gh_task **pp = &env->h1->tasks; t->queued && *pp; pp = &(*pp)->next) {
+    if (!t->queued)
+        return;
+    for (gh_task **pp = &env->h1->tasks; *pp; pp = &(*pp)->next) {
         if (*pp == t) {
             *pp = t->next;
-            t->queued = false;
+            break;
         }
     }
+    t->queued = false;
 }
 
 /* Close from inside a callback or an ops call: done on the next loop turn. */

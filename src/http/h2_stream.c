@@ -65,8 +65,7 @@ void gh_h2s_notify(h2_conn *c)
         gh_exchange *ex = s->ex;
         if (ex && !s->closed && s->producer_waits && s->data_len == 0) {
             s->producer_waits = false;
-            if (ex->on_writable)
-                ex->on_writable(ex);
+            gh_exchange_writable(ex);
         }
     }
 }
