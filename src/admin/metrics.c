@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "http/status.h"
+#include "observe/callers.h"
 #include "observe/metrics.h"
 #include "observe/metrics_render.h"
 #include "plugins/plugin.h"
@@ -51,6 +52,18 @@ static void upstream_gauges(gh_mtext *t, gh_snapshot *s, uint64_t now)
     }
 }
 
+static void version_sample(void *arg, const char *route, const char *version, const char *consumer, uint64_t total)
+{
+    gh_mtext *t = arg;
+    gh_mtext_printf(t, "gatehouse_version_requests_total{route=\"");
+    gh_mtext_label(t, route);
+    gh_mtext_printf(t, "\",version=\"");
+    gh_mtext_label(t, version);
+    gh_mtext_printf(t, "\",consumer=\"");
+    gh_mtext_label(t, consumer);
+    gh_mtext_printf(t, "\"} %llu\n", (unsigned long long)total);
+}
+
 void gh_admin_metrics(gh_exchange *ex)
 {
     gh_snapshot *s = gh_pin_snapshot(ex->pin);
@@ -60,6 +73,10 @@ void gh_admin_metrics(gh_exchange *ex)
         names[i] = gh_plugin_registry[i]->name;
     gh_metrics_render(&t, names);
     upstream_gauges(&t, s, gh_now_ms(ex->env));
+    gh_metrics_family(&t, "gatehouse_version_requests_total", "counter",
+                      "Requests served by a version of a versioned route, by consumer (API lifecycle).");
+    if (!gh_callers_totals(version_sample, &t))
+        t.oom = true;
     gh_metrics_family(&t, "gatehouse_connections", "gauge", "Client connections by state.");
     gh_mtext_printf(&t, "gatehouse_connections{state=\"open\"} %d\n", atomic_load(&gh_open_connections));
     gh_metrics_family(&t, "gatehouse_config_revision", "gauge", "Generation of the configuration in use.");

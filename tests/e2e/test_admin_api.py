@@ -198,6 +198,15 @@ def test_versions_list_lifecycle_and_who_still_calls_the_deprecated_one(gatehous
         "2", "active", None, None, None, None)
     assert [(c["consumer"], c["requests_24h"]) for c in v2["callers"]] == [("alice", 1)]
     assert (v3["name"], v3["state"], v3["requests_24h"], v3["callers"]) == ("3", "preview", 0, [])
+    # the same counts as a Prometheus counter (since start, by label set)
+    status, text = admin(g, "/metrics", token=None)
+    assert status == 200
+    samples = sorted(l for l in text.decode().splitlines() if l.startswith("gatehouse_version_requests_total{"))
+    assert samples == sorted([
+        'gatehouse_version_requests_total{route="orders",version="1",consumer="alice"} 3',
+        'gatehouse_version_requests_total{route="orders",version="1",consumer="bob"} 2',
+        'gatehouse_version_requests_total{route="orders",version="1",consumer="(anonymous)"} 1',
+        'gatehouse_version_requests_total{route="orders",version="2",consumer="alice"} 1'])
 
     # a reload that keeps the route's and the versions' names keeps the counts
     assert g.reload(CONFIG + "  - { name: extra, match: { prefix: /extra }, respond: { status: 204 } }\n")
