@@ -26,7 +26,7 @@ void gh_admin_rfc3339(int64_t t, char out[32])
 
 void gh_admin_send_json(gh_exchange *ex, int status, json_t *j)
 {
-    char *text = j ? json_dumps(j, JSON_COMPACT) : NULL;
+    char *text = j ? json_dumps(j, JSON_COMPACT | JSON_REAL_PRECISION(10))   /* 5.382, not 5.3819999999999997 */ : NULL;
     json_decref(j);
     if (!text) {
         gh_problem(ex, 500, "internal_error", "cannot build the answer", NULL, 0, NULL);
