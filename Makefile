@@ -56,7 +56,7 @@ $(BUILD)/obj/gen/%.o: $(BUILD)/gen/%.c
 -include $(OBJS:.o=.d)
 
 # The dashboard (src/admin/dashboard/) is compiled into the binary.
-$(BUILD)/gen/dashboard_assets.c: scripts/embed-assets.sh $(DASH_FILES)
+$(BUILD)/gen/dashboard_assets.c: scripts/embed-assets.sh src/admin/dashboard $(DASH_FILES)
 	@mkdir -p $(dir $@)
 	scripts/embed-assets.sh $@ src/admin/dashboard
 

@@ -85,7 +85,9 @@
     var max = fixedMax || 0;
     values.forEach(function (v) { if (num(v) && v > max) max = v; });
     if (max <= 0) max = 1;
-    var step = w / (HISTORY - 2), x0 = w - step * (values.length - 1), pts = [];
+    /* the newest point at the right edge; the first half minute spans the
+     * whole width, so a fresh page shows a line rather than a dot */
+    var step = w / Math.max(29, Math.min(HISTORY - 2, values.length - 1)), x0 = w - step * (values.length - 1), pts = [];
     values.forEach(function (v, i) {
       var y = h - 1 - (num(v) ? v : 0) / max * (h - 3);
       pts.push((x0 + i * step).toFixed(1) + "," + y.toFixed(1));
@@ -159,8 +161,8 @@
 
   /* ------------------------------------------------------------ rendering */
   function available(sectionId, ok) {
-    var s = $(sectionId), na = s.querySelector(".na"), body = s.querySelector(".scroll, dl, #ratelimits-body");
-    na.hidden = ok;
+    var s = $(sectionId), na = s.querySelector(".na"), body = s.querySelector(".scroll, dl, .charts, #ratelimits-body");
+    if (na) na.hidden = ok;
     if (body) body.hidden = !ok;
     return ok;
   }
@@ -257,6 +259,11 @@
     big("big-up", fmtDuration(up));
   }
 
+  function peak(values, fmt) {
+    var m = Math.max.apply(null, values.filter(num).concat([0]));
+    return values.length > 1 ? "  (peak " + fmt(m) + ")" : "";
+  }
+
   function renderTraffic(stats) {
     if (!available("traffic", !!stats)) return;
     var rps = series(function (a, b, dt) { return d(a.totals, b.totals, "requests") / dt; });
@@ -267,8 +274,8 @@
     spark($("chart-rps"), rps);
     spark($("chart-err"), err, 1);
     var tr = totalsRate();
-    $("rps-now").textContent = tr ? fmtRate(tr.rps) : "";
-    $("err-now").textContent = tr ? fmtPct(tr.errPct) : "";
+    $("rps-now").textContent = tr ? fmtRate(tr.rps) + peak(rps, fmtRate) : "";
+    $("err-now").textContent = tr ? fmtPct(tr.errPct) + peak(err, fmtPct) : "";
   }
 
   function renderRoutes(stats) {
@@ -285,7 +292,7 @@
       var tr = el("tr");
       tr.dataset.route = name;
       tr.appendChild(td(name === "" ? "(no route matched)" : name, "mono"));
-      var sc = el("td"), svg = document.createElementNS(SVGNS, "svg");
+      var sc = el("td", "col-spark"), svg = document.createElementNS(SVGNS, "svg");
       svg.setAttribute("viewBox", "0 0 140 22");
       svg.setAttribute("preserveAspectRatio", "none");
       svg.setAttribute("class", "spark");
@@ -321,10 +328,11 @@
       g.appendChild(td(u.name + (u.balancer ? " (" + u.balancer + ")" : "")));
       g.appendChild(td(down ? down + " of " + targets.length + " down" : targets.length + " up", down ? "bad" : ""));
       var c = el("td");
-      var circuit = u.circuit === undefined || u.circuit === null ? "—" : u.circuit;
-      c.appendChild(el("span", "pill" + (u.circuit === "open" ? " bad" : u.circuit === "half_open" ? " warn" : ""), circuit));
+      if (u.circuit === undefined || u.circuit === null) c.appendChild(el("span", "muted", "no breaker"));
+      else c.appendChild(el("span", "pill" + (u.circuit === "open" ? " bad" : u.circuit === "half_open" ? " warn" : ""),
+                            u.circuit.replace("_", "-")));
       g.appendChild(c);
-      g.appendChild(td(num(u.pending) ? "pending " + u.pending : "", "n muted"));
+      g.appendChild(td(u.pending > 0 ? u.pending + " queued" : "", "n warn"));
       g.appendChild(td(""));
       body.appendChild(g);
       targets.forEach(function (t) {
