@@ -2,6 +2,7 @@
  * (scripts/embed-assets.sh generates the table from src/admin/dashboard/). */
 #ifndef GH_ADMIN_DASHBOARD_H
 #define GH_ADMIN_DASHBOARD_H
+#include <stdbool.h>
 #include <stddef.h>
 #include "http/exchange.h"
 
