@@ -16,6 +16,12 @@
     return e;
   }
   function td(text, cls) { return el("td", cls, text); }
+  function emptyRow(body, text) {   /* one muted row across the whole table */
+    var tr = el("tr"), c = td(text, "muted");
+    c.colSpan = body.parentNode.querySelectorAll("thead th").length;
+    tr.appendChild(c);
+    body.appendChild(tr);
+  }
   function num(v) { return typeof v === "number" && isFinite(v); }
 
   /* ---------------------------------------------------------- formatting */
@@ -136,7 +142,10 @@
         });
       return r;
     }).then(function (r) {
-      setConn(true);
+      if (r[1] && r[1].missing === 403)
+        setConn(false, "the admin API answers loopback clients only: set admin.token or use an SSH tunnel", true);
+      else
+        setConn(true);
       render(r[0], r[1], r[2], r[3]);
     }, function (e) {
       if (e instanceof Unauthorized) {
@@ -152,11 +161,11 @@
   function stopPolling() { stopped = true; if (timer) clearTimeout(timer); timer = null; }
   function startPolling() { stopped = false; if (timer) clearTimeout(timer); poll(); }
 
-  function setConn(ok, why) {
+  function setConn(ok, why, asIs) {
     var c = $("conn");
     c.className = ok ? "conn" : "conn bad";
     c.textContent = ok ? "live · updated " + new Date().toLocaleTimeString([], { hour12: false })
-                       : "gateway not answering" + (why ? " (" + why + ")" : "");
+                       : asIs ? why : "gateway not answering" + (why ? " (" + why + ")" : "");
   }
 
   /* ------------------------------------------------------------ rendering */
@@ -319,7 +328,7 @@
     var body = $("upstreams-body");
     body.textContent = "";
     if (!ups.upstreams.length) {
-      var tr0 = el("tr"); tr0.appendChild(td("no upstreams configured", "muted")); body.appendChild(tr0);
+      emptyRow(body, "no upstreams configured");
     }
     ups.upstreams.forEach(function (u) {
       var targets = u.targets || [], down = targets.filter(function (t) { return !t.up; }).length;
@@ -421,7 +430,7 @@
         body.appendChild(tr);
       });
     });
-    if (!n) { var tr0 = el("tr"); tr0.appendChild(td("no deprecated versions", "muted")); body.appendChild(tr0); }
+    if (!n) emptyRow(body, "no deprecated versions");
   }
 
   function renderErrors(stats) {
@@ -429,7 +438,7 @@
     var body = $("errors-body");
     body.textContent = "";
     if (!stats.recent_errors.length) {
-      var tr0 = el("tr"); tr0.appendChild(td("no errors", "muted")); body.appendChild(tr0);
+      emptyRow(body, "no errors");
     }
     stats.recent_errors.slice(0, 20).forEach(function (e) {
       var tr = el("tr");
