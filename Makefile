@@ -71,7 +71,9 @@ FORCE:
 
 # Run from build/, so that a gatehouse.yaml lying in the checkout is not
 # taken instead of the demo.
-run: deps all
+# deps before the build even under -j (a fresh machine has no headers yet).
+run: deps
+	@$(MAKE) --no-print-directory all
 	cd $(BUILD) && ./gatehouse run
 
 unit: $(UNIT_BINS)

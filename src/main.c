@@ -12,6 +12,7 @@
 #include <uv.h>
 #include <zlib.h>
 #include "config/config.h"
+#include "config/demo.h"
 #include "core/log.h"
 #include "route/route.h"
 #include "server/dry_run.h"
@@ -391,9 +392,16 @@ int main(int argc, char **argv)
         return gh_server_run(&run);
     }
     if (strcmp(cmd, "config") == 0) {
-        if (dflt) {
-            fputs(gh_demo_config, stdout);
-            return 0;
+        if (dflt) {   /* what `run` would serve here, overrides included */
+            gh_diag d;
+            gh_diag_init(&d, "<demo>");
+            char *yaml = gh_demo_yaml(&d);
+            gh_diag_print(&d, stderr);
+            gh_diag_free(&d);
+            if (yaml)
+                fputs(yaml, stdout);
+            free(yaml);
+            return yaml ? 0 : 1;
         }
         return usage_error("config: use 'config --default'%s", "");
     }

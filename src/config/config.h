@@ -344,7 +344,4 @@ gh_str gh_config_show(const gh_config *cfg, gh_str s);
 void gh_config_add_secret_param(gh_config *cfg, gh_str name);
 bool gh_config_is_secret_param(const gh_config *cfg, gh_str name);
 
-/* The embedded demo configuration (SPEC §11), YAML text. */
-extern const char gh_demo_config[];
-
 #endif

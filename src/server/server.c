@@ -8,6 +8,7 @@
 #include <unistd.h>
 #include <uv.h>
 #include "admin/admin.h"
+#include "config/demo.h"
 #include "core/log.h"
 #include "observe/access_log.h"
 #include "proxy/health.h"
@@ -277,16 +278,8 @@ static void announce(const gh_run_options *o, const gh_config *cfg, int nworkers
                                 cfg->listens[i].tls ? "https" : "http", cfg->listens[i].address.p);
     gh_log_info("gatehouse %s serving on %s with %d worker%s (config: %s)", GH_VERSION, addrs, nworkers,
                 nworkers == 1 ? "" : "s", o->config ? o->config : "embedded demo");
-    if (!o->config) {
-        fprintf(stderr,
-                "\n  gatehouse demo is up. Try:\n"
-                "    curl http://127.0.0.1:8080/            # the demo's index\n"
-                "    curl http://127.0.0.1:8080/hello       # a fixed response\n"
-                "    curl http://127.0.0.1:8080/echo/x?y=1  # the request as it would be forwarded\n"
-                "    curl -H 'X-API-Key: demo-key-12345' http://127.0.0.1:8080/private   # needs the key\n"
-                "    curl -i http://127.0.0.1:8080/v1/greeting  # a deprecated API version\n"
-                "    curl http://127.0.0.1:8080/docs        # every demo route and how to try it\n\n");
-    }
+    if (!o->config)
+        gh_demo_banner(stderr, cfg);
 }
 
 int gh_server_run(const gh_run_options *o)
@@ -303,8 +296,7 @@ int gh_server_run(const gh_run_options *o)
     gh_admin_set_reloader(admin_request);
     gh_diag d;
     gh_diag_init(&d, o->config ? o->config : "<demo>");
-    gh_config *cfg = o->config ? gh_config_load_file(o->config, &d)
-                               : gh_config_load_string("<demo>", gh_demo_config, strlen(gh_demo_config), &d);
+    gh_config *cfg = o->config ? gh_config_load_file(o->config, &d) : gh_demo_load(&d);
     if (!cfg) {
         gh_diag_print(&d, stderr);
         gh_diag_free(&d);

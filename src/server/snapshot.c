@@ -2,6 +2,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include "config/demo.h"
 #include "plugins/plugin.h"
 #include "server/listeners.h"
 
@@ -41,8 +42,7 @@ gh_snapshot *gh_snapshot_build(gh_config *cfg, int nworkers, gh_diag *diag)
 
 gh_snapshot *gh_snapshot_load(const char *path, int nworkers, gh_diag *diag)
 {
-    gh_config *cfg = path ? gh_config_load_file(path, diag)
-                          : gh_config_load_string("<demo>", gh_demo_config, strlen(gh_demo_config), diag);
+    gh_config *cfg = path ? gh_config_load_file(path, diag) : gh_demo_load(diag);
     if (!cfg)
         return NULL;
     return gh_snapshot_build(cfg, nworkers, diag);

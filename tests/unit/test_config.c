@@ -284,40 +284,6 @@ static void test_workers(void **state)
                         "test.yaml:3:10: expected auto or an integer between 1 and 256, got \"many\"");
 }
 
-static void test_demo_config_loads(void **state)
-{
-    gh_diag d;
-    gh_diag_init(&d, "demo");
-    gh_config *cfg = gh_config_load_string("<demo>", gh_demo_config, strlen(gh_demo_config), &d);
-    if (!cfg)
-        gh_diag_print(&d, stderr);
-    assert_non_null(cfg);
-    assert_int_equal(d.n, 0);
-    assert_int_equal(cfg->nlistens, 1);
-    assert_string_equal(cfg->listens[0].address.p, "0.0.0.0:8080");
-    assert_string_equal(cfg->log.access.p, "stdout");
-    bool echo = false, hello = false, docs = false, index = false;
-    for (size_t i = 0; i < cfg->nroutes; i++) {
-        const gh_route_cfg *r = &cfg->routes[i];
-        if (r->target == GH_TARGET_ECHO && gh_str_eq_c(r->match.prefix, "/echo"))
-            echo = true;
-        if (r->target == GH_TARGET_RESPOND && gh_str_eq_c(r->match.path, "/hello")) {
-            hello = r->respond.status == 200 && gh_str_eq_c(r->respond.body, "hello from gatehouse\n") &&
-                    r->respond.nheaders == 1 && gh_str_ieq_c(r->respond.headers[0].name, "content-type") &&
-                    gh_str_eq_c(r->respond.headers[0].value, "text/plain");
-        }
-        /* the demo points at nothing outside itself: /docs is its own page */
-        if (r->target == GH_TARGET_RESPOND && gh_str_eq_c(r->match.path, "/docs"))
-            docs = r->respond.status == 200 && r->respond.body.len > 0 &&
-                   !memmem(r->respond.body.p, r->respond.body.len, "https://", 8);
-        if (r->target == GH_TARGET_RESPOND && gh_str_eq_c(r->match.path, "/"))
-            index = r->respond.body.len > 0 && r->respond.body.p[0] == '{';
-    }
-    assert_true(echo && hello && docs && index);
-    gh_config_free(cfg);
-    gh_diag_free(&d);
-}
-
 static void test_load_file(void **state)
 {
     char path[] = "/tmp/gh_test_config_XXXXXX";
@@ -1047,7 +1013,6 @@ int main(void)
         cmocka_unit_test(test_full_config),
         cmocka_unit_test(test_defaults),
         cmocka_unit_test(test_workers),
-        cmocka_unit_test(test_demo_config_loads),
         cmocka_unit_test(test_load_file),
         cmocka_unit_test(test_env_interpolation),
         cmocka_unit_test(test_env_unset),
