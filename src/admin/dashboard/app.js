@@ -440,7 +440,9 @@
     if (!stats.recent_errors.length) {
       emptyRow(body, "no errors");
     }
-    stats.recent_errors.slice(0, 20).forEach(function (e) {
+    var shown = 10, all = stats.recent_errors.length;
+    $("errors-count").textContent = all > shown ? "newest " + shown + " of the last " + all : "newest first";
+    stats.recent_errors.slice(0, shown).forEach(function (e) {
       var tr = el("tr");
       tr.appendChild(td(fmtTime(e.time)));
       tr.appendChild(td(e.status, "n" + (e.status >= 500 ? " bad" : "")));
