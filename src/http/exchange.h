@@ -112,6 +112,11 @@ struct gh_exchange {
                                        the peer is a trusted proxy (set by the dispatcher) */
     uint16_t client_port;
     char request_id[40];
+    struct {                        /* W3C trace context (observe/trace.c fills it once) */
+        char parent[56];            /* the traceparent the upstream gets: 00-<trace-id>-<our span>-<flags> */
+        gh_str state;               /* the client's tracestate, kept beside a valid traceparent */
+        bool set;
+    } trace;
     gh_str client_cert;             /* verified mTLS client subject (RFC 4514), else empty */
     struct gh_dry_run *dry_run;     /* explain/diff: the dispatcher records its decisions here
                                        and sends nothing (server/dry_run.h); NULL for clients */

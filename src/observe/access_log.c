@@ -9,6 +9,7 @@
 #include <unistd.h>
 #include "http/request.h"
 #include "http/status.h"
+#include "observe/trace.h"
 
 #define FLUSH_AT (48 * 1024)
 
@@ -183,16 +184,17 @@ static char *put_ts(gh_access_log *al, char *o)
     return o;
 }
 
-void gh_access_log_add(gh_access_log *al, const gh_exchange *ex)
+void gh_access_log_add(gh_access_log *al, gh_exchange *ex)
 {
     if (!al->buf || !gh_access_log_enabled())
         return;
+    gh_trace_begin(ex);
     const gh_header *ua = gh_exchange_header(ex, "user-agent", 10);
     gh_str path = ex->path.len ? ex->path : ex->raw_path;
     size_t clen = strlen(ex->client), rlen = strlen(ex->request_id);
     size_t elen = ex->log.error ? strlen(ex->log.error) : 0, tlen = ex->log.tls ? strlen(ex->log.tls) : 0;
-    /* fixed text and numbers under 512 bytes; each string at most 6x */
-    size_t need = 512 + 6 * (clen + rlen + elen + tlen + ex->method.len + ex->host.len + path.len + ex->query.len
+    /* fixed text, trace id and numbers under 576 bytes; each string at most 6x */
+    size_t need = 576 + 6 * (clen + rlen + elen + tlen + ex->method.len + ex->host.len + path.len + ex->query.len
                              + (ua ? ua->value_len : 0) + ex->log.route.len + ex->log.consumer.len
                              + ex->log.version.len + ex->log.upstream.len + ex->log.target.len + ex->log.cache.len);
     if (al->cap - al->len < need) {
@@ -211,6 +213,9 @@ void gh_access_log_add(gh_access_log *al, const gh_exchange *ex)
     o = put_ts(al, o);
     o = LIT(o, "\",\"request_id\":");
     o = put_str(o, ex->request_id, rlen);
+    o = LIT(o, ",\"trace_id\":\"");
+    memcpy(o, gh_trace_id(ex), GH_TRACE_ID_LEN);   /* hex digits: nothing to escape */
+    o = LIT(o + GH_TRACE_ID_LEN, "\"");
     o = LIT(o, ",\"client\":");
     o = put_str(o, ex->client, clen);
     o = LIT(o, ",\"method\":");

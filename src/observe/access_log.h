@@ -25,7 +25,8 @@ bool gh_access_log_enabled(void);
 
 void gh_access_log_init(gh_access_log *al);
 void gh_access_log_free(gh_access_log *al);
-void gh_access_log_add(gh_access_log *al, const gh_exchange *ex);
+/* Not const: a request that reached no upstream gets its trace id here. */
+void gh_access_log_add(gh_access_log *al, gh_exchange *ex);
 void gh_access_log_flush(gh_access_log *al);
 
 #endif

@@ -1,6 +1,7 @@
 #include "proxy/headers.h"
 #include "http/hop.h"
 #include "http/status.h"
+#include "observe/trace.h"
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
@@ -36,43 +37,6 @@ static char *put_header(char *p, const char *name, size_t nl, const char *value,
     PUT(value, vl);
     PUTS("\r\n");
     return p;
-}
-
-/* W3C traceparent: keep the trace id of a valid header, new parent id. */
-static bool traceparent_ok(const gh_header *h)
-{
-    if (h->value_len != 55)
-        return false;
-    const char *v = h->value;
-    for (int i = 0; i < 55; i++) {
-        char c = v[i];
-        bool dash = i == 2 || i == 35 || i == 52;
-        if (dash ? c != '-' : !((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f')))
-            return false;
-    }
-    return memcmp(v, "ff", 2) != 0 && memcmp(v + 3, "00000000000000000000000000000000", 32) != 0;
-}
-
-static void put_hex(char *out, uint64_t v, int digits)
-{
-    static const char hex[] = "0123456789abcdef";
-    for (int i = digits - 1; i >= 0; i--, v >>= 4)
-        out[i] = hex[v & 15];
-}
-
-/* "00-<trace id>-<our span id>-<flags>": the caller's trace continues, or a new one starts. */
-static void make_traceparent(gh_exchange *ex, const gh_header *tp, char out[55])
-{
-    if (tp && traceparent_ok(tp)) {
-        memcpy(out, tp->value, 55);
-    } else {
-        memcpy(out, "00-", 3);
-        put_hex(out + 3, gh_random(ex->env) | 1, 16);
-        put_hex(out + 19, gh_random(ex->env), 16);
-        memcpy(out + 52, "-01", 3);
-    }
-    out[35] = '-';
-    put_hex(out + 36, gh_random(ex->env) | 1, 16);   /* never all zero */
 }
 
 gh_str gh_proxy_host(const gh_exchange *ex, const gh_route_cfg *route, const gh_target_cfg *t)
@@ -184,13 +148,14 @@ gh_header *gh_proxy_response_headers(gh_exchange *ex, const gh_route_cfg *route,
 }
 
 /* Fields the gateway writes itself: the client's copy is replaced (or, for
- * X-Forwarded-For and traceparent, continued). */
+ * X-Forwarded-For and the trace context, continued). */
 enum { F_KEEP = 0, F_REPLACED, F_XFF, F_TRACE };
 
 static int gateway_field(const gh_header *h)
 {
     switch (h->name_len) {
     case 4: return name_is(h, "host", 4) ? F_REPLACED : F_KEEP;
+    case 10: return name_is(h, "tracestate", 10) ? F_TRACE : F_KEEP;
     case 11: return name_is(h, "traceparent", 11) ? F_TRACE : F_KEEP;
     case 12: return name_is(h, "x-request-id", 12) ? F_REPLACED : F_KEEP;
     case 15: return name_is(h, "x-forwarded-for", 15) ? F_XFF : F_KEEP;
@@ -203,18 +168,16 @@ static int gateway_field(const gh_header *h)
 gh_header *gh_proxy_request_fields(gh_exchange *ex, const gh_route_cfg *route, bool keep_te, size_t *n)
 {
     const gh_header_ops *ops = &route->request_headers;
-    gh_header *out = gh_arena_alloc(&ex->arena, (ex->nheaders + ops->nset + 11) * sizeof(*out));
+    gh_header *out = gh_arena_alloc(&ex->arena, (ex->nheaders + ops->nset + 12) * sizeof(*out));
     size_t xff_cap = strlen(ex->peer) + 1;
     for (size_t i = 0; i < ex->nheaders; i++)
         if (name_is(&ex->headers[i], "x-forwarded-for", 15))
             xff_cap += ex->headers[i].value_len + 2;
     char *xff = gh_arena_alloc(&ex->arena, xff_cap);
-    char *trace = gh_arena_alloc(&ex->arena, 55);
     char *port = gh_arena_alloc(&ex->arena, 6);
     size_t port_len = port ? gh_u64_dec(port, ex->local_port) : 0;
-    if (!out || !xff || !trace || !port)
+    if (!out || !xff || !port)
         return NULL;
-    const gh_header *tp = NULL;
     size_t k = 0, xl = 0;
     /* ex->headers went through the intake (server/intake.c): hop-by-hop and
      * identity fields of the client are gone already, and nothing a client
@@ -224,8 +187,7 @@ gh_header *gh_proxy_request_fields(gh_exchange *ex, const gh_route_cfg *route, b
         switch (gateway_field(h)) {
         case F_REPLACED:
             continue;
-        case F_TRACE:
-            tp = h;
+        case F_TRACE:   /* observe/trace.c read them */
             continue;
         case F_XFF:
             if (h->value_len) {
@@ -262,8 +224,10 @@ gh_header *gh_proxy_request_fields(gh_exchange *ex, const gh_route_cfg *route, b
     if (ex->consumer_groups.len)
         out[k++] = (gh_header){ "X-Consumer-Groups", ex->consumer_groups.p, 17,
                                 (uint32_t)ex->consumer_groups.len };
-    make_traceparent(ex, tp, trace);
-    out[k++] = (gh_header){ "traceparent", trace, 11, 55 };
+    gh_trace_begin(ex);
+    out[k++] = (gh_header){ "traceparent", ex->trace.parent, 11, GH_TRACEPARENT_LEN };
+    if (ex->trace.state.len)
+        out[k++] = (gh_header){ "tracestate", ex->trace.state.p, 10, (uint32_t)ex->trace.state.len };
     for (size_t i = 0; i < ops->nset; i++)
         out[k++] = (gh_header){ ops->set[i].name.p, ops->set[i].value.p,
                                 (uint32_t)ops->set[i].name.len, (uint32_t)ops->set[i].value.len };

@@ -1,5 +1,5 @@
 /* headers.h — what crosses the proxy: the upstream request head (hop-by-hop
- * headers removed, X-Forwarded-*, X-Request-Id, traceparent, route header
+ * headers removed, X-Forwarded-*, X-Request-Id, traceparent/tracestate, route header
  * operations) and the response headers passed back (SPEC §8). */
 #ifndef GH_PROXY_HEADERS_H
 #define GH_PROXY_HEADERS_H
@@ -33,7 +33,8 @@ char *gh_proxy_request_head(gh_exchange *ex, const gh_route_cfg *route, gh_str p
 /* The request's header fields as any upstream gets them (the one place
  * that decides what the gateway adds): the fields left by the intake
  * (server/intake.c: hop-by-hop and identity fields already gone) and what
- * plugins added, then X-Forwarded-*, X-Request-Id, X-Consumer*, traceparent
+ * plugins added, then X-Forwarded-*, X-Request-Id, X-Consumer*, traceparent (and
+ * tracestate, observe/trace.h)
  * and the route's edits. No Host (HTTP/1.1 adds it, HTTP/2 sends
  * :authority), no framing; "te: trailers" when the client asked and keep_te
  * (HTTP/2 upstreams, SPEC §12.22: gRPC needs it). In the exchange arena. */

@@ -60,6 +60,9 @@ static void test_fields(void **state)
     ex.start_ns = uv_hrtime();
     strcpy(ex.client, "192.0.2.1");
     strcpy(ex.request_id, "abc");
+    /* the trace the upstream was sent (observe/trace.c) */
+    strcpy(ex.trace.parent, "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01");
+    ex.trace.set = true;
     ex.method = GH_STR("GET");
     ex.host = GH_STR("api.test");
     ex.path = GH_STR("/p\"q");
@@ -76,7 +79,8 @@ static void test_fields(void **state)
     ex.log.upstream_us = 1005;
     ex.log.error = "upstream_error";
     char *l = line_of(&ex);
-    assert_non_null(strstr(l, "\"client\":\"192.0.2.1\",\"method\":\"GET\",\"host\":\"api.test\",\"path\":\"/p\\\"q\","
+    assert_non_null(strstr(l, "\"request_id\":\"abc\",\"trace_id\":\"4bf92f3577b34da6a3ce929d0e0e4736\","
+                              "\"client\":\"192.0.2.1\",\"method\":\"GET\",\"host\":\"api.test\",\"path\":\"/p\\\"q\","
                               "\"query\":\"a=1&CRED=***&token=***&x\",\"protocol\":\"HTTP/2\",\"tls\":\"TLSv1.3\","
                               "\"user_agent\":\"a\\ufffd\\u0001\",\"status\":200,\"bytes_in\":0,"
                               "\"bytes_out\":12345678901,\"duration_ms\":"));
@@ -96,6 +100,16 @@ static void test_fields(void **state)
     assert_non_null(strstr(line_of(&ex), "\"upstream_ms\":0.000,"));
     ex.log.upstream_us = 120034;
     assert_non_null(strstr(line_of(&ex), "\"upstream_ms\":120.034,"));
+    /* no upstream was called: the log starts the trace */
+    static gh_http_env env;
+    env.rng[0] = 1;
+    env.rng[1] = 2;
+    ex.env = &env;
+    ex.trace.set = false;
+    l = strstr(line_of(&ex), "\"trace_id\":\"");
+    assert_non_null(l);
+    assert_int_equal(strspn(l + 12, "0123456789abcdef"), 32);
+    assert_memory_not_equal(l + 12, "4bf92f3577b34da6a3ce929d0e0e4736", 32);
     gh_config_free(cfg);
 }
 
