@@ -209,6 +209,7 @@ def test_dashboard_live(gatehouse, upstreams):
             assert await b.eval("document.documentElement.scrollWidth") <= 390
             await b.screenshot(os.path.join(ARTIFACTS, "dashboard-phone.png"))
             only_admin(b, g.admin_port)
+            assert not b.problems(), b.problems()   # no exception, no CSP violation, no failed load
         finally:
             await b.stop()
     try:
@@ -405,6 +406,7 @@ def test_dashboard_shows_what_is_wrong(gatehouse, upstreams):
             assert await b.eval("document.documentElement.scrollWidth") <= 390
             await b.screenshot(os.path.join(ARTIFACTS, "dashboard-states-phone.png"), full_page=False)
             only_admin(b, api.port)
+            assert not b.problems(), b.problems()
         finally:
             await b.stop()
     try:
