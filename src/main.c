@@ -1,5 +1,5 @@
-/* main.c — the command line (SPEC §1): run, check, routes, explain, config,
- * version. Exit codes: 0 ok, 1 configuration error, 2 usage, 3 runtime. */
+/* main.c — the command line (SPEC §1): run, check, routes, explain, status,
+ * config, version. Exit codes: 0 ok, 1 configuration error, 2 usage, 3 runtime. */
 #include "version.h"
 #include <jansson.h>
 #include <nghttp2/nghttp2.h>
@@ -11,8 +11,10 @@
 #include <time.h>
 #include <uv.h>
 #include <zlib.h>
+#include "admin/status_cli.h"
 #include "config/config.h"
 #include "config/demo.h"
+#include "config/units.h"
 #include "core/log.h"
 #include "route/route.h"
 #include "server/dry_run.h"
@@ -43,6 +45,13 @@ static const command_help commands[] = {
       "The request runs through the same dispatcher as a real one (routing, version and canary,\n"
       "plugins) without sending anything: prints the route, version, plugins and target, the\n"
       "forwarded path and the upstream, or the answer the gateway would give instead (401, 404...).\n" },
+    { "status", "status -a ADDR [--token T] [--interval 1s]", "a running gatehouse's summary, from its admin API",
+      "  -a, --admin ADDR      the admin listener, HOST:PORT\n"
+      "  --token T             the admin token (default: $GATEHOUSE_ADMIN_TOKEN)\n"
+      "  --interval D          time between the two samples rates are computed from (default 1s)\n"
+      "Prints version, uptime, configuration and last reload, per-route req/s, error % and\n"
+      "p50/p95/p99, upstream targets, deprecated versions with their callers, recent errors.\n"
+      "Exit codes: 0 ok, 1 token refused (401/403), 2 usage, 3 admin API unreachable.\n" },
     { "config", "config --default", "print the embedded demo configuration", "" },
     { "version", "version", "versions of gatehouse and its libraries", "" },
 };
@@ -347,6 +356,8 @@ int main(int argc, char **argv)
     const char *file = NULL;
     gh_run_options run = { .config = NULL, .workers = 0, .log_level = -1 };
     bool dflt = false;
+    const char *admin_addr = NULL, *token = getenv("GATEHOUSE_ADMIN_TOKEN");
+    uint64_t interval_ms = 1000;
     char *pos[8];
     int npos = 0;
     char *hdrs[64];
@@ -368,7 +379,15 @@ int main(int argc, char **argv)
                 return usage_error("--log-level takes error, warn, info or debug, not '%s'", argv[i]);
         } else if (strcmp(a, "-H") == 0 && more && nh < 64)
             hdrs[nh++] = argv[++i];
-        else if (strcmp(a, "--default") == 0)
+        else if ((strcmp(a, "-a") == 0 || strcmp(a, "--admin") == 0) && more)
+            admin_addr = argv[++i];
+        else if (strcmp(a, "--token") == 0 && more)
+            token = argv[++i];
+        else if (strcmp(a, "--interval") == 0 && more) {
+            if (!gh_parse_duration_ms(gh_str_c(argv[++i]), &interval_ms) || interval_ms == 0 ||
+                interval_ms > 3600000)
+                return usage_error("--interval takes a duration up to 1h (" GH_DURATION_HINT "), not '%s'", argv[i]);
+        } else if (strcmp(a, "--default") == 0)
             dflt = true;
         else if (a[0] == '-' && a[1])
             return usage_error("unknown option '%s'", a);
@@ -404,6 +423,15 @@ int main(int argc, char **argv)
             return yaml ? 0 : 1;
         }
         return usage_error("config: use 'config --default'%s", "");
+    }
+    if (strcmp(cmd, "status") != 0 && (admin_addr || interval_ms != 1000))
+        return usage_error("-a and --interval belong to 'status'%s", "");
+    if (strcmp(cmd, "status") == 0) {
+        if (npos)
+            return usage_error("status takes no arguments ('%s')", pos[0]);
+        if (!admin_addr)
+            return usage_error("status needs -a ADDR (the admin listener, HOST:PORT)%s", "");
+        return gh_status_cli(admin_addr, token, interval_ms);
     }
     if (!file)
         return usage_error("%s needs -c FILE", cmd);

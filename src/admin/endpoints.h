@@ -11,4 +11,9 @@ void gh_admin_send_json(gh_exchange *ex, int status, json_t *j);
 /* Unix seconds as RFC 3339 ("2026-12-07T10:56:37Z"). */
 void gh_admin_rfc3339(int64_t t, char out[32]);
 
+/* The endpoints (one file each). */
+void gh_admin_upstreams(gh_exchange *ex);   /* GET /api/upstreams */
+void gh_admin_versions(gh_exchange *ex);    /* GET /api/versions */
+void gh_admin_config(gh_exchange *ex);      /* GET /api/config */
+
 #endif

@@ -320,6 +320,7 @@ typedef struct gh_config {
     size_t nsecrets, capsecrets;
     gh_str *secret_params;        /* key_auth `query` names: masked in the access log */
     size_t nsecret_params, capsecret_params;
+    const char *document;         /* the file as JSON, secrets masked (GET /api/config); may be NULL */
 } gh_config;
 
 /* Parse and validate. NULL when any error was reported to diag (all errors

@@ -493,6 +493,8 @@ gh_config *gh_config_load_string(const char *name, const char *text, size_t len,
     gh_ynode *root = gh_ld_parse_yaml(&ld, text ? text : "", text ? len : 0);
     if (root || local.errors == 0)
         load_root(&ld, root);
+    if (root && local.errors == 0)
+        gh_ld_document(&ld, root);
     gh_arena_free(&ld.tmp);
 
     const char *saved_file = diag->file;

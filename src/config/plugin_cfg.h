@@ -20,7 +20,7 @@ enum gh_plugin_id { GH_PLUGIN_TABLE(GH_PLUGIN_ID_) GH_PLUGIN_COUNT };
 #undef GH_PLUGIN_ID_
 
 /* Phases (SPEC §5), in order; each plugin names its own in the table. */
-enum gh_plugin_phase { GH_PHASE_FILTER, GH_PHASE_AUTH, GH_PHASE_AUTHZ, GH_PHASE_LIMIT };
+enum gh_plugin_phase { GH_PHASE_FILTER, GH_PHASE_AUTH, GH_PHASE_AUTHZ, GH_PHASE_LIMIT, GH_PHASE_VALIDATE };
 
 /* The head of every plugin's configuration. */
 typedef struct gh_plugin_cfg {
@@ -140,6 +140,19 @@ typedef struct gh_rate_limit_cfg {
     size_t nkeys;
     gh_mark scope_mark;
 } gh_rate_limit_cfg;
+
+/* request_validation (SPEC §5.4): checks on the request before it is forwarded. */
+typedef struct gh_request_validation_cfg {
+    gh_plugin_cfg base;
+    uint64_t max_body;            /* bytes; 0 = only limits.max_body_bytes */
+    gh_str *content_types;        /* lower-case "type/sub", "type/ANY" or "ANY/ANY" (ANY = star); none = any */
+    size_t ncontent_types;
+    bool json;                    /* the body must be one JSON text */
+    gh_str *required_headers;     /* names as written */
+    size_t nrequired_headers;
+    gh_str *required_query;       /* query parameter names */
+    size_t nrequired_query;
+} gh_request_validation_cfg;
 
 /* ---- consumers (SPEC §5.1) ---- */
 typedef struct gh_api_key_cfg {

@@ -19,6 +19,8 @@
     X(BASIC_AUTH, basic_auth, AUTH, gh_basic_auth_cfg, gh_ld_basic_auth, gh_basic_auth_plugin)      \
     X(MTLS_AUTH, mtls_auth, AUTH, gh_mtls_auth_cfg, gh_ld_mtls_auth, gh_mtls_auth_plugin)           \
     X(ACL, acl, AUTHZ, gh_acl_cfg, gh_ld_acl, gh_acl_plugin)                                        \
-    X(RATE_LIMIT, rate_limit, LIMIT, gh_rate_limit_cfg, gh_ld_rate_limit, gh_rate_limit_plugin)
+    X(RATE_LIMIT, rate_limit, LIMIT, gh_rate_limit_cfg, gh_ld_rate_limit, gh_rate_limit_plugin)      \
+    X(REQUEST_VALIDATION, request_validation, VALIDATE, gh_request_validation_cfg,                  \
+      gh_ld_request_validation, gh_request_validation_plugin)
 
 #endif

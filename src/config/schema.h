@@ -53,6 +53,9 @@ void *gh_ld_array(gh_load *ld, size_t n, size_t size); /* zeroed, overflow-check
 gh_str gh_ld_copy(gh_load *ld, gh_str s);             /* NUL-terminated copy in cfg->arena */
 void *gh_ld_tmp(gh_load *ld, size_t n);               /* in ld->tmp; aborts on OOM */
 
+/* cfg->document: the tree as JSON with secrets masked (document.c). */
+void gh_ld_document(gh_load *ld, const gh_ynode *root);
+
 /* ---- keys as data ---- */
 enum gh_vtype {
     GH_V_STR = 1,             /* gh_str field (copied, ${ENV} expanded) */

@@ -32,12 +32,16 @@ gh_exchange *gh_exchange_new(gh_http_env *env)
     ex->start_ms = gh_now_ms(env);
     ex->start_ns = uv_hrtime();
     ex->log.upstream_us = -1;
+    ex->body_limit = env->limits ? env->limits->max_body_bytes : UINT64_MAX;
+    ex->body_limit_detail = "request body exceeds max_body_bytes";
     return ex;
 }
 
 void gh_exchange_free(gh_exchange *ex)
 {
     gh_http_env *env = ex->env;
+    if (ex->body_buf.task.queued)
+        gh_env_undefer(env, &ex->body_buf.task);
     if (ex->pin)
         env->unpin(env, ex->pin);
     gh_arena_free(&ex->arena);
@@ -161,7 +165,7 @@ int gh_exchange_send_head(gh_exchange *ex, int status, const gh_header *hdrs, si
 void gh_exchange_read_body(gh_exchange *ex, gh_body_cb cb)
 {
     ex->body_cb = cb;
-    ex->down->resume_body(ex);
+    gh_exchange_resume_body(ex);
 }
 
 uint64_t gh_random(gh_http_env *env)

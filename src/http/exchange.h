@@ -129,6 +129,17 @@ struct gh_exchange {
     uint64_t body_received;         /* bytes delivered to the consumer */
     bool body_done;                 /* all of the body was delivered */
     gh_body_cb body_cb;             /* set by the consumer */
+    uint64_t body_limit;            /* the codec refuses bytes past this (413 or, after the
+                                       response head, a reset): limits.max_body_bytes,
+                                       lowered by gh_exchange_limit_body */
+    const char *body_limit_detail;  /* that 413's detail */
+    struct gh_body_buf {            /* the whole body in memory (gh_exchange_buffer_body) */
+        char *p;
+        size_t len, cap, off;       /* off: replayed so far */
+        bool ready, replayed;       /* all of it is here; its end was replayed */
+        void (*done)(gh_exchange *ex);
+        gh_task task;               /* runs done on the next loop turn, out of the codec */
+    } body_buf;
 
     /* ---- response ---- */
     int status;
@@ -206,6 +217,8 @@ static inline void gh_exchange_upstream_answered(gh_exchange *ex)
 
 /* Run t->run on the next loop turn (once, however often it is queued). */
 void gh_env_defer(gh_http_env *env, gh_task *t);
+/* Unqueue t if it is queued. */
+void gh_env_undefer(gh_http_env *env, gh_task *t);
 
 gh_exchange *gh_exchange_new(gh_http_env *env);
 void gh_exchange_free(gh_exchange *ex);
@@ -232,9 +245,41 @@ bool gh_exchange_add_response_headers(gh_exchange *ex, const gh_header *h, size_
  * calls instead of ex->down->send_head. */
 int gh_exchange_send_head(gh_exchange *ex, int status, const gh_header *hdrs, size_t n, int64_t content_length);
 
-/* Start delivering the request body to cb (sends 100 Continue if asked). */
+/* Start delivering the request body to cb (sends 100 Continue if asked).
+ * After gh_exchange_buffer_body the body comes from memory, framed as
+ * Content-Length, whatever the client used. */
 void gh_exchange_read_body(gh_exchange *ex, gh_body_cb cb);
-static inline void gh_exchange_resume_body(gh_exchange *ex) { ex->down->resume_body(ex); }
+void gh_exchange_replay_body(gh_exchange *ex);
+static inline void gh_exchange_resume_body(gh_exchange *ex)
+{
+    if (ex->body_buf.ready)
+        gh_exchange_replay_body(ex);
+    else
+        ex->down->resume_body(ex);
+}
+
+/* Bound the request body at limit bytes (never raises the bound): any
+ * consumer's delivery stops there and the codec answers 413 with detail
+ * (static or in the arena) when no response head was sent, else resets;
+ * the consumer's on_abort drops what it started (an upstream request). */
+void gh_exchange_limit_body(gh_exchange *ex, uint64_t limit, const char *detail);
+/* The codecs' test: would `more` bytes pass the bound? */
+static inline bool gh_exchange_body_over(const gh_exchange *ex, uint64_t more)
+{
+    return ex->body_received + more > ex->body_limit;
+}
+/* For plugins that need the whole body (validation, cache, aggregation):
+ * read it into the arena, bounded by limit as above, then call done on a
+ * later loop turn. Past the bound or on a body error done is never called
+ * (the codec answers and calls on_abort). Later readers get it from memory. */
+void gh_exchange_buffer_body(gh_exchange *ex, uint64_t limit, void (*done)(gh_exchange *ex));
+/* Forget a pending done (the client left). */
+void gh_exchange_buffer_cancel(gh_exchange *ex);
+/* No more body will reach a consumer (none left, or all delivered). */
+static inline bool gh_exchange_body_delivered(const gh_exchange *ex)
+{
+    return ex->body_done && (!ex->body_buf.ready || ex->body_buf.replayed);
+}
 
 /* Per-worker pseudo-random numbers (ids, sampling; not for secrets). */
 uint64_t gh_random(gh_http_env *env);

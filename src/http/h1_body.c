@@ -297,11 +297,6 @@ void gh_h1c_body_error(h1_conn *c, int status, const char *code, const char *det
     gh_problem(ex, status, code, detail, NULL, 0, NULL);
 }
 
-static bool over_limit(h1_conn *c, size_t more)
-{
-    return c->ex->body_received + more > c->env->limits->max_body_bytes;
-}
-
 /* Hand buffered body bytes to the consumer until it pauses or they run out. */
 void gh_h1c_deliver_body(h1_conn *c)
 {
@@ -320,6 +315,10 @@ void gh_h1c_deliver_body(h1_conn *c)
             bool last = n == a->body_left;
             if (n == 0 && !last)
                 break;
+            if (gh_exchange_body_over(ex, n)) {   /* a bound lowered after the head */
+                gh_h1c_body_error(c, 413, "payload_too_large", ex->body_limit_detail);
+                return;
+            }
             size_t took = ex->body_cb(ex, in ? in->data + in->start : "", n, last);
             if (c->ex != ex || (c->flags & F_DEAD))
                 return;
@@ -351,8 +350,8 @@ void gh_h1c_deliver_body(h1_conn *c)
                 gh_h1c_body_error(c, 400, "bad_request", "malformed chunked request body");
                 return;
             }
-            if (dlen && over_limit(c, dlen)) {
-                gh_h1c_body_error(c, 413, "payload_too_large", "request body exceeds max_body_bytes");
+            if (dlen && gh_exchange_body_over(ex, dlen)) {
+                gh_h1c_body_error(c, 413, "payload_too_large", ex->body_limit_detail);
                 return;
             }
             (void)data;   /* == in->data + in->start */

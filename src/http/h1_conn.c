@@ -95,6 +95,16 @@ void gh_env_defer(gh_http_env *env, gh_task *t)
     uv_idle_start(&w->closer, run_close_queue);
 }
 
+void gh_env_undefer(gh_http_env *env, gh_task *t)
+{
+    for (gh_task **pp = &env->h1->tasks; t->queued && *pp; pp = &(*pp)->next) {
+        if (*pp == t) {
+            *pp = t->next;
+            t->queued = false;
+        }
+    }
+}
+
 /* Close from inside a callback or an ops call: done on the next loop turn. */
 void gh_h1c_defer_close(h1_conn *c)
 {

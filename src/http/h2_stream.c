@@ -282,6 +282,29 @@ static const gh_downstream_ops h2_ops = {
 
 /* ------------------------------------------------------ request body --- */
 
+/* The body passed the exchange's bound: the consumer drops its work (the
+ * upstream request); 413 if nothing was answered yet, else a reset. */
+static void body_over(h2_stream *s)
+{
+    gh_exchange *ex = s->ex;
+    ex->body_cb = NULL;
+    if (ex->on_abort)
+        ex->on_abort(ex);
+    ex->on_abort = NULL;
+    ex->on_writable = NULL;
+    if (s->body_len > s->body_off)
+        nghttp2_session_consume(s->c->ng, s->id, s->body_len - s->body_off);
+    stream_free_body(s);
+    if (!ex->head_sent && s->dispatched)
+        gh_problem(ex, 413, "payload_too_large", ex->body_limit_detail, NULL, 0, NULL);
+    else if (!s->dispatched)
+        s->body_over = true;   /* answered at dispatch */
+    else {
+        nghttp2_submit_rst_stream(s->c->ng, NGHTTP2_FLAG_NONE, s->id, NGHTTP2_CANCEL);
+        gh_h2c_schedule_flush(s->c);
+    }
+}
+
 /* Hand buffered body bytes (and the end) to the consumer; acknowledge what
  * it took so the client may send more. */
 static void deliver(h2_stream *s)
@@ -292,6 +315,10 @@ static void deliver(h2_stream *s)
     size_t took_total = 0;
     while (ex->body_cb && s->body_len > s->body_off) {
         size_t n = s->body_len - s->body_off;
+        if (gh_exchange_body_over(ex, n)) {   /* a bound lowered after the bytes came */
+            body_over(s);
+            return;
+        }
         bool last = s->end_recv;
         size_t took = ex->body_cb(ex, s->body + s->body_off, n, last);
         if (s->ex != ex || s->closed)
@@ -522,7 +549,6 @@ void gh_h2s_frame_recv(h2_conn *c, const nghttp2_frame *f)
 
 static int on_data(nghttp2_session *ng, uint8_t flags, int32_t id, const uint8_t *data, size_t len, void *ud)
 {
-    h2_conn *c = ud;
     h2_stream *s = nghttp2_session_get_stream_user_data(ng, id);
     gh_exchange *ex = s ? s->ex : NULL;
     if (s && !s->closed && !s->end_recv && len)
@@ -531,20 +557,9 @@ static int on_data(nghttp2_session *ng, uint8_t flags, int32_t id, const uint8_t
         nghttp2_session_consume(ng, id, len);   /* nobody reads it: keep the window open */
         return 0;
     }
-    if (ex->body_received + s->body_len + len > c->env->limits->max_body_bytes) {
-        ex->body_cb = NULL;
-        if (ex->on_abort)
-            ex->on_abort(ex);
-        ex->on_abort = NULL;
-        ex->on_writable = NULL;
-        stream_free_body(s);
+    if (gh_exchange_body_over(ex, s->body_len + len)) {
         nghttp2_session_consume(ng, id, len);
-        if (!ex->head_sent && s->dispatched)
-            gh_problem(ex, 413, "payload_too_large", "request body exceeds max_body_bytes", NULL, 0, NULL);
-        else if (!s->dispatched)
-            s->body_over = true;   /* answered at dispatch */
-        else
-            nghttp2_submit_rst_stream(ng, NGHTTP2_FLAG_NONE, id, NGHTTP2_CANCEL);
+        body_over(s);
         return 0;
     }
     size_t off = 0;

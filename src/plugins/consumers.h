@@ -1,6 +1,7 @@
 /* consumers.h — the consumers of a configuration, indexed by credential
- * (SPEC §5.1): O(1) lookups by API key (through its SHA-256, compared in
- * constant time), basic username, mTLS subject and JWT subject. Built once
+ * (SPEC §5.1): O(1) lookups by API key (through a keyed SipHash tag, or its
+ * SHA-256 for keys configured as digests, compared in constant time), basic
+ * username, mTLS subject and JWT subject. Built once
  * per snapshot, read-only afterwards (shared by every worker). */
 #ifndef GH_PLUGINS_CONSUMERS_H
 #define GH_PLUGINS_CONSUMERS_H

@@ -1,7 +1,7 @@
 /* key_auth.c — API keys from a header and/or a query parameter (SPEC
- * §5.1). The key is looked up by its SHA-256 (plugins/consumers.c), so the
- * time spent does not depend on whether, or how closely, it matches a
- * configured one. hide_credentials removes the key before forwarding. */
+ * §5.1). The key is looked up by a keyed tag of it (plugins/consumers.c),
+ * so the time spent does not depend on whether, or how closely, it matches
+ * a configured one. hide_credentials removes the key before forwarding. */
 #include <stdio.h>
 #include <string.h>
 #include "http/request.h"

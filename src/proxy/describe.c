@@ -26,13 +26,18 @@ static const char *hash_on(int kind)
     return kind > 0 && kind < 6 ? names[kind] : "?";
 }
 
+const char *gh_balance_name(int balance)
+{
+    static const char *const names[] = { "round_robin", "least_conn", "random_two", "hash" };
+    return names[balance & 3];
+}
+
 char *gh_upstream_describe(const gh_config *cfg, const gh_upstream_cfg *u, char *buf, size_t cap)
 {
-    static const char *const balance[] = { "round_robin", "least_conn", "random_two", "hash" };
     out o = { buf, cap, 0 };
     if (cap)
         buf[0] = 0;
-    put(&o, "%s", balance[u->balance & 3]);
+    put(&o, "%s", gh_balance_name(u->balance));
     if (u->balance == GH_BALANCE_HASH)
         put(&o, " on %s%s", hash_on(u->hash_on), u->hash_name.len ? u->hash_name.p : "");
     put(&o, ", %zu target%s:", u->ntargets, u->ntargets == 1 ? "" : "s");

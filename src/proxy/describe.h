@@ -9,4 +9,7 @@
  * show as "***". */
 char *gh_upstream_describe(const gh_config *cfg, const gh_upstream_cfg *u, char *buf, size_t cap);
 
+/* "round_robin", "least_conn", "random_two", "hash" (enum gh_balance). */
+const char *gh_balance_name(int balance);
+
 #endif

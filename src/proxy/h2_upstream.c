@@ -291,7 +291,7 @@ void gh_h2up_submit(h2x *x, sess *ss)
     st->id = id;
     st->bufs = x->w->pw->bufs;
     st->x = x;
-    st->req_eof = ex->body_done && !x->body_started;   /* an empty body, delivered earlier */
+    st->req_eof = gh_exchange_body_delivered(ex) && !x->body_started;   /* an empty body, delivered earlier */
     x->st = st;
     x->reused = ss->served > 0;
     gh_h2up_stream_link(ss, st);

@@ -11,6 +11,7 @@
 #include <unistd.h>
 #include "cluster/redis.h"
 #include "core/log.h"
+#include "observe/callers.h"
 #include "proxy/tunnel.h"
 #include "admin/admin.h"
 #include "server/dispatch.h"
@@ -306,6 +307,7 @@ static void on_done(gh_exchange *ex)
     if (ex->plugin_run)
         gh_plugin_after_response(ex->plugin_run);
     gh_access_log_add(&w->alog, ex);
+    gh_callers_record(ex);
 }
 
 static void on_conn_closed(gh_http_env *env)

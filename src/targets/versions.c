@@ -162,6 +162,15 @@ static bool to_canary(gh_exchange *ex, const gh_route_cfg *route)
 
 static bool retired(const gh_version_cfg *v, int64_t now) { return v->sunset != GH_NO_DATE && now >= v->sunset; }
 
+const char *gh_versions_state(const gh_version_cfg *v, int64_t now)
+{
+    if (retired(v, now))
+        return "sunset";
+    if ((v->deprecated != GH_NO_DATE && now >= v->deprecated) || v->sunset != GH_NO_DATE)
+        return "deprecated";
+    return v->preview ? "preview" : "active";
+}
+
 /* What the refusals (version_unknown, version_required, version_sunset)
  * offer instead: the versions still served at `now` (previews too, as the
  * list has always named them); a retired one is not offered again. Only

@@ -44,6 +44,11 @@ bool gh_versions_pick(gh_exchange *ex, const gh_route_cfg *route, gh_str path_ve
 /* Step 3. false: answered (404 for a preview the caller may not see). */
 bool gh_versions_confirm(gh_exchange *ex, const gh_route_cfg *route, gh_version_pick *pick);
 
+/* A version's lifecycle at now, as the admin API names it: "sunset" once
+ * its sunset passed, "deprecated" once its deprecation date passed or
+ * while a sunset is scheduled, "preview", else "active". */
+const char *gh_versions_state(const gh_version_cfg *v, int64_t now);
+
 /* The canary's bucket of a sticky key: 0..9999, stable across processes. */
 uint32_t gh_versions_bucket(gh_str route, gh_str key);
 

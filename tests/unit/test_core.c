@@ -10,6 +10,7 @@
 #include "core/deadline.h"
 #include "core/diag.h"
 #include "core/log.h"
+#include "core/siphash.h"
 
 static void test_arena_alignment_and_growth(void **state)
 {
@@ -135,6 +136,28 @@ static void test_log_limit(void **state)
     assert_int_equal(skipped, 1);
 }
 
+/* The reference implementation's vectors: key 00..0f, message 00..(n-1). */
+static void test_siphash128_reference_vectors(void **state)
+{
+    (void)state;
+    static const struct { size_t n; uint8_t tag[16]; } v[] = {
+        { 0, { 0xa3, 0x81, 0x7f, 0x04, 0xba, 0x25, 0xa8, 0xe6, 0x6d, 0xf6, 0x72, 0x14, 0xc7, 0x55, 0x02, 0x93 } },
+        { 7, { 0xa1, 0xf1, 0xeb, 0xbe, 0xd8, 0xdb, 0xc1, 0x53, 0xc0, 0xb8, 0x4a, 0xa6, 0x1f, 0xf0, 0x82, 0x39 } },
+        { 8, { 0x3b, 0x62, 0xa9, 0xba, 0x62, 0x58, 0xf5, 0x61, 0x0f, 0x83, 0xe2, 0x64, 0xf3, 0x14, 0x97, 0xb4 } },
+        { 15, { 0x54, 0x93, 0xe9, 0x99, 0x33, 0xb0, 0xa8, 0x11, 0x7e, 0x08, 0xec, 0x0f, 0x97, 0xcf, 0xc3, 0xd9 } },
+        { 63, { 0x51, 0x50, 0xd1, 0x77, 0x2f, 0x50, 0x83, 0x4a, 0x50, 0x3e, 0x06, 0x9a, 0x97, 0x3f, 0xbd, 0x7c } },
+    };
+    uint8_t key[16], msg[64], out[16];
+    for (int i = 0; i < 16; i++)
+        key[i] = (uint8_t)i;
+    for (int i = 0; i < 64; i++)
+        msg[i] = (uint8_t)i;
+    for (size_t i = 0; i < sizeof(v) / sizeof(v[0]); i++) {
+        gh_siphash128(key, msg, v[i].n, out);
+        assert_memory_equal(out, v[i].tag, 16);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -144,6 +167,7 @@ int main(void)
         cmocka_unit_test(test_bufpool_recycles),
         cmocka_unit_test(test_diag_format),
         cmocka_unit_test(test_log_limit),
+        cmocka_unit_test(test_siphash128_reference_vectors),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

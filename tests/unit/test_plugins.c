@@ -11,6 +11,7 @@
 #include <crypt.h>
 #include <stdio.h>
 #include <string.h>
+#include "plugins/consumers.h"
 #include "plugins/plugin.h"
 
 static gh_http_env env;
@@ -93,6 +94,8 @@ static char *errors_of(const char *yaml, char *out, size_t cap)
 
 static void passed(gh_plugin_run *run) { ans.passed = true; }
 
+static uint64_t next_body;   /* run_chain: the request has a body of this many bytes */
+
 /* Run route `ri`'s chain on a request "METHOD /path?query" with headers "A: b\n...". */
 static gh_exchange *run_chain(world *w, size_t ri, const char *method, const char *query, const char *hdrs,
                               const char *client, const char *cert)
@@ -100,6 +103,11 @@ static gh_exchange *run_chain(world *w, size_t ri, const char *method, const cha
     memset(&ans, 0, sizeof(ans));
     gh_exchange *ex = gh_exchange_new(&env);
     ex->down = &rec_ops;
+    if (next_body) {
+        ex->body_kind = GH_BODY_LENGTH;
+        ex->content_length = next_body;
+        ex->body_done = false;
+    }
     ex->method = gh_str_c(method);
     ex->method_bit = strcmp(method, "OPTIONS") == 0 ? GH_M_OPTIONS : strcmp(method, "POST") == 0 ? GH_M_POST : GH_M_GET;
     ex->query = gh_str_c(query);
@@ -324,6 +332,77 @@ static void test_cors_preflight_is_answered_before_auth(void **state)
     unload(&w);
 }
 
+/* The API key index: keys given as such (keyed SipHash tags) and as
+ * { sha256: } (SHA-256 digests) are found in one snapshot; a near miss, a
+ * prefix, an extension, a digest sent as the key and the empty key are not. */
+static void test_key_index_finds_both_forms_and_nothing_else(void **state)
+{
+    world w = load("listen: [{ address: 127.0.0.1:1 }]\n"
+                   "consumers:\n"
+                   "  - { name: alice, api_keys: [alice-key-123456, alice-other-key-2] }\n"
+                   "  - { name: bob, api_keys: [ { sha256: \"c5a5e5b0a5f0ab2c4b0c4a8b09e7a4b4ad10e1a0b4b4c63e7e2a1c3a4c2d6b11\" } ] }\n"
+                   "  - { name: carol, api_keys: [carol-key-abcdef] }\n"
+                   "routes: [{ name: r, match: { prefix: / }, echo: {} }]\n");
+    const gh_consumers *cs = w.consumers;
+    const gh_consumer_cfg *a = gh_consumers_by_key(cs, "alice-key-123456", 16);
+    assert_non_null(a);
+    assert_memory_equal(a->name.p, "alice", 5);
+    assert_ptr_equal(gh_consumers_by_key(cs, "alice-other-key-2", 17), a);
+    const gh_consumer_cfg *c = gh_consumers_by_key(cs, "carol-key-abcdef", 16);
+    assert_non_null(c);
+    assert_memory_equal(c->name.p, "carol", 5);
+    assert_null(gh_consumers_by_key(cs, "alice-key-123457", 16));
+    assert_null(gh_consumers_by_key(cs, "alice-key-12345", 15));
+    assert_null(gh_consumers_by_key(cs, "alice-key-1234567", 17));
+    assert_null(gh_consumers_by_key(cs, "", 0));
+    unload(&w);
+
+    /* a real digest: the key itself is found, its digest sent as a key is not */
+    uint8_t d[32];
+    char hex[65];
+    gh_sha256("bob-secret-key-789", 18, d);
+    for (int i = 0; i < 32; i++)
+        snprintf(hex + 2 * i, 3, "%02x", d[i]);
+    char yaml[1024];
+    snprintf(yaml, sizeof(yaml),
+             "listen: [{ address: 127.0.0.1:1 }]\n"
+             "consumers:\n"
+             "  - { name: alice, api_keys: [alice-key-123456] }\n"
+             "  - { name: bob, api_keys: [ { sha256: \"%s\" } ] }\n"
+             "routes: [{ name: r, match: { prefix: / }, echo: {} }]\n", hex);
+    w = load(yaml);
+    const gh_consumer_cfg *b = gh_consumers_by_key(w.consumers, "bob-secret-key-789", 18);
+    assert_non_null(b);
+    assert_memory_equal(b->name.p, "bob", 3);
+    assert_null(gh_consumers_by_key(w.consumers, hex, 64));
+    assert_non_null(gh_consumers_by_key(w.consumers, "alice-key-123456", 16));
+    unload(&w);
+}
+
+/* One key given to two consumers is refused, in whichever forms it is given. */
+static void test_key_given_twice_in_two_forms_is_refused(void **state)
+{
+    uint8_t d[32];
+    char hex[65], yaml[1024], e[4096];
+    gh_sha256("alice-key-123456", 16, d);
+    for (int i = 0; i < 32; i++)
+        snprintf(hex + 2 * i, 3, "%02x", d[i]);
+    snprintf(yaml, sizeof(yaml),
+             "listen: [{ address: 127.0.0.1:1 }]\n"
+             "consumers:\n"
+             "  - { name: alice, api_keys: [alice-key-123456] }\n"
+             "  - { name: bob, api_keys: [ { sha256: \"%s\" } ] }\n"
+             "routes: [{ name: r, match: { prefix: / }, echo: {} }]\n", hex);
+    errors_of(yaml, e, sizeof(e));
+    assert_non_null(strstr(e, "this API key is already consumer 'alice''s"));
+    errors_of("listen: [{ address: 127.0.0.1:1 }]\n"
+              "consumers:\n"
+              "  - { name: alice, api_keys: [alice-key-123456] }\n"
+              "  - { name: bob, api_keys: [alice-key-123456] }\n"
+              "routes: [{ name: r, match: { prefix: / }, echo: {} }]\n", e, sizeof(e));
+    assert_non_null(strstr(e, "this API key is already consumer 'alice''s"));
+}
+
 static void test_config_errors(void **state)
 {
     char e[4096];
@@ -375,6 +454,96 @@ static void test_config_errors(void **state)
     assert_non_null(strstr(e, "t.yaml:2:33: invalid address or network"));
 }
 
+/* request_validation (SPEC §5.4): every bad value at its line:col */
+static void test_request_validation_config(void **state)
+{
+    char e[4096];
+#define RV(x) "listen: [{ address: 127.0.0.1:1 }]\nplugins:\n  request_validation: " x "\n"
+    errors_of(RV("{}"), e, sizeof(e));
+    assert_string_equal(e, "t.yaml:3:3: request_validation checks nothing: set max_body, content_types, json, "
+                           "required_headers or required_query\n");
+    errors_of(RV("true"), e, sizeof(e));
+    assert_non_null(strstr(e, "t.yaml:3:3: request_validation checks nothing"));
+    errors_of(RV("{ max_body: 0 }"), e, sizeof(e));
+    assert_non_null(strstr(e, "t.yaml:3:35: expected a size greater than 0"));
+    errors_of(RV("{ max_body: lots }"), e, sizeof(e));
+    assert_non_null(strstr(e, "t.yaml:3:35: expected a size like"));
+    errors_of(RV("{ json: maybe }"), e, sizeof(e));
+    assert_non_null(strstr(e, "t.yaml:3:31: "));
+    errors_of(RV("{ content_types: [application/json, \"text/html; charset=utf-8\"] }"), e, sizeof(e));
+    assert_non_null(strstr(e, "t.yaml:3:59: request_validation content_types: 'text/html; charset=utf-8' has "
+                              "parameters; list the bare media type"));
+    errors_of(RV("{ content_types: [json] }"), e, sizeof(e));
+    assert_non_null(strstr(e, "t.yaml:3:41: request_validation content_types: 'json' is not a media type"));
+    errors_of(RV("{ content_types: [\"*/json\"] }"), e, sizeof(e));
+    assert_non_null(strstr(e, "t.yaml:3:41: request_validation content_types: '*/json' is not a media type"));
+    errors_of(RV("{ content_types: [text/plain, Text/Plain] }"), e, sizeof(e));
+    assert_non_null(strstr(e, "t.yaml:3:53: request_validation content_types: 'text/plain' is listed twice"));
+    errors_of(RV("{ content_types: [] }"), e, sizeof(e));
+    assert_non_null(strstr(e, "t.yaml:3:40: request_validation content_types: list at least one media type"));
+    errors_of(RV("{ required_headers: [X-Tenant, \"bad header\"] }"), e, sizeof(e));
+    assert_non_null(strstr(e, "t.yaml:3:54: request_validation required_headers: 'bad header' is not a valid "
+                              "header name"));
+    errors_of(RV("{ required_headers: [x-a, X-A] }"), e, sizeof(e));
+    assert_non_null(strstr(e, "t.yaml:3:49: request_validation required_headers: 'X-A' is listed twice"));
+    errors_of(RV("{ required_query: [\"a=b\"] }"), e, sizeof(e));
+    assert_non_null(strstr(e, "t.yaml:3:42: request_validation required_query: 'a=b' is not a query parameter name"));
+    errors_of(RV("{ required_query: {} }"), e, sizeof(e));
+    assert_non_null(strstr(e, "t.yaml:3:41: expected a list"));
+    errors_of(RV("{ max_bodyy: 1KiB }"), e, sizeof(e));
+    assert_non_null(strstr(e, "t.yaml:3:25: unknown key 'max_bodyy' (did you mean 'max_body'?)"));
+#undef RV
+}
+
+static const char validated[] =
+    "listen: [{ address: 127.0.0.1:1 }]\n"
+    "routes:\n"
+    "  - name: v\n"
+    "    match: { prefix: /v }\n"
+    "    echo: {}\n"
+    "    plugins:\n"
+    "      request_validation: { max_body: 1KiB, content_types: [application/json, \"text/*\"],\n"
+    "                            required_headers: [X-Tenant], required_query: [page] }\n";
+
+static void test_request_validation(void **state)
+{
+    world w = load(validated);
+    gh_exchange *ex = run_chain(&w, 0, "GET", "x=1", "Accept: */*", NULL, NULL);
+    assert_int_equal(ans.status, 400);
+    assert_non_null(strstr(ans.body, "missing required header(s): X-Tenant; missing required query parameter(s): page"));
+    gh_exchange_free(ex);
+    ex = run_chain(&w, 0, "GET", "page=2", "x-tenant: a", NULL, NULL);   /* no body: no type to check */
+    assert_true(ans.passed);
+    assert_int_equal(ex->body_limit, 1024);   /* the bound every body consumer gets */
+    gh_exchange_free(ex);
+
+    /* a body: its media type, parameters ignored, case-insensitive, wildcards */
+    static const struct { const char *ct; int status; } types[] = {
+        { "Content-Type: application/json", 0 }, { "Content-Type: APPLICATION/Json ; charset=utf-8", 0 },
+        { "Content-Type: text/csv", 0 },         { "Content-Type: application/xml", 415 },
+        { "Content-Type: text", 415 },           { "X-None: 1", 415 },
+    };
+    next_body = 10;
+    for (size_t i = 0; i < sizeof(types) / sizeof(types[0]); i++) {
+        char hdrs[128];
+        snprintf(hdrs, sizeof(hdrs), "X-Tenant: a\n%s", types[i].ct);
+        ex = run_chain(&w, 0, "POST", "page=1", hdrs, NULL, NULL);
+        assert_int_equal(ans.status, types[i].status);
+        assert_true(ans.passed == (types[i].status == 0));
+        if (types[i].status)
+            assert_non_null(strstr(ans.body, "\"unsupported_media_type\""));
+        gh_exchange_free(ex);
+    }
+    /* over max_body by Content-Length: 413 at once */
+    next_body = 1025;
+    ex = run_chain(&w, 0, "POST", "page=1", "X-Tenant: a\nContent-Type: text/plain", NULL, NULL);
+    assert_int_equal(ans.status, 413);
+    assert_non_null(strstr(ans.body, "request body of 1025 bytes exceeds max_body (1024 bytes)"));
+    gh_exchange_free(ex);
+    next_body = 0;
+    unload(&w);
+}
+
 int main(void)
 {
     uv_loop_init(&loop);
@@ -387,6 +556,10 @@ int main(void)
         cmocka_unit_test(test_basic_auth_waits_and_first_credential_decides),
         cmocka_unit_test(test_cors_preflight_is_answered_before_auth),
         cmocka_unit_test(test_config_errors),
+        cmocka_unit_test(test_request_validation_config),
+        cmocka_unit_test(test_request_validation),
+        cmocka_unit_test(test_key_index_finds_both_forms_and_nothing_else),
+        cmocka_unit_test(test_key_given_twice_in_two_forms_is_refused),
     };
     int r = cmocka_run_group_tests(tests, NULL, NULL);
     gh_exchange_cache_clear(&env);
