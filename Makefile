@@ -65,7 +65,7 @@ $(BUILD)/gen/dashboard_assets.c: scripts/embed-assets.sh src/admin/dashboard $(D
 $(BUILD)/gen/version.h: FORCE
 	@mkdir -p $(dir $@)
 	@echo '#define GH_VERSION "$(VERSION)"' > $@.tmp; cmp -s $@.tmp $@ || mv $@.tmp $@; rm -f $@.tmp
-$(BUILD)/obj/main.o $(BUILD)/obj/server/server.o $(BUILD)/obj/admin/admin.o: $(BUILD)/gen/version.h
+$(BUILD)/obj/main.o $(BUILD)/obj/server/server.o $(BUILD)/obj/admin/admin.o $(BUILD)/obj/admin/metrics.o: $(BUILD)/gen/version.h
 .PHONY: FORCE
 FORCE:
 

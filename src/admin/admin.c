@@ -106,10 +106,11 @@ static void status(gh_exchange *ex)
     gh_admin_rfc3339(gh_admin_started_at, started);
     gh_admin_rfc3339(s->loaded_at, loaded);
     gh_admin_send_json(ex, 200,
-              json_pack("{s:s, s:I, s:s, s:{s:I, s:s, s:s}, s:i, s:i}", "version", GH_VERSION, "uptime_seconds",
+              json_pack("{s:s, s:I, s:s, s:{s:I, s:s, s:s, s:o}, s:i, s:i}", "version", GH_VERSION, "uptime_seconds",
                         (json_int_t)(now - gh_admin_started_at), "started_at", started, "config", "generation",
                         (json_int_t)s->generation, "loaded_at", loaded, "source",
-                        s->cfg->file ? s->cfg->file : "embedded demo", "workers", s->listen ? s->listen->nworkers : 0,
+                        s->cfg->file ? s->cfg->file : "embedded demo", "last_reload", gh_admin_last_reload(),
+                        "workers", s->listen ? s->listen->nworkers : 0,
                         "open_connections", atomic_load(&gh_open_connections)));
 }
 
@@ -232,6 +233,8 @@ static const endpoint endpoints[] = {
     { "/api/versions", GH_M_GET | GH_M_HEAD, "GET, HEAD", true, gh_admin_versions },
     { "/api/config", GH_M_GET | GH_M_HEAD, "GET, HEAD", true, gh_admin_config },
     { "/api/reload", GH_M_POST, "POST", true, reload },
+    { "/metrics", GH_M_GET | GH_M_HEAD, "GET, HEAD", false, gh_admin_metrics },
+    { "/api/stats", GH_M_GET | GH_M_HEAD, "GET, HEAD", true, gh_admin_stats },
     { "/", GH_M_GET | GH_M_HEAD, "GET, HEAD", false, gh_admin_dashboard },
     { "/dashboard/*", GH_M_GET | GH_M_HEAD, "GET, HEAD", false, gh_admin_dashboard },
 };

@@ -11,9 +11,13 @@ void gh_admin_send_json(gh_exchange *ex, int status, json_t *j);
 /* Unix seconds as RFC 3339 ("2026-12-07T10:56:37Z"). */
 void gh_admin_rfc3339(int64_t t, char out[32]);
 
-/* The endpoints (one file each). */
+/* The endpoints that live in their own files. */
 void gh_admin_upstreams(gh_exchange *ex);   /* GET /api/upstreams */
 void gh_admin_versions(gh_exchange *ex);    /* GET /api/versions */
 void gh_admin_config(gh_exchange *ex);      /* GET /api/config */
+void gh_admin_metrics(gh_exchange *ex);     /* GET /metrics */
+void gh_admin_stats(gh_exchange *ex);       /* GET /api/stats */
+/* The last reload's result ({"result","at","errors"}), or JSON null. */
+json_t *gh_admin_last_reload(void);
 
 #endif

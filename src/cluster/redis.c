@@ -12,6 +12,7 @@
 #include <string.h>
 #include <hiredis/adapters/libuv.h>
 #include "core/log.h"
+#include "observe/metrics.h"
 #include "tls/tls.h"
 
 static void node_connect(gh_redis_node *n);
@@ -205,6 +206,7 @@ static void on_timer(uv_timer_t *t)
         gh_redis_req *req = c->waiting.next;
         gh_redis_answer(req, GH_REDIS_TIMEOUT, NULL);
         release(req);
+        gh_metrics_redis_error();
     }
     for (size_t i = 0; i < c->nnodes; i++) {
         gh_redis_node *n = c->nodes[i];
@@ -245,6 +247,7 @@ static void schedule_retry(gh_redis_node *n, const char *why)
     n->state = GH_NODE_DOWN;
     if (c->freeing)
         return;
+    gh_metrics_redis_error();
     if (n->was_up || n->backoff_ms == 0) {
         gh_log_warn("redis %s: %s; reconnecting", n->name, why);
         n->was_up = false;

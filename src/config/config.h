@@ -136,6 +136,7 @@ typedef struct gh_target_cfg {
 
 typedef struct gh_upstream_cfg {
     gh_str name;
+    uint32_t metric_id;           /* observe/metrics.h id, set when the snapshot is built */
     gh_mark mark;
     gh_target_cfg *targets;
     size_t ntargets;
@@ -205,6 +206,7 @@ typedef struct gh_header_ops {
 
 typedef struct gh_route_cfg {
     gh_str name;
+    uint32_t metric_id;           /* observe/metrics.h id, set when the snapshot is built */
     gh_mark mark;                 /* of the list item */
     size_t index;                 /* position in the file (regex order, messages) */
     struct {

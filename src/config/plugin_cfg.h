@@ -20,7 +20,7 @@ enum gh_plugin_id { GH_PLUGIN_TABLE(GH_PLUGIN_ID_) GH_PLUGIN_COUNT };
 #undef GH_PLUGIN_ID_
 
 /* Phases (SPEC §5), in order; each plugin names its own in the table. */
-enum gh_plugin_phase { GH_PHASE_FILTER, GH_PHASE_AUTH, GH_PHASE_AUTHZ, GH_PHASE_LIMIT, GH_PHASE_VALIDATE };
+enum gh_plugin_phase { GH_PHASE_FILTER, GH_PHASE_AUTH, GH_PHASE_AUTHZ, GH_PHASE_LIMIT, GH_PHASE_VALIDATE, GH_PHASE_RESPONSE };
 
 /* The head of every plugin's configuration. */
 typedef struct gh_plugin_cfg {
@@ -153,6 +153,19 @@ typedef struct gh_request_validation_cfg {
     gh_str *required_query;       /* query parameter names */
     size_t nrequired_query;
 } gh_request_validation_cfg;
+
+/* compress (SPEC §7.3): response content codings, by Accept-Encoding. */
+enum { GH_COMPRESS_BR = 0, GH_COMPRESS_GZIP, GH_COMPRESS_COUNT };
+typedef struct gh_compress_cfg {
+    gh_plugin_cfg base;
+    gh_str *types;                /* media types: "application/json", a major type "text/" + "*" */
+    size_t ntypes;
+    uint64_t min_size;            /* a known Content-Length below this is sent as is */
+    gh_str names[GH_COMPRESS_COUNT];   /* the algorithms, in the server's preference order */
+    int algos[GH_COMPRESS_COUNT];      /* GH_COMPRESS_* of each */
+    size_t nalgos;
+    int level[GH_COMPRESS_COUNT];      /* by GH_COMPRESS_*: gzip 1-9 (6), br 0-11 (4) */
+} gh_compress_cfg;
 
 /* ---- consumers (SPEC §5.1) ---- */
 typedef struct gh_api_key_cfg {

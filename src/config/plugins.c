@@ -21,7 +21,7 @@ static const struct {
 #undef ROW_
 
 /* SPEC §5 names whose feature has not landed: a clear message, not "unknown". */
-static const char *const later[] = { "cache", "compress" };
+static const char *const later[] = { "cache" };
 
 /* FNV-1a over a plugin's configuration node: kinds, keys and values (with
  * ${ENV} expanded, so a changed variable is a changed configuration). What

@@ -42,6 +42,8 @@ void gh_exchange_free(gh_exchange *ex)
     gh_http_env *env = ex->env;
     if (ex->body_buf.task.queued)
         gh_env_undefer(env, &ex->body_buf.task);
+    if (ex->filter)
+        ex->filter->release(ex);
     if (ex->pin)
         env->unpin(env, ex->pin);
     gh_arena_free(&ex->arena);

@@ -23,6 +23,7 @@
 enum { GH_OK = 0, GH_AGAIN = 1, GH_ERROR = -1 };
 
 typedef struct gh_exchange gh_exchange;
+typedef struct gh_resp_filter gh_resp_filter;
 /* What serves a listener's requests (the public dispatcher, the admin API). */
 typedef void (*gh_handler)(gh_exchange *ex);
 
@@ -106,6 +107,7 @@ struct gh_exchange {
     bool te_trailers;               /* the client's TE listed "trailers" (set by the intake) */
     bool tls;
     bool path_strict;
+    bool uncounted;                 /* the listener's own requests stay out of the metrics (admin) */
     uint16_t local_port;
     char peer[48];                  /* TCP peer address, text (X-Forwarded-For gets this) */
     char client[48];                /* the client: the peer, or from X-Forwarded-For when
@@ -160,10 +162,12 @@ struct gh_exchange {
     gh_str consumer_groups;         /* "admins,beta" for X-Consumer-Groups (X-Consumer: log.consumer) */
     void *plugin_run;               /* the chain, when a plugin that ran has an after-response
                                        hook (plugins/plugin.h); the done path calls them */
+    gh_resp_filter *filter;         /* a response filter sits in ex->down (compress), or NULL */
 
     /* ---- what the access log and metrics report ---- */
     struct {
         gh_str route, upstream, target, consumer, version, cache;
+        uint32_t route_id, upstream_id; /* the metrics' ids (config metric_id); 0 = none */
         const char *error;          /* problem code, or NULL */
         int64_t upstream_us;        /* start to the upstream's response head; -1 = no upstream */
         uint64_t upstream_t0_ns;    /* (when the proxy started) */
@@ -188,12 +192,45 @@ struct gh_http_env {
     gh_exchange *free_exchanges;    /* recycled exchange objects */
     size_t nfree_exchanges;
     void *owner;                    /* the worker */
+    struct gh_metrics_worker *metrics;   /* this worker's counters (observe/metrics.h); NULL when none */
     struct gh_redis *redis;         /* the worker's Redis client (cluster/redis.h); NULL without redis: */
 };
 
 
 /* Milliseconds, cached by the loop once per iteration: no syscall. */
 static inline uint64_t gh_now_ms(const gh_http_env *env) { return uv_now(env->loop); }
+
+/* A response filter (compress): it replaces ex->down with its own ops, so
+ * every producer (proxy, respond, echo, problems) goes through it unaware,
+ * and calls the codec's ops (next) itself. Producers keep their rule:
+ * GH_AGAIN holds them until ex->on_writable. The codec tells the filter
+ * first when it drained (gh_exchange_writable), so the filter's own
+ * pending output goes out before the producer is woken. release runs when
+ * the exchange is freed, however it ended (finished, aborted, client gone).
+ * One filter per exchange. */
+struct gh_resp_filter {
+    const gh_downstream_ops *next;              /* the codec's ops, under the filter */
+    void (*writable)(gh_exchange *ex);          /* the codec drained what it was given */
+    void (*release)(gh_exchange *ex);           /* the exchange ends: free the filter's state */
+};
+
+/* Put f (its ops in ops) between the producers and the codec. */
+static inline void gh_exchange_push_filter(gh_exchange *ex, gh_resp_filter *f, const gh_downstream_ops *ops)
+{
+    f->next = ex->down;
+    ex->filter = f;
+    ex->down = ops;
+}
+
+/* What a codec calls when it drained after GH_AGAIN: the filter, if any,
+ * else the producer. Without a filter this is the one pointer test. */
+static inline void gh_exchange_writable(gh_exchange *ex)
+{
+    if (ex->filter)
+        ex->filter->writable(ex);
+    else if (ex->on_writable)
+        ex->on_writable(ex);
+}
 
 /* finish() or abort(): the response is over and its producer is forgotten
  * (no on_writable, on_abort or body callback reaches it any more). One
@@ -217,7 +254,7 @@ static inline void gh_exchange_upstream_answered(gh_exchange *ex)
 
 /* Run t->run on the next loop turn (once, however often it is queued). */
 void gh_env_defer(gh_http_env *env, gh_task *t);
-/* Unqueue t if it is queued. */
+/* Forget a queued task (its owner is going away). */
 void gh_env_undefer(gh_http_env *env, gh_task *t);
 
 gh_exchange *gh_exchange_new(gh_http_env *env);

@@ -67,8 +67,7 @@ void gh_h1c_flush(h1_conn *c)
     }
     if (!ex->body_done && ex->body_cb)
         gh_h1c_arm(c, GH_TO_BODY);
-    if (ex->on_writable)
-        ex->on_writable(ex);
+    gh_exchange_writable(ex);
 }
 
 /* -------------------------------------------------------- response ops -- */

@@ -97,12 +97,15 @@ void gh_env_defer(gh_http_env *env, gh_task *t)
 
 void gh_env_undefer(gh_http_env *env, gh_task *t)
 {
-    for (gh_task **pp = &env->h1->tasks; t->queued && *pp; pp = &(*pp)->next) {
+    if (!t->queued)
+        return;
+    for (gh_task **pp = &env->h1->tasks; *pp; pp = &(*pp)->next) {
         if (*pp == t) {
             *pp = t->next;
-            t->queued = false;
+            break;
         }
     }
+    t->queued = false;
 }
 
 /* Close from inside a callback or an ops call: done on the next loop turn. */
@@ -156,6 +159,7 @@ static gh_exchange *new_exchange(h1_conn *c)
     ex->tls = c->tls;
     ex->log.tls = gh_transport_version(c->tp);
     ex->path_strict = c->path_strict;
+    ex->uncounted = c->uncounted;
     ex->local_port = c->local_port;
     ex->minor = 1;
     gh_set_peer(ex, &c->peer.sa);
@@ -249,7 +253,7 @@ static void on_handed_off(uv_handle_t *h)
 static void handoff_h2(h1_conn *c)
 {
     gh_h1_listen_info info = { .handle = c->handle, .local_port = c->local_port, .path_strict = c->path_strict,
-                               .tls = c->tls, .http2 = true };
+                               .tls = c->tls, .http2 = true, .uncounted = c->uncounted };
     gh_buf *in = c->in;
     c->in = NULL;
     c->flags |= F_DEAD;
@@ -643,6 +647,7 @@ int gh_h1_conn_start(uv_loop_t *loop, gh_http_env *env, int fd, const struct soc
     c->handle = info->handle;
     c->local_port = info->local_port;
     c->path_strict = info->path_strict;
+    c->uncounted = info->uncounted;
     c->tls = info->tls;
     c->http2 = info->http2;
     c->timer.fire = on_timeout;

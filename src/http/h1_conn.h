@@ -18,6 +18,7 @@ typedef struct gh_h1_listen_info {
     bool path_strict;
     bool tls;
     bool http2;                   /* h2c prior knowledge (plaintext) or ALPN h2 (TLS) */
+    bool uncounted;               /* its requests stay out of the metrics (the admin listener) */
 } gh_h1_listen_info;
 
 /* Take over an accepted, non-blocking socket. 0, or -errno (fd closed). */

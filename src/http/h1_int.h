@@ -57,7 +57,7 @@ typedef struct h1_conn {
     gh_handler handle;            /* chosen by the listener */
     uint16_t local_port;
     uint8_t state, flags, events;
-    bool path_strict, tls, http2;
+    bool path_strict, tls, http2, uncounted;
 } h1_conn;
 
 #define CONN(ex) ((h1_conn *)(ex)->down_ctx)

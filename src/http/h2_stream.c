@@ -65,8 +65,7 @@ void gh_h2s_notify(h2_conn *c)
         gh_exchange *ex = s->ex;
         if (ex && !s->closed && s->producer_waits && s->data_len == 0) {
             s->producer_waits = false;
-            if (ex->on_writable)
-                ex->on_writable(ex);
+            gh_exchange_writable(ex);
         }
     }
 }
@@ -371,6 +370,7 @@ static int on_begin_headers(nghttp2_session *ng, const nghttp2_frame *f, void *u
     ex->tls = c->info.tls;
     ex->log.tls = gh_transport_version(c->tp);
     ex->path_strict = c->info.path_strict;
+    ex->uncounted = c->info.uncounted;
     ex->local_port = c->info.local_port;
     ex->upquota = &c->upq;
     gh_set_peer(ex, &c->peer.sa);

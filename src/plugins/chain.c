@@ -11,6 +11,7 @@
 #include <string.h>
 #include "core/log.h"
 #include "http/status.h"
+#include "observe/metrics.h"
 #include "plugins/plugin.h"
 
 _Static_assert(GH_PLUGIN_COUNT <= 32, "run->after is a 32-bit mask of plugin ids");
@@ -46,7 +47,15 @@ static void step(gh_plugin_run *run)
             run->after |= 1u << id;
             run->ex->plugin_run = run;   /* the worker's done path calls the hooks */
         }
+        struct gh_metrics_worker *timing = run->timing;   /* DONE may have ended the exchange (and run) */
+        uint64_t t0 = run->step_ns;
         int r = gh_plugin_registry[id]->request(run, run->chain->p[id]);
+        if (timing && r != GH_PLUGIN_WAIT) {
+            uint64_t now = uv_hrtime();
+            gh_metrics_plugin(timing, id, now - t0);
+            if (r != GH_PLUGIN_DONE)
+                run->step_ns = now;
+        }
         if (r == GH_PLUGIN_DONE)
             return;
         if (r == GH_PLUGIN_WAIT) {
@@ -63,6 +72,11 @@ static void step(gh_plugin_run *run)
 void gh_plugin_chain_start(gh_plugin_run *run)
 {
     run->next = 0;
+    gh_exchange *ex = run->ex;
+    /* one clock read per step boundary: the end of a step starts the next */
+    run->timing = ex->env && ex->cfg && ex->cfg->admin && !ex->dry_run ? ex->env->metrics : NULL;
+    if (run->timing)
+        run->step_ns = uv_hrtime();
     step(run);
 }
 
@@ -71,9 +85,14 @@ void gh_plugin_resume(gh_plugin_run *run, int result)
     run->ex->on_abort = NULL;
     run->ex->consumer = NULL;
     run->cancel = NULL;
+    int id = run->next - 1;
+    if (run->timing) {   /* a waiting step is timed until it resumes */
+        uint64_t now = uv_hrtime();
+        gh_metrics_plugin(run->timing, id, now - run->step_ns);
+        run->step_ns = now;
+    }
     if (result == GH_PLUGIN_DONE)
         return;
-    int id = run->next - 1;
     uint32_t later = run->next < GH_PLUGIN_COUNT ? run->chain->on >> run->next << run->next : 0;
     if (is_auth(id) && !(later && is_auth(__builtin_ctz(later))) && auth_failed(run))
         return;

@@ -38,6 +38,10 @@ struct gh_plugin_run {
     /* WAIT: the plugin's way to forget its pending work when the client leaves */
     void (*cancel)(gh_plugin_run *run);
     void *wait_ctx;
+    /* gatehouse_plugin_duration_seconds: the worker's counters when metrics
+     * are on (else NULL), and the clock at the current step's start */
+    struct gh_metrics_worker *timing;
+    uint64_t step_ns;
     /* the chain ran to its end: the dispatcher's continuation (the target) */
     void (*done)(gh_plugin_run *run);
     void *done_ctx;

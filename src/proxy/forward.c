@@ -892,6 +892,7 @@ void gh_proxy_start(gh_exchange *ex, const gh_proxy_ctx *ctx, const gh_route_cfg
         return;
     }
     ex->log.upstream = f->up->name;
+    ex->log.upstream_id = f->up->metric_id;
     const char *refused = gh_upcall_start(&f->call, ex, ctx, route);
     if (refused) {
         gh_problem(ex, 503, refused, "the upstream's circuit breaker is open", NULL, 0, NULL);

@@ -626,6 +626,7 @@ void gh_h2up_start(gh_exchange *ex, const gh_proxy_ctx *ctx, const gh_route_cfg 
     if (route->timeout_ms)
         x->deadline_ms = x->t0_ms + route->timeout_ms;
     ex->log.upstream = x->up->name;
+    ex->log.upstream_id = x->up->metric_id;
     const char *refused = gh_upcall_start(&x->call, ex, ctx, route);
     if (refused) {
         gh_problem(ex, 503, refused, "the upstream's circuit breaker is open", NULL, 0, NULL);

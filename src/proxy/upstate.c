@@ -136,6 +136,7 @@ void gh_target_report(gh_target_state *t, const gh_upstream_cfg *u, bool failed,
     uint_fast64_t until = atomic_load_explicit(&t->ejected_until, RLX);
     if (until > now || !atomic_compare_exchange_strong(&t->ejected_until, &until, now + u->passive.eject_for_ms))
         return;   /* already out (another worker ejected it) */
+    atomic_fetch_add_explicit(&t->ejections, 1, RLX);   /* rare: a shared atomic is fine */
     atomic_store_explicit(&t->fails, 0, RLX);
     gh_log_warn("upstream %s target %s: down, ejected for %llums after %u failures within %llums",
                 u->name.p, t->key, (unsigned long long)u->passive.eject_for_ms, u->passive.failures,

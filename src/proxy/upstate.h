@@ -28,6 +28,7 @@ typedef struct gh_target_state {
     atomic_uint_fast64_t ejected_until;   /* passive checks: no traffic before this (ms) */
     atomic_uint_fast64_t window_start;    /* passive checks: start of the failure window (ms) */
     atomic_uint fails;              /* failures in that window */
+    atomic_uint_fast64_t ejections; /* times passive checks ejected it (metrics) */
     atomic_uint inflight;           /* requests in flight to it, all workers */
     /* resolve_every: the address its name resolved to last (proxy/resolve.h).
      * A seqlock of atomic words: the main thread writes, workers copy it

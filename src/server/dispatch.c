@@ -122,6 +122,7 @@ static void start_route(gh_exchange *ex, gh_snapshot *snap, const gh_route_match
 {
     const gh_route_cfg *route = m->route;
     ex->log.route = route->name;
+    ex->log.route_id = route->metric_id;
     gh_version_pick pick = { 0 };
     bool picked = route->target != GH_TARGET_VERSIONS || gh_versions_pick(ex, route, path_version, &pick);
     if (ex->dry_run)

@@ -11,6 +11,7 @@
 #include "config/demo.h"
 #include "core/log.h"
 #include "observe/access_log.h"
+#include "observe/metrics.h"
 #include "proxy/health.h"
 #include "proxy/resolve.h"
 #include "server/fd_limit.h"
@@ -96,6 +97,19 @@ static void answer_admin(server *s, const gh_diag *d, const char *err)
     free(msgs);
 }
 
+/* The last reload's result for /api/stats and /api/status. */
+static void note_reload_failed(const gh_diag *d, const char *err)
+{
+    const char **msgs = calloc(d->n + 1, sizeof(*msgs));
+    size_t n = 0;
+    for (size_t i = 0; msgs && i < d->n; i++)
+        msgs[n++] = d->items[i].text;
+    if (msgs && err && err[0])
+        msgs[n++] = err;
+    gh_metrics_reload(false, msgs, n);
+    free(msgs);
+}
+
 static void reload(server *s)
 {
     if (!workers_caught_up(s)) {
@@ -123,6 +137,7 @@ static void reload(server *s)
         if (err[0])
             gh_log_error("%s", err);
         answer_admin(s, &d, err);
+        note_reload_failed(&d, err);
         /* last, so that the line closes this reload's output */
         gh_log_error("reload failed; keeping the running configuration (generation %llu)",
                      (unsigned long long)s->generation);
@@ -138,7 +153,9 @@ static void reload(server *s)
     gh_fd_limit_check(snap->cfg, s->nworkers);
     gh_resolver_apply(s->resolver, snap->cfg);
     gh_health_apply(s->health, snap->cfg, snap->tls_clients);
+    gh_metrics_assign(snap->cfg);
     publish(s, snap);
+    gh_metrics_reload(true, NULL, 0);
     /* answered with the "reloaded" line, once every worker serves it */
     free(s->admin_applying);
     s->admin_applying = s->admin_waiting;
@@ -303,6 +320,7 @@ int gh_server_run(const gh_run_options *o)
         return 1;
     }
     s.nworkers = count_workers(o, cfg);
+    gh_metrics_init(s.nworkers);
     gh_snapshot *snap = gh_snapshot_build(cfg, s.nworkers, &d);
     gh_diag_print(&d, stderr);
     gh_diag_free(&d);
@@ -326,6 +344,7 @@ int gh_server_run(const gh_run_options *o)
         gh_snapshot_unref(snap);
         return 3;
     }
+    gh_metrics_assign(snap->cfg);
     snap->generation = s.generation = 1;
     atomic_store(&gh_current_snapshot, snap);
     s.workers = calloc((size_t)s.nworkers, sizeof(gh_worker));

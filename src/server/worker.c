@@ -14,6 +14,7 @@
 #include "observe/callers.h"
 #include "proxy/tunnel.h"
 #include "admin/admin.h"
+#include "observe/metrics.h"
 #include "server/dispatch.h"
 
 _Atomic(gh_snapshot *) gh_current_snapshot;
@@ -98,6 +99,7 @@ static void follow_snapshot(gh_worker *w)
             if (gh_sockaddr_equal((struct sockaddr *)&l->sa, (struct sockaddr *)&set->items[k].sa)) {
                 keep = true;
                 l->info.handle = set->items[k].admin ? gh_admin_handle : gh_dispatch;
+                l->info.uncounted = set->items[k].admin;
                 l->info.path_strict = set->items[k].path_strict;
                 l->info.http2 = set->items[k].http2;
                 l->tls = set->items[k].tls;   /* new certificates for new connections */
@@ -220,6 +222,7 @@ static void listener_open(gh_worker *w, const gh_listen_item *it, int fd)
     snprintf(l->address, sizeof(l->address), "%s", it->address);
     l->info.local_port = gh_sockaddr_port((const struct sockaddr *)&it->sa);
     l->info.handle = it->admin ? gh_admin_handle : gh_dispatch;
+    l->info.uncounted = it->admin;
     l->info.path_strict = it->path_strict;
     l->info.http2 = it->http2;
     l->tls = it->tls;
@@ -308,6 +311,8 @@ static void on_done(gh_exchange *ex)
         gh_plugin_after_response(ex->plugin_run);
     gh_access_log_add(&w->alog, ex);
     gh_callers_record(ex);
+    if (ex->cfg->admin && !ex->uncounted)   /* nobody can read metrics without admin: */
+        gh_metrics_exchange(w->env.metrics, ex, uv_hrtime());
 }
 
 static void on_conn_closed(gh_http_env *env)
@@ -379,6 +384,7 @@ int gh_worker_start(gh_worker *w, int id)
     env->pin = pin;
     env->unpin = unpin;
     env->done = on_done;
+    env->metrics = gh_metrics_for_worker(id);
     for (int k = 0; k < GH_TO_COUNT; k++)
         gh_deadline_list_init(&env->timeouts[k]);
     if (getrandom(env->rng, sizeof(env->rng), 0) != sizeof(env->rng)) {

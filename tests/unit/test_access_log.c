@@ -139,6 +139,14 @@ static void test_json_escape_keeps_utf8_and_replaces_the_rest(void **state)
         { "\xf4\x90\x80\x80", "\\ufffd\\ufffd\\ufffd\\ufffd" },   /* past U+10FFFF */
         { "\xe2\x82", "\\ufffd\\ufffd" },              /* cut short */
         { "\"\\\n\x7f", "\\\"\\\\\\n\\u007f" },
+        /* 8 bytes at a time: each kind of byte that needs care, in and across words */
+        { "abcdefgh\"ijklmnop", "abcdefgh\\\"ijklmnop" },
+        { "abcdefghijklmno\\p", "abcdefghijklmno\\\\p" },
+        { "abcdefghijklm\x01nopqr", "abcdefghijklm\\u0001nopqr" },
+        { "abcdefghij\x7fklmnop", "abcdefghij\\u007fklmnop" },
+        { "abcdefgh\xc3\xa9ijklmnopqrstu", "abcdefgh\xc3\xa9ijklmnopqrstu" },
+        { "0123456789abcdef0123456789ABCDEF", "0123456789abcdef0123456789ABCDEF" },
+        { " !#$%&'()*+,-./[]^_`{|}~", " !#$%&'()*+,-./[]^_`{|}~" },
     };
     char out[64];
     for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
@@ -148,6 +156,7 @@ static void test_json_escape_keeps_utf8_and_replaces_the_rest(void **state)
         assert_string_equal(out, rows[i].out);
     }
     assert_int_equal(gh_json_escape(out, 5, "\xff", 1), (size_t)-1);
+    assert_int_equal(gh_json_escape(out, 9, "0123456789", 10), (size_t)-1);   /* the fast path checks room too */
 }
 
 int main(void)

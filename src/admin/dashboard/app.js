@@ -262,7 +262,7 @@
     var open = stats && stats.connections ? stats.connections.open : status ? status.open_connections : null;
     big("big-conn", num(open) ? String(open) : "–");
     var cfg = stats && stats.config ? stats.config : status && status.config;
-    var failed = stats && stats.config && stats.config.last_reload && stats.config.last_reload.result === "error";
+    var failed = !!(cfg && cfg.last_reload && cfg.last_reload.result === "error");
     big("big-gen", cfg && num(cfg.generation) ? String(cfg.generation) + (failed ? " · reload failed" : "") : "–", failed);
     var up = stats ? stats.uptime_seconds : status ? status.uptime_seconds : null;
     big("big-up", fmtDuration(up));
@@ -375,7 +375,7 @@
     dlRow(dl, "generation", num(cfg.generation) ? cfg.generation : "–");
     dlRow(dl, "source", cfg.source || "–").className = "mono";
     dlRow(dl, "loaded", cfg.loaded_at ? fmtTime(cfg.loaded_at) + " (" + cfg.loaded_at + ")" : "–");
-    if (!stats || !("last_reload" in cfg)) { dlRow(dl, "last reload", "not available", "na"); return; }
+    if (!("last_reload" in cfg)) { dlRow(dl, "last reload", "not available", "na"); return; }
     var lr = cfg.last_reload;
     if (!lr) { dlRow(dl, "last reload", "none since start"); return; }
     var ok = lr.result === "ok";
