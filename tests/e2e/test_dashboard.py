@@ -208,6 +208,12 @@ def test_dashboard_live(gatehouse, upstreams):
             # tables scroll inside their card; the page itself does not scroll sideways
             assert await b.eval("document.documentElement.scrollWidth") <= 390
             await b.screenshot(os.path.join(ARTIFACTS, "dashboard-phone.png"))
+            # a refused reload turns the generation box red and lists the error
+            assert not await b.eval("document.getElementById('big-gen').classList.contains('bad')")
+            assert g.reload(CONFIG.replace("respond: { status: 204 }", "respond: { status: 2004 }")) is False
+            await b.wait("document.getElementById('big-gen').classList.contains('bad') && "
+                         "document.getElementById('last-reload').textContent.includes('gatehouse.yaml:')",
+                         what="the failed reload")
             only_admin(b, g.admin_port)
             assert not b.problems(), b.problems()   # no exception, no CSP violation, no failed load
         finally:
