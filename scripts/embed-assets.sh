@@ -6,6 +6,7 @@
 set -eu
 out=$1 dir=$2
 tmp=$out.tmp
+trap 'rm -f "$tmp"' EXIT
 ctype() {
   case "$1" in
     *.html) echo "text/html; charset=utf-8" ;;
