@@ -239,6 +239,7 @@ def test_dashboard_token_form(gatehouse, upstreams):
         try:
             await b.goto(url)
             await b.wait("!document.getElementById('login').hidden", what="the token form")
+            await b.screenshot(os.path.join(ARTIFACTS, "dashboard-login.png"), full_page=False)
             await login("wrong-token")
             await b.wait("!document.getElementById('login').hidden && "
                          "document.getElementById('login-msg').textContent.includes('refused')",

@@ -127,6 +127,8 @@
   function showLogin(msg) {
     stopPolling();
     $("login").hidden = false;
+    $("conn").className = "conn";
+    $("conn").textContent = "waiting for the admin token";
     if (msg) $("login-msg").textContent = msg;
     $("login-token").focus();
   }
