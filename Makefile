@@ -19,7 +19,10 @@ GH_CFLAGS := -std=c11 -D_GNU_SOURCE -DPCRE2_CODE_UNIT_WIDTH=8 -Wall -Wextra -Wer
 LIBS    := $(shell pkg-config --libs $(PKGS)) -largon2 -lcrypt -lpthread -lm
 
 SRCS    := $(sort $(shell find src -name '*.c'))
-OBJS    := $(SRCS:src/%.c=$(BUILD)/obj/%.o)
+# generated sources (build/gen/, never committed): the dashboard's files
+GEN_SRCS := $(BUILD)/gen/dashboard_assets.c
+DASH_FILES := $(sort $(wildcard src/admin/dashboard/*))
+OBJS    := $(SRCS:src/%.c=$(BUILD)/obj/%.o) $(GEN_SRCS:$(BUILD)/gen/%.c=$(BUILD)/obj/gen/%.o)
 LIBOBJS := $(filter-out $(BUILD)/obj/main.o,$(OBJS))
 UNIT_SRCS := $(sort $(wildcard tests/unit/test_*.c))
 UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
@@ -46,7 +49,16 @@ $(BUILD)/tests/%: tests/unit/%.c $(LIBOBJS)
 	@mkdir -p $(dir $@)
 	$(CC) $(GH_CFLAGS) $(CFLAGS) $(LDFLAGS) -Itests/unit -o $@ $< $(LIBOBJS) $(LIBS) -lcmocka
 
+$(BUILD)/obj/gen/%.o: $(BUILD)/gen/%.c
+	@mkdir -p $(dir $@)
+	$(CC) $(GH_CFLAGS) $(CFLAGS) -MMD -MP -c -o $@ $<
+
 -include $(OBJS:.o=.d)
+
+# The dashboard (src/admin/dashboard/) is compiled into the binary.
+$(BUILD)/gen/dashboard_assets.c: scripts/embed-assets.sh src/admin/dashboard $(DASH_FILES)
+	@mkdir -p $(dir $@)
+	scripts/embed-assets.sh $@ src/admin/dashboard
 
 # The version string changes with every commit: only the files that print it
 # are rebuilt, and only when it really changed.
@@ -80,7 +92,10 @@ test-san:
 	$(MAKE) BUILD=build/san CC=clang CFLAGS="-O1 -g $(SAN)" LDFLAGS="$(SAN)" unit e2e
 
 # libFuzzer harnesses: each links the project's objects built with coverage.
-FUZZ_OBJS := $(filter-out build/fuzz/obj/main.o,$(SRCS:src/%.c=build/fuzz/obj/%.o))
+FUZZ_OBJS := $(filter-out build/fuzz/obj/main.o,$(SRCS:src/%.c=build/fuzz/obj/%.o)) build/fuzz/obj/gen/dashboard_assets.o
+build/fuzz/obj/gen/%.o: build/gen/%.c
+	@mkdir -p $(dir $@)
+	clang $(GH_CFLAGS) -Ibuild/gen -O1 -g -fsanitize=fuzzer-no-link,address,undefined -DGH_FUZZING -c -o $@ $<
 build/fuzz/obj/%.o: src/%.c build/gen/version.h
 	@mkdir -p $(dir $@)
 	clang $(GH_CFLAGS) -Ibuild/gen -O1 -g -fsanitize=fuzzer-no-link,address,undefined -DGH_FUZZING -c -o $@ $<

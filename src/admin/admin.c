@@ -2,6 +2,7 @@
 #include "version.h"
 #include "admin/admin.h"
 #include "admin/endpoints.h"
+#include "admin/dashboard.h"
 #include <jansson.h>
 #include <openssl/crypto.h>
 #include <openssl/sha.h>
@@ -216,7 +217,7 @@ static void reload(gh_exchange *ex)
 /* ------------------------------------------------------------- routing -- */
 
 typedef struct endpoint {
-    const char *path;
+    const char *path;             /* ending in '*': a prefix */
     uint32_t methods;             /* GH_M_* */
     const char *allow;
     bool api;                     /* under the §12.15 access rule */
@@ -234,6 +235,8 @@ static const endpoint endpoints[] = {
     { "/api/reload", GH_M_POST, "POST", true, reload },
     { "/metrics", GH_M_GET | GH_M_HEAD, "GET, HEAD", false, gh_admin_metrics },
     { "/api/stats", GH_M_GET | GH_M_HEAD, "GET, HEAD", true, gh_admin_stats },
+    { "/", GH_M_GET | GH_M_HEAD, "GET, HEAD", false, gh_admin_dashboard },
+    { "/dashboard/*", GH_M_GET | GH_M_HEAD, "GET, HEAD", false, gh_admin_dashboard },
 };
 
 void gh_admin_handle(gh_exchange *ex)
@@ -244,7 +247,10 @@ void gh_admin_handle(gh_exchange *ex)
         return;
     for (size_t i = 0; i < sizeof(endpoints) / sizeof(endpoints[0]); i++) {
         const endpoint *e = &endpoints[i];
-        if (strlen(e->path) != path.len || memcmp(e->path, path.p, path.len) != 0)
+        size_t n = strlen(e->path);
+        bool prefix = e->path[n - 1] == '*';
+        if (prefix ? path.len < n - 1 || memcmp(e->path, path.p, n - 1) != 0
+                   : n != path.len || memcmp(e->path, path.p, n) != 0)
             continue;
         if (!(ex->method_bit & e->methods)) {
             gh_header allow = { "Allow", e->allow, 5, (uint32_t)strlen(e->allow) };
