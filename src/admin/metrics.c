@@ -11,7 +11,7 @@
 #include "plugins/plugin.h"
 #include "server/worker.h"
 
-static void upstream_gauges(gh_mtext *t, gh_snapshot *s, uint64_t now)
+static void upstream_gauges(gh_text *t, gh_snapshot *s, uint64_t now)
 {
     const gh_config *cfg = s->cfg;
     gh_metrics_family(t, "gatehouse_upstream_target_up", "gauge",
@@ -20,11 +20,11 @@ static void upstream_gauges(gh_mtext *t, gh_snapshot *s, uint64_t now)
         const gh_upstream_cfg *up = &cfg->upstreams[u];
         gh_upstream_rt *rt = gh_balance_upstream(s->balancer, u);
         for (size_t i = 0; rt && i < up->ntargets; i++) {
-            gh_mtext_printf(t, "gatehouse_upstream_target_up{upstream=\"");
-            gh_mtext_label(t, up->name.p);
-            gh_mtext_printf(t, "\",target=\"");
-            gh_mtext_label(t, up->targets[i].address.p);
-            gh_mtext_printf(t, "\"} %d\n", gh_target_up(rt->ts[i], up, now) ? 1 : 0);
+            gh_text_printf(t, "gatehouse_upstream_target_up{upstream=\"");
+            gh_metrics_label(t, up->name.p);
+            gh_text_printf(t, "\",target=\"");
+            gh_metrics_label(t, up->targets[i].address.p);
+            gh_text_printf(t, "\"} %d\n", gh_target_up(rt->ts[i], up, now) ? 1 : 0);
         }
     }
     gh_metrics_family(t, "gatehouse_upstream_ejections_total", "counter",
@@ -33,11 +33,11 @@ static void upstream_gauges(gh_mtext *t, gh_snapshot *s, uint64_t now)
         const gh_upstream_cfg *up = &cfg->upstreams[u];
         gh_upstream_rt *rt = gh_balance_upstream(s->balancer, u);
         for (size_t i = 0; rt && i < up->ntargets; i++) {
-            gh_mtext_printf(t, "gatehouse_upstream_ejections_total{upstream=\"");
-            gh_mtext_label(t, up->name.p);
-            gh_mtext_printf(t, "\",target=\"");
-            gh_mtext_label(t, up->targets[i].address.p);
-            gh_mtext_printf(t, "\"} %llu\n", (unsigned long long)atomic_load(&rt->ts[i]->ejections));
+            gh_text_printf(t, "gatehouse_upstream_ejections_total{upstream=\"");
+            gh_metrics_label(t, up->name.p);
+            gh_text_printf(t, "\",target=\"");
+            gh_metrics_label(t, up->targets[i].address.p);
+            gh_text_printf(t, "\"} %llu\n", (unsigned long long)atomic_load(&rt->ts[i]->ejections));
         }
     }
     gh_metrics_family(t, "gatehouse_circuit_state", "gauge",
@@ -46,28 +46,28 @@ static void upstream_gauges(gh_mtext *t, gh_snapshot *s, uint64_t now)
         gh_upstream_rt *rt = gh_balance_upstream(s->balancer, u);
         if (!rt || !rt->circuit)
             continue;   /* no circuit_breaker configured */
-        gh_mtext_printf(t, "gatehouse_circuit_state{upstream=\"");
-        gh_mtext_label(t, cfg->upstreams[u].name.p);
-        gh_mtext_printf(t, "\"} %d\n", gh_circuit_state(rt->circuit));
+        gh_text_printf(t, "gatehouse_circuit_state{upstream=\"");
+        gh_metrics_label(t, cfg->upstreams[u].name.p);
+        gh_text_printf(t, "\"} %d\n", gh_circuit_state(rt->circuit));
     }
 }
 
 static void version_sample(void *arg, const char *route, const char *version, const char *consumer, uint64_t total)
 {
-    gh_mtext *t = arg;
-    gh_mtext_printf(t, "gatehouse_version_requests_total{route=\"");
-    gh_mtext_label(t, route);
-    gh_mtext_printf(t, "\",version=\"");
-    gh_mtext_label(t, version);
-    gh_mtext_printf(t, "\",consumer=\"");
-    gh_mtext_label(t, consumer);
-    gh_mtext_printf(t, "\"} %llu\n", (unsigned long long)total);
+    gh_text *t = arg;
+    gh_text_printf(t, "gatehouse_version_requests_total{route=\"");
+    gh_metrics_label(t, route);
+    gh_text_printf(t, "\",version=\"");
+    gh_metrics_label(t, version);
+    gh_text_printf(t, "\",consumer=\"");
+    gh_metrics_label(t, consumer);
+    gh_text_printf(t, "\"} %llu\n", (unsigned long long)total);
 }
 
 void gh_admin_metrics(gh_exchange *ex)
 {
     gh_snapshot *s = gh_pin_snapshot(ex->pin);
-    gh_mtext t = { 0 };
+    gh_text t = { 0 };
     const char *names[GH_PLUGIN_COUNT];
     for (int i = 0; i < GH_PLUGIN_COUNT; i++)
         names[i] = gh_plugin_registry[i]->name;
@@ -78,13 +78,13 @@ void gh_admin_metrics(gh_exchange *ex)
     if (!gh_callers_totals(version_sample, &t))
         t.oom = true;
     gh_metrics_family(&t, "gatehouse_connections", "gauge", "Client connections by state.");
-    gh_mtext_printf(&t, "gatehouse_connections{state=\"open\"} %d\n", atomic_load(&gh_open_connections));
+    gh_text_printf(&t, "gatehouse_connections{state=\"open\"} %d\n", atomic_load(&gh_open_connections));
     gh_metrics_family(&t, "gatehouse_config_revision", "gauge", "Generation of the configuration in use.");
-    gh_mtext_printf(&t, "gatehouse_config_revision %llu\n", (unsigned long long)s->generation);
+    gh_text_printf(&t, "gatehouse_config_revision %llu\n", (unsigned long long)s->generation);
     gh_metrics_family(&t, "gatehouse_info", "gauge", "The running gatehouse: always 1.");
-    gh_mtext_printf(&t, "gatehouse_info{version=\"");
-    gh_mtext_label(&t, GH_VERSION);
-    gh_mtext_printf(&t, "\"} 1\n");
+    gh_text_printf(&t, "gatehouse_info{version=\"");
+    gh_metrics_label(&t, GH_VERSION);
+    gh_text_printf(&t, "\"} 1\n");
     char *body = t.oom ? NULL : gh_arena_strndup(&ex->arena, t.p, t.len);
     free(t.p);
     if (!body) {

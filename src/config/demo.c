@@ -6,6 +6,7 @@
 #include <ctype.h>
 #include <stdlib.h>
 #include <string.h>
+#include "core/text.h"
 
 /* A fixed key, not one drawn per run: the demo protects nothing (its routes
  * answer from the gateway itself), and a fixed key keeps the printed
@@ -161,38 +162,13 @@ static void example_text(const example *e, const char *listen, const char *admin
         snprintf(out, cap, "curl %s %shttp://%s%s%s", e->opts, quote ? "'" : "", host, e->path, quote ? "'" : "");
 }
 
-typedef struct text {
-    char *p;
-    size_t len, cap;
-    bool oom;
-} text;
-
-static void put(text *t, const char *s, size_t n)
-{
-    if (t->oom)
-        return;
-    if (t->len + n + 1 > t->cap) {
-        size_t cap = (t->len + n + 1) * 2;
-        char *p = realloc(t->p, cap);
-        if (!p) {
-            t->oom = true;
-            return;
-        }
-        t->p = p;
-        t->cap = cap;
-    }
-    memcpy(t->p + t->len, s, n);
-    t->len += n;
-    t->p[t->len] = '\0';
-}
-
 /* "[::1]:8080" must be quoted: YAML would read a bracket as a list. */
-static void put_address(text *t, const char *address)
+static void put_address(gh_text *t, const char *address)
 {
     bool quote = address[0] == '[';
-    put(t, "\"", quote);
-    put(t, address, strlen(address));
-    put(t, "\"", quote);
+    gh_text_put(t, "\"", quote);
+    gh_text_put(t, address, strlen(address));
+    gh_text_put(t, "\"", quote);
 }
 
 /* An override, or the default; NULL (reported) when it is not an address. */
@@ -216,14 +192,14 @@ char *gh_demo_yaml(gh_diag *diag)
     const char *admin = address_from_env(GH_DEMO_ADMIN_ENV, DEMO_ADMIN, diag);
     if (!listen || !admin)
         return NULL;
-    text t = { 0 };
+    gh_text t = { 0 };
     for (const char *p = demo_template; *p;) {
         const char *at = strchr(p, '@');
         if (!at) {
-            put(&t, p, strlen(p));
+            gh_text_put(&t, p, strlen(p));
             break;
         }
-        put(&t, p, (size_t)(at - p));
+        gh_text_put(&t, p, (size_t)(at - p));
         if (strncmp(at, "@LISTEN@", 8) == 0) {
             put_address(&t, listen);
             p = at + 8;
@@ -235,11 +211,11 @@ char *gh_demo_yaml(gh_diag *diag)
                 char cmd[256], line[512];
                 example_text(&examples[i], listen, admin, cmd, sizeof(cmd));
                 int n = snprintf(line, sizeof(line), "          %s\n            %s\n", cmd, examples[i].what);
-                put(&t, line, (size_t)n);
+                gh_text_put(&t, line, (size_t)n);
             }
             p = at + 10;
         } else {
-            put(&t, at, 1);
+            gh_text_put(&t, at, 1);
             p = at + 1;
         }
     }

@@ -6,82 +6,54 @@
 #include <string.h>
 #include "observe/metrics.h"
 
-void gh_mtext_printf(gh_mtext *t, const char *fmt, ...)
-{
-    for (;;) {
-        va_list ap;
-        va_start(ap, fmt);
-        int n = vsnprintf(t->p ? t->p + t->len : NULL, t->p ? t->cap - t->len : 0, fmt, ap);
-        va_end(ap);
-        if (n < 0) {
-            t->oom = true;
-            return;
-        }
-        if (t->p && (size_t)n < t->cap - t->len) {
-            t->len += (size_t)n;
-            return;
-        }
-        size_t cap = t->cap ? t->cap * 2 : 4096;
-        while (cap < t->len + (size_t)n + 1)
-            cap *= 2;
-        char *p = realloc(t->p, cap);
-        if (!p) {
-            t->oom = true;
-            return;
-        }
-        t->p = p;
-        t->cap = cap;
-    }
-}
-
-void gh_mtext_label(gh_mtext *t, const char *v)
+void gh_metrics_label(gh_text *t, const char *v)
 {
     for (; *v; v++) {
         if (*v == '\\' || *v == '"')
-            gh_mtext_printf(t, "\\%c", *v);
+            gh_text_printf(t, "\\%c", *v);
         else if (*v == '\n')
-            gh_mtext_printf(t, "\\n");
+            gh_text_printf(t, "\\n");
         else
-            gh_mtext_printf(t, "%c", *v);
+            gh_text_printf(t, "%c", *v);
     }
 }
 
-void gh_metrics_family(gh_mtext *t, const char *name, const char *type, const char *help)
+void gh_metrics_family(gh_text *t, const char *name, const char *type, const char *help)
 {
-    gh_mtext_printf(t, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+    gh_text_printf(t, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
 }
 
 /* name_bucket{label="value",le=...} cumulative, then _sum (seconds) and _count. */
-static void histogram(gh_mtext *t, const char *name, const char *label, const char *value, const gh_metrics_hist *h)
+static void histogram(gh_text *t, const char *name, const char *label, const char *value, const gh_metrics_hist *h)
 {
     uint64_t cum = 0;
     for (int b = 0; b <= GH_METRICS_NBOUNDS; b++) {
         cum += h->b[b];
-        gh_mtext_printf(t, "%s_bucket{%s=\"", name, label);
-        gh_mtext_label(t, value);
+        gh_text_printf(t, "%s_bucket{%s=\"", name, label);
+        gh_metrics_label(t, value);
         if (b < GH_METRICS_NBOUNDS)
-            gh_mtext_printf(t, "\",le=\"%g\"} %llu\n", gh_metrics_bounds_us[b] / 1e6, (unsigned long long)cum);
+            gh_text_printf(t, "\",le=\"%g\"} %llu\n", gh_metrics_bounds_us[b] / 1e6, (unsigned long long)cum);
         else
-            gh_mtext_printf(t, "\",le=\"+Inf\"} %llu\n", (unsigned long long)cum);
+            gh_text_printf(t, "\",le=\"+Inf\"} %llu\n", (unsigned long long)cum);
     }
-    gh_mtext_printf(t, "%s_sum{%s=\"", name, label);
-    gh_mtext_label(t, value);
-    gh_mtext_printf(t, "\"} %llu.%06llu\n", (unsigned long long)(h->sum_us / 1000000),
+    gh_text_printf(t, "%s_sum{%s=\"", name, label);
+    gh_metrics_label(t, value);
+    gh_text_printf(t, "\"} %llu.%06llu\n", (unsigned long long)(h->sum_us / 1000000),
                     (unsigned long long)(h->sum_us % 1000000));
-    gh_mtext_printf(t, "%s_count{%s=\"", name, label);
-    gh_mtext_label(t, value);
-    gh_mtext_printf(t, "\"} %llu\n", (unsigned long long)h->count);
+    gh_text_printf(t, "%s_count{%s=\"", name, label);
+    gh_metrics_label(t, value);
+    gh_text_printf(t, "\"} %llu\n", (unsigned long long)h->count);
 }
 
 /* "name{route=\"r\"" then the caller closes the braces. */
-static void route_sample(gh_mtext *t, const char *name, const char *route)
+static void route_sample(gh_text *t, const char *name, const char *route)
 {
-    gh_mtext_printf(t, "%s{route=\"", name);
-    gh_mtext_label(t, route);
-    gh_mtext_printf(t, "\"");
+    gh_text_printf(t, "%s{route=\"", name);
+    gh_metrics_label(t, route);
+    gh_text_printf(t, "\"");
 }
 
-void gh_metrics_render(gh_mtext *t, const char *const *plugin_names)
+void gh_metrics_render(gh_text *t, const char *const *plugin_names)
 {
     uint32_t nr = gh_metrics_route_count();
     gh_metrics_route *rs = calloc(nr ? nr : 1, sizeof(*rs));
@@ -97,7 +69,7 @@ void gh_metrics_render(gh_mtext *t, const char *const *plugin_names)
     for (uint32_t i = 0; i < nr; i++) {
         for (size_t k = 0; k < rs[i].ncodes; k++) {
             route_sample(t, "gatehouse_requests_total", gh_metrics_route_name(i));
-            gh_mtext_printf(t, ",method=\"%s\",code=\"%u\"} %llu\n", gh_metrics_method_name(rs[i].codes[k].method),
+            gh_text_printf(t, ",method=\"%s\",code=\"%u\"} %llu\n", gh_metrics_method_name(rs[i].codes[k].method),
                             rs[i].codes[k].status, (unsigned long long)rs[i].codes[k].n);
         }
     }
@@ -109,7 +81,7 @@ void gh_metrics_render(gh_mtext *t, const char *const *plugin_names)
     gh_metrics_family(t, "gatehouse_rate_limited_total", "counter", "Requests refused with 429 rate_limited, by route.");
     for (uint32_t i = 1; i < nr; i++) {
         route_sample(t, "gatehouse_rate_limited_total", gh_metrics_route_name(i));
-        gh_mtext_printf(t, "} %llu\n", (unsigned long long)rs[i].rate_limited);
+        gh_text_printf(t, "} %llu\n", (unsigned long long)rs[i].rate_limited);
     }
     gh_metrics_family(t, "gatehouse_cache_total", "counter", "Responses by cache result, by route.");
     for (uint32_t i = 0; i < nr; i++) {
@@ -117,7 +89,7 @@ void gh_metrics_render(gh_mtext *t, const char *const *plugin_names)
             if (!rs[i].cache[c])
                 continue;
             route_sample(t, "gatehouse_cache_total", gh_metrics_route_name(i));
-            gh_mtext_printf(t, ",result=\"%s\"} %llu\n", gh_metrics_cache_names[c], (unsigned long long)rs[i].cache[c]);
+            gh_text_printf(t, ",result=\"%s\"} %llu\n", gh_metrics_cache_names[c], (unsigned long long)rs[i].cache[c]);
         }
     }
     free(rs);
@@ -139,11 +111,11 @@ void gh_metrics_render(gh_mtext *t, const char *const *plugin_names)
     }
     gh_metrics_family(t, "gatehouse_redis_errors_total", "counter",
                       "Redis failures: lost or refused connections and timed-out commands.");
-    gh_mtext_printf(t, "gatehouse_redis_errors_total %llu\n", (unsigned long long)gh_metrics_redis_errors());
+    gh_text_printf(t, "gatehouse_redis_errors_total %llu\n", (unsigned long long)gh_metrics_redis_errors());
     gh_metrics_reloads r;
     gh_metrics_reloads_read(&r);
     gh_metrics_family(t, "gatehouse_config_reloads_total", "counter", "Configuration reloads, by result.");
-    gh_mtext_printf(t, "gatehouse_config_reloads_total{result=\"ok\"} %llu\n", (unsigned long long)r.ok);
-    gh_mtext_printf(t, "gatehouse_config_reloads_total{result=\"error\"} %llu\n", (unsigned long long)r.error);
+    gh_text_printf(t, "gatehouse_config_reloads_total{result=\"ok\"} %llu\n", (unsigned long long)r.ok);
+    gh_text_printf(t, "gatehouse_config_reloads_total{result=\"error\"} %llu\n", (unsigned long long)r.error);
     gh_metrics_reloads_free(&r);
 }

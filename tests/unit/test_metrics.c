@@ -107,7 +107,7 @@ static void test_registry(void **state)
         record(1, a, GH_M_GET, 502, 1, "upstream_error");
     assert_int_equal(gh_metrics_recent_errors(e, GH_METRICS_RECENT), GH_METRICS_RECENT);
 
-    gh_mtext t = { 0 };
+    gh_text t = { 0 };
     const char *names[GH_PLUGIN_COUNT];
     for (int i = 0; i < GH_PLUGIN_COUNT; i++)
         names[i] = "p";
@@ -126,8 +126,8 @@ static void test_registry(void **state)
 static void test_label_escaping(void **state)
 {
     (void)state;
-    gh_mtext t = { 0 };
-    gh_mtext_label(&t, "a\"b\\c\nd");
+    gh_text t = { 0 };
+    gh_metrics_label(&t, "a\"b\\c\nd");
     assert_string_equal(t.p, "a\\\"b\\\\c\\nd");
     free(t.p);
 }
