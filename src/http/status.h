@@ -2,6 +2,7 @@
  * (problem+json, RFC 9457) sent through an exchange. */
 #ifndef GH_HTTP_STATUS_H
 #define GH_HTTP_STATUS_H
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include "http/exchange.h"
@@ -26,5 +27,19 @@ int gh_problem(gh_exchange *ex, int status, const char *code, const char *detail
  * bytes per input byte); returns bytes written or (size_t)-1 if cap is too
  * small. */
 size_t gh_json_escape(char *out, size_t cap, const char *s, size_t len);
+
+/* Non-zero for the bytes gh_json_escape does not copy as they are: controls,
+ * '"', '\\', DEL and bytes >= 0x80 (checked as UTF-8). */
+extern const unsigned char gh_json_care[256];
+
+/* The same test for 8 bytes at once (exact, no false positives). */
+static inline bool gh_json_word_needs_care(uint64_t x)
+{
+    const uint64_t ones = 0x0101010101010101ull, high = 0x8080808080808080ull;
+#define GH_HAS_ZERO(v) (((v) - ones) & ~(v) & high)
+    return ((x - ones * 0x20) & ~x & high) | (x & high) | GH_HAS_ZERO(x ^ (ones * 0x22)) |
+           GH_HAS_ZERO(x ^ (ones * 0x5c)) | GH_HAS_ZERO(x ^ (ones * 0x7f));
+#undef GH_HAS_ZERO
+}
 
 #endif

@@ -37,7 +37,7 @@ static char *line_of(gh_exchange *ex)
     assert_int_equal(gh_access_log_open(path), 0);
     gh_access_log al;
     gh_access_log_init(&al);
-    gh_access_log_add(&al, ex);
+    gh_access_log_add(&al, ex, uv_hrtime());
     gh_access_log_free(&al);   /* flushes */
     gh_access_log_open("off");
     FILE *f = fopen(path, "r");
