@@ -135,8 +135,9 @@ static inline bool clean4(const unsigned char *p, char *o)
 /* Most fields are short and need no escaping: copy them a word at a time
  * while testing the words (the last one overlapping), with no call and no
  * per-byte loop; only a string with a byte that needs care goes through
- * gh_json_escape, which rewrites it from the start. */
-static char *put_str(char *o, const char *s, size_t n)
+ * gh_json_escape, which rewrites it from the start. Inlined: most fields
+ * are null or a few bytes, where a call would cost as much as the copy. */
+static inline __attribute__((always_inline)) char *put_str(char *o, const char *s, size_t n)
 {
     if (!s)
         return LIT(o, "null");
@@ -149,18 +150,19 @@ static char *put_str(char *o, const char *s, size_t n)
         clean &= clean8(u + n - 8, o + n - 8);
     } else if (n >= 4) {
         clean = clean4(u, o) & clean4(u + n - 4, o + n - 4);
-    } else {
-        for (size_t k = 0; k < n; k++) {
-            clean &= !gh_json_care[u[k]];
-            o[k] = (char)u[k];
-        }
+    } else if (n) {   /* 1-3 bytes: the first, middle and last are all of them */
+        unsigned char a = u[0], b = u[n / 2], c = u[n - 1];
+        clean = !(gh_json_care[a] | gh_json_care[b] | gh_json_care[c]);
+        o[0] = (char)a;
+        o[n / 2] = (char)b;
+        o[n - 1] = (char)c;
     }
     o += clean ? n : gh_json_escape(o, n * 6, s, n);
     *o++ = '"';
     return o;
 }
 
-static char *put_gstr(char *o, gh_str s) { return put_str(o, s.len ? s.p : NULL, s.len); }
+static inline __attribute__((always_inline)) char *put_gstr(char *o, gh_str s) { return put_str(o, s.len ? s.p : NULL, s.len); }
 
 /* The raw query with the values of credential parameters (see
  * gh_config_is_secret_param) replaced by ***. */
@@ -190,11 +192,6 @@ static char *put_query(char *o, const gh_config *cfg, gh_str q)
     }
     *o++ = '"';
     return o;
-}
-
-static const char *protocol(int minor)
-{
-    return minor == 2 ? "HTTP/2" : minor == 0 ? "HTTP/1.0" : "HTTP/1.1";
 }
 
 /* Wall-clock time from the exchange's end (monotonic, already read for
@@ -246,13 +243,18 @@ static char *put_ts(gh_access_log *al, char *o, uint64_t now_ns)
 }
 
 /* A string that is safe by construction (our request ids, an IP address
- * from inet_ntop/inet_pton): copied, not escaped. */
-static char *put_safe(char *o, const char *s, size_t n)
+ * from inet_ntop/inet_pton): copied, not escaped. The whole array is
+ * copied (a fixed size, no call; the line's room allows for it), then the
+ * end is placed after the string. */
+#define PUT_SAFE(o, arr, n) (*(o) = '"', memcpy((o) + 1, (arr), sizeof(arr)), (o)[(n) + 1] = '"', (o) + (n) + 2)
+
+/* The status is always 3 digits (100-599, or 0 if none was sent). */
+static char *put_status(char *o, int s)
 {
-    *o++ = '"';
-    memcpy(o, s, n);
-    o[n] = '"';
-    return o + n + 1;
+    if (s < 100 || s > 999)
+        return put_u64(o, (uint64_t)(s > 0 ? s : 0));
+    *o = (char)('0' + s / 100);
+    return put_2(o + 1, (unsigned)s % 100);
 }
 
 void gh_access_log_add(gh_access_log *al, gh_exchange *ex, uint64_t now_ns)
@@ -264,8 +266,9 @@ void gh_access_log_add(gh_access_log *al, gh_exchange *ex, uint64_t now_ns)
     gh_str path = ex->path.len ? ex->path : ex->raw_path;
     size_t clen = strlen(ex->client), rlen = strlen(ex->request_id);
     size_t elen = ex->log.error ? strlen(ex->log.error) : 0, tlen = ex->log.tls ? strlen(ex->log.tls) : 0;
-    /* fixed text, trace id and numbers under 576 bytes; each string at most 6x */
-    size_t need = 576 + 6 * (clen + rlen + elen + tlen + ex->method.len + ex->host.len + path.len + ex->query.len
+    /* fixed text, trace id, numbers and the two safe arrays under 576 + 96
+     * bytes; each string at most 6x */
+    size_t need = 576 + 96 + 6 * (clen + rlen + elen + tlen + ex->method.len + ex->host.len + path.len + ex->query.len
                              + (ua ? ua->value_len : 0) + ex->log.route.len + ex->log.consumer.len
                              + ex->log.version.len + ex->log.upstream.len + ex->log.target.len + ex->log.cache.len);
     if (al->cap - al->len < need) {
@@ -283,12 +286,12 @@ void gh_access_log_add(gh_access_log *al, gh_exchange *ex, uint64_t now_ns)
     o = LIT(o, "{\"ts\":\"");
     o = put_ts(al, o, now_ns);
     o = LIT(o, "\",\"request_id\":");
-    o = put_safe(o, ex->request_id, rlen);   /* [0-9A-Za-z._-] only */
+    o = PUT_SAFE(o, ex->request_id, rlen);   /* [0-9A-Za-z._-] only */
     o = LIT(o, ",\"trace_id\":\"");
     memcpy(o, gh_trace_id(ex), GH_TRACE_ID_LEN);   /* hex digits: nothing to escape */
     o = LIT(o + GH_TRACE_ID_LEN, "\"");
     o = LIT(o, ",\"client\":");
-    o = put_safe(o, ex->client, clen);        /* an IP address */
+    o = PUT_SAFE(o, ex->client, clen);        /* an IP address */
     o = LIT(o, ",\"method\":");
     o = put_gstr(o, ex->method);
     o = LIT(o, ",\"host\":");
@@ -298,16 +301,13 @@ void gh_access_log_add(gh_access_log *al, gh_exchange *ex, uint64_t now_ns)
     o = LIT(o, ",\"query\":");
     o = put_query(o, ex->cfg, ex->query);
     o = LIT(o, ",\"protocol\":\"");
-    const char *proto = protocol(ex->minor);
-    size_t plen = strlen(proto);
-    memcpy(o, proto, plen);
-    o += plen;
+    o = ex->minor == 2 ? LIT(o, "HTTP/2") : ex->minor == 0 ? LIT(o, "HTTP/1.0") : LIT(o, "HTTP/1.1");
     o = LIT(o, "\",\"tls\":");
     o = put_str(o, ex->log.tls, tlen);
     o = LIT(o, ",\"user_agent\":");
     o = put_str(o, ua ? ua->value : NULL, ua ? ua->value_len : 0);
     o = LIT(o, ",\"status\":");
-    o = put_u64(o, (uint64_t)(ex->status > 0 ? ex->status : 0));
+    o = put_status(o, ex->status);
     o = LIT(o, ",\"bytes_in\":");
     o = put_u64(o, ex->body_received);
     o = LIT(o, ",\"bytes_out\":");
