@@ -149,7 +149,8 @@ static inline __attribute__((always_inline)) char *put_str(char *o, const char *
             clean &= clean8(u + k, o + k);
         clean &= clean8(u + n - 8, o + n - 8);
     } else if (n >= 4) {
-        clean = clean4(u, o) & clean4(u + n - 4, o + n - 4);
+        clean = clean4(u, o);
+        clean &= clean4(u + n - 4, o + n - 4);
     } else if (n) {   /* 1-3 bytes: the first, middle and last are all of them */
         unsigned char a = u[0], b = u[n / 2], c = u[n - 1];
         clean = !(gh_json_care[a] | gh_json_care[b] | gh_json_care[c]);
