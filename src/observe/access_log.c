@@ -72,7 +72,8 @@ void gh_access_log_free(gh_access_log *al)
 
 /* The line is written by hand into room reserved up front: no printf, no
  * bounds check per field. Every string from a request or the
- * configuration goes through gh_json_escape (at most 6 bytes per byte). */
+ * configuration is tested a word at a time and, if any byte needs care,
+ * escaped by gh_json_escape (at most 6 bytes per byte). */
 
 #define LIT(o, s) (memcpy((o), (s), sizeof(s) - 1), (o) + sizeof(s) - 1)
 
