@@ -77,43 +77,58 @@ static size_t utf8_len(const unsigned char *s, size_t len)
     return n;
 }
 
-/* Any byte of the 8 that JSON needs escaped or checked: a control, '"',
- * '\\', DEL or non-ASCII (exact, no false positives). */
-static inline bool word_needs_care(uint64_t x)
-{
-    const uint64_t ones = 0x0101010101010101ull, high = 0x8080808080808080ull;
-#define HAS_ZERO(v) (((v) - ones) & ~(v) & high)
-    return ((x - ones * 0x20) & ~x & high) | (x & high) | HAS_ZERO(x ^ (ones * 0x22)) |
-           HAS_ZERO(x ^ (ones * 0x5c)) | HAS_ZERO(x ^ (ones * 0x7f));
-#undef HAS_ZERO
-}
+/* The bytes JSON needs escaped or checked (status.h). */
+const unsigned char gh_json_care[256] = {
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+};
 
+/* Clean runs are copied as they are scanned (8 bytes a word, then by
+ * table), bounded once per run by the room left; only the bytes that need
+ * care take the slow path. Most access-log fields are short and clean, so
+ * this is a few instructions per byte and no call per run. */
 size_t gh_json_escape(char *out, size_t cap, const char *s, size_t len)
 {
     static const char hex[] = "0123456789abcdef";
     const unsigned char *u = (const unsigned char *)s;
-    size_t o = 0;
-    for (size_t i = 0; i < len; i++) {
-        /* the common case: 8 plain bytes at a time (access-log lines) */
-        while (i + 8 <= len && o + 8 <= cap) {
+    size_t i = 0, o = 0;
+    while (i < len) {
+        size_t lim = len - i < cap - o ? len - i : cap - o, k = 0;
+        while (k + 8 <= lim) {
             uint64_t w;
-            memcpy(&w, u + i, 8);
-            if (word_needs_care(w))
+            memcpy(&w, u + i + k, 8);
+            if (gh_json_word_needs_care(w))
                 break;
-            memcpy(out + o, &w, 8);
-            i += 8;
-            o += 8;
+            memcpy(out + o + k, &w, 8);
+            k += 8;
         }
+        while (k < lim && !gh_json_care[u[i + k]]) {
+            out[o + k] = (char)u[i + k];
+            k++;
+        }
+        i += k;
+        o += k;
         if (i == len)
             break;
         unsigned char c = u[i];
-        if (c >= 0x20 && c < 0x7f && c != '"' && c != '\\') {
-            if (o + 1 > cap) return (size_t)-1;
-            out[o++] = (char)c;
-            continue;
-        }
+        if (!gh_json_care[c])
+            return (size_t)-1;   /* the run stopped for want of room */
         char esc = c == '"' ? '"' : c == '\\' ? '\\' : c == '\n' ? 'n' : c == '\r' ? 'r' : c == '\t' ? 't' : 0;
-        size_t n;
+        size_t n = 1;
         if (esc) {
             if (o + 2 > cap) return (size_t)-1;
             out[o++] = '\\';
@@ -128,12 +143,13 @@ size_t gh_json_escape(char *out, size_t cap, const char *s, size_t len)
             if (o + n > cap) return (size_t)-1;
             memcpy(out + o, u + i, n);
             o += n;
-            i += n - 1;
         } else {   /* not UTF-8 (a client's bytes): U+FFFD keeps the JSON valid */
+            n = 1;
             if (o + 6 > cap) return (size_t)-1;
             memcpy(out + o, "\\ufffd", 6);
             o += 6;
         }
+        i += n;
     }
     return o;
 }

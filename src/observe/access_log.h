@@ -16,6 +16,8 @@ typedef struct gh_access_log {
     time_t ts_sec;                /* the second ts_text was made for */
     char ts_text[32];             /* "2026-12-07T10:56:37." */
     size_t ts_len;
+    int64_t wall_off_ns;          /* CLOCK_REALTIME - uv_hrtime(), */
+    uint64_t off_at_ns;           /* as read at this uv_hrtime() (0: never) */
 } gh_access_log;
 
 /* Main thread: where access lines go ("stdout", "off" or a path). 0 or -errno. */
@@ -25,8 +27,9 @@ bool gh_access_log_enabled(void);
 
 void gh_access_log_init(gh_access_log *al);
 void gh_access_log_free(gh_access_log *al);
-/* Not const: a request that reached no upstream gets its trace id here. */
-void gh_access_log_add(gh_access_log *al, gh_exchange *ex);
+/* Not const: a request that reached no upstream gets its trace id here.
+ * now_ns: the exchange's end (uv_hrtime()), shared with the metrics. */
+void gh_access_log_add(gh_access_log *al, gh_exchange *ex, uint64_t now_ns);
 void gh_access_log_flush(gh_access_log *al);
 
 #endif

@@ -309,10 +309,13 @@ static void on_done(gh_exchange *ex)
     gh_worker *w = ex->env->owner;
     if (ex->plugin_run)
         gh_plugin_after_response(ex->plugin_run);
-    gh_access_log_add(&w->alog, ex);
+    bool counted = ex->cfg->admin && !ex->uncounted;   /* nobody can read metrics without admin */
+    /* one clock read for the log line and the metrics, none if neither is on */
+    uint64_t end_ns = counted || gh_access_log_enabled() ? uv_hrtime() : 0;
+    gh_access_log_add(&w->alog, ex, end_ns);
     gh_callers_record(ex);
-    if (ex->cfg->admin && !ex->uncounted)   /* nobody can read metrics without admin: */
-        gh_metrics_exchange(w->env.metrics, ex, uv_hrtime());
+    if (counted)
+        gh_metrics_exchange(w->env.metrics, ex, end_ns);
 }
 
 static void on_conn_closed(gh_http_env *env)

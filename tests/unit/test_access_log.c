@@ -10,6 +10,7 @@
 #include <string.h>
 #include <unistd.h>
 #include <cmocka.h>
+#include <jansson.h>
 #include "config/config.h"
 #include "core/diag.h"
 #include "http/status.h"
@@ -37,7 +38,7 @@ static char *line_of(gh_exchange *ex)
     assert_int_equal(gh_access_log_open(path), 0);
     gh_access_log al;
     gh_access_log_init(&al);
-    gh_access_log_add(&al, ex);
+    gh_access_log_add(&al, ex, uv_hrtime());
     gh_access_log_free(&al);   /* flushes */
     gh_access_log_open("off");
     FILE *f = fopen(path, "r");
@@ -159,12 +160,155 @@ static void test_json_escape_keeps_utf8_and_replaces_the_rest(void **state)
     assert_int_equal(gh_json_escape(out, 9, "0123456789", 10), (size_t)-1);   /* the fast path checks room too */
 }
 
+/* The word test says exactly whether any of 8 bytes needs care: every byte
+ * at every position among clean fillers, and every pair of bytes. */
+static void test_word_check_matches_the_table(void **state)
+{
+    (void)state;
+    for (unsigned f = 0x20; f < 0x7f; f++) {
+        if (gh_json_care[f])
+            continue;
+        for (unsigned b = 0; b < 256; b++)
+            for (int i = 0; i < 8; i++) {
+                unsigned char w8[8];
+                memset(w8, (int)f, 8);
+                w8[i] = (unsigned char)b;
+                uint64_t w;
+                memcpy(&w, w8, 8);
+                assert_int_equal(gh_json_word_needs_care(w), gh_json_care[b] != 0);
+            }
+    }
+    for (unsigned a = 0; a < 256; a++)
+        for (unsigned b = 0; b < 256; b++)
+            for (int i = 0; i < 8; i++)
+                for (int j = i + 1; j < 8; j++) {
+                    unsigned char w8[8] = "abcdefgh";
+                    w8[i] = (unsigned char)a;
+                    w8[j] = (unsigned char)b;
+                    uint64_t w;
+                    memcpy(&w, w8, 8);
+                    if (gh_json_word_needs_care(w) != ((gh_json_care[a] | gh_json_care[b]) != 0))
+                        fail_msg("bytes %02x at %d, %02x at %d", a, i, b, j);
+                }
+}
+
+/* What a JSON parser reads back for s: s itself, each byte that is not
+ * UTF-8 replaced by U+FFFD. */
+static size_t expected(char *out, const char *s, size_t n)
+{
+    size_t o = 0;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c == 0xc3 && i + 1 < n && (unsigned char)s[i + 1] == 0xa9) {
+            out[o++] = s[i++];
+            out[o++] = s[i];
+        } else if (c >= 0x80) {
+            memcpy(out + o, "\xef\xbf\xbd", 3);
+            o += 3;
+        } else {
+            out[o++] = (char)c;
+        }
+    }
+    return o;
+}
+
+static void check_field(const char *l, const char *key, const char *s, size_t n)
+{
+    json_error_t err;
+    json_t *j = json_loads(l, 0, &err);
+    if (!j)
+        fail_msg("not JSON (%s): %s", err.text, l);
+    json_t *v = json_object_get(j, key);
+    assert_true(json_is_string(v));
+    static char want[8 * 16384];
+    size_t wn = expected(want, s, n);
+    assert_int_equal(json_string_length(v), wn);
+    assert_memory_equal(json_string_value(v), want, wn);
+    json_decref(j);
+}
+
+/* Header-derived and configuration strings of every short length, with a
+ * byte that needs care (or a valid two-byte UTF-8 character) at every
+ * position: each fast path (1-3 bytes, 4-7, words with an overlapping
+ * last word) and the fall back to full escaping give the same JSON. */
+static void test_fields_escaped_at_every_length(void **state)
+{
+    (void)state;
+    static const char *specials[] = { "\"", "\\", "\n", "\x01", "\x1f", "\x7f", "\xff", "\x80", "\xc3\xa9", "z" };
+    static gh_exchange ex;
+    memset(&ex, 0, sizeof(ex));
+    ex.start_ns = uv_hrtime();
+    strcpy(ex.client, "2001:db8::1");
+    strcpy(ex.request_id, "0123456789abcdef0123456789abcdef");
+    ex.trace.set = true;
+    strcpy(ex.trace.parent, "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01");
+    ex.method = GH_STR("GET");
+    ex.status = 200;
+    ex.log.upstream_us = -1;
+    char v[64];
+    gh_header ua = { "User-Agent", v, 10, 0 };
+    ex.headers = &ua;
+    ex.nheaders = 1;
+    for (size_t len = 1; len <= 26; len++)
+        for (size_t k = 0; k < sizeof(specials) / sizeof(specials[0]); k++)
+            for (size_t pos = 0; pos < len; pos++) {
+                size_t sl = strlen(specials[k]);
+                if (pos + sl > len)
+                    continue;
+                for (size_t i = 0; i < len; i++)
+                    v[i] = (char)('A' + i);
+                memcpy(v + pos, specials[k], sl);
+                ua.value_len = (uint32_t)len;
+                ex.path = gh_str_from(v, len);
+                ex.log.route = gh_str_from(v, len);
+                char *l = line_of(&ex);
+                check_field(l, "user_agent", v, len);
+                check_field(l, "path", v, len);
+                check_field(l, "route", v, len);
+                check_field(l, "request_id", ex.request_id, 32);
+                check_field(l, "client", ex.client, strlen(ex.client));
+            }
+    /* an empty header value is "", an empty route null */
+    ua.value_len = 0;
+    ex.log.route = (gh_str){ 0 };
+    char *l = line_of(&ex);
+    assert_non_null(strstr(l, "\"user_agent\":\"\","));
+    assert_non_null(strstr(l, "\"route\":null,"));
+    /* a long value, every byte escaped to 6: the line grows its buffer */
+    static char big[12000];
+    memset(big, 0x01, sizeof(big));
+    ex.path = gh_str_from(big, sizeof(big));
+    ua.value = big;
+    ua.value_len = sizeof(big);
+    static char bigline[160 * 1024];
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    close(fd);
+    assert_int_equal(gh_access_log_open(path), 0);
+    gh_access_log al;
+    gh_access_log_init(&al);
+    gh_access_log_add(&al, &ex, uv_hrtime());
+    gh_access_log_free(&al);
+    gh_access_log_open("off");
+    FILE *f = fopen(path, "r");
+    size_t n = fread(bigline, 1, sizeof(bigline) - 1, f);
+    fclose(f);
+    unlink(path);
+    strcpy(path, "/tmp/gh-access-log-XXXXXX");
+    bigline[n] = 0;
+    assert_true(n > 2 * 6 * sizeof(big));
+    check_field(bigline, "path", big, sizeof(big));
+    check_field(bigline, "user_agent", big, sizeof(big));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_fields),
         cmocka_unit_test(test_secret_params),
         cmocka_unit_test(test_json_escape_keeps_utf8_and_replaces_the_rest),
+        cmocka_unit_test(test_word_check_matches_the_table),
+        cmocka_unit_test(test_fields_escaped_at_every_length),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
