@@ -1,0 +1,77 @@
+/* subreq.h — requests the gateway makes itself (DESIGN "Sub-request").
+ *
+ * A sub-request is a child exchange of a client's exchange (the parent):
+ * its own arena, the parent's pinned snapshot, a method, a path+query,
+ * header fields and optional body bytes. Its downstream is in memory: the
+ * status, header fields and body (bounded by max_body) are collected
+ * instead of written to a socket, and `done` is called on a later loop
+ * turn. It runs either through gh_dispatch (router, plugin chain, target:
+ * exactly as a client's request; batch items) or straight to a route's
+ * upstream through the upstream-call layer (aggregation backends, whose
+ * policy already ran on the parent). Both use the pooled connections of
+ * the proxy: there is no second HTTP client.
+ *
+ * Ownership: the gh_subreq lives in the parent's arena; the parent's owner
+ * (a target) cancels every running sub-request when the parent ends (its
+ * on_abort), so `done` can never reach a parent that is gone. After `done`
+ * the results stay readable until gh_subreq_release. Children are logged
+ * and counted like requests (the access log's route is theirs). */
+#ifndef GH_SERVER_SUBREQ_H
+#define GH_SERVER_SUBREQ_H
+#include <stdbool.h>
+#include <stddef.h>
+#include "config/config.h"
+#include "http/exchange.h"
+
+typedef struct gh_subreq gh_subreq;
+typedef void (*gh_subreq_done)(gh_subreq *sr);
+
+typedef struct gh_subreq_spec {
+    gh_str method;                /* "GET" */
+    gh_str target;                /* path + "?query"; the path must start with '/' */
+    const gh_header *headers;     /* copied into the child */
+    size_t nheaders;
+    gh_str body;                  /* copied; empty = no body */
+    size_t max_body;              /* response body bound; over it: error "response_too_large" */
+    const gh_route_cfg *route;    /* NULL: route it (gh_dispatch); else forward to route->upstream */
+} gh_subreq_spec;
+
+struct gh_subreq {
+    /* ---- results, valid in done() until gh_subreq_release ---- */
+    int status;                   /* 0 when no response head came */
+    const gh_header *headers;     /* the response's (in the child's arena) */
+    size_t nheaders;
+    const char *body;             /* NUL-terminated */
+    size_t body_len;
+    const char *error;            /* NULL, "response_too_large" or "aborted" */
+    const char *problem;          /* the gateway's problem code when it answered itself */
+    /* ---- owner's ---- */
+    void *ctx;
+    gh_subreq_done done;
+    /* ---- internal ---- */
+    gh_exchange *parent, *child;
+    size_t max_body, body_cap;
+    char *buf;
+    gh_str req_body;              /* the request body (child arena) and how much was delivered */
+    size_t req_off;
+    gh_task task;                 /* runs done on a later turn, outside the proxy's callbacks */
+    bool running;                 /* started, done not called yet */
+};
+
+/* Create and start the child. false (nothing to cancel) when it could not
+ * be created (out of memory, a target without '/'). done may come from a
+ * later loop turn only, never from inside this call. */
+bool gh_subreq_start(gh_subreq *sr, gh_exchange *parent, const gh_subreq_spec *spec, gh_subreq_done done,
+                     void *ctx);
+/* Stop a running sub-request (the parent ends): its upstream work is
+ * dropped, its child freed; done is not called. No-op when not running. */
+void gh_subreq_cancel(gh_subreq *sr);
+/* After done: free the child and the results. */
+void gh_subreq_release(gh_subreq *sr);
+/* Is it still running (started, done not yet called)? */
+static inline bool gh_subreq_running(const gh_subreq *sr) { return sr->running; }
+
+/* A response header of a finished sub-request (case-insensitive), or NULL. */
+const gh_header *gh_subreq_header(const gh_subreq *sr, const char *name, size_t len);
+
+#endif
