@@ -3,6 +3,7 @@
 #include <string.h>
 #include <strings.h>
 #include "core/method.h"
+#include "http/request.h"
 #include "proxy/proxy.h"
 #include "server/dispatch.h"
 #include "server/worker.h"
@@ -189,11 +190,8 @@ static bool fill_request(gh_exchange *c, const gh_exchange *parent, const gh_sub
     c->method_bit = gh_method_bit(m, spec->method.len);
     c->head_request = c->method_bit == GH_M_HEAD;
     c->target = (gh_str){ t, spec->target.len };
-    const char *q = memchr(t, '?', spec->target.len);
-    size_t plen = q ? (size_t)(q - t) : spec->target.len;
-    c->raw_path = (gh_str){ t, plen };
-    c->path = c->raw_path;
-    c->query = q ? (gh_str){ q + 1, spec->target.len - plen - 1 } : (gh_str){ "", 0 };
+    gh_split_target(c);
+    c->path = c->raw_path;   /* gh_dispatch normalizes it; a route's upstream gets it as given */
     c->headers = hs;
     c->nheaders = spec->nheaders;
     c->host = parent->host;
@@ -255,6 +253,9 @@ bool gh_subreq_start(gh_subreq *sr, gh_exchange *parent, const gh_subreq_spec *s
     gh_worker *w = parent->env->owner;
     gh_snapshot *snap = gh_pin_snapshot(c->pin);
     gh_proxy_ctx pctx = { .pw = w->pw, .balancer = snap->balancer, .tls = snap->tls_clients, .worker = w->id };
+    /* the parent's policy decided: its identity goes with the call */
+    c->log.consumer = parent->log.consumer;
+    c->consumer_groups = parent->consumer_groups;
     c->log.route = spec->route->name;
     c->log.route_id = spec->route->metric_id;
     gh_proxy_start(c, &pctx, spec->route, c->target);
@@ -287,4 +288,9 @@ const gh_header *gh_subreq_header(const gh_subreq *sr, const char *name, size_t 
         if (sr->headers[i].name_len == len && strncasecmp(sr->headers[i].name, name, len) == 0)
             return &sr->headers[i];
     return NULL;
+}
+
+bool gh_subreq_is_child(const gh_exchange *ex)
+{
+    return ex->down == &mem_ops || (ex->filter && ex->filter->next == &mem_ops);
 }

@@ -71,6 +71,9 @@ void gh_subreq_release(gh_subreq *sr);
 /* Is it still running (started, done not yet called)? */
 static inline bool gh_subreq_running(const gh_subreq *sr) { return sr->running; }
 
+/* Is ex a sub-request's child (a batch item must not be a batch)? */
+bool gh_subreq_is_child(const gh_exchange *ex);
+
 /* A response header of a finished sub-request (case-insensitive), or NULL. */
 const gh_header *gh_subreq_header(const gh_subreq *sr, const char *name, size_t len);
 

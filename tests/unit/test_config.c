@@ -385,7 +385,7 @@ static void test_not_yet_supported_keys(void **state)
     assert_string_equal(errors_of(LISTEN "upstreams:\n  u:\n    targets: [127.0.0.1:1]\n    protocol: h3\n"),
                         "test.yaml:6:15: invalid protocol 'h3' (use http1 or h2)");
     assert_string_equal(errors_of(LISTEN "routes:\n  - name: v\n    match: { prefix: /v }\n    aggregate: {}\n"),
-                        "test.yaml:6:5: target 'aggregate' is not supported yet");
+                        "test.yaml:6:5: aggregate needs backends: a non-empty list of { key, upstream, path }");
     assert_string_equal(errors_of("listen:\n  - address: 127.0.0.1:8443\n    tls: {}\n"),
                         "test.yaml:3:5: tls needs certificates (a list of { cert: FILE, key: FILE })");
 }
