@@ -266,7 +266,9 @@ typedef struct gh_backend_cfg {
     gh_mark mark;                 /* of the list item */
     /* What the upstream call is given: the upstream (resolved at load),
      * the deadline (this timeout, within the aggregate's), the aggregate
-     * route's request header edits; no plugins (they ran on the route). */
+     * route's request header edits; no plugins (they ran on the route).
+     * Without `upstream` (route.target 0) the path is routed by the
+     * gateway itself, like a client's request; timeout_ms still applies. */
     gh_route_cfg route;
 } gh_backend_cfg;
 

@@ -70,7 +70,7 @@ static void load_backend(gh_load *ld, const gh_route_cfg *r, gh_aggregate_cfg *a
     br->target = GH_TARGET_UPSTREAM;
     br->request_headers = r->request_headers;
     if (!seen[B_UPSTREAM]) {
-        gh_ld_error(ld, item->mark, "aggregate backend needs an upstream");
+        br->target = 0;   /* routed: the path goes through the gateway's own routes */
         return;
     }
     br->target_mark = seen[B_UPSTREAM]->key->mark;

@@ -294,3 +294,11 @@ bool gh_subreq_is_child(const gh_exchange *ex)
 {
     return ex->down == &mem_ops || (ex->filter && ex->filter->next == &mem_ops);
 }
+
+unsigned gh_subreq_depth(const gh_exchange *ex)
+{
+    unsigned d = 0;
+    for (; gh_subreq_is_child(ex); d++)
+        ex = ((const gh_subreq *)ex->down_ctx)->parent;
+    return d;
+}

@@ -71,8 +71,12 @@ void gh_subreq_release(gh_subreq *sr);
 /* Is it still running (started, done not yet called)? */
 static inline bool gh_subreq_running(const gh_subreq *sr) { return sr->running; }
 
-/* Is ex a sub-request's child (a batch item must not be a batch)? */
+/* Is ex a sub-request's child? */
 bool gh_subreq_is_child(const gh_exchange *ex);
+/* How many sub-requests deep ex is: 0 for a client's request. Targets that
+ * make sub-requests bound it, so no configuration can loop (a batch item
+ * may aggregate; an aggregate's backend cannot aggregate again). */
+unsigned gh_subreq_depth(const gh_exchange *ex);
 
 /* A response header of a finished sub-request (case-insensitive), or NULL. */
 const gh_header *gh_subreq_header(const gh_subreq *sr, const char *name, size_t len);

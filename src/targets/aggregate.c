@@ -1,13 +1,16 @@
 /* aggregate.c — the `aggregate` target (SPEC §7.1, §12.20).
  *
- * Every backend is a sub-request sent straight to its upstream through the
- * upstream-call layer (pooled keep-alive connections, retries, breaker),
- * not through the router: the aggregate route's own plugins already ran on
- * the client's request, and the backends get its outcome, the request's
- * header fields as they stand (identity added by authentication, the
- * credentials unless hidden, X-Request-Id, traceparent). All start at once,
- * each with a deadline within the aggregate's timeout, so the answer comes
- * by then whatever the backends do. A required backend that fails ends the
+ * Every backend is a sub-request. One that names an upstream goes straight
+ * to it through the upstream-call layer (pooled keep-alive connections,
+ * retries, breaker), not through the router: the aggregate route's own
+ * plugins already ran on the client's request, and the backends get its
+ * outcome, the request's header fields as they stand (identity added by
+ * authentication, the credentials unless hidden, X-Request-Id,
+ * traceparent). One without an upstream is routed by the gateway itself
+ * (its route's plugins apply; built-in responders serve the demo). All
+ * start at once, each with a deadline within the aggregate's timeout (one
+ * timer for the earliest), so the answer comes by then whatever the
+ * backends do. A required backend that fails ends the
  * request at once (502 naming it, the others cancelled); optional ones give
  * null and are listed in Gatehouse-Partial. */
 #include "targets/aggregate.h"
@@ -18,6 +21,7 @@
 #include "core/template.h"
 #include "http/request.h"
 #include "http/status.h"
+#include "proxy/backoff.h"
 #include "proxy/headers.h"
 #include "server/subreq.h"
 
@@ -27,13 +31,15 @@ typedef struct call {
     agg *a;
     const gh_backend_cfg *b;
     json_t *value;                /* the backend's contribution; NULL = failed or not yet */
-    bool started;
+    uint64_t deadline_ms;         /* loop time by which it must have answered */
+    bool started;                 /* running (started, not done) */
 } call;
 
 struct agg {
     gh_exchange *ex;
     const gh_route_cfg *route;
     size_t pending;
+    uv_timer_t *timer;            /* the earliest deadline of a running backend */
     call calls[];
 };
 
@@ -111,6 +117,7 @@ gh_str gh_aggregate_path(gh_exchange *ex, const gh_backend_cfg *b, const gh_rout
 
 static void cancel_all(agg *a)
 {
+    gh_backoff_stop(&a->timer);
     for (size_t i = 0; i < a->route->aggregate->n; i++) {
         call *c = &a->calls[i];
         if (c->started)
@@ -208,28 +215,74 @@ static void answer(agg *a)
     gh_respond(ex, 200, out, n, body, len);
 }
 
-static void backend_done(gh_subreq *sr)
+/* A required backend failed: 502 naming it, the others cancelled. */
+static void fail(agg *a, const call *c, const char *why)
 {
-    call *c = sr->ctx;
-    agg *a = c->a;
-    char buf[96];
-    const char *why = judge(c, buf, sizeof(buf));
-    gh_subreq_release(sr);
+    gh_exchange *ex = a->ex;
+    char detail[256];
+    snprintf(detail, sizeof(detail), "backend '%s' (%s%s) failed: %s", c->b->key.p,
+             c->b->route.upstream ? "upstream " : "routed ",
+             c->b->route.upstream ? c->b->route.upstream->name.p : c->b->path.p, why);
+    cancel_all(a);
+    ex->on_abort = NULL;
+    ex->consumer = NULL;
+    gh_problem(ex, 502, "upstream_error", detail, NULL, 0, NULL);
+}
+
+static void arm(agg *a);
+
+/* c is over (answered, or late); false when the request is answered. */
+static bool settle(agg *a, call *c, const char *why)
+{
     c->started = false;
     a->pending--;
     if (why && !c->b->optional) {
-        gh_exchange *ex = a->ex;
-        char detail[256];
-        snprintf(detail, sizeof(detail), "backend '%s' (upstream %s) failed: %s", c->b->key.p,
-                 c->b->route.upstream->name.p, why);
-        cancel_all(a);
-        ex->on_abort = NULL;
-        ex->consumer = NULL;
-        gh_problem(ex, 502, "upstream_error", detail, NULL, 0, NULL);
-        return;
+        fail(a, c, why);
+        return false;
     }
-    if (a->pending == 0)
+    if (a->pending == 0) {
+        gh_backoff_stop(&a->timer);
         answer(a);
+        return false;
+    }
+    return true;
+}
+
+static void backend_done(gh_subreq *sr)
+{
+    call *c = sr->ctx;
+    char buf[96];
+    const char *why = judge(c, buf, sizeof(buf));
+    gh_subreq_release(sr);
+    settle(c->a, c, why);
+}
+
+/* The earliest deadline passed: those backends are late. */
+static void on_deadline(void *data)
+{
+    agg *a = data;
+    gh_backoff_stop(&a->timer);
+    uint64_t now = gh_now_ms(a->ex->env);
+    for (size_t i = 0; i < a->route->aggregate->n; i++) {
+        call *c = &a->calls[i];
+        if (!c->started || c->deadline_ms > now)
+            continue;
+        gh_subreq_cancel(&c->sr);
+        if (!settle(a, c, "it did not answer in time"))
+            return;
+    }
+    arm(a);
+}
+
+static void arm(agg *a)
+{
+    uint64_t next = UINT64_MAX, now = gh_now_ms(a->ex->env);
+    for (size_t i = 0; i < a->route->aggregate->n; i++)
+        if (a->calls[i].started && a->calls[i].deadline_ms < next)
+            next = a->calls[i].deadline_ms;
+    if (next == UINT64_MAX)
+        return;
+    a->timer = gh_backoff_start(a->ex->env->loop, next > now ? next - now : 0, on_deadline, a);
 }
 
 /* What the backends are sent: the request's fields as they stand, without
@@ -256,6 +309,10 @@ static gh_header *backend_fields(gh_exchange *ex, size_t *n)
 void gh_target_aggregate(gh_exchange *ex, const gh_route_cfg *route, const gh_route_match *m)
 {
     const gh_aggregate_cfg *cfg = route->aggregate;
+    if (gh_subreq_depth(ex) >= 2) {   /* a backend that aggregates again: a loop in the configuration */
+        gh_problem(ex, 500, "internal_error", "sub-requests nest at most two deep", NULL, 0, NULL);
+        return;
+    }
     agg *a = gh_arena_zalloc(&ex->arena, sizeof(*a) + cfg->n * sizeof(call));
     size_t nh = 0;
     gh_header *hs = a ? backend_fields(ex, &nh) : NULL;
@@ -268,13 +325,15 @@ void gh_target_aggregate(gh_exchange *ex, const gh_route_cfg *route, const gh_ro
     a->pending = cfg->n;
     ex->consumer = a;
     ex->on_abort = on_client_abort;
+    uint64_t now = gh_now_ms(ex->env);
     for (size_t i = 0; i < cfg->n; i++) {
         call *c = &a->calls[i];
         c->a = a;
         c->b = &cfg->backends[i];
+        c->deadline_ms = now + c->b->route.timeout_ms;
         gh_subreq_spec spec = {
             .method = GH_STR("GET"), .target = gh_aggregate_path(ex, c->b, m), .headers = hs, .nheaders = nh,
-            .max_body = cfg->max_body, .route = &c->b->route,
+            .max_body = cfg->max_body, .route = c->b->route.upstream ? &c->b->route : NULL,
         };
         c->started = spec.target.p && gh_subreq_start(&c->sr, ex, &spec, backend_done, c);
         if (!c->started) {
@@ -285,4 +344,5 @@ void gh_target_aggregate(gh_exchange *ex, const gh_route_cfg *route, const gh_ro
             return;
         }
     }
+    arm(a);
 }

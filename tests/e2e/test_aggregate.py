@@ -55,6 +55,20 @@ routes:
       max_body: 10
       backends:
         - { key: profile, upstream: users, path: "/users/1" }
+  - name: card
+    match: { path: /card }
+    respond: { status: 200, headers: { Content-Type: application/json }, body: '{"title": "hi", "n": 1}' }
+  - name: mixed
+    match: { path: "/mixed/{user}" }
+    aggregate:
+      backends:
+        - { key: card, path: /card, select: [title] }
+        - { key: profile, upstream: users, path: "/users/{user}" }
+  - name: loop
+    match: { path: /loop }
+    aggregate:
+      backends:
+        - { key: again, path: /loop }
   - name: text
     match: { path: /text }
     aggregate:
@@ -143,6 +157,21 @@ def test_backend_body_over_max_body_and_non_json_are_failures(gatehouse, upstrea
     assert st == 502 and "max_body" in json.loads(body)["detail"]
     st, _, body = g.get("/text")
     assert st == 502 and "not JSON" in json.loads(body)["detail"]
+
+
+def test_backend_without_upstream_is_routed_by_the_gateway(gatehouse, upstreams):
+    g, ups = start(gatehouse, upstreams)
+    st, h, body = g.get("/mixed/4")
+    assert st == 200, body
+    assert json.loads(body) == {"card": {"title": "hi"}, "profile": json.loads(body)["profile"]}
+    assert json.loads(body)["profile"]["path"] == "/users/4"
+
+
+def test_an_aggregate_that_calls_itself_ends(gatehouse, upstreams):
+    g, ups = start(gatehouse, upstreams)
+    st, _, body = g.get("/loop")
+    assert st == 502
+    assert "'again'" in json.loads(body)["detail"]
 
 
 def test_backend_connections_are_pooled(gatehouse, upstreams):
