@@ -256,8 +256,8 @@ bool gh_subreq_start(gh_subreq *sr, gh_exchange *parent, const gh_subreq_spec *s
     /* the parent's policy decided: its identity goes with the call */
     c->log.consumer = parent->log.consumer;
     c->consumer_groups = parent->consumer_groups;
-    c->log.route = spec->route->name;
-    c->log.route_id = spec->route->metric_id;
+    c->log.route = parent->log.route;   /* logged and counted under the parent's route */
+    c->log.route_id = parent->log.route_id;
     gh_proxy_start(c, &pctx, spec->route, c->target);
     return true;
 }

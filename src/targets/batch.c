@@ -219,11 +219,11 @@ static bool field_value_ok(const char *s, size_t n)
 }
 
 /* The outer request's fields that items inherit: not those about the
- * outer body. */
+ * outer body, nor Accept-Encoding (the answers are read here, as text). */
 static bool inherited(const gh_header *h)
 {
     static const char *const drop[] = { "content-length", "content-type", "transfer-encoding", "expect",
-                                        "content-encoding" };
+                                        "content-encoding", "accept-encoding" };
     for (size_t j = 0; j < sizeof(drop) / sizeof(drop[0]); j++)
         if (h->name_len == strlen(drop[j]) && strncasecmp(h->name, drop[j], h->name_len) == 0)
             return false;
@@ -275,12 +275,15 @@ static bool read_item(batch *bt, size_t i, json_t *jt, char *why, size_t cap)
             snprintf(why, cap, "request %zu: header '%.64s' must be a valid name with a string value", i, name);
             return false;
         }
+        if (strcasecmp(name, "accept-encoding") == 0)
+            continue;   /* an answer is embedded as text or JSON: never encoded */
         out[k++] = (gh_header){ name, json_string_value(v), (uint32_t)strlen(name), (uint32_t)json_string_length(v) };
     }
+    size_t nown = k;
     /* the outer fields, unless the item names them itself */
     for (size_t j = 0; j < bt->nouter; j++) {
         bool own = false;
-        for (size_t q = 0; q < nh && !own; q++)
+        for (size_t q = 0; q < nown && !own; q++)
             own = out[q].name_len == bt->outer[j].name_len &&
                   strncasecmp(out[q].name, bt->outer[j].name, out[q].name_len) == 0;
         if (!own)
@@ -302,7 +305,7 @@ static bool read_item(batch *bt, size_t i, json_t *jt, char *why, size_t cap)
         }
         b = (gh_str){ c, tl };
         bool typed = false;
-        for (size_t q = 0; q < nh && !typed; q++)
+        for (size_t q = 0; q < nown && !typed; q++)
             typed = out[q].name_len == 12 && strncasecmp(out[q].name, "content-type", 12) == 0;
         if (!typed)
             out[k++] = (gh_header){ "Content-Type", "application/json", 12, 16 };

@@ -27,6 +27,10 @@ routes:
   - name: slow
     match: { prefix: /slow }
     upstream: main
+  - name: zipped
+    match: { prefix: /zipped }
+    upstream: main
+    plugins: { compress: { min_size: 16 } }
   - name: hello
     match: { path: /hello }
     respond: { status: 200, headers: { Content-Type: text/plain }, body: "hi there" }
@@ -129,3 +133,15 @@ def test_concurrency_bounds_items_in_flight(gatehouse, upstreams):
     t0 = time.monotonic()
     st, _, data = g.request("POST", "/batch", body=body)
     assert st == 200 and time.monotonic() - t0 < 0.6   # all four at once
+
+
+def test_items_are_never_compressed_even_when_the_client_accepts_it(gatehouse, upstreams):
+    g, up = start(gatehouse, upstreams)
+    st, _, doc = post(g, {"requests": [{"path": "/zipped/a"}, {"path": "/zipped/b", "headers": {"Accept-Encoding": "gzip"}}]},
+                      {"Accept-Encoding": "gzip, br"})
+    assert st == 200
+    for r in doc["responses"]:
+        assert r["status"] == 200 and "content-encoding" not in r["headers"], r
+        assert r["body"]["server"] == "main"
+    st, h, _ = g.get("/zipped/c", headers={"Accept-Encoding": "gzip"})
+    assert h.get("content-encoding") == "gzip"   # the route does compress for clients
