@@ -51,11 +51,16 @@ static int mem_head(gh_exchange *ex, int status, const gh_header *hdrs, size_t n
 static int mem_body(gh_exchange *ex, const char *p, size_t len)
 {
     gh_subreq *sr = SR(ex);
+    if (sr->error)
+        return GH_ERROR;
     if (len > sr->max_body - sr->body_len) {
+        /* The producer drops its connection and waits for on_abort, as
+         * after a client that went away: the response is not over, so
+         * end_child calls on_abort and the producer releases the rest. */
         sr->error = "response_too_large";
         ex->log.error = "payload_too_large";
-        settle(ex);
-        return GH_ERROR;   /* the producer drops its upstream work; settle ends the child */
+        gh_env_defer(ex->env, &sr->task);
+        return GH_ERROR;
     }
     if (len > sr->body_cap - sr->body_len) {
         size_t cap = sr->body_cap ? sr->body_cap * 2 : 4096;

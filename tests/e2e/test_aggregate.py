@@ -19,6 +19,7 @@ upstreams:
   users: { targets: [ "{users}" ], retries: { attempts: 0 } }
   orders: { targets: [ "{orders}" ], retries: { attempts: 0 } }
   recs: { targets: [ "{recs}" ], retries: { attempts: 0 } }
+  capped: { targets: [ "{users}" ], retries: { attempts: 0 }, circuit_breaker: { max_pending: 1 } }
 routes:
   - name: home
     match: { path: "/home/{user}", methods: [GET] }
@@ -54,7 +55,7 @@ routes:
     aggregate:
       max_body: 10
       backends:
-        - { key: profile, upstream: users, path: "/users/1" }
+        - { key: profile, upstream: capped, path: "/users/1" }
   - name: card
     match: { path: /card }
     respond: { status: 200, headers: { Content-Type: application/json }, body: '{"title": "hi", "n": 1}' }
@@ -153,8 +154,9 @@ def test_required_backend_late_is_502_within_timeout(gatehouse, upstreams):
 
 def test_backend_body_over_max_body_and_non_json_are_failures(gatehouse, upstreams):
     g, ups = start(gatehouse, upstreams)
-    st, _, body = g.get("/tiny")
-    assert st == 502 and "max_body" in json.loads(body)["detail"]
+    for _ in range(4):   # and again: nothing of a refused call stays held (max_pending: 1)
+        st, _, body = g.get("/tiny")
+        assert st == 502 and "max_body" in json.loads(body)["detail"], body
     st, _, body = g.get("/text")
     assert st == 502 and "not JSON" in json.loads(body)["detail"]
 
