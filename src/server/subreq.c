@@ -199,8 +199,10 @@ static bool fill_request(gh_exchange *c, const gh_exchange *parent, const gh_sub
     c->path = c->raw_path;   /* gh_dispatch normalizes it; a route's upstream gets it as given */
     c->headers = hs;
     c->nheaders = spec->nheaders;
-    c->host = parent->host;
-    c->authority = parent->authority;
+    /* copies: after the start the child reads nothing of the parent */
+    c->host = (gh_str){ copy(c, parent->host.p ? parent->host.p : "", parent->host.len), parent->host.len };
+    c->authority = (gh_str){ copy(c, parent->authority.p ? parent->authority.p : "", parent->authority.len),
+                             parent->authority.len };
     c->minor = 1;
     c->keep_alive = true;
     c->tls = parent->tls;
@@ -211,7 +213,14 @@ static bool fill_request(gh_exchange *c, const gh_exchange *parent, const gh_sub
     c->client_port = parent->client_port;
     memcpy(c->request_id, parent->request_id, sizeof(c->request_id));
     c->trace = parent->trace;
-    c->client_cert = parent->client_cert;
+    c->trace.state = (gh_str){ copy(c, parent->trace.state.p ? parent->trace.state.p : "", parent->trace.state.len),
+                               parent->trace.state.len };
+    c->client_cert = (gh_str){ copy(c, parent->client_cert.p ? parent->client_cert.p : "", parent->client_cert.len),
+                               parent->client_cert.len };
+    if (!c->host.p || !c->authority.p || !c->trace.state.p || !c->client_cert.p)
+        return false;
+    if (!parent->client_cert.len)
+        c->client_cert = (gh_str){ NULL, 0 };
     c->uncounted = parent->uncounted;
     if (spec->body.len) {
         char *b = copy(c, spec->body.p, spec->body.len);
@@ -232,6 +241,7 @@ bool gh_subreq_start(gh_subreq *sr, gh_exchange *parent, const gh_subreq_spec *s
 {
     memset(sr, 0, sizeof(*sr));
     sr->parent = parent;
+    sr->depth = gh_subreq_depth(parent) + 1;
     sr->done = done;
     sr->ctx = ctx;
     sr->max_body = spec->max_body;
@@ -302,8 +312,5 @@ bool gh_subreq_is_child(const gh_exchange *ex)
 
 unsigned gh_subreq_depth(const gh_exchange *ex)
 {
-    unsigned d = 0;
-    for (; gh_subreq_is_child(ex); d++)
-        ex = ((const gh_subreq *)ex->down_ctx)->parent;
-    return d;
+    return gh_subreq_is_child(ex) ? ((const gh_subreq *)ex->down_ctx)->depth : 0;
 }

@@ -11,11 +11,16 @@
  * policy already ran on the parent). Both use the pooled connections of
  * the proxy: there is no second HTTP client.
  *
- * Ownership: the gh_subreq lives in the parent's arena; the parent's owner
- * (a target) cancels every running sub-request when the parent ends (its
- * on_abort), so `done` can never reach a parent that is gone. After `done`
- * the results stay readable until gh_subreq_release. Children are logged
- * and counted like requests (the access log's route is theirs). */
+ * Ownership: the child copies all it takes from the parent at the start
+ * (request fields, identity, request id, trace context) and pins the
+ * parent's snapshot itself, so it depends on nothing of the parent
+ * afterwards. Whoever holds the gh_subreq decides its lifetime: aggregate
+ * and batch keep it in the parent's arena and cancel every running one
+ * when the parent ends (its on_abort), so `done` can never reach a parent
+ * that is gone; a cache fill shared by several clients may keep it in its
+ * own memory and let it finish after the client that started it left.
+ * After `done` the results stay readable until gh_subreq_release.
+ * Children are logged and counted like requests. */
 #ifndef GH_SERVER_SUBREQ_H
 #define GH_SERVER_SUBREQ_H
 #include <stdbool.h>
@@ -49,7 +54,8 @@ struct gh_subreq {
     void *ctx;
     gh_subreq_done done;
     /* ---- internal ---- */
-    gh_exchange *parent, *child;
+    gh_exchange *parent, *child;  /* parent: for the caller; the child never reads it after the start */
+    unsigned depth;               /* the child's gh_subreq_depth */
     size_t max_body, body_cap;
     char *buf;
     gh_str req_body;              /* the request body (child arena) and how much was delivered */

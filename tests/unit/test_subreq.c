@@ -198,6 +198,31 @@ static void test_target_must_be_a_path(void **state)
     assert_int_equal(F.pin.inflight, 1);
 }
 
+/* A cache fill shared by several clients keeps its gh_subreq in its own
+ * memory: the child needs nothing of the parent once started. */
+static void test_child_outlives_its_parent(void **state)
+{
+    gh_exchange *p = gh_exchange_new(&F.env);
+    F.pin.inflight++;
+    p->pin = &F.pin;
+    p->cfg = F.snap->cfg;
+    char *host = gh_arena_strndup(&p->arena, "short.lived", 11);
+    p->host = p->authority = (gh_str){ host, 11 };
+    snprintf(p->request_id, sizeof(p->request_id), "gone-id");
+    gh_subreq *sr = calloc(1, sizeof(*sr));
+    seen s = { 0 };
+    gh_subreq_spec spec = { .method = GH_STR("GET"), .target = GH_STR("/echo/x"), .max_body = 4096 };
+    assert_true(gh_subreq_start(sr, p, &spec, done, &s));
+    memset(host, 'X', 11);   /* the parent's memory is reused... */
+    gh_exchange_free(p);     /* ...and the parent ends (its pin given back) */
+    run_loop();
+    assert_int_equal(s.calls, 1);
+    assert_int_equal(s.status, 200);
+    assert_non_null(strstr(s.body, "\"x-request-id\":\"gone-id\""));
+    assert_non_null(strstr(s.body, "short.lived"));
+    free(sr);
+}
+
 static void test_depth_counts_nested_children(void **state)
 {
     assert_int_equal(gh_subreq_depth(F.parent), 0);
@@ -213,6 +238,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_response_over_max_body_is_an_error, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cancelled_child_never_reports, setup, teardown),
         cmocka_unit_test_setup_teardown(test_target_must_be_a_path, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_child_outlives_its_parent, setup, teardown),
         cmocka_unit_test_setup_teardown(test_depth_counts_nested_children, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
