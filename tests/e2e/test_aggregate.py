@@ -11,7 +11,7 @@ import time
 from conftest import wait_until
 
 CONFIG = """
-listen: [ { address: "127.0.0.1:{port}" } ]
+listen: [ { address: "127.0.0.1:{port}", http2: true } ]
 log: { access: stdout, level: warn }
 consumers:
   - { name: alice, groups: [admins, beta], api_keys: [alice-key] }
@@ -223,3 +223,26 @@ def test_explain_records_backend_calls_and_sends_nothing(gatehouse, upstreams, t
     assert all(u.stats()["requests"] == 1 for u in ups.values())
     out = subprocess.run([BIN, "routes", "-c", str(p)], capture_output=True, text=True)
     assert "recs=recs/recs/{user}" in out.stdout, out.stdout
+
+
+def test_over_http2_with_a_stream_reset_mid_aggregate(gatehouse, upstreams):
+    from test_http2 import H2
+    g, ups = start(gatehouse, upstreams)
+    c = H2(g.port)
+    try:
+        sid = c.request("/home/5", headers=[("x-api-key", "alice-key")])
+        c.pump([sid])
+        assert c.streams[sid]["status"] == 200
+        assert json.loads(bytes(c.streams[sid]["body"]))["profile"]["path"] == "/users/5"
+        sid = c.request("/slowhome/6")
+        wait_until(lambda: any(r["target"].startswith("/slow") for r in ups["orders"].requests()),
+                   what="the slow backend called")
+        c.conn.reset_stream(sid)   # the client gives up on this one: its calls are cancelled
+        c.flush()
+        sid = c.request("/home/7", headers=[("x-api-key", "alice-key")])
+        c.pump([sid])
+        assert c.streams[sid]["status"] == 200
+    finally:
+        c.close()
+    g.stop()
+    g.check_clean_exit()
