@@ -28,9 +28,9 @@ const char *gh_route_target_describe(const gh_config *cfg, const gh_route_cfg *r
                          (unsigned long long)a->timeout_ms, (unsigned long long)a->max_body);
         for (size_t i = 0; i < a->n && n > 0 && (size_t)n < cap; i++) {
             const gh_backend_cfg *b = &a->backends[i];
-            n += snprintf(buf + n, cap - (size_t)n, " %s=%s%s%s", b->key.p,
-                          b->route.upstream ? gh_config_show(cfg, b->route.upstream_name).p : "", b->path.p,
-                          b->optional ? " (optional)" : "");
+            n += snprintf(buf + n, cap - (size_t)n, "%s %s (%s%s%s%s)", i ? "," : "", b->key.p,
+                          b->route.upstream ? gh_config_show(cfg, b->route.upstream_name).p : "",
+                          b->route.upstream ? " " : "", b->path.p, b->optional ? ", optional" : "");
         }
         break;
     }
