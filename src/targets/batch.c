@@ -210,11 +210,28 @@ static bool token(const char *s)
     return true;
 }
 
+/* What the codecs accept from a client (RFC 9110 §5.5): no control
+ * characters but HTAB. */
 static bool field_value_ok(const char *s, size_t n)
 {
-    for (size_t i = 0; i < n; i++)
-        if (s[i] == '\r' || s[i] == '\n' || s[i] == '\0')
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if ((c < 0x20 && c != '\t') || c == 0x7f)
             return false;
+    }
+    return true;
+}
+
+/* An origin-form target: printable, no space, no fragment. */
+static bool target_ok(const char *s, size_t n)
+{
+    if (n == 0 || s[0] != '/')
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c <= 0x20 || c == 0x7f || c == '#')
+            return false;
+    }
     return true;
 }
 
@@ -248,9 +265,8 @@ static bool read_item(batch *bt, size_t i, json_t *jt, char *why, size_t cap)
         snprintf(why, cap, "request %zu: method must be a method name", i);
         return false;
     }
-    if (!json_is_string(p) || json_string_value(p)[0] != '/' || !field_value_ok(json_string_value(p), json_string_length(p)) ||
-        strpbrk(json_string_value(p), " #")) {
-        snprintf(why, cap, "request %zu: path must be a string starting with '/'", i);
+    if (!json_is_string(p) || !target_ok(json_string_value(p), json_string_length(p))) {
+        snprintf(why, cap, "request %zu: path must be a string starting with '/', without spaces or control characters", i);
         return false;
     }
     if (hs && !json_is_object(hs)) {

@@ -101,9 +101,13 @@ def test_malformed_batch_is_400_naming_the_index(gatehouse, upstreams):
     g, up = start(gatehouse, upstreams)
     st, _, doc = post(g, {"requests": [{"path": "/hello"}, {"path": "/hello"}, {"path": 5}]})
     assert st == 400 and doc["code"] == "bad_request"
-    assert doc["detail"] == "request 2: path must be a string starting with '/'"
+    assert doc["detail"] == "request 2: path must be a string starting with '/', without spaces or control characters"
     st, _, doc = post(g, {"requests": [{"path": "/hello", "headers": {"X-A": 1}}]})
     assert st == 400 and doc["detail"].startswith("request 0: header 'X-A'")
+    st, _, doc = post(g, {"requests": [{"path": "/hello"}, {"path": "/hello", "headers": {"X-A": "a\u0001b"}}]})
+    assert st == 400 and doc["detail"].startswith("request 1: header 'X-A'")
+    st, _, doc = post(g, {"requests": [{"path": "/hel lo"}]})
+    assert st == 400 and doc["detail"] == "request 0: path must be a string starting with '/', without spaces or control characters"
     st, _, doc = post(g, {"requests": ["nope"]})
     assert st == 400 and doc["detail"] == "request 0: expected an object"
     st, _, doc = post(g, b'{"requests": [')
