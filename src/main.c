@@ -302,6 +302,13 @@ static int cmd_explain(const char *file, const char *method, const char *url, ch
         printf("target:    %s\n", gh_route_target_describe(cfg, d.target, target, sizeof(target)));
         if (d.forwarded.p)
             printf("forwarded: %.*s\n", (int)d.forwarded.len, d.forwarded.p);
+        for (size_t i = 0; i < d.ncalls; i++) {
+            const gh_backend_cfg *b = &d.target->aggregate->backends[i];
+            printf("calls:     %s: GET %s %.*s (timeout %llums%s)\n", b->key.p,
+                   b->route.upstream ? SHOW(cfg, b->route.upstream_name) : "(routed)",
+                   (int)d.calls[i].len, d.calls[i].p ? d.calls[i].p : "", (unsigned long long)b->route.timeout_ms,
+                   b->optional ? ", optional" : "");
+        }
         if (d.target->target == GH_TARGET_UPSTREAM) {
             char up[1024];
             printf("upstream:  %s (%s)\n", SHOW(cfg, d.target->upstream->name),

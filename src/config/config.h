@@ -190,9 +190,12 @@ static inline bool gh_upstream_failure_status(const gh_upstream_cfg *u, int stat
 /* ---- routes (SPEC §4) ---- */
 enum gh_target_kind {
     GH_TARGET_UPSTREAM = 1, GH_TARGET_RESPOND, GH_TARGET_ECHO, GH_TARGET_REDIRECT, GH_TARGET_VERSIONS,
+    GH_TARGET_AGGREGATE, GH_TARGET_BATCH,
 };
 
 typedef struct gh_versions_cfg gh_versions_cfg;
+typedef struct gh_aggregate_cfg gh_aggregate_cfg;
+typedef struct gh_batch_cfg gh_batch_cfg;
 
 /* Known methods are GH_M_* bits (core/method.h); a route may also list
  * other tokens (extension methods). */
@@ -248,7 +251,39 @@ typedef struct gh_route_cfg {
     /* GH_TARGET_VERSIONS (SPEC §6) */
     gh_versions_cfg *versions;
     const struct gh_version_cfg *version;   /* on a version's own route: which one */
+    gh_aggregate_cfg *aggregate;  /* GH_TARGET_AGGREGATE (SPEC §7.1) */
+    gh_batch_cfg *batch;          /* GH_TARGET_BATCH (SPEC §7.2) */
 } gh_route_cfg;
+
+/* ---- aggregate and batch (SPEC §7.1, §7.2) ---- */
+typedef struct gh_backend_cfg {
+    gh_str key;                   /* the answer's key */
+    gh_str path;                  /* template: {name} from the match, else the query parameter */
+    bool optional;                /* failing or late: null and Gatehouse-Partial */
+    gh_str *select;               /* top-level fields kept; none = the whole body */
+    size_t nselect;
+    uint64_t timeout_ms;          /* 0 = the aggregate's */
+    gh_mark mark;                 /* of the list item */
+    /* What the upstream call is given: the upstream (resolved at load),
+     * the deadline (this timeout, within the aggregate's), the aggregate
+     * route's request header edits; no plugins (they ran on the route).
+     * Without `upstream` (route.target 0) the path is routed by the
+     * gateway itself, like a client's request; timeout_ms still applies. */
+    gh_route_cfg route;
+} gh_backend_cfg;
+
+struct gh_aggregate_cfg {
+    gh_backend_cfg *backends;     /* called in parallel */
+    size_t n;
+    uint64_t timeout_ms;          /* the whole answer, default 5s */
+    uint64_t max_body;            /* each backend's body, default 1MiB */
+};
+
+struct gh_batch_cfg {
+    uint32_t max_requests;        /* default 20; more: 413 */
+    uint32_t concurrency;         /* items in flight per batch, default 8 */
+    uint64_t max_body;            /* each item's response body, default 1MiB */
+};
 
 /* ---- versions (SPEC §6) ---- */
 enum gh_version_source { GH_VSRC_PATH = 1, GH_VSRC_HEADER, GH_VSRC_QUERY, GH_VSRC_ACCEPT };

@@ -57,7 +57,8 @@ static const char demo_template[] =
     "          {\"path\": \"/docs\", \"does\": \"how to try each route\"},\n"
     "          {\"path\": \"/private\", \"does\": \"needs X-API-Key: " DEMO_KEY "\"},\n"
     "          {\"path\": \"/greeting\", \"does\": \"a versioned API: /v1/greeting is deprecated\"},\n"
-    "          {\"path\": \"/limited\", \"does\": \"5 requests per 10 seconds, then 429\"}\n"
+    "          {\"path\": \"/limited\", \"does\": \"5 requests per 10 seconds, then 429\"},\n"
+    "          {\"path\": \"/home\", \"does\": \"three routes in one answer (aggregate)\"}\n"
     "        ]}\n"
     "\n"
     "  - name: echo\n"
@@ -98,9 +99,16 @@ static const char demo_template[] =
     "    plugins:\n"
     "      rate_limit: { limit: 5, window: 10s, key: ip }   # RateLimit-* headers; the 6th gets 429\n"
     "\n"
-    /* Issue 12 (aggregation, SPEC §7.1): the demo's aggregation route goes
-     * here, combining /hello and /greeting in one answer; add it to the
-     * index, and to `examples` below so the banner and /docs show it. */
+    "  - name: home\n"
+    "    match: { path: /home }\n"
+    "    aggregate:                   # one call, several answers merged into one JSON object\n"
+    "      timeout: 1s                # the whole answer comes by then\n"
+    "      backends:                  # in parallel; with upstream: NAME they call a service\n"
+    "        - { key: greeting, path: /greeting }                         # here: the gateway's own routes\n"
+    "        - { key: request, path: /echo/home, select: [method, path] }  # select: keep these fields\n"
+    "        - { key: account, path: /private/me, optional: true, select: [consumer] }   # needs the key:\n"
+    "                                 # without it null, and the header Gatehouse-Partial: account\n"
+    "\n"
     "  - name: docs\n"
     "    match: { path: /docs }\n"
     "    respond:\n"
@@ -134,6 +142,7 @@ static const example examples[] = {
     { "deprecated v1", false, "-i", "/v1/greeting", "version 1 by path: Deprecation, Sunset and Link headers" },
     { "current v2", false, "-i", "/greeting", "a versioned API: version 2 by default" },
     { "limit 5 per 10s", false, "-i", "/limited", "5 requests per 10 s (RateLimit-* headers), then 429" },
+    { "aggregate", false, "-i", "/home", "three routes in one JSON answer; with the key, 'account' is filled too" },
     { "admin API", true, "-i", "/api/status", "the gateway's status as JSON (loopback only)" },
     { "every route", false, "-i", "/docs", "this page" },
 };

@@ -104,6 +104,12 @@ static bool check_template(gh_load *ld, const gh_ynode *at, gh_str t, bool match
     return !why;
 }
 
+bool gh_ld_path_template(gh_load *ld, const gh_ynode *at, gh_str t, const char *what)
+{
+    params ps;
+    return check_template(ld, at, t, false, &ps, what);
+}
+
 /* ---------------------------------------------------------------- match */
 
 static bool set_match_headers(gh_load *ld, void *obj, const gh_ypair *kv)
@@ -504,8 +510,15 @@ static void load_target(gh_load *ld, gh_route_cfg *r, const gh_ypair **seen, int
     case R_VERSIONS:
         r->target = GH_TARGET_VERSIONS;   /* loaded last, over the finished route (load_route) */
         return;
+    case R_AGGREGATE:
+        r->target = GH_TARGET_AGGREGATE;
+        gh_ld_aggregate(ld, r, kv);
+        return;
+    case R_BATCH:
+        r->target = GH_TARGET_BATCH;
+        gh_ld_batch(ld, r, kv);
+        return;
     default:
-        gh_ld_error(ld, kv->key->mark, "target '%s' is not supported yet", route_keys[first].name);
         return;
     }
 }
@@ -682,6 +695,8 @@ void gh_ld_routes_resolve(gh_load *ld)
         gh_route_cfg *r = &cfg->routes[i];
         for (size_t k = 0; r->versions && k < r->versions->n; k++)
             resolve_upstream(ld, &r->versions->list[k].route);
+        for (size_t k = 0; r->aggregate && k < r->aggregate->n; k++)
+            resolve_upstream(ld, &r->aggregate->backends[k].route);
         resolve_upstream(ld, r);
     }
 }

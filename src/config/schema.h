@@ -165,6 +165,11 @@ void gh_ld_versions(gh_load *ld, gh_route_cfg *r, const gh_ypair *kv, const void
 #define GH_VERSION_LIFE_KEYS 5
 bool gh_ld_version_route(gh_load *ld, const gh_route_cfg *r, gh_version_cfg *v, const gh_ynode *map,
                          const gh_ypair **life, const void *match);
+/* routes.c: a path template ({name} anywhere, as rewrite.path); what names it */
+bool gh_ld_path_template(gh_load *ld, const gh_ynode *at, gh_str t, const char *what);
+/* optimize.c: route r's `aggregate:` / `batch:` target */
+void gh_ld_aggregate(gh_load *ld, gh_route_cfg *r, const gh_ypair *kv);
+void gh_ld_batch(gh_load *ld, gh_route_cfg *r, const gh_ypair *kv);
 /* plugins.c: a `plugins:` map into set (global, route, version) */
 bool gh_ld_plugin_set(gh_load *ld, const gh_ynode *map, gh_plugin_set *set);
 bool gh_ld_global_plugins(gh_load *ld, void *cfg, const gh_ypair *kv);

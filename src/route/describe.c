@@ -22,6 +22,22 @@ const char *gh_route_target_describe(const gh_config *cfg, const gh_route_cfg *r
             snprintf(buf + n, cap - (size_t)n, ")");
         break;
     }
+    case GH_TARGET_AGGREGATE: {
+        const gh_aggregate_cfg *a = r->aggregate;
+        int n = snprintf(buf, cap, "aggregate of %zu backends (timeout %llums, max_body %llu):", a->n,
+                         (unsigned long long)a->timeout_ms, (unsigned long long)a->max_body);
+        for (size_t i = 0; i < a->n && n > 0 && (size_t)n < cap; i++) {
+            const gh_backend_cfg *b = &a->backends[i];
+            n += snprintf(buf + n, cap - (size_t)n, "%s %s (%s%s%s%s)", i ? "," : "", b->key.p,
+                          b->route.upstream ? gh_config_show(cfg, b->route.upstream_name).p : "",
+                          b->route.upstream ? " " : "", b->path.p, b->optional ? ", optional" : "");
+        }
+        break;
+    }
+    case GH_TARGET_BATCH:
+        snprintf(buf, cap, "batch (max_requests %u, concurrency %u, max_body %llu)", r->batch->max_requests,
+                 r->batch->concurrency, (unsigned long long)r->batch->max_body);
+        break;
     default: snprintf(buf, cap, "?"); break;
     }
     return buf;

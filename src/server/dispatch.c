@@ -9,6 +9,8 @@
 #include "server/dry_run.h"
 #include "server/intake.h"
 #include "server/worker.h"
+#include "targets/aggregate.h"
+#include "targets/batch.h"
 #include "targets/targets.h"
 #include "targets/versions.h"
 
@@ -44,6 +46,11 @@ static void dry_target(gh_exchange *ex, const gh_route_match *m)
     d->target = m->route;
     if (m->route->target == GH_TARGET_UPSTREAM || m->route->target == GH_TARGET_ECHO)
         d->forwarded = forward_path(ex, m);
+    const gh_aggregate_cfg *a = m->route->aggregate;
+    d->ncalls = a ? a->n : 0;
+    d->calls = a ? gh_arena_zalloc(&ex->arena, a->n * sizeof(gh_str)) : NULL;
+    for (size_t i = 0; d->calls && i < a->n; i++)
+        d->calls[i] = gh_aggregate_path(ex, &a->backends[i], m);   /* what each backend would get */
 }
 
 /* Dry run: the route matched, the version picked (or refused) and why. */
@@ -87,6 +94,12 @@ static void run_target(gh_exchange *ex, gh_snapshot *snap, const gh_route_match 
         return;
     case GH_TARGET_REDIRECT:
         gh_target_redirect(ex, route, m);
+        return;
+    case GH_TARGET_AGGREGATE:
+        gh_target_aggregate(ex, route, m);
+        return;
+    case GH_TARGET_BATCH:
+        gh_target_batch(ex, route);
         return;
     default:
         gh_problem(ex, 500, "internal_error", "route has no target", NULL, 0, NULL);

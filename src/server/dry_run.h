@@ -32,6 +32,8 @@ typedef struct gh_dry_run {
     bool reached;                 /* the chain passed: the target would run */
     const gh_route_cfg *target;   /* ... this route's target */
     gh_str forwarded;             /* path?query the upstream or echo would get */
+    gh_str *calls;                /* aggregate: path?query each backend would get, in order */
+    size_t ncalls;
 
     /* ---- the answer, when the gateway answered instead ---- */
     int status;                   /* 0 = none (the target was reached) */

@@ -123,6 +123,13 @@ def expect(label, cmd, d):
     elif label == "current v2":
         assert status == 200 and json.loads(body) == {"greeting": "hello", "version": 2}, body
         assert h["api-version"] == "2" and "deprecation" not in h and "sunset" not in h, h
+    elif label == "aggregate":
+        doc = json.loads(body)
+        assert status == 200 and h["gatehouse-partial"] == "account", (h, body)
+        assert doc == {"greeting": {"greeting": "hello", "version": 2},
+                       "request": {"method": "GET", "path": "/echo/home"}, "account": None}, doc
+        status, h, body = curl(cmd.replace("curl -i", "curl -i -H 'X-API-Key: demo-key-12345'"))
+        assert status == 200 and "gatehouse-partial" not in h and json.loads(body)["account"] == {"consumer": "demo"}
     elif label == "admin API":
         assert status == 200 and "version" in json.loads(body), body
     elif label == "every route":
@@ -136,7 +143,7 @@ def test_banner_examples_run_as_printed(demo):
     labels = [label for label, _ in lines]
     assert labels[0] == "dashboard", labels
     assert sorted(labels) == sorted(["dashboard", "fixed answer", "echo", "401 no key", "200 with key",
-                                     "deprecated v1", "current v2", "limit 5 per 10s", "admin API",
+                                     "deprecated v1", "current v2", "limit 5 per 10s", "aggregate", "admin API",
                                      "every route"]), labels
     for label, cmd in lines:
         expect(label, cmd, demo)

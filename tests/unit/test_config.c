@@ -378,6 +378,40 @@ static void test_unknown_key_hint(void **state)
                         "test.yaml:6:5: unknown key 'upstreams' (did you mean 'upstream'?)");
 }
 
+static void test_aggregate_and_batch_keys(void **state)
+{
+#define AGG LISTEN "upstreams:\n  u: { targets: [127.0.0.1:1] }\nroutes:\n  - name: a\n    match: { path: \"/a/{id}\" }\n    aggregate:\n"
+    gh_diag d;
+    gh_config *cfg = load_ok(AGG "      timeout: 800ms\n      backends:\n"
+                                 "        - { key: p, upstream: u, path: \"/p/{id}?q={q}\", timeout: 2s, select: [x] }\n"
+                                 "        - { key: r, path: /local, optional: true, timeout: 100ms }\n", &d);
+    const gh_aggregate_cfg *a = cfg->routes[0].aggregate;
+    assert_int_equal(cfg->routes[0].target, GH_TARGET_AGGREGATE);
+    assert_int_equal(a->n, 2);
+    assert_int_equal(a->timeout_ms, 800);
+    assert_ptr_equal(a->backends[0].route.upstream, &cfg->upstreams[0]);
+    assert_int_equal(a->backends[0].route.timeout_ms, 800);   /* within the aggregate's */
+    assert_int_equal(a->backends[0].nselect, 1);
+    assert_null(a->backends[1].route.upstream);               /* routed by the gateway */
+    assert_int_equal(a->backends[1].route.timeout_ms, 100);
+    assert_true(a->backends[1].optional);
+    gh_config_free(cfg);
+    gh_diag_free(&d);
+    assert_string_equal(errors_of(AGG "      backends:\n        - { key: p, upstream: u, path: /p }\n"
+                                      "        - { key: p, upstream: nope, path: p }\n"),
+                        "test.yaml:11:18: duplicate backend key 'p'\n"
+                        "test.yaml:11:21: upstream 'nope' is not defined\n"
+                        "test.yaml:11:43: invalid backend path 'p': it must start with '/'");
+    assert_string_equal(errors_of(AGG "      backends:\n        - { upstream: u }\n"),
+                        "test.yaml:10:11: aggregate backend needs a key\n"
+                        "test.yaml:10:11: aggregate backend needs a path");
+    assert_string_equal(errors_of(AGG "      backends: []\n"),
+                        "test.yaml:9:17: aggregate needs backends: a non-empty list of { key, upstream, path }");
+    assert_string_equal(errors_of(LISTEN "routes:\n  - name: b\n    match: { path: /b }\n    batch: { max_requests: 0 }\n"),
+                        "test.yaml:6:28: expected an integer between 1 and 1000, got 0");
+#undef AGG
+}
+
 static void test_not_yet_supported_keys(void **state)
 {
     assert_string_equal(errors_of(LISTEN "plugins: { cache: {} }\n"),
@@ -385,7 +419,7 @@ static void test_not_yet_supported_keys(void **state)
     assert_string_equal(errors_of(LISTEN "upstreams:\n  u:\n    targets: [127.0.0.1:1]\n    protocol: h3\n"),
                         "test.yaml:6:15: invalid protocol 'h3' (use http1 or h2)");
     assert_string_equal(errors_of(LISTEN "routes:\n  - name: v\n    match: { prefix: /v }\n    aggregate: {}\n"),
-                        "test.yaml:6:5: target 'aggregate' is not supported yet");
+                        "test.yaml:6:5: aggregate needs backends: a non-empty list of { key, upstream, path }");
     assert_string_equal(errors_of("listen:\n  - address: 127.0.0.1:8443\n    tls: {}\n"),
                         "test.yaml:3:5: tls needs certificates (a list of { cert: FILE, key: FILE })");
 }
@@ -1018,6 +1052,7 @@ int main(void)
         cmocka_unit_test(test_env_unset),
         cmocka_unit_test(test_unknown_key_hint),
         cmocka_unit_test(test_not_yet_supported_keys),
+        cmocka_unit_test(test_aggregate_and_batch_keys),
         cmocka_unit_test(test_admin_keys),
         cmocka_unit_test(test_redis),
         cmocka_unit_test(test_wrong_kinds),
