@@ -381,6 +381,7 @@ struct gh_etcd {
 };
 
 static void step(gh_etcd *e);
+static void on_retry(uv_timer_t *t) { step(t->data); }
 
 static void e_retry(gh_etcd *e, const char *why)
 {
@@ -389,7 +390,11 @@ static void e_retry(gh_etcd *e, const char *why)
         free(e->token);   /* expired or revoked: authenticate again */
         e->token = NULL;
     }
-    gh_log_warn("etcd %s: %s; retrying in %u ms", e->cfg->endpoints[e->ep].url.p, why, e->backoff_ms);
+    /* the first failure of a streak is a warning; the retries that follow are not news */
+    if (e->failures == 0)
+        gh_log_warn("etcd %s: %s; retrying with back-off", e->cfg->endpoints[e->ep].url.p, why);
+    else
+        gh_log_debug("etcd %s: %s; retrying in %u ms", e->cfg->endpoints[e->ep].url.p, why, e->backoff_ms);
     e->ep = (e->ep + 1) % e->cfg->nendpoints;
     if (++e->failures >= e->cfg->nendpoints && !e->told_unreachable) {
         e->told_unreachable = true;
@@ -397,7 +402,7 @@ static void e_retry(gh_etcd *e, const char *why)
             e->h.unreachable(e->h.ud, why);
     }
     e->state = ST_IDLE;
-    uv_timer_start(&e->retry, (uv_timer_cb)step, e->backoff_ms, 0);
+    uv_timer_start(&e->retry, on_retry, e->backoff_ms, 0);
     e->backoff_ms = e->backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : e->backoff_ms * 2;
 }
 
@@ -446,6 +451,9 @@ static void on_watch(call *c, json_t *j)
         return;
     }
     if (json_is_true(json_object_get(r, "created"))) {
+        if (e->failures)
+            gh_log_info("etcd %s: watching %s again from revision %lld", e->cfg->endpoints[e->ep].url.p,
+                        e->cfg->key.p, (long long)e->seen + 1);
         e->failures = 0;
         e->backoff_ms = BACKOFF_MIN_MS;
     }
@@ -515,7 +523,7 @@ static void step(gh_etcd *e)
                             on_watch, e_fail, e);
     }
     if (!e->cur)
-        uv_timer_start(&e->retry, (uv_timer_cb)step, BACKOFF_MAX_MS, 0);
+        uv_timer_start(&e->retry, on_retry, BACKOFF_MAX_MS, 0);
 }
 
 gh_etcd *gh_etcd_start(uv_loop_t *loop, const gh_etcd_cfg *cfg, gh_etcd_handler h)
