@@ -135,7 +135,7 @@ static void load_work(uv_work_t *w)
 static const char *rev_text(const gh_cfgdoc *doc, char *buf, size_t n)
 {
     if (doc->revision)
-        snprintf(buf, n, ": etcd revision %lld refused", (long long)doc->revision);
+        snprintf(buf, n, "; etcd revision %lld refused", (long long)doc->revision);
     else
         buf[0] = '\0';
     return buf;
@@ -172,8 +172,8 @@ static void load_done(uv_work_t *w, int status)
         answer_admin(s, d, err);
         note_reload_failed(d, err, j->doc.revision);
         /* last, so that the line closes this reload's output */
-        gh_log_error("reload failed%s; keeping the running configuration (generation %llu)",
-                     rev_text(&j->doc, rev, sizeof(rev)), (unsigned long long)s->generation);
+        gh_log_error("reload failed; keeping the running configuration (generation %llu%s)",
+                     (unsigned long long)s->generation, rev_text(&j->doc, rev, sizeof(rev)));
     } else {
         for (size_t i = 0; i < d->n; i++)
             gh_log_warn("%s", d->items[i].text);
