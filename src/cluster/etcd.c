@@ -9,8 +9,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+#include <unistd.h>
 #include "core/log.h"
 #include "http/h1_parse.h"
+#include "tls/tls.h"
 
 #define MAX_RESPONSE (64u << 20)   /* a configuration document, base64'd, in JSON */
 #define BACKOFF_MIN_MS 100
@@ -65,10 +71,14 @@ typedef void (*call_fail_fn)(call *c, const char *why); /* then the call is gone
 struct call {
     uv_loop_t *loop;
     uv_getaddrinfo_t gai;
-    uv_tcp_t tcp;
-    uv_connect_t conn;
-    uv_write_t wr;
+    uv_poll_t poll;
+    int fd;
+    int phase;                    /* PH_* */
+    gh_transport *tp;             /* plain or TLS, once connected */
+    gh_tls_client *tls;           /* https endpoints */
+    char host[256];               /* the name TLS checks */
     uv_buf_t out;
+    size_t outoff;
     char *in, *body;              /* raw bytes; decoded body */
     size_t inlen, incap, blen, bcap, used;
     size_t scanned;
@@ -77,16 +87,22 @@ struct call {
     gh_h1_message m;
     gh_header hs[64];
     gh_chunked ck;
-    bool stream, done, tcp_open, resolving;
+    bool stream, done, poll_open, resolving;
     char port[8];
     call_json_fn on_json;
     call_fail_fn on_fail;
     void *ud;
 };
 
+enum { PH_CONNECTING, PH_HANDSHAKE, PH_IO };
+
 static void call_closed(uv_handle_t *h)
 {
     call *c = h->data;
+    if (c->tp && c->tp->ops->destroy)
+        c->tp->ops->destroy(c->tp);
+    if (c->fd >= 0)
+        close(c->fd);
     free(c->out.base);
     free(c->in);
     free(c->body);
@@ -99,10 +115,10 @@ static void call_free(call *c)
     c->done = true;
     if (c->resolving)
         return;   /* on_resolved frees it */
-    if (c->tcp_open && !uv_is_closing((uv_handle_t *)&c->tcp))
-        uv_close((uv_handle_t *)&c->tcp, call_closed);
-    else if (!c->tcp_open)
-        call_closed((uv_handle_t *)&c->tcp);
+    if (c->poll_open && !uv_is_closing((uv_handle_t *)&c->poll))
+        uv_close((uv_handle_t *)&c->poll, call_closed);
+    else if (!c->poll_open)
+        call_closed((uv_handle_t *)&c->poll);
 }
 
 static void call_fail(call *c, const char *fmt, const char *detail)
@@ -175,39 +191,18 @@ static void deliver(call *c, bool final)
     }
 }
 
-static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *b)
+static void got_eof(call *c)
 {
-    call *c = h->data;
-    if (c->incap - c->inlen < 16384) {
-        size_t cap = c->incap ? c->incap * 2 : 32768;
-        char *nb = cap <= MAX_RESPONSE ? realloc(c->in, cap) : NULL;
-        if (nb) {
-            c->in = nb;
-            c->incap = cap;
-        }
-    }
-    *b = uv_buf_init(c->in + c->inlen, (unsigned)(c->incap - c->inlen));
+    if (c->head > 0 && c->m.body == GH_BODY_UNTIL_CLOSE)
+        deliver(c, true);
+    if (!c->done)
+        call_fail(c, "connection to etcd closed: %s", "end of stream");
 }
 
-static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *b)
+/* n more bytes at c->in + c->inlen: the head, then the body (chunked or not). */
+static void got_bytes(call *c, size_t n)
 {
-    call *c = s->data;
-    if (c->done)
-        return;
-    if (nread < 0) {
-        if (nread == UV_EOF && c->head > 0 && c->m.body == GH_BODY_UNTIL_CLOSE)
-            deliver(c, true);
-        if (!c->done)
-            call_fail(c, "connection to etcd closed: %s", nread == UV_EOF ? "end of stream" : uv_strerror((int)nread));
-        return;
-    }
-    if (nread == 0)
-        return;
-    if (!b->base || b->len == 0) {
-        call_fail(c, "%s", "etcd response too large");
-        return;
-    }
-    c->inlen += (size_t)nread;
+    c->inlen += n;
     if (c->head <= 0) {
         if (!gh_h1_head_complete(c->in, c->inlen, &c->scanned))
             return;
@@ -256,26 +251,98 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *b)
         call_fail(c, "%s", c->stream ? "etcd ended the watch" : "empty answer from etcd");
 }
 
-static void on_written(uv_write_t *w, int status)
+static void on_poll(uv_poll_t *h, int status, int events);
+
+/* Connect, handshake, then write the request and read what comes, until
+ * the socket would block; then wait for what the transport wants. */
+static void drive(call *c)
 {
-    call *c = w->data;
-    if (status < 0 && !c->done)
-        call_fail(c, "cannot write to etcd: %s", uv_strerror(status));
+    if (c->phase == PH_CONNECTING) {
+        int err = 0;
+        socklen_t len = sizeof(err);
+        if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0)
+            err = errno;
+        if (err) {
+            call_fail(c, "cannot connect to etcd: %s", strerror(err));
+            return;
+        }
+        c->tp = c->tls ? gh_tls_connect(c->tls, c->fd, c->host) : &gh_transport_plain;
+        if (!c->tp) {
+            call_fail(c, "%s", "out of memory");
+            return;
+        }
+        c->phase = PH_HANDSHAKE;
+    }
+    if (c->phase == PH_HANDSHAKE) {
+        int rc = gh_transport_handshake(c->tp, c->fd);
+        if (rc == -EAGAIN) {
+            uv_poll_start(&c->poll, c->tp->want ? c->tp->want : UV_READABLE, on_poll);
+            return;
+        }
+        if (rc < 0) {
+            const char *e = gh_tls_error(c->tp);
+            call_fail(c, "TLS handshake with etcd failed: %s", e ? e : "?");
+            return;
+        }
+        c->phase = PH_IO;
+    }
+    int want = 0;
+    while (c->outoff < c->out.len) {
+        struct iovec iov = { c->out.base + c->outoff, c->out.len - c->outoff };
+        ssize_t w = c->tp->ops->writev(c->tp, c->fd, &iov, 1);
+        if (w == -EAGAIN) {
+            want |= gh_transport_wants(c->tp, true);
+            break;
+        }
+        if (w < 0) {
+            call_fail(c, "cannot write to etcd: %s", strerror((int)-w));
+            return;
+        }
+        c->outoff += (size_t)w;
+    }
+    for (;;) {
+        if (c->incap - c->inlen < 16384) {
+            size_t cap = c->incap ? c->incap * 2 : 32768;
+            char *nb = cap <= MAX_RESPONSE ? realloc(c->in, cap) : NULL;
+            if (!nb) {
+                call_fail(c, "%s", "etcd response too large");
+                return;
+            }
+            c->in = nb;
+            c->incap = cap;
+        }
+        ssize_t r = c->tp->ops->read(c->tp, c->fd, c->in + c->inlen, c->incap - c->inlen);
+        if (r == -EAGAIN) {
+            want |= gh_transport_wants(c->tp, false);
+            break;
+        }
+        if (r == 0) {
+            got_eof(c);
+            return;
+        }
+        if (r < 0) {
+            const char *e = gh_tls_error(c->tp);
+            call_fail(c, "connection to etcd lost: %s", e ? e : strerror((int)-r));
+            return;
+        }
+        got_bytes(c, (size_t)r);
+        if (c->done)
+            return;
+    }
+    uv_poll_start(&c->poll, want, on_poll);
 }
 
-static void on_connect(uv_connect_t *r, int status)
+static void on_poll(uv_poll_t *h, int status, int events)
 {
-    call *c = r->data;
+    call *c = h->data;
+    (void)events;
     if (c->done)
         return;
     if (status < 0) {
-        call_fail(c, "cannot connect to etcd: %s", uv_strerror(status));
+        call_fail(c, "connection to etcd lost: %s", uv_strerror(status));
         return;
     }
-    c->wr.data = c;
-    uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
-    if (uv_write(&c->wr, (uv_stream_t *)&c->tcp, &c->out, 1, on_written) < 0)
-        call_fail(c, "%s", "cannot write to etcd");
+    drive(c);
 }
 
 static void on_resolved(uv_getaddrinfo_t *g, int status, struct addrinfo *res)
@@ -284,7 +351,7 @@ static void on_resolved(uv_getaddrinfo_t *g, int status, struct addrinfo *res)
     c->resolving = false;
     if (c->done) {   /* abandoned while resolving */
         uv_freeaddrinfo(res);
-        call_closed((uv_handle_t *)&c->tcp);
+        call_closed((uv_handle_t *)&c->poll);
         return;
     }
     if (status < 0 || !res) {
@@ -292,19 +359,25 @@ static void on_resolved(uv_getaddrinfo_t *g, int status, struct addrinfo *res)
         call_fail(c, "cannot resolve the etcd endpoint: %s", uv_strerror(status));
         return;
     }
-    uv_tcp_init(c->loop, &c->tcp);
-    c->tcp.data = c;
-    c->tcp_open = true;
-    uv_tcp_nodelay(&c->tcp, 1);
-    c->conn.data = c;
-    int rc = uv_tcp_connect(&c->conn, &c->tcp, res->ai_addr, on_connect);
+    c->fd = socket(res->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    int rc = c->fd < 0 ? -errno : connect(c->fd, res->ai_addr, res->ai_addrlen) == 0 || errno == EINPROGRESS ? 0 : -errno;
     uv_freeaddrinfo(res);
-    if (rc < 0)
-        call_fail(c, "cannot connect to etcd: %s", uv_strerror(rc));
+    if (rc < 0) {
+        call_fail(c, "cannot connect to etcd: %s", strerror(-rc));
+        return;
+    }
+    int one = 1;
+    setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    if (uv_poll_init(c->loop, &c->poll, c->fd) < 0) {
+        call_fail(c, "%s", "cannot watch the etcd socket");
+        return;
+    }
+    c->poll_open = true;
+    c->phase = PH_CONNECTING;
+    uv_poll_start(&c->poll, UV_WRITABLE, on_poll);
 }
 
-/* POST path with body to ep; the callbacks run on loop. */
-static call *call_start(uv_loop_t *loop, const gh_etcd_endpoint_cfg *ep, const char *path, const char *token,
+static call *call_start(uv_loop_t *loop, const gh_etcd_endpoint_cfg *ep, gh_tls_client *tls, const char *path, const char *token,
                         json_t *body, bool stream, call_json_fn on_json, call_fail_fn on_fail, void *ud)
 {
     call *c = calloc(1, sizeof(*c));
@@ -331,17 +404,21 @@ static call *call_start(uv_loop_t *loop, const gh_etcd_endpoint_cfg *ep, const c
     free(js);
     c->out.len = (size_t)n;
     c->loop = loop;
+    c->fd = -1;
+    c->tls = ep->tls ? tls : NULL;
+    snprintf(c->host, sizeof(c->host), "%s", ep->host.p);
     c->stream = stream;
     c->on_json = on_json;
     c->on_fail = on_fail;
     c->ud = ud;
-    c->tcp.data = c;
+    c->poll.data = c;
     c->gai.data = c;
     snprintf(c->port, sizeof(c->port), "%u", ep->port);
     struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM };
     c->resolving = true;
     if (uv_getaddrinfo(loop, &c->gai, on_resolved, ep->host.p, c->port, &hints) < 0) {
-        call_closed((uv_handle_t *)&c->tcp);
+        c->resolving = false;
+        call_closed((uv_handle_t *)&c->poll);
         return NULL;
     }
     return c;
@@ -367,6 +444,7 @@ enum { ST_IDLE, ST_AUTH, ST_RANGE, ST_WATCH };
 struct gh_etcd {
     uv_loop_t *loop;
     const gh_etcd_cfg *cfg;
+    gh_tls_client *tls;
     gh_etcd_handler h;
     uv_timer_t retry;
     call *cur;
@@ -511,28 +589,29 @@ static void step(gh_etcd *e)
     const gh_etcd_endpoint_cfg *ep = &e->cfg->endpoints[e->ep];
     if (e->cfg->username.len && !e->token) {
         e->state = ST_AUTH;
-        e->cur = call_start(e->loop, ep, "/v3/auth/authenticate", NULL, auth_body(e->cfg), false, on_auth, e_fail, e);
+        e->cur = call_start(e->loop, ep, e->tls, "/v3/auth/authenticate", NULL, auth_body(e->cfg), false, on_auth, e_fail, e);
     } else if (e->need_range || e->seen == 0) {
         e->state = ST_RANGE;
-        e->cur = call_start(e->loop, ep, "/v3/kv/range", e->token, key_body(e->cfg), false, on_range, e_fail, e);
+        e->cur = call_start(e->loop, ep, e->tls, "/v3/kv/range", e->token, key_body(e->cfg), false, on_range, e_fail, e);
     } else {
         e->state = ST_WATCH;
         json_t *k = key_body(e->cfg);
         json_object_set_new(k, "start_revision", json_integer((json_int_t)(e->seen + 1)));
-        e->cur = call_start(e->loop, ep, "/v3/watch", e->token, json_pack("{s:o}", "create_request", k), true,
+        e->cur = call_start(e->loop, ep, e->tls, "/v3/watch", e->token, json_pack("{s:o}", "create_request", k), true,
                             on_watch, e_fail, e);
     }
     if (!e->cur)
         uv_timer_start(&e->retry, on_retry, BACKOFF_MAX_MS, 0);
 }
 
-gh_etcd *gh_etcd_start(uv_loop_t *loop, const gh_etcd_cfg *cfg, gh_etcd_handler h)
+gh_etcd *gh_etcd_start(uv_loop_t *loop, const gh_etcd_cfg *cfg, gh_tls_client *tls, gh_etcd_handler h)
 {
     gh_etcd *e = calloc(1, sizeof(*e));
     if (!e)
         return NULL;
     e->loop = loop;
     e->cfg = cfg;
+    e->tls = tls;
     e->h = h;
     e->backoff_ms = BACKOFF_MIN_MS;
     e->need_range = true;
@@ -581,7 +660,7 @@ static void os_fail(call *c, const char *why)
 }
 
 /* One request, endpoints in order until one answers. */
-static json_t *request(const gh_etcd_cfg *cfg, const char *path, const char *token, json_t *body, char *err,
+static json_t *request(const gh_etcd_cfg *cfg, gh_tls_client *tls, const char *path, const char *token, json_t *body, char *err,
                        size_t errlen)
 {
     uv_loop_t loop;
@@ -589,7 +668,7 @@ static json_t *request(const gh_etcd_cfg *cfg, const char *path, const char *tok
     json_t *answer = NULL;
     for (size_t i = 0; i < cfg->nendpoints && !answer; i++) {
         oneshot o = { 0 };
-        if (!call_start(&loop, &cfg->endpoints[i], path, token, json_incref(body), false, os_json, os_fail, &o))
+        if (!call_start(&loop, &cfg->endpoints[i], tls, path, token, json_incref(body), false, os_json, os_fail, &o))
             snprintf(o.err, sizeof(o.err), "out of memory");
         uv_run(&loop, UV_RUN_DEFAULT);
         answer = o.answer;
@@ -604,12 +683,12 @@ static json_t *request(const gh_etcd_cfg *cfg, const char *path, const char *tok
     return answer;
 }
 
-static bool authenticate(const gh_etcd_cfg *cfg, char **token, char *err, size_t errlen)
+static bool authenticate(const gh_etcd_cfg *cfg, gh_tls_client *tls, char **token, char *err, size_t errlen)
 {
     *token = NULL;
     if (!cfg->username.len)
         return true;
-    json_t *a = request(cfg, "/v3/auth/authenticate", NULL, auth_body(cfg), err, errlen);
+    json_t *a = request(cfg, tls, "/v3/auth/authenticate", NULL, auth_body(cfg), err, errlen);
     const char *t = json_string_value(json_object_get(a, "token"));
     *token = t ? strdup(t) : NULL;
     json_decref(a);
@@ -618,15 +697,15 @@ static bool authenticate(const gh_etcd_cfg *cfg, char **token, char *err, size_t
     return *token != NULL;
 }
 
-bool gh_etcd_get(const gh_etcd_cfg *cfg, char **value, size_t *len, int64_t *mod_revision, char *err, size_t errlen)
+bool gh_etcd_get(const gh_etcd_cfg *cfg, gh_tls_client *tls, char **value, size_t *len, int64_t *mod_revision, char *err, size_t errlen)
 {
     char *token;
     *value = NULL;
     *len = 0;
     *mod_revision = 0;
-    if (!authenticate(cfg, &token, err, errlen))
+    if (!authenticate(cfg, tls, &token, err, errlen))
         return false;
-    json_t *a = request(cfg, "/v3/kv/range", token, key_body(cfg), err, errlen);
+    json_t *a = request(cfg, tls, "/v3/kv/range", token, key_body(cfg), err, errlen);
     free(token);
     if (!a)
         return false;
@@ -645,12 +724,12 @@ bool gh_etcd_get(const gh_etcd_cfg *cfg, char **value, size_t *len, int64_t *mod
     return ok;
 }
 
-bool gh_etcd_put_if(const gh_etcd_cfg *cfg, const char *value, size_t len, int64_t expect, bool *conflict,
+bool gh_etcd_put_if(const gh_etcd_cfg *cfg, gh_tls_client *tls, const char *value, size_t len, int64_t expect, bool *conflict,
                     int64_t *revision, char *err, size_t errlen)
 {
     char *token;
     *conflict = false;
-    if (!authenticate(cfg, &token, err, errlen))
+    if (!authenticate(cfg, tls, &token, err, errlen))
         return false;
     char *k = b64_encode(cfg->key.p, cfg->key.len), *v = b64_encode(value, len);
     json_t *body = k && v ? json_pack("{s:[{s:s, s:s, s:s, s:I}], s:[{s:{s:s, s:s}}]}", "compare", "key", k, "target",
@@ -659,7 +738,7 @@ bool gh_etcd_put_if(const gh_etcd_cfg *cfg, const char *value, size_t len, int64
                           : NULL;
     free(k);
     free(v);
-    json_t *a = body ? request(cfg, "/v3/kv/txn", token, body, err, errlen) : NULL;
+    json_t *a = body ? request(cfg, tls, "/v3/kv/txn", token, body, err, errlen) : NULL;
     free(token);
     if (!a)
         return false;
@@ -672,4 +751,14 @@ bool gh_etcd_put_if(const gh_etcd_cfg *cfg, const char *value, size_t len, int64
                  (long long)expect);
     }
     return ok;
+}
+
+gh_tls_client *gh_etcd_tls(const gh_config *cfg, gh_diag *diag, bool *ok)
+{
+    *ok = true;
+    if (!cfg->etcd || !cfg->etcd->tls)
+        return NULL;   /* the loader gives every https endpoint list a tls section */
+    gh_tls_client *c = gh_tls_client_new_plain(cfg, cfg->etcd->tls, diag);
+    *ok = c != NULL;
+    return c;
 }

@@ -9,6 +9,7 @@
 #include <stdint.h>
 #include <uv.h>
 #include "config/config.h"
+#include "tls/tls.h"
 
 typedef struct gh_etcd gh_etcd;
 
@@ -21,17 +22,20 @@ typedef struct gh_etcd_handler {
     void *ud;
 } gh_etcd_handler;
 
-/* cfg must outlive the client. */
-gh_etcd *gh_etcd_start(uv_loop_t *loop, const gh_etcd_cfg *cfg, gh_etcd_handler h);
+/* cfg and tls (for https endpoints; NULL without) must outlive the client. */
+gh_etcd *gh_etcd_start(uv_loop_t *loop, const gh_etcd_cfg *cfg, gh_tls_client *tls, gh_etcd_handler h);
+/* The TLS client for cfg's https endpoints (NULL, and nothing reported, when
+ * there are none; NULL after reporting to diag when a file is bad). */
+gh_tls_client *gh_etcd_tls(const gh_config *cfg, gh_diag *diag, bool *ok);
 void gh_etcd_stop(gh_etcd *e);
 
 /* Blocking one-shot calls for the command line (own loop). get: *value
  * malloc'd (NULL when the key is absent), *mod_revision 0 then. put: only
  * if the key's mod_revision is still `expect` (0 = absent); false with
  * *conflict set when someone wrote in between. err gets the reason. */
-bool gh_etcd_get(const gh_etcd_cfg *cfg, char **value, size_t *len, int64_t *mod_revision, char *err,
+bool gh_etcd_get(const gh_etcd_cfg *cfg, gh_tls_client *tls, char **value, size_t *len, int64_t *mod_revision, char *err,
                  size_t errlen);
-bool gh_etcd_put_if(const gh_etcd_cfg *cfg, const char *value, size_t len, int64_t expect, bool *conflict,
+bool gh_etcd_put_if(const gh_etcd_cfg *cfg, gh_tls_client *tls, const char *value, size_t len, int64_t expect, bool *conflict,
                     int64_t *revision, char *err, size_t errlen);
 
 #endif

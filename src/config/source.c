@@ -38,10 +38,8 @@ static bool set_endpoint(gh_load *ld, const gh_ynode *n, gh_etcd_endpoint_cfg *e
     if (url.len > 7 && memcmp(url.p, "http://", 7) == 0)
         rest = gh_str_from(url.p + 7, url.len - 7);
     else if (url.len > 8 && memcmp(url.p, "https://", 8) == 0) {
-        /* the client speaks plain HTTP only, so far: say so rather than send in clear */
-        gh_ld_error(ld, n->mark, "etcd endpoint '%.*s': https is not supported yet (use http:// on a trusted "
-                    "network, or a local TLS proxy)", clip(url), url.p);
-        return false;
+        rest = gh_str_from(url.p + 8, url.len - 8);
+        e->tls = true;
     } else {
         gh_ld_error(ld, n->mark, "invalid etcd endpoint '%.*s' (use http://host:port or https://host:port)",
                     clip(url), url.p);
@@ -99,6 +97,14 @@ static bool set_etcd(gh_load *ld, gh_config *cfg, const gh_ypair *kv)
     if (e->username.len != e->password.len && (!e->username.len || !e->password.len)) {
         gh_ld_error(ld, kv->key->mark, "etcd username and password go together");
         ok = false;
+    }
+    bool https = false;
+    for (size_t i = 0; i < e->nendpoints; i++)
+        https = https || e->endpoints[i].tls;
+    if (https && !e->tls) {   /* verified against the system's CAs */
+        e->tls = gh_ld_zalloc(ld, sizeof(*e->tls));
+        e->tls->verify = true;
+        e->tls->mark = kv->key->mark;
     }
     if (ok)
         cfg->etcd = e;

@@ -28,6 +28,7 @@ struct gh_cfgsrc {
     uv_timer_t debounce;
     /* etcd */
     const gh_etcd_cfg *etcd;
+    gh_tls_client *tls;           /* https endpoints */
     gh_etcd *client;
     uv_timer_t first_wait;
     bool ready;                   /* the first document (or its absence) is known */
@@ -182,6 +183,7 @@ static void src_closed(uv_handle_t *h)
     free(s->dir);
     free(s->base);
     free(s->doc);
+    gh_tls_client_free(s->tls);
     free(s);
 }
 
@@ -213,8 +215,16 @@ gh_cfgsrc *gh_cfgsrc_new(uv_loop_t *loop, const char *path, const gh_config *boo
     s->etcd = boot ? boot->etcd : NULL;
     s->ready = true;
     if (s->etcd) {
+        gh_diag d;
+        bool ok;
+        gh_diag_init(&d, path);
+        s->tls = gh_etcd_tls(boot, &d, &ok);
+        gh_diag_print(&d, stderr);
+        gh_diag_free(&d);
+        if (!ok)
+            return s;   /* no client: no document; the caller reports it */
         s->ready = false;
-        s->client = gh_etcd_start(loop, s->etcd,
+        s->client = gh_etcd_start(loop, s->etcd, s->tls,
                                   (gh_etcd_handler){ .value = on_value, .unreachable = on_unreachable, .ud = s });
         uv_timer_start(&s->first_wait, on_first_wait, FIRST_WAIT_MS, 0);
         while (!s->ready && s->client)

@@ -12,7 +12,7 @@
 #include "config/config.h"
 #include "server/snapshot.h"
 
-static gh_config *load_bootstrap(const char *bootstrap)
+static gh_config *load_bootstrap(const char *bootstrap, gh_tls_client **tls)
 {
     gh_diag d;
     gh_diag_init(&d, bootstrap);
@@ -23,6 +23,17 @@ static gh_config *load_bootstrap(const char *bootstrap)
         fprintf(stderr, "gatehouse: %s has no config_source.etcd: nothing to push to or pull from\n", bootstrap);
         gh_config_free(boot);
         return NULL;
+    }
+    if (boot) {
+        bool ok;
+        gh_diag_init(&d, bootstrap);
+        *tls = gh_etcd_tls(boot, &d, &ok);
+        gh_diag_print(&d, stderr);
+        gh_diag_free(&d);
+        if (!ok) {
+            gh_config_free(boot);
+            return NULL;
+        }
     }
     return boot;
 }
@@ -40,7 +51,8 @@ static void show_changes(const char *key, const char *stored, int64_t rev, const
 
 int gh_config_push(const char *bootstrap, const char *file, bool dry_run, int64_t base_revision)
 {
-    gh_config *boot = load_bootstrap(bootstrap);
+    gh_tls_client *tls = NULL;
+    gh_config *boot = load_bootstrap(bootstrap, &tls);
     if (!boot)
         return 1;
     size_t len;
@@ -64,7 +76,7 @@ int gh_config_push(const char *bootstrap, const char *file, bool dry_run, int64_
     char err[768] = "", *stored = NULL;
     size_t slen;
     int64_t rev;
-    if (!gh_etcd_get(boot->etcd, &stored, &slen, &rev, err, sizeof(err))) {
+    if (!gh_etcd_get(boot->etcd, tls, &stored, &slen, &rev, err, sizeof(err))) {
         fprintf(stderr, "gatehouse: cannot read %s from etcd: %s\n", boot->etcd->key.p, err);
         rc = 3;
         goto out;
@@ -83,7 +95,7 @@ int gh_config_push(const char *bootstrap, const char *file, bool dry_run, int64_
     }
     bool conflict;
     int64_t now;
-    if (!gh_etcd_put_if(boot->etcd, text, len, rev, &conflict, &now, err, sizeof(err))) {
+    if (!gh_etcd_put_if(boot->etcd, tls, text, len, rev, &conflict, &now, err, sizeof(err))) {
         fprintf(stderr, "gatehouse: %s%s\n", conflict ? "refused: " : "cannot write to etcd: ", err);
         rc = conflict ? 1 : 3;
         goto out;
@@ -93,20 +105,22 @@ out:
     gh_diag_free(&d);
     gh_snapshot_unref(snap);
     free(text);
+    gh_tls_client_free(tls);
     gh_config_free(boot);
     return rc;
 }
 
 int gh_config_pull(const char *bootstrap)
 {
-    gh_config *boot = load_bootstrap(bootstrap);
+    gh_tls_client *tls = NULL;
+    gh_config *boot = load_bootstrap(bootstrap, &tls);
     if (!boot)
         return 1;
     char err[768] = "", *v = NULL;
     size_t len;
     int64_t rev;
     int rc = 0;
-    if (!gh_etcd_get(boot->etcd, &v, &len, &rev, err, sizeof(err))) {
+    if (!gh_etcd_get(boot->etcd, tls, &v, &len, &rev, err, sizeof(err))) {
         fprintf(stderr, "gatehouse: cannot read %s from etcd: %s\n", boot->etcd->key.p, err);
         rc = 3;
     } else if (!v) {
@@ -117,6 +131,7 @@ int gh_config_pull(const char *bootstrap)
         fprintf(stderr, "# %s at revision %lld\n", boot->etcd->key.p, (long long)rev);
     }
     free(v);
+    gh_tls_client_free(tls);
     gh_config_free(boot);
     return rc;
 }
