@@ -7,6 +7,7 @@ loopback ports with a temporary data directory.
     e.compact(rev)
     e.stop(); e.start()              # same ports, same data
     e.enable_auth("secret")          # user root with that password
+    t = EtcdServer(tls=(cert, key, ca), client=(cert, key))   # https only; client certificates required
     p = TcpProxy(e.port)             # a loopback forwarder that can be paused
 """
 import base64
@@ -14,6 +15,7 @@ import json
 import os
 import shutil
 import socket
+import ssl
 import subprocess
 import tempfile
 import threading
@@ -37,8 +39,13 @@ def b64(s):
 
 
 class EtcdServer:
-    def __init__(self):
+    def __init__(self, tls=None, client=None):
         need_etcd()
+        self.tls = tls
+        if tls:   # how the fixture itself talks to a TLS etcd: its CA, and a client certificate
+            self.client_tls = ssl.create_default_context(cafile=tls[2])
+            if client:
+                self.client_tls.load_cert_chain(*client)
         self.port = free_port()
         self.peer = free_port()
         self.dir = tempfile.mkdtemp(prefix="gh-etcd-")
@@ -48,16 +55,20 @@ class EtcdServer:
 
     @property
     def url(self):
-        return "http://127.0.0.1:%d" % self.port
+        return "%s://127.0.0.1:%d" % ("https" if self.tls else "http", self.port)
 
     def start(self):
         peer = "http://127.0.0.1:%d" % self.peer
         self.log = open(os.path.join(self.dir, "etcd.log"), "ab")
+        tls = []
+        if self.tls:
+            cert, key, ca = self.tls
+            tls = ["--cert-file", cert, "--key-file", key, "--trusted-ca-file", ca, "--client-cert-auth"]
         self.proc = subprocess.Popen(
             [ETCD, "--name", "default", "--data-dir", os.path.join(self.dir, "data"),
              "--listen-client-urls", self.url, "--advertise-client-urls", self.url,
              "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
-             "--initial-cluster", "default=" + peer, "--log-level", "error"],
+             "--initial-cluster", "default=" + peer, "--log-level", "error"] + tls,
             stdout=self.log, stderr=self.log)
         wait_port(self.port, proc=self.proc)
         wait_until(self._answers, 20, "etcd at %s to answer" % self.url)
@@ -74,8 +85,10 @@ class EtcdServer:
         if auth and self.token:
             headers["Authorization"] = self.token
         req = urllib.request.Request(self.url + path, data=json.dumps(body).encode(), headers=headers)
-        with urllib.request.urlopen(req, timeout=5) as r:
+        with urllib.request.urlopen(req, timeout=5, context=self.client_tls) as r:
             return json.loads(r.read())
+
+    client_tls = None   # an ssl.SSLContext with a client certificate, for a TLS etcd
 
     def put(self, key, value):
         r = self.call("/v3/kv/put", {"key": b64(key), "value": b64(value)})

@@ -11,7 +11,8 @@ import urllib.request
 import pytest
 
 from conftest import BIN, free_port, wait_until
-from etcd_server import TcpProxy, etcd  # noqa: F401 (fixture)
+from certs import _leaf, make_pki
+from etcd_server import EtcdServer, TcpProxy, etcd  # noqa: F401 (fixture)
 
 KEY = "/gatehouse/config"
 
@@ -230,3 +231,28 @@ def test_push_refuses_lost_update_and_invalid_document(etcd, tmp_path):
         f.write("routes: []\n")
     r = subprocess.run([BIN, "check", "-c", boot], capture_output=True, text=True)
     assert r.returncode == 1 and "`routes` comes from etcd" in r.stdout + r.stderr
+
+
+def test_tls_with_client_certificate(gatehouse, tmp_path):
+    pki = make_pki(str(tmp_path / "pki"))
+    # etcd's own gateway dials etcd with the server certificate: it must serve both ways
+    server = _leaf(pki.dir, "etcd", "/CN=localhost", (pki.ca1, pki.ca1_key), san="DNS:localhost,IP:127.0.0.1",
+                   usage="serverAuth,clientAuth")
+    e = EtcdServer(tls=(server[0], server[1], pki.ca1), client=pki.gw_client)
+    try:
+        e.put(KEY, doc("v1"))
+        tls = "    tls: { ca: %s, cert: %s, key: %s }" % (pki.ca1, pki.gw_client[0], pki.gw_client[1])
+        g = start_node(gatehouse, [e.url], tmp=str(tmp_path), extra=tls)
+        assert body(g) == "v1"
+        rev = revision_of(push(g.path, doc("v2"), str(tmp_path)))
+        wait_until(lambda: body(g) == "v2", 2, "v2 over TLS")
+        assert admin_json(g, "/api/status")["config"]["revision"] == rev
+        # without the client certificate etcd refuses the handshake: push says why
+        boot = open(g.path).read().replace(", cert: %s, key: %s" % pki.gw_client, "")
+        nocert = os.path.join(str(tmp_path), "nocert.yaml")
+        with open(nocert, "w") as f:
+            f.write(boot)
+        r = subprocess.run([BIN, "config", "pull", "-c", nocert], capture_output=True, text=True, timeout=30)
+        assert r.returncode == 3 and "etcd" in r.stderr, r.stderr
+    finally:
+        e.close()
