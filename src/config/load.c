@@ -535,8 +535,8 @@ static void publish(gh_diag *local, gh_diag *diag)
     free(items);
 }
 
-static gh_config *load_texts(const char *name, const char *text, size_t len, const char *boot_text,
-                             size_t boot_len, gh_diag *diag)
+static gh_config *load_texts(const char *name, const char *text, size_t len, const char *boot_path,
+                             const char *boot_text, size_t boot_len, gh_diag *diag)
 {
     gh_diag local;
     gh_diag_init(&local, "");
@@ -550,7 +550,8 @@ static gh_config *load_texts(const char *name, const char *text, size_t len, con
     cfg->arena = arena;   /* from here on the configuration owns its arena */
     gh_load ld = { .cfg = cfg, .diag = &local, .a = &cfg->arena };
     gh_arena_init(&ld.tmp, 16384);
-    cfg->file = gh_ld_copy(&ld, gh_str_c(name ? name : diag->file)).p;
+    /* relative paths (certificates, key files) are the bootstrap file's neighbours in a fleet */
+    cfg->file = gh_ld_copy(&ld, gh_str_c(boot_path ? boot_path : name ? name : diag->file)).p;
     set_defaults(cfg);
 
     gh_ynode *boot = boot_text ? gh_ld_parse_yaml(&ld, boot_text, boot_len) : NULL;
@@ -562,6 +563,8 @@ static gh_config *load_texts(const char *name, const char *text, size_t len, con
     if (root && local.errors == 0)
         gh_ld_document(&ld, root);
     gh_arena_free(&ld.tmp);
+    if (boot_path)
+        cfg->file = gh_ld_copy(&ld, gh_str_c(name)).p;   /* what the admin API and logs show */
 
     const char *saved_file = diag->file;
     if (name)
@@ -579,7 +582,7 @@ static gh_config *load_texts(const char *name, const char *text, size_t len, con
 
 gh_config *gh_config_load_string(const char *name, const char *text, size_t len, gh_diag *diag)
 {
-    return load_texts(name, text, len, NULL, 0, diag);
+    return load_texts(name, text, len, NULL, NULL, 0, diag);
 }
 
 gh_config *gh_config_load_layered(const char *boot_path, const char *doc_name, const char *doc, size_t len,
@@ -591,7 +594,7 @@ gh_config *gh_config_load_layered(const char *boot_path, const char *doc_name, c
         gh_diag_fail(diag, "cannot read %s: %s", boot_path, strerror(errno));
         return NULL;
     }
-    gh_config *cfg = load_texts(doc_name, doc, len, boot, blen, diag);
+    gh_config *cfg = load_texts(doc_name, doc, len, boot_path, boot, blen, diag);
     free(boot);
     return cfg;
 }

@@ -79,7 +79,8 @@ static void test_layered(void **state)
     assert_int_equal(write(fd, BOOT, strlen(BOOT)), (ssize_t)strlen(BOOT));
     close(fd);
 
-    const char *doc = "workers: 3\nroutes:\n  - name: r\n    match: { path: / }\n    respond: { status: 204 }\n";
+    const char *doc = "workers: 3\nroutes:\n  - name: r\n    match: { path: / }\n    respond: { status: 204 }\n"
+                      "upstreams:\n  app:\n    targets: [127.0.0.1:9]\n    tls: { ca: certs/ca.pem }\n";
     gh_diag d;
     gh_diag_init(&d, "etcd:/gh@7");
     gh_config *cfg = gh_config_load_layered(path, "etcd:/gh@7", doc, strlen(doc), &d);
@@ -91,6 +92,9 @@ static void test_layered(void **state)
     assert_non_null(cfg->etcd);
     assert_int_equal(cfg->nroutes, 1);             /* from the document */
     assert_int_equal(cfg->workers, 3);
+    assert_string_equal(cfg->file, "etcd:/gh@7");
+    /* a relative path in the document is the bootstrap file's neighbour */
+    assert_string_equal(cfg->upstreams[0].tls->ca.p, "/tmp/certs/ca.pem");
     gh_config_free(cfg);
 
     /* §12.21: listen, admin, config_source only from the bootstrap; errors name the revision */
