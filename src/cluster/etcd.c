@@ -21,6 +21,7 @@
 #define MAX_RESPONSE (64u << 20)   /* a configuration document, base64'd, in JSON */
 #define BACKOFF_MIN_MS 100
 #define BACKOFF_MAX_MS 2000
+#define CALL_TIMEOUT_MS 5000       /* a server that accepts but never answers */
 
 /* ------------------------------------------------------------ base64 --- */
 
@@ -87,6 +88,8 @@ struct call {
     gh_h1_message m;
     gh_header hs[64];
     gh_chunked ck;
+    uv_timer_t deadline;          /* an answer (a watch: its first message) within CALL_TIMEOUT_MS */
+    int handles;                  /* still to close before the call is freed */
     bool stream, done, poll_open, resolving;
     char port[8];
     call_json_fn on_json;
@@ -99,6 +102,8 @@ enum { PH_CONNECTING, PH_HANDSHAKE, PH_IO };
 static void call_closed(uv_handle_t *h)
 {
     call *c = h->data;
+    if (--c->handles > 0)
+        return;
     if (c->tp && c->tp->ops->destroy)
         c->tp->ops->destroy(c->tp);
     if (c->fd >= 0)
@@ -113,12 +118,12 @@ static void call_closed(uv_handle_t *h)
 static void call_free(call *c)
 {
     c->done = true;
-    if (c->resolving)
-        return;   /* on_resolved frees it */
-    if (c->poll_open && !uv_is_closing((uv_handle_t *)&c->poll))
+    if (c->resolving || uv_is_closing((uv_handle_t *)&c->deadline))
+        return;   /* on_resolved frees it, or already closing */
+    c->handles = 1 + c->poll_open;
+    uv_close((uv_handle_t *)&c->deadline, call_closed);
+    if (c->poll_open)
         uv_close((uv_handle_t *)&c->poll, call_closed);
-    else if (!c->poll_open)
-        call_closed((uv_handle_t *)&c->poll);
 }
 
 static void call_fail(call *c, const char *fmt, const char *detail)
@@ -184,6 +189,7 @@ static void deliver(call *c, bool final)
             json_decref(j);
             return;
         }
+        uv_timer_stop(&c->deadline);   /* answered; a watch may now be quiet for long */
         c->on_json(c, j);
         json_decref(j);
         if (!c->stream)
@@ -351,7 +357,7 @@ static void on_resolved(uv_getaddrinfo_t *g, int status, struct addrinfo *res)
     c->resolving = false;
     if (c->done) {   /* abandoned while resolving */
         uv_freeaddrinfo(res);
-        call_closed((uv_handle_t *)&c->poll);
+        call_free(c);
         return;
     }
     if (status < 0 || !res) {
@@ -366,8 +372,13 @@ static void on_resolved(uv_getaddrinfo_t *g, int status, struct addrinfo *res)
         call_fail(c, "cannot connect to etcd: %s", strerror(-rc));
         return;
     }
-    int one = 1;
+    int one = 1, idle = 10, intvl = 5, cnt = 3;
     setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    /* a watch is quiet for hours: keepalives find a peer that vanished (~25 s) */
+    setsockopt(c->fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one));
+    setsockopt(c->fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof(idle));
+    setsockopt(c->fd, IPPROTO_TCP, TCP_KEEPINTVL, &intvl, sizeof(intvl));
+    setsockopt(c->fd, IPPROTO_TCP, TCP_KEEPCNT, &cnt, sizeof(cnt));
     if (uv_poll_init(c->loop, &c->poll, c->fd) < 0) {
         call_fail(c, "%s", "cannot watch the etcd socket");
         return;
@@ -375,6 +386,11 @@ static void on_resolved(uv_getaddrinfo_t *g, int status, struct addrinfo *res)
     c->poll_open = true;
     c->phase = PH_CONNECTING;
     uv_poll_start(&c->poll, UV_WRITABLE, on_poll);
+}
+
+static void on_deadline(uv_timer_t *t)
+{
+    call_fail(t->data, "etcd did not answer within %s", "5 s");
 }
 
 static call *call_start(uv_loop_t *loop, const gh_etcd_endpoint_cfg *ep, gh_tls_client *tls, const char *path, const char *token,
@@ -413,12 +429,15 @@ static call *call_start(uv_loop_t *loop, const gh_etcd_endpoint_cfg *ep, gh_tls_
     c->ud = ud;
     c->poll.data = c;
     c->gai.data = c;
+    c->deadline.data = c;
+    uv_timer_init(loop, &c->deadline);
+    uv_timer_start(&c->deadline, on_deadline, CALL_TIMEOUT_MS, 0);
     snprintf(c->port, sizeof(c->port), "%u", ep->port);
     struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM };
     c->resolving = true;
     if (uv_getaddrinfo(loop, &c->gai, on_resolved, ep->host.p, c->port, &hints) < 0) {
         c->resolving = false;
-        call_closed((uv_handle_t *)&c->poll);
+        call_free(c);
         return NULL;
     }
     return c;

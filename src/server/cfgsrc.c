@@ -15,7 +15,6 @@
 #include "core/log.h"
 
 #define DEBOUNCE_MS 100
-#define FIRST_WAIT_MS 5000        /* etcd's first answer at start, before the cache file is used */
 #define CACHE_HEADER "# gatehouse: last good configuration from etcd, revision "
 
 struct gh_cfgsrc {
@@ -30,7 +29,6 @@ struct gh_cfgsrc {
     const gh_etcd_cfg *etcd;
     gh_tls_client *tls;           /* https endpoints */
     gh_etcd *client;
-    uv_timer_t first_wait;
     bool ready;                   /* the first document (or its absence) is known */
     char *doc;                    /* newest document; NULL = none */
     size_t len;
@@ -115,20 +113,54 @@ static bool read_cache(gh_cfgsrc *s)
     return true;
 }
 
-static void write_cache(gh_cfgsrc *s)
+/* The cache file is written on the thread pool: fsync has no place on the loop. */
+typedef struct cache_job {
+    uv_work_t work;
+    char *file, *doc;
+    size_t len;
+    int64_t rev;
+} cache_job;
+
+static void cache_write(uv_work_t *w)
 {
-    const char *file = s->etcd->cache_file.p;
+    cache_job *j = w->data;
     char tmp[4096];
-    snprintf(tmp, sizeof(tmp), "%s.tmp.%ld", file, (long)getpid());
+    snprintf(tmp, sizeof(tmp), "%s.tmp.%ld", j->file, (long)getpid());
     FILE *f = fopen(tmp, "wb");
-    bool ok = f && fprintf(f, CACHE_HEADER "%lld\n", (long long)s->rev) > 0 && fwrite(s->doc, 1, s->len, f) == s->len;
+    bool ok = f && fprintf(f, CACHE_HEADER "%lld\n", (long long)j->rev) > 0 && fwrite(j->doc, 1, j->len, f) == j->len;
     ok = f && fflush(f) == 0 && fsync(fileno(f)) == 0 && ok;
     if (f)
         ok = fclose(f) == 0 && ok;
     /* rename: a reader (a restart) sees the old copy or the new one, never half */
-    if (!ok || rename(tmp, file) != 0) {
-        gh_log_error("etcd: cannot write the cache file %s: %s", file, strerror(errno));
+    if (!ok || rename(tmp, j->file) != 0) {
+        gh_log_error("etcd: cannot write the cache file %s: %s", j->file, strerror(errno));
         unlink(tmp);
+    }
+}
+
+static void cache_written(uv_work_t *w, int status)
+{
+    cache_job *j = w->data;
+    free(j->file);
+    free(j->doc);
+    free(j);
+}
+
+static void write_cache(gh_cfgsrc *s)
+{
+    cache_job *j = calloc(1, sizeof(*j));
+    if (j && (j->file = strdup(s->etcd->cache_file.p)) && (j->doc = dupn(s->doc, s->len))) {
+        j->len = s->len;
+        j->rev = s->rev;
+        j->work.data = j;
+        if (uv_queue_work(s->loop, &j->work, cache_write, cache_written) == 0)
+            return;
+    }
+    gh_log_error("etcd: cannot write the cache file %s: out of memory", s->etcd->cache_file.p);
+    if (j) {
+        free(j->file);
+        free(j->doc);
+        free(j);
     }
 }
 
@@ -137,7 +169,6 @@ static void first_known(gh_cfgsrc *s)
     if (s->ready)
         return;
     s->ready = true;
-    uv_timer_stop(&s->first_wait);
 }
 
 static void on_value(void *ud, const char *v, size_t len, int64_t rev)
@@ -145,6 +176,8 @@ static void on_value(void *ud, const char *v, size_t len, int64_t rev)
     gh_cfgsrc *s = ud;
     if (!v) {
         gh_log_warn("etcd: no document at %s%s", s->etcd->key.p, s->doc ? "; keeping the running configuration" : "");
+        if (!s->ready)
+            read_cache(s);   /* deleted while this node was away: its last good copy */
         first_known(s);
         return;
     }
@@ -167,11 +200,6 @@ static void on_unreachable(void *ud, const char *why)
     gh_log_warn("etcd unreachable at start (%s)", why);
     read_cache(s);
     first_known(s);
-}
-
-static void on_first_wait(uv_timer_t *t)
-{
-    on_unreachable(t->data, "no answer in time");
 }
 
 /* -------------------------------------------------------------- API --- */
@@ -207,9 +235,7 @@ gh_cfgsrc *gh_cfgsrc_new(uv_loop_t *loop, const char *path, const gh_config *boo
     uv_fs_event_init(loop, &s->ev);
     s->ev.data = s;
     uv_timer_init(loop, &s->debounce);
-    s->debounce.data = s;
-    uv_timer_init(loop, &s->first_wait);
-    s->first_wait.data = s;
+    s->debounce.data = s;   /* every etcd call has a deadline: the wait for the first document is bounded */
     if (boot)
         set_watch(s, boot->watch);
     s->etcd = boot ? boot->etcd : NULL;
@@ -226,7 +252,6 @@ gh_cfgsrc *gh_cfgsrc_new(uv_loop_t *loop, const char *path, const gh_config *boo
         s->ready = false;
         s->client = gh_etcd_start(loop, s->etcd, s->tls,
                                   (gh_etcd_handler){ .value = on_value, .unreachable = on_unreachable, .ud = s });
-        uv_timer_start(&s->first_wait, on_first_wait, FIRST_WAIT_MS, 0);
         while (!s->ready && s->client)
             uv_run(loop, UV_RUN_ONCE);
     }
@@ -274,8 +299,7 @@ void gh_cfgsrc_free(gh_cfgsrc *s)
         return;
     gh_etcd_stop(s->client);
     uv_close((uv_handle_t *)&s->ev, NULL);
-    uv_close((uv_handle_t *)&s->debounce, NULL);
-    uv_close((uv_handle_t *)&s->first_wait, src_closed);   /* the last: frees s */
+    uv_close((uv_handle_t *)&s->debounce, src_closed);   /* the last: frees s */
 }
 
 gh_snapshot *gh_cfgdoc_load(const gh_cfgdoc *doc, int nworkers, gh_diag *diag)

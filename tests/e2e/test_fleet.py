@@ -4,6 +4,7 @@ compaction; auth; `config push`'s protection against lost updates."""
 import json
 import os
 import re
+import socket
 import subprocess
 import time
 import urllib.request
@@ -160,9 +161,15 @@ def test_watch_resumes_and_compaction_forces_a_fresh_read(etcd, gatehouse, tmp_p
     e = etcd()
     e.put(KEY, doc("v1"))
     proxy = TcpProxy(e.port)
+    # the first endpoint accepts connections and never answers: after the
+    # call's deadline (5 s) the node fails over to the next one
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(16)
     try:
-        # the first endpoint is dead: fail-over to the next one
-        g = start_node(gatehouse, ["http://127.0.0.1:%d" % free_port(), proxy.url], tmp=str(tmp_path))
+        g = start_node(gatehouse, ["http://127.0.0.1:%d" % silent.getsockname()[1], proxy.url],
+                       tmp=str(tmp_path))
+        assert "etcd did not answer within 5 s" in g.stderr()
         assert body(g) == "v1"
         proxy.pause()
         g.wait_stderr("retrying with back-off")
@@ -177,6 +184,7 @@ def test_watch_resumes_and_compaction_forces_a_fresh_read(etcd, gatehouse, tmp_p
         assert "v2" not in g.stderr()
     finally:
         proxy.close()
+        silent.close()
 
 
 def test_auth_with_user_and_password(etcd, gatehouse, tmp_path):
