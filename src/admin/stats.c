@@ -100,5 +100,7 @@ void gh_admin_stats(gh_exchange *ex)
                           atomic_load(&gh_open_connections), "config", "generation", (json_int_t)s->generation,
                           "loaded_at", loaded, "source", s->cfg->file ? s->cfg->file : "embedded demo",
                           "last_reload", gh_admin_last_reload(), "recent_errors", recent_errors());
+    if (j && s->cfg->revision)   /* the etcd revision in effect, for the dashboard */
+        json_object_set_new(json_object_get(j, "config"), "revision", json_integer((json_int_t)s->cfg->revision));
     gh_admin_send_json(ex, 200, j);
 }

@@ -264,3 +264,59 @@ def test_tls_with_client_certificate(gatehouse, tmp_path):
         assert r.returncode == 3 and "etcd" in r.stderr, r.stderr
     finally:
         e.close()
+
+
+def test_load_through_three_nodes_during_ten_pushes(etcd, gatehouse, tmp_path):
+    """Requests keep flowing through every node while ten revisions roll out:
+    none fails, and each node ends on the last revision."""
+    import http.client
+    import threading
+
+    e = etcd()
+    e.put(KEY, doc("r0"))
+    nodes = [start_node(gatehouse, [e.url], tmp=str(tmp_path)) for _ in range(3)]
+    stop = threading.Event()
+    results = {"ok": 0, "failed": []}
+    lock = threading.Lock()
+
+    def load(g):
+        conn = None
+        n = 0
+        while not stop.is_set():
+            try:
+                if conn is None or n % 10 == 0:   # keep-alive, and new connections now and then
+                    if conn:
+                        conn.close()
+                    conn = http.client.HTTPConnection("127.0.0.1", g.port, timeout=5)
+                conn.request("GET", "/")
+                r = conn.getresponse()
+                data = r.read().decode()
+                with lock:
+                    if r.status == 200 and data.startswith("r"):
+                        results["ok"] += 1
+                    else:
+                        results["failed"].append((r.status, data))
+            except Exception as ex:   # a dropped connection is a failure too
+                with lock:
+                    results["failed"].append(repr(ex))
+                conn = None
+            n += 1
+        if conn:
+            conn.close()
+
+    threads = [threading.Thread(target=load, args=(g,)) for g in nodes]
+    for t in threads:
+        t.start()
+    try:
+        for i in range(1, 11):
+            rev = revision_of(push(nodes[0].path, doc("r%d" % i), str(tmp_path)))
+            wait_until(lambda: all(body(g) == "r%d" % i for g in nodes), 5, "r%d everywhere" % i)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join()
+    assert results["failed"] == [], results["failed"][:5]
+    assert results["ok"] > 30
+    for g in nodes:
+        assert admin_json(g, "/api/status")["config"]["revision"] == rev
+        assert metric(g, 'gatehouse_config_reloads_total{result="ok"}') == 10
