@@ -344,8 +344,12 @@ static void on_poll(uv_poll_t *h, int status, int events)
     (void)events;
     if (c->done)
         return;
-    if (status < 0) {
-        call_fail(c, "connection to etcd lost: %s", uv_strerror(status));
+    if (status < 0) {   /* the socket's own error says more than the poll's */
+        int err = 0;
+        socklen_t len = sizeof(err);
+        getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &len);
+        call_fail(c, c->phase == PH_CONNECTING ? "cannot connect to etcd: %s" : "connection to etcd lost: %s",
+                  err ? strerror(err) : uv_strerror(status));
         return;
     }
     drive(c);

@@ -202,6 +202,8 @@ static void load_done(uv_work_t *w, int status)
 
 static void reload(server *s)
 {
+    if (!s->workers)
+        return;   /* still starting (waiting for etcd's first document): nothing to reload yet */
     if (s->loading || !workers_caught_up(s)) {
         s->reload_pending = true;   /* one reload at a time: retried by the timer */
         return;
@@ -337,6 +339,10 @@ static void on_signal(uv_signal_t *h, int signum)
     default:
         if (s->draining)
             return;
+        if (!s->workers) {   /* asked to stop while waiting for etcd's first document */
+            gh_log_info("stopped before serving");
+            exit(0);
+        }
         s->draining = true;
         gh_log_info("draining: no new connections; finishing requests in flight");
         atomic_store(&gh_draining, true);
