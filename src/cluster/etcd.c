@@ -370,7 +370,9 @@ static void on_resolved(uv_getaddrinfo_t *g, int status, struct addrinfo *res)
         return;
     }
     c->fd = socket(res->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    int rc = c->fd < 0 ? -errno : connect(c->fd, res->ai_addr, res->ai_addrlen) == 0 || errno == EINPROGRESS ? 0 : -errno;
+    int rc = 0;
+    if (c->fd < 0 || (connect(c->fd, res->ai_addr, res->ai_addrlen) != 0 && errno != EINPROGRESS))
+        rc = -errno;
     uv_freeaddrinfo(res);
     if (rc < 0) {
         call_fail(c, "cannot connect to etcd: %s", strerror(-rc));
@@ -397,8 +399,9 @@ static void on_deadline(uv_timer_t *t)
     call_fail(t->data, "etcd did not answer within %s", "5 s");
 }
 
-static call *call_start(uv_loop_t *loop, const gh_etcd_endpoint_cfg *ep, gh_tls_client *tls, const char *path, const char *token,
-                        json_t *body, bool stream, call_json_fn on_json, call_fail_fn on_fail, void *ud)
+static call *call_start(uv_loop_t *loop, const gh_etcd_endpoint_cfg *ep, gh_tls_client *tls, const char *path,
+                        const char *token, json_t *body, bool stream, call_json_fn on_json, call_fail_fn on_fail,
+                        void *ud)
 {
     call *c = calloc(1, sizeof(*c));
     char *js = json_dumps(body, JSON_COMPACT);
@@ -462,8 +465,6 @@ static json_t *auth_body(const gh_etcd_cfg *cfg)
 
 /* ------------------------------------------------------------ watcher --- */
 
-enum { ST_IDLE, ST_AUTH, ST_RANGE, ST_WATCH };
-
 struct gh_etcd {
     uv_loop_t *loop;
     const gh_etcd_cfg *cfg;
@@ -471,7 +472,6 @@ struct gh_etcd {
     gh_etcd_handler h;
     uv_timer_t retry;
     call *cur;
-    int state;
     size_t ep;                    /* endpoint in use */
     size_t failures;              /* in a row */
     unsigned backoff_ms;
@@ -502,7 +502,6 @@ static void e_retry(gh_etcd *e, const char *why)
         if (e->h.unreachable)
             e->h.unreachable(e->h.ud, why);
     }
-    e->state = ST_IDLE;
     uv_timer_start(&e->retry, on_retry, e->backoff_ms, 0);
     e->backoff_ms = e->backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : e->backoff_ms * 2;
 }
@@ -542,7 +541,6 @@ static void on_watch(call *c, json_t *j)
         call_free(c);
         e->cur = NULL;
         e->need_range = true;
-        e->state = ST_IDLE;
         step(e);
         return;
     }
@@ -585,7 +583,6 @@ static void on_range(call *c, json_t *j)
         deliver_kv(e, kv, false);
     else
         e->h.value(e->h.ud, NULL, 0, 0);
-    e->state = ST_WATCH;
     step(e);
 }
 
@@ -601,7 +598,6 @@ static void on_auth(call *c, json_t *j)
         e_retry(e, "no token in the authenticate answer");
         return;
     }
-    e->state = ST_IDLE;
     step(e);
 }
 
@@ -611,13 +607,12 @@ static void step(gh_etcd *e)
         return;
     const gh_etcd_endpoint_cfg *ep = &e->cfg->endpoints[e->ep];
     if (e->cfg->username.len && !e->token) {
-        e->state = ST_AUTH;
-        e->cur = call_start(e->loop, ep, e->tls, "/v3/auth/authenticate", NULL, auth_body(e->cfg), false, on_auth, e_fail, e);
+        e->cur = call_start(e->loop, ep, e->tls, "/v3/auth/authenticate", NULL, auth_body(e->cfg), false, on_auth,
+                            e_fail, e);
     } else if (e->need_range || e->seen == 0) {
-        e->state = ST_RANGE;
-        e->cur = call_start(e->loop, ep, e->tls, "/v3/kv/range", e->token, key_body(e->cfg), false, on_range, e_fail, e);
+        e->cur = call_start(e->loop, ep, e->tls, "/v3/kv/range", e->token, key_body(e->cfg), false, on_range,
+                            e_fail, e);
     } else {
-        e->state = ST_WATCH;
         json_t *k = key_body(e->cfg);
         json_object_set_new(k, "start_revision", json_integer((json_int_t)(e->seen + 1)));
         e->cur = call_start(e->loop, ep, e->tls, "/v3/watch", e->token, json_pack("{s:o}", "create_request", k), true,
@@ -683,7 +678,8 @@ static void os_fail(call *c, const char *why)
 }
 
 /* One request, endpoints in order until one answers. */
-static json_t *request(const gh_etcd_cfg *cfg, gh_tls_client *tls, const char *path, const char *token, json_t *body, char *err,
+static json_t *request(const gh_etcd_cfg *cfg, gh_tls_client *tls, const char *path, const char *token, json_t *body,
+                       char *err,
                        size_t errlen)
 {
     uv_loop_t loop;
@@ -720,7 +716,8 @@ static bool authenticate(const gh_etcd_cfg *cfg, gh_tls_client *tls, char **toke
     return *token != NULL;
 }
 
-bool gh_etcd_get(const gh_etcd_cfg *cfg, gh_tls_client *tls, char **value, size_t *len, int64_t *mod_revision, char *err, size_t errlen)
+bool gh_etcd_get(const gh_etcd_cfg *cfg, gh_tls_client *tls, char **value, size_t *len, int64_t *mod_revision,
+                 char *err, size_t errlen)
 {
     char *token;
     *value = NULL;
@@ -747,8 +744,8 @@ bool gh_etcd_get(const gh_etcd_cfg *cfg, gh_tls_client *tls, char **value, size_
     return ok;
 }
 
-bool gh_etcd_put_if(const gh_etcd_cfg *cfg, gh_tls_client *tls, const char *value, size_t len, int64_t expect, bool *conflict,
-                    int64_t *revision, char *err, size_t errlen)
+bool gh_etcd_put_if(const gh_etcd_cfg *cfg, gh_tls_client *tls, const char *value, size_t len, int64_t expect,
+                    bool *conflict, int64_t *revision, char *err, size_t errlen)
 {
     char *token;
     *conflict = false;

@@ -33,9 +33,9 @@ void gh_etcd_stop(gh_etcd *e);
  * malloc'd (NULL when the key is absent), *mod_revision 0 then. put: only
  * if the key's mod_revision is still `expect` (0 = absent); false with
  * *conflict set when someone wrote in between. err gets the reason. */
-bool gh_etcd_get(const gh_etcd_cfg *cfg, gh_tls_client *tls, char **value, size_t *len, int64_t *mod_revision, char *err,
-                 size_t errlen);
-bool gh_etcd_put_if(const gh_etcd_cfg *cfg, gh_tls_client *tls, const char *value, size_t len, int64_t expect, bool *conflict,
-                    int64_t *revision, char *err, size_t errlen);
+bool gh_etcd_get(const gh_etcd_cfg *cfg, gh_tls_client *tls, char **value, size_t *len, int64_t *mod_revision,
+                 char *err, size_t errlen);
+bool gh_etcd_put_if(const gh_etcd_cfg *cfg, gh_tls_client *tls, const char *value, size_t len, int64_t expect,
+                    bool *conflict, int64_t *revision, char *err, size_t errlen);
 
 #endif
