@@ -17,6 +17,7 @@
 #include "config/units.h"
 #include "core/log.h"
 #include "route/route.h"
+#include "server/config_cli.h"
 #include "server/dry_run.h"
 #include "server/server.h"
 #include "plugins/plugin.h"
@@ -52,7 +53,16 @@ static const command_help commands[] = {
       "Prints version, uptime, configuration and last reload, per-route req/s, error % and\n"
       "p50/p95/p99, upstream targets, deprecated versions with their callers, recent errors.\n"
       "Exit codes: 0 ok, 1 token refused (401/403), 2 usage, 3 admin API unreachable.\n" },
-    { "config", "config --default", "print the embedded demo configuration", "" },
+    { "config", "config --default | push -c BOOTSTRAP FILE [--dry-run] | pull -c BOOTSTRAP",
+      "the demo configuration; a fleet's document in etcd",
+      "  config --default              print the embedded demo configuration\n"
+      "  config push -c BOOTSTRAP FILE validate FILE as the fleet will load it (under BOOTSTRAP's\n"
+      "                                listen, admin and config_source) and store it in etcd, only if\n"
+      "                                nobody changed the stored document since it was read\n"
+      "    --dry-run                   validate and show what would change; write nothing\n"
+      "    --base-revision N           store only if the stored document is still at revision N\n"
+      "  config pull -c BOOTSTRAP      print the stored document (its revision on stderr)\n"
+      "Exit codes: 0 ok, 1 invalid document or push refused, 3 etcd unreachable.\n" },
     { "version", "version", "versions of gatehouse and its libraries", "" },
 };
 #define NCOMMANDS (sizeof(commands) / sizeof(commands[0]))
@@ -362,7 +372,8 @@ int main(int argc, char **argv)
 
     const char *file = NULL;
     gh_run_options run = { .config = NULL, .workers = 0, .log_level = -1 };
-    bool dflt = false;
+    bool dflt = false, dry = false;
+    int64_t base_rev = -1;
     const char *admin_addr = NULL, *token = getenv("GATEHOUSE_ADMIN_TOKEN");
     uint64_t interval_ms = 1000;
     char *pos[8];
@@ -396,6 +407,15 @@ int main(int argc, char **argv)
                 return usage_error("--interval takes a duration up to 1h (" GH_DURATION_HINT "), not '%s'", argv[i]);
         } else if (strcmp(a, "--default") == 0)
             dflt = true;
+        else if (strcmp(a, "--dry-run") == 0)
+            dry = true;
+        else if (strcmp(a, "--base-revision") == 0 && more) {
+            char *end;
+            long long n = strtoll(argv[++i], &end, 10);
+            if (*end || n < 0)
+                return usage_error("--base-revision takes a revision number, not '%s'", argv[i]);
+            base_rev = n;
+        }
         else if (a[0] == '-' && a[1])
             return usage_error("unknown option '%s'", a);
         else if (npos < 8)
@@ -429,7 +449,17 @@ int main(int argc, char **argv)
             free(yaml);
             return yaml ? 0 : 1;
         }
-        return usage_error("config: use 'config --default'%s", "");
+        if (npos >= 1 && strcmp(pos[0], "push") == 0) {
+            if (!file || npos != 2)
+                return usage_error("config push needs -c BOOTSTRAP and one FILE%s", "");
+            return gh_config_push(file, pos[1], dry, base_rev);
+        }
+        if (npos >= 1 && strcmp(pos[0], "pull") == 0) {
+            if (!file || npos != 1)
+                return usage_error("config pull takes -c BOOTSTRAP and nothing else%s", "");
+            return gh_config_pull(file);
+        }
+        return usage_error("config: use 'config --default', 'config push' or 'config pull'%s", "");
     }
     if (strcmp(cmd, "status") != 0 && (admin_addr || interval_ms != 1000))
         return usage_error("-a and --interval belong to 'status'%s", "");

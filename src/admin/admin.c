@@ -105,13 +105,17 @@ static void status(gh_exchange *ex)
     int64_t now = (int64_t)time(NULL);
     gh_admin_rfc3339(gh_admin_started_at, started);
     gh_admin_rfc3339(s->loaded_at, loaded);
-    gh_admin_send_json(ex, 200,
+    json_t *j =
               json_pack("{s:s, s:I, s:s, s:{s:I, s:s, s:s, s:o}, s:i, s:i}", "version", GH_VERSION, "uptime_seconds",
                         (json_int_t)(now - gh_admin_started_at), "started_at", started, "config", "generation",
                         (json_int_t)s->generation, "loaded_at", loaded, "source",
                         s->cfg->file ? s->cfg->file : "embedded demo", "last_reload", gh_admin_last_reload(),
                         "workers", s->listen ? s->listen->nworkers : 0,
-                        "open_connections", atomic_load(&gh_open_connections)));
+                        "open_connections", atomic_load(&gh_open_connections));
+    /* the etcd revision in effect: every node of a fleet should show the same */
+    if (j && s->cfg->revision)
+        json_object_set_new(json_object_get(j, "config"), "revision", json_integer((json_int_t)s->cfg->revision));
+    gh_admin_send_json(ex, 200, j);
 }
 
 /* The compiled table in precedence order, worded as `gatehouse routes`. */

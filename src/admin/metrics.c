@@ -79,8 +79,10 @@ void gh_admin_metrics(gh_exchange *ex)
         t.oom = true;
     gh_metrics_family(&t, "gatehouse_connections", "gauge", "Client connections by state.");
     gh_text_printf(&t, "gatehouse_connections{state=\"open\"} %d\n", atomic_load(&gh_open_connections));
-    gh_metrics_family(&t, "gatehouse_config_revision", "gauge", "Generation of the configuration in use.");
-    gh_text_printf(&t, "gatehouse_config_revision %llu\n", (unsigned long long)s->generation);
+    gh_metrics_family(&t, "gatehouse_config_revision", "gauge",
+                      "etcd revision of the configuration in use (the reload generation for a file).");
+    gh_text_printf(&t, "gatehouse_config_revision %llu\n",
+                   (unsigned long long)(s->cfg->revision ? (uint64_t)s->cfg->revision : s->generation));
     gh_metrics_family(&t, "gatehouse_info", "gauge", "The running gatehouse: always 1.");
     gh_text_printf(&t, "gatehouse_info{version=\"");
     gh_metrics_label(&t, GH_VERSION);

@@ -21,7 +21,10 @@ json_t *gh_admin_last_reload(void)
     for (size_t i = 0; i < r.nlast_errors; i++)
         json_array_append_new(errors, json_string(r.last_errors[i]));
     gh_metrics_reloads_free(&r);
-    return json_pack("{s:s, s:s, s:o}", "result", r.last_ok ? "ok" : "error", "at", at, "errors", errors);
+    json_t *j = json_pack("{s:s, s:s, s:o}", "result", r.last_ok ? "ok" : "error", "at", at, "errors", errors);
+    if (r.last_revision)
+        json_object_set_new(j, "revision", json_integer((json_int_t)r.last_revision));
+    return j;
 }
 
 static json_t *number_ms(uint64_t us)
@@ -97,5 +100,7 @@ void gh_admin_stats(gh_exchange *ex)
                           atomic_load(&gh_open_connections), "config", "generation", (json_int_t)s->generation,
                           "loaded_at", loaded, "source", s->cfg->file ? s->cfg->file : "embedded demo",
                           "last_reload", gh_admin_last_reload(), "recent_errors", recent_errors());
+    if (j && s->cfg->revision)   /* the etcd revision in effect, for the dashboard */
+        json_object_set_new(json_object_get(j, "config"), "revision", json_integer((json_int_t)s->cfg->revision));
     gh_admin_send_json(ex, 200, j);
 }

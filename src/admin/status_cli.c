@@ -434,8 +434,11 @@ int gh_status_cli(const char *addr, const char *token, uint64_t interval_ms)
     duration(uptime, sizeof(uptime), (long long)num(st.json, "uptime_seconds"));
     printf("gatehouse %s at %s, up %s, %.0f workers, %.0f open connections\n", str(st.json, "version", "?"), addr,
            uptime, num(st.json, "workers"), num(st.json, "open_connections"));
-    printf("config: generation %.0f from %s, loaded %s\n", num(cfg, "generation"), str(cfg, "source", "?"),
+    printf("config: generation %.0f from %s, loaded %s", num(cfg, "generation"), str(cfg, "source", "?"),
            str(cfg, "loaded_at", "?"));
+    if (json_is_integer(json_object_get(cfg, "revision")))
+        printf(", etcd revision %.0f", num(cfg, "revision"));
+    printf("\n");
     if (stats) {
         json_t *last = json_object_get(json_object_get(s2.json, "config"), "last_reload");
         if (json_is_object(last)) {

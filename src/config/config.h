@@ -107,6 +107,24 @@ typedef struct gh_redis_cfg {
 /* Same servers, credentials and timeout (a reload keeps the connections). */
 bool gh_redis_cfg_equal(const gh_redis_cfg *a, const gh_redis_cfg *b);
 
+/* ---- config_source (SPEC §2, §10) ---- */
+typedef struct gh_etcd_endpoint_cfg {
+    gh_str url;                   /* as written: http://10.0.0.1:2379 */
+    gh_str host;                  /* NUL-terminated; resolved when connecting */
+    uint16_t port;
+    bool tls;                     /* https:// */
+} gh_etcd_endpoint_cfg;
+
+typedef struct gh_etcd_cfg {
+    gh_etcd_endpoint_cfg *endpoints;   /* tried in order, fail-over to the next */
+    size_t nendpoints;
+    gh_str key;                   /* the document's key */
+    gh_str username, password;    /* auth (password is a secret); empty = none */
+    gh_str cache_file;            /* last good document; empty = none */
+    gh_tls_upstream_cfg *tls;     /* CA, client certificate for https endpoints */
+    gh_mark mark;
+} gh_etcd_cfg;
+
 /* ---- upstreams (SPEC §3) ---- */
 enum gh_balance { GH_BALANCE_ROUND_ROBIN = 0, GH_BALANCE_LEAST_CONN, GH_BALANCE_RANDOM_TWO, GH_BALANCE_HASH };
 /* hash_on: what a `balance: hash` request is keyed by */
@@ -353,6 +371,9 @@ typedef struct gh_config {
     gh_consumer_cfg *consumers;
     size_t nconsumers;
     gh_redis_cfg *redis;          /* NULL = no redis: section */
+    gh_etcd_cfg *etcd;            /* config_source.etcd; NULL = the file is the configuration */
+    bool watch;                   /* reload when the file changes */
+    int64_t revision;             /* etcd revision of the document; 0 = from a file */
     const char **secrets;         /* strings of the arena that came from ${ENV} */
     size_t nsecrets, capsecrets;
     gh_str *secret_params;        /* key_auth `query` names: masked in the access log */
@@ -364,6 +385,13 @@ typedef struct gh_config {
  * are reported, not just the first). `name` is used in messages. */
 gh_config *gh_config_load_file(const char *path, gh_diag *diag);
 gh_config *gh_config_load_string(const char *name, const char *text, size_t len, gh_diag *diag);
+/* A fleet's configuration (SPEC §12.21): the bootstrap file's listen, admin,
+ * config_source, watch, workers and log, and everything else from `doc`
+ * (named doc_name in messages), which must not hold the first three. */
+gh_config *gh_config_load_layered(const char *boot_path, const char *doc_name, const char *doc, size_t len,
+                                  gh_diag *diag);
+/* The whole file in a malloc'd NUL-terminated buffer; NULL with errno set. */
+char *gh_config_read_file(const char *path, size_t *len);
 void gh_config_free(gh_config *cfg);
 
 const gh_upstream_cfg *gh_config_upstream(const gh_config *cfg, gh_str name);

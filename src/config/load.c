@@ -343,11 +343,9 @@ static bool set_log(gh_load *ld, void *obj, const gh_ypair *kv)
     return true;
 }
 
-/* The top level. Keys of SPEC §2 not implemented yet (config_source,
- * watch) are left out on purpose: they are refused as
- * unknown until their feature lands with its row here. */
+/* The top level (SPEC §2). */
 enum { T_LISTEN, T_ADMIN, T_WORKERS, T_LIMITS, T_TRUSTED, T_LOG, T_DRAIN, T_PLUGINS, T_UPSTREAMS, T_CONSUMERS,
-       T_ROUTES, T_REDIS, T_COUNT };
+       T_ROUTES, T_REDIS, T_SOURCE, T_WATCH, T_COUNT };
 static const gh_key top_keys[] = {
     [T_LISTEN] = GH_KEY_FN("listen", GH_Y_SEQ, set_listen),
     [T_ADMIN] = GH_KEY_FN("admin", GH_Y_MAP, set_admin),
@@ -361,6 +359,8 @@ static const gh_key top_keys[] = {
     [T_CONSUMERS] = GH_KEY_FN("consumers", GH_Y_SEQ, gh_ld_consumers),
     [T_ROUTES] = GH_KEY_FN("routes", GH_Y_SEQ, gh_ld_routes),
     [T_REDIS] = GH_KEY_FN("redis", GH_Y_MAP, gh_ld_redis),
+    [T_SOURCE] = GH_KEY_FN("config_source", GH_Y_MAP, gh_ld_config_source),
+    [T_WATCH] = GH_KEY_VAL("watch", GH_V_BOOL, gh_config, watch),
 };
 static const gh_section top_section = GH_SECTION("configuration", top_keys);
 
@@ -381,14 +381,76 @@ static void set_defaults(gh_config *cfg)
     cfg->drain_timeout_ms = 30000;
 }
 
-static void load_root(gh_load *ld, const gh_ynode *root)
+/* SPEC §12.21: with config_source.etcd the bootstrap file holds the node's
+ * own settings and etcd the rest; a key never comes from both. */
+static bool is_node_key(gh_str k, bool bootstrap_only)
+{
+    static const char *const keys[] = { "listen", "admin", "config_source", "watch", "workers", "log" };
+    for (size_t i = 0; i < (bootstrap_only ? 4u : 6u); i++)
+        if (gh_str_eq_c(k, keys[i]))
+            return true;
+    return false;
+}
+
+static bool check_bootstrap(gh_load *ld, const gh_ynode *root)
+{
+    bool ok = true;
+    for (size_t i = 0; i < root->n; i++)
+        if (!is_node_key(root->pairs[i].key->text, false)) {
+            gh_ld_error(ld, root->pairs[i].key->mark,
+                        "with config_source.etcd, `%s` comes from etcd: this file holds only listen, admin, "
+                        "config_source, watch, workers and log",
+                        root->pairs[i].key->text.p);
+            ok = false;
+        }
+    return ok;
+}
+
+/* The document's keys plus the bootstrap's node keys (in ld->tmp). */
+static const gh_ynode *layer(gh_load *ld, const gh_ynode *doc, const gh_ynode *boot)
+{
+    if (doc->kind != GH_Y_MAP || boot->kind != GH_Y_MAP)
+        return doc;   /* reported by the apply below */
+    bool ok = true;
+    for (size_t i = 0; i < doc->n; i++)
+        if (is_node_key(doc->pairs[i].key->text, true)) {
+            gh_ld_error(ld, doc->pairs[i].key->mark,
+                        "`%s` comes from the bootstrap file, not from etcd: remove it from the document",
+                        doc->pairs[i].key->text.p);
+            ok = false;
+        }
+    if (!ok)
+        return NULL;
+    gh_ynode *m = gh_arena_zalloc(&ld->tmp, sizeof(*m));
+    m->kind = GH_Y_MAP;
+    m->mark = doc->mark;
+    m->pairs = gh_arena_alloc(&ld->tmp, sizeof(gh_ypair) * (doc->n + boot->n + 1));
+    for (size_t i = 0; i < boot->n; i++) {
+        bool in_doc = false;
+        for (size_t j = 0; j < doc->n; j++)
+            in_doc = in_doc || gh_str_eq(doc->pairs[j].key->text, boot->pairs[i].key->text);
+        if (!in_doc)
+            m->pairs[m->n++] = boot->pairs[i];
+    }
+    for (size_t i = 0; i < doc->n; i++)
+        m->pairs[m->n++] = doc->pairs[i];
+    m->cap = m->n;
+    m->weight = doc->weight + boot->weight;
+    return m;
+}
+
+static void load_root(gh_load *ld, const gh_ynode *root, const gh_ynode *boot)
 {
     if (!root || gh_ynode_is_null(root)) {
         gh_ld_error(ld, (gh_mark){ 1, 1 }, "empty configuration");
         return;
     }
+    if (boot && !(root = layer(ld, root, boot)))
+        return;
     const gh_ypair *seen[T_COUNT] = { 0 };
     if (!gh_ld_apply(ld, &top_section, root, ld->cfg, seen))
+        return;
+    if (ld->cfg->etcd && !boot && !check_bootstrap(ld, root))
         return;
     if (!seen[T_LISTEN])
         gh_ld_error(ld, root->mark,
@@ -473,7 +535,8 @@ static void publish(gh_diag *local, gh_diag *diag)
     free(items);
 }
 
-gh_config *gh_config_load_string(const char *name, const char *text, size_t len, gh_diag *diag)
+static gh_config *load_texts(const char *name, const char *text, size_t len, const char *boot_path,
+                             const char *boot_text, size_t boot_len, gh_diag *diag)
 {
     gh_diag local;
     gh_diag_init(&local, "");
@@ -487,15 +550,21 @@ gh_config *gh_config_load_string(const char *name, const char *text, size_t len,
     cfg->arena = arena;   /* from here on the configuration owns its arena */
     gh_load ld = { .cfg = cfg, .diag = &local, .a = &cfg->arena };
     gh_arena_init(&ld.tmp, 16384);
-    cfg->file = gh_ld_copy(&ld, gh_str_c(name ? name : diag->file)).p;
+    /* relative paths (certificates, key files) are the bootstrap file's neighbours in a fleet */
+    cfg->file = gh_ld_copy(&ld, gh_str_c(boot_path ? boot_path : name ? name : diag->file)).p;
     set_defaults(cfg);
 
+    gh_ynode *boot = boot_text ? gh_ld_parse_yaml(&ld, boot_text, boot_len) : NULL;
     gh_ynode *root = gh_ld_parse_yaml(&ld, text ? text : "", text ? len : 0);
-    if (root || local.errors == 0)
-        load_root(&ld, root);
+    if (boot_text && !boot && local.errors == 0)
+        gh_ld_error(&ld, (gh_mark){ 1, 1 }, "the bootstrap file is empty");
+    if ((root || local.errors == 0) && local.errors == 0)
+        load_root(&ld, root, boot);
     if (root && local.errors == 0)
         gh_ld_document(&ld, root);
     gh_arena_free(&ld.tmp);
+    if (boot_path)
+        cfg->file = gh_ld_copy(&ld, gh_str_c(name)).p;   /* what the admin API and logs show */
 
     const char *saved_file = diag->file;
     if (name)
@@ -511,43 +580,79 @@ gh_config *gh_config_load_string(const char *name, const char *text, size_t len,
     return cfg;
 }
 
-gh_config *gh_config_load_file(const char *path, gh_diag *diag)
+gh_config *gh_config_load_string(const char *name, const char *text, size_t len, gh_diag *diag)
+{
+    return load_texts(name, text, len, NULL, NULL, 0, diag);
+}
+
+gh_config *gh_config_load_layered(const char *boot_path, const char *doc_name, const char *doc, size_t len,
+                                  gh_diag *diag)
+{
+    size_t blen;
+    char *boot = gh_config_read_file(boot_path, &blen);
+    if (!boot) {
+        gh_diag_fail(diag, "cannot read %s: %s", boot_path, strerror(errno));
+        return NULL;
+    }
+    gh_config *cfg = load_texts(doc_name, doc, len, boot_path, boot, blen, diag);
+    free(boot);
+    return cfg;
+}
+
+static char *read_all(const char *path, size_t *outlen, bool *opened)
 {
     FILE *f = fopen(path, "rb");
     char *buf = NULL;
-    size_t len = 0;
+    size_t len = 0, cap = 0;
     int err = 0;
-    bool opened = f != NULL;
-    if (!f) {
-        err = errno;
-    } else {
-        size_t cap = 0;
-        for (;;) {
-            if (len == cap) {
-                cap = cap ? cap * 2 : 8192;
-                char *nb = cap <= MAX_FILE ? realloc(buf, cap) : NULL;
-                if (!nb) {
-                    err = cap > MAX_FILE ? EFBIG : ENOMEM;
-                    break;
-                }
-                buf = nb;
-            }
-            size_t got = fread(buf + len, 1, cap - len, f);
-            len += got;
-            if (got == 0) {
-                if (ferror(f))
-                    err = errno ? errno : EIO;
+    *opened = f != NULL;
+    if (!f)
+        return NULL;
+    for (;;) {
+        if (len + 1 >= cap) {
+            cap = cap ? cap * 2 : 8192;
+            char *nb = cap <= MAX_FILE ? realloc(buf, cap) : NULL;
+            if (!nb) {
+                err = cap > MAX_FILE ? EFBIG : ENOMEM;
                 break;
             }
+            buf = nb;
         }
-        fclose(f);
+        size_t got = fread(buf + len, 1, cap - len - 1, f);
+        len += got;
+        if (got == 0) {
+            if (ferror(f))
+                err = errno ? errno : EIO;
+            break;
+        }
     }
+    fclose(f);
     if (err) {
-        gh_diag_fail(diag, "cannot %s %s: %s", opened ? "read" : "open", path, strerror(err));
         free(buf);
+        errno = err;
         return NULL;
     }
-    gh_config *cfg = gh_config_load_string(path, buf ? buf : "", len, diag);
+    buf[len] = '\0';
+    *outlen = len;
+    return buf;
+}
+
+char *gh_config_read_file(const char *path, size_t *len)
+{
+    bool opened;
+    return read_all(path, len, &opened);
+}
+
+gh_config *gh_config_load_file(const char *path, gh_diag *diag)
+{
+    size_t len = 0;
+    bool opened;
+    char *buf = read_all(path, &len, &opened);
+    if (!buf) {
+        gh_diag_fail(diag, "cannot %s %s: %s", opened ? "read" : "open", path, strerror(errno));
+        return NULL;
+    }
+    gh_config *cfg = gh_config_load_string(path, buf, len, diag);
     free(buf);
     return cfg;
 }

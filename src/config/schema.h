@@ -157,6 +157,7 @@ bool gh_ld_routes(gh_load *ld, void *cfg, const gh_ypair *kv);      /* routes.c 
 void gh_ld_routes_resolve(gh_load *ld);                             /* after everything */
 bool gh_ld_consumers(gh_load *ld, void *cfg, const gh_ypair *kv);   /* consumers.c */
 bool gh_ld_redis(gh_load *ld, void *cfg, const gh_ypair *kv);       /* redis.c */
+bool gh_ld_config_source(gh_load *ld, void *cfg, const gh_ypair *kv);  /* source.c */
 /* versions.c: route r's `versions:` (r is complete; match: routes.c's match context) */
 void gh_ld_versions(gh_load *ld, gh_route_cfg *r, const gh_ypair *kv, const void *match);
 /* routes.c: version v's route, the versioned route r with the version's

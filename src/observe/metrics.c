@@ -269,7 +269,7 @@ void gh_metrics_plugin(gh_metrics_worker *m, int plugin, uint64_t ns)
 void gh_metrics_redis_error(void) { atomic_fetch_add_explicit(&redis_errors, 1, RLX); }
 uint64_t gh_metrics_redis_errors(void) { return atomic_load_explicit(&redis_errors, RLX); }
 
-void gh_metrics_reload(bool ok, const char *const *errors, size_t n)
+void gh_metrics_reload(bool ok, int64_t revision, const char *const *errors, size_t n)
 {
     if (!nworkers)
         return;
@@ -287,6 +287,7 @@ void gh_metrics_reload(bool ok, const char *const *errors, size_t n)
     last_reload.any = true;
     last_reload.last_ok = ok;
     last_reload.last_at = (int64_t)time(NULL);
+    last_reload.last_revision = revision;
     last_reload.last_errors = copy;
     last_reload.nlast_errors = k;
     uv_mutex_unlock(&reload_lock);

@@ -59,7 +59,7 @@ void gh_metrics_plugin(gh_metrics_worker *m, int plugin, uint64_t ns);
 /* ---- rare events (any thread; atomics) ---- */
 void gh_metrics_redis_error(void);
 /* A reload ended (main thread): errors are the refused file's messages. */
-void gh_metrics_reload(bool ok, const char *const *errors, size_t n);
+void gh_metrics_reload(bool ok, int64_t revision, const char *const *errors, size_t n);
 
 /* ---- reading (any thread; sums over the workers) ---- */
 
@@ -93,6 +93,7 @@ typedef struct gh_metrics_reloads {
     bool any;                     /* a reload happened (else last_* are empty) */
     bool last_ok;
     int64_t last_at;              /* Unix seconds */
+    int64_t last_revision;        /* etcd revision of the last reload's document; 0 = a file */
     char **last_errors;           /* malloc'd copies; gh_metrics_reloads_free */
     size_t nlast_errors;
 } gh_metrics_reloads;

@@ -14,6 +14,7 @@
 #include "observe/metrics.h"
 #include "proxy/health.h"
 #include "proxy/resolve.h"
+#include "server/cfgsrc.h"
 #include "server/fd_limit.h"
 #include "server/worker.h"
 
@@ -27,6 +28,9 @@ typedef struct server {
     gh_resolver *resolver;        /* resolve_every, on this loop */
     int nworkers;
     uint64_t generation;
+    gh_cfgsrc *source;            /* file, watched file or etcd */
+    gh_config *boot;              /* with etcd: the bootstrap file, whose etcd settings the source uses */
+    bool loading;                 /* a document is being prepared off the loop */
     bool reload_pending;
     bool announce_pending;
     bool draining;
@@ -98,7 +102,7 @@ static void answer_admin(server *s, const gh_diag *d, const char *err)
 }
 
 /* The last reload's result for /api/stats and /api/status. */
-static void note_reload_failed(const gh_diag *d, const char *err)
+static void note_reload_failed(const gh_diag *d, const char *err, int64_t revision)
 {
     const char **msgs = calloc(d->n + 1, sizeof(*msgs));
     size_t n = 0;
@@ -106,22 +110,50 @@ static void note_reload_failed(const gh_diag *d, const char *err)
         msgs[n++] = d->items[i].text;
     if (msgs && err && err[0])
         msgs[n++] = err;
-    gh_metrics_reload(false, msgs, n);
+    gh_metrics_reload(false, revision, msgs, n);
     free(msgs);
 }
 
-static void reload(server *s)
-{
-    if (!workers_caught_up(s)) {
-        s->reload_pending = true;   /* one reload at a time: retried by the timer */
-        return;
-    }
-    s->reload_pending = false;
-    announce_reload(s);   /* the previous one, if the timer has not said it yet */
+/* A reload in preparation: the document is parsed, validated and compiled
+ * (upstream names resolved) on the thread pool, so the loop keeps serving
+ * health checks, the admin wake-ups and etcd meanwhile. */
+typedef struct load_job {
+    uv_work_t work;
+    server *s;
+    gh_cfgdoc doc;
+    int nworkers;
     gh_diag d;
-    gh_diag_init(&d, s->opt->config ? s->opt->config : "<demo>");
-    gh_snapshot *snap = gh_snapshot_load(s->opt->config, s->nworkers, &d);
-    char err[512] = "";
+    gh_snapshot *snap;
+} load_job;
+
+static void load_work(uv_work_t *w)
+{
+    load_job *j = w->data;
+    j->snap = gh_cfgdoc_load(&j->doc, j->nworkers, &j->d);
+}
+
+static const char *rev_text(const gh_cfgdoc *doc, char *buf, size_t n)
+{
+    if (doc->revision)
+        snprintf(buf, n, "; etcd revision %lld refused", (long long)doc->revision);
+    else
+        buf[0] = '\0';
+    return buf;
+}
+
+static void load_done(uv_work_t *w, int status)
+{
+    load_job *j = w->data;
+    server *s = j->s;
+    gh_snapshot *snap = j->snap;
+    gh_diag *d = &j->d;
+    char err[512] = "", rev[64];
+    s->loading = false;
+    if (s->draining) {
+        gh_snapshot_unref(snap);
+        snap = NULL;
+        snprintf(err, sizeof(err), "the gateway is draining; no reload");
+    }
     if (snap) {
         gh_snapshot *cur = atomic_load(&gh_current_snapshot);
         snap->listen = gh_listen_set_make(snap->cfg, snap->tls_servers, cur->listen, s->nworkers, err, sizeof(err));
@@ -130,40 +162,79 @@ static void reload(server *s)
             snap = NULL;
         }
     }
+    gh_cfgsrc_loaded(s->source, &j->doc, snap ? snap->cfg : NULL, snap != NULL);
     if (!snap) {
         s->reloads_error++;
-        for (size_t i = 0; i < d.n; i++)
-            gh_log_error("%s", d.items[i].text);
+        for (size_t i = 0; i < d->n; i++)
+            gh_log_error("%s", d->items[i].text);
         if (err[0])
             gh_log_error("%s", err);
-        answer_admin(s, &d, err);
-        note_reload_failed(&d, err);
+        answer_admin(s, d, err);
+        note_reload_failed(d, err, j->doc.revision);
         /* last, so that the line closes this reload's output */
-        gh_log_error("reload failed; keeping the running configuration (generation %llu)",
-                     (unsigned long long)s->generation);
-        gh_diag_free(&d);
+        gh_log_error("reload failed; keeping the running configuration (generation %llu%s)",
+                     (unsigned long long)s->generation, rev_text(&j->doc, rev, sizeof(rev)));
+    } else {
+        for (size_t i = 0; i < d->n; i++)
+            gh_log_warn("%s", d->items[i].text);
+        if (count_workers(s->opt, snap->cfg) != s->nworkers)
+            gh_log_warn("reload: a change of `workers` takes effect at the next restart");
+        apply_logging(s, snap->cfg);
+        gh_fd_limit_check(snap->cfg, s->nworkers);
+        gh_resolver_apply(s->resolver, snap->cfg);
+        gh_health_apply(s->health, snap->cfg, snap->tls_clients);
+        gh_metrics_assign(snap->cfg);
+        publish(s, snap);
+        gh_metrics_reload(true, j->doc.revision, NULL, 0);
+        /* answered with the "reloaded" line, once every worker serves it */
+        free(s->admin_applying);
+        s->admin_applying = s->admin_waiting;
+        s->napplying = s->nwaiting;
+        s->admin_waiting = NULL;
+        s->nwaiting = 0;
+        s->reloads_ok++;
+        s->announce_pending = true;   /* said by the timer once every worker serves it */
+    }
+    gh_diag_free(d);
+    gh_cfgdoc_free(&j->doc);
+    free(j);
+}
+
+static void reload(server *s)
+{
+    if (!s->workers)
+        return;   /* still starting (waiting for etcd's first document): nothing to reload yet */
+    if (s->loading || !workers_caught_up(s)) {
+        s->reload_pending = true;   /* one reload at a time: retried by the timer */
         return;
     }
-    for (size_t i = 0; i < d.n; i++)
-        gh_log_warn("%s", d.items[i].text);
-    gh_diag_free(&d);
-    if (count_workers(s->opt, snap->cfg) != s->nworkers)
-        gh_log_warn("reload: a change of `workers` takes effect at the next restart");
-    apply_logging(s, snap->cfg);
-    gh_fd_limit_check(snap->cfg, s->nworkers);
-    gh_resolver_apply(s->resolver, snap->cfg);
-    gh_health_apply(s->health, snap->cfg, snap->tls_clients);
-    gh_metrics_assign(snap->cfg);
-    publish(s, snap);
-    gh_metrics_reload(true, NULL, 0);
-    /* answered with the "reloaded" line, once every worker serves it */
-    free(s->admin_applying);
-    s->admin_applying = s->admin_waiting;
-    s->napplying = s->nwaiting;
-    s->admin_waiting = NULL;
-    s->nwaiting = 0;
-    s->reloads_ok++;
-    s->announce_pending = true;   /* said by the timer once every worker serves it */
+    s->reload_pending = false;
+    announce_reload(s);   /* the previous one, if the timer has not said it yet */
+    load_job *j = calloc(1, sizeof(*j));
+    if (!j || !gh_cfgsrc_current(s->source, &j->doc)) {
+        free(j);
+        gh_log_error("reload: out of memory; keeping the running configuration");
+        return;
+    }
+    j->s = s;
+    j->work.data = j;
+    j->nworkers = s->nworkers;
+    gh_diag_init(&j->d, j->doc.name ? j->doc.name : s->opt->config ? s->opt->config : "<demo>");
+    s->loading = true;
+    if (uv_queue_work(s->loop, &j->work, load_work, load_done) < 0) {
+        s->loading = false;
+        gh_diag_free(&j->d);
+        gh_cfgdoc_free(&j->doc);
+        free(j);
+        gh_log_error("reload: cannot queue the load; keeping the running configuration");
+    }
+}
+
+static void on_source_changed(void *ud)
+{
+    server *s = ud;
+    if (!s->draining)
+        reload(s);
 }
 
 /* "reloaded" means in effect: every worker uses the new snapshot and a removed
@@ -173,7 +244,12 @@ static void announce_reload(server *s)
     if (!s->announce_pending || !workers_caught_up(s))
         return;
     s->announce_pending = false;
-    gh_log_info("configuration reloaded (generation %llu)", (unsigned long long)s->generation);
+    gh_snapshot *cur = atomic_load(&gh_current_snapshot);
+    if (cur->cfg->revision)
+        gh_log_info("configuration reloaded (generation %llu, etcd revision %lld)", (unsigned long long)s->generation,
+                    (long long)cur->cfg->revision);
+    else
+        gh_log_info("configuration reloaded (generation %llu)", (unsigned long long)s->generation);
     for (size_t i = 0; i < s->napplying; i++)
         gh_admin_reload_done(s->admin_applying[i], true, s->generation, NULL, 0);
     s->napplying = 0;
@@ -263,6 +339,10 @@ static void on_signal(uv_signal_t *h, int signum)
     default:
         if (s->draining)
             return;
+        if (!s->workers) {   /* asked to stop while waiting for etcd's first document */
+            gh_log_info("stopped before serving");
+            exit(0);
+        }
         s->draining = true;
         gh_log_info("draining: no new connections; finishing requests in flight");
         atomic_store(&gh_draining, true);
@@ -294,9 +374,35 @@ static void announce(const gh_run_options *o, const gh_config *cfg, int nworkers
         off += (size_t)snprintf(addrs + off, sizeof(addrs) - off, "%s%s://%s", i ? ", " : "",
                                 cfg->listens[i].tls ? "https" : "http", cfg->listens[i].address.p);
     gh_log_info("gatehouse %s serving on %s with %d worker%s (config: %s)", GH_VERSION, addrs, nworkers,
-                nworkers == 1 ? "" : "s", o->config ? o->config : "embedded demo");
+                nworkers == 1 ? "" : "s", cfg->revision ? cfg->file : o->config ? o->config : "embedded demo");
     if (!o->config)
         gh_demo_banner(stderr, cfg);
+}
+
+/* The first document of an etcd source: etcd's, else the cache file's. */
+static gh_snapshot *start_remote(server *s, gh_diag *d)
+{
+    gh_cfgdoc doc;
+    if (!s->source || !gh_cfgsrc_current(s->source, &doc))
+        return NULL;
+    if (!doc.text) {
+        gh_diag_fail(d, "no configuration: etcd has no document at %s and there is no cache file to start from",
+                     s->boot->etcd->key.p);
+        gh_cfgdoc_free(&doc);
+        return NULL;
+    }
+    gh_diag sub;
+    gh_diag_init(&sub, doc.name);
+    gh_snapshot *snap = gh_cfgdoc_load(&doc, s->nworkers, &sub);
+    for (size_t i = 0; i < sub.n; i++)
+        gh_log_error("%s", sub.items[i].text);
+    if (!snap)
+        gh_diag_fail(d, "the configuration from %s is invalid", doc.name);
+    else
+        gh_cfgsrc_loaded(s->source, &doc, snap->cfg, true);
+    gh_diag_free(&sub);
+    gh_cfgdoc_free(&doc);
+    return snap;
 }
 
 int gh_server_run(const gh_run_options *o)
@@ -321,10 +427,19 @@ int gh_server_run(const gh_run_options *o)
     }
     s.nworkers = count_workers(o, cfg);
     gh_metrics_init(s.nworkers);
-    gh_snapshot *snap = gh_snapshot_build(cfg, s.nworkers, &d);
+    gh_snapshot *snap = NULL;
+    if (cfg->etcd) {
+        /* a fleet node: the bootstrap file names etcd; the document comes from there */
+        s.boot = cfg;
+        s.source = gh_cfgsrc_new(s.loop, o->config, s.boot, on_source_changed, &s);
+        snap = start_remote(&s, &d);
+    } else {
+        s.source = gh_cfgsrc_new(s.loop, o->config, cfg, on_source_changed, &s);
+        snap = gh_snapshot_build(cfg, s.nworkers, &d);
+    }
     gh_diag_print(&d, stderr);
     gh_diag_free(&d);
-    if (!snap)
+    if (!snap || !s.source)
         return 1;
     if (snap->cfg->log.errors.len && strcmp(snap->cfg->log.errors.p, "stderr") != 0) {
         int rc = gh_log_open(snap->cfg->log.errors.p);
@@ -379,6 +494,7 @@ int gh_server_run(const gh_run_options *o)
     }
     gh_health_free(s.health);
     gh_resolver_free(s.resolver);
+    gh_cfgsrc_free(s.source);
     gh_snapshot_unref(atomic_exchange(&gh_current_snapshot, NULL));
     free(s.workers);
     uv_close((uv_handle_t *)&s.timer, NULL);
@@ -393,6 +509,7 @@ int gh_server_run(const gh_run_options *o)
     free(s.admin_asked);
     free(s.admin_waiting);
     free(s.admin_applying);
+    gh_config_free(s.boot);
     gh_log_info("stopped");
     return 0;
 }
