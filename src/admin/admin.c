@@ -234,6 +234,7 @@ static const endpoint endpoints[] = {
     { "/api/reload", GH_M_POST, "POST", true, reload },
     { "/metrics", GH_M_GET | GH_M_HEAD, "GET, HEAD", false, gh_admin_metrics },
     { "/api/stats", GH_M_GET | GH_M_HEAD, "GET, HEAD", true, gh_admin_stats },
+    { "/api/cache", GH_M_DELETE, "DELETE", true, gh_admin_cache_purge },
 };
 
 void gh_admin_handle(gh_exchange *ex)

@@ -1,0 +1,344 @@
+/* cache.c — the response cache (SPEC §7.3, §12.19).
+ *
+ * The request step decides BYPASS (a method not cached, Authorization
+ * without shared_auth), HIT or MISS, and wraps the chain's continuation
+ * (run->done) instead of answering at once: the later plugins (compress)
+ * still set up their response filters, then a HIT is served from the entry
+ * through ex->down (so compress encodes it per client) and a MISS goes to
+ * the target with a tee on top of ex->down that copies the identity
+ * response into a new entry as it streams to the client. The store keeps
+ * the identity body: one entry serves every Accept-Encoding.
+ *
+ * A HIT takes a reference on the immutable entry and sends its body from
+ * the entry's memory (no copy, no upstream-call layer); the reference goes
+ * in the after-response hook, when the codec is done with the bytes. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include "core/method.h"
+#include "plugins/cache_policy.h"
+#include "plugins/cache_store.h"
+#include "plugins/plugin.h"
+
+typedef struct cache_x {
+    const gh_cache_cfg *conf;
+    gh_cache_store *store;
+    gh_str key;
+    gh_cache_entry *entry;          /* HIT: the entry served (a reference) */
+    void (*done)(gh_plugin_run *run);   /* the chain's own continuation */
+    void *done_ctx;
+    /* MISS on GET: the fill */
+    const gh_downstream_ops *next;  /* under the tee */
+    bool filling;
+    int status;
+    uint64_t lifetime_ms;
+    uint32_t age0;
+    gh_header *hdrs;                /* in the arena, until the entry copies them */
+    size_t nhdrs;
+    char *body;                     /* malloc'd, grown up to max_entry */
+    size_t len, cap;
+} cache_x;
+
+static const gh_str result_hit = { "hit", 3 }, result_miss = { "miss", 4 }, result_bypass = { "bypass", 6 };
+
+static void mark(gh_exchange *ex, gh_str result, const char *header)
+{
+    ex->log.cache = result;
+    gh_exchange_add_response_header(ex, "Gatehouse-Cache", 15, header, strlen(header));
+}
+
+/* ------------------------------------------------------------------ HIT -- */
+
+static bool hdr_is(const gh_header *h, const char *name, size_t n)
+{
+    return h->name_len == n && strncasecmp(h->name, name, n) == 0;
+}
+
+/* The validators of the request against the entry: true = 304. An
+ * If-None-Match decides alone (RFC 9110 §13.2.2). */
+static bool not_modified(gh_exchange *ex, const gh_cache_entry *e)
+{
+    const gh_header *inm = gh_exchange_header(ex, "if-none-match", 13);
+    if (inm)
+        return gh_cache_etag_match(inm->value, inm->value_len, e->etag.p, e->etag.len);
+    const gh_header *ims = gh_exchange_header(ex, "if-modified-since", 17);
+    time_t t;
+    return ims && e->last_modified && gh_cache_http_date(ims->value, ims->value_len, &t) && e->last_modified <= t;
+}
+
+static void serve_hit(gh_plugin_run *run)
+{
+    gh_exchange *ex = run->ex;
+    cache_x *x = ex->cache;
+    const gh_cache_entry *e = x->entry;
+    uint64_t now = gh_now_ms(ex->env);
+    now = now > e->stored_ms ? now : e->stored_ms;   /* another worker's loop clock may be a little ahead */
+    char *age = gh_arena_alloc(&ex->arena, 24);
+    int alen = age ? snprintf(age, 24, "%llu", (unsigned long long)(e->age0 + (now - e->stored_ms) / 1000)) : 0;
+    gh_header *h = gh_arena_alloc(&ex->arena, (e->nhdrs + 1) * sizeof(*h));
+    if (!h || !age) {
+        gh_problem(ex, 500, "internal_error", "out of memory", NULL, 0, NULL);
+        return;
+    }
+    bool nm = not_modified(ex, e);
+    size_t n = 0;
+    for (size_t i = 0; i < e->nhdrs; i++) {
+        /* a 304 carries the validators and caching headers, not the representation's */
+        if (nm && (hdr_is(&e->hdrs[i], "content-type", 12) || hdr_is(&e->hdrs[i], "content-language", 16)))
+            continue;
+        h[n++] = e->hdrs[i];
+    }
+    h[n++] = (gh_header){ "Age", age, 3, (uint32_t)alen };
+    if (nm)
+        gh_respond(ex, 304, h, n, NULL, 0);
+    else
+        gh_respond(ex, e->status, h, n, e->body, e->body_len);
+}
+
+/* ----------------------------------------------------------------- fill -- */
+
+static void fill_drop(cache_x *x)
+{
+    x->filling = false;
+    free(x->body);
+    x->body = NULL;
+}
+
+/* Headers the entry does not keep: per-response ones made again on each
+ * HIT, and the ones every response of the exchange gets (CORS, ...). */
+static bool kept(const gh_exchange *ex, const gh_header *h)
+{
+    if (hdr_is(h, "date", 4) || hdr_is(h, "age", 3) || hdr_is(h, "x-request-id", 12) ||
+        hdr_is(h, "gatehouse-cache", 15))
+        return false;
+    for (size_t i = 0; i < ex->nresp_extra; i++)
+        if (hdr_is(h, ex->resp_extra[i].name, ex->resp_extra[i].name_len))
+            return false;
+    return true;
+}
+
+static const gh_downstream_ops tee_ops;
+
+/* A filter under us may step aside at the head (compress does when it
+ * does not encode, putting its own next back in ex->down): stay on top. */
+static void stay_on_top(gh_exchange *ex, cache_x *x)
+{
+    if (ex->down != &tee_ops) {
+        x->next = ex->down;
+        ex->down = &tee_ops;
+    }
+}
+
+static int tee_send_head(gh_exchange *ex, int status, const gh_header *hdrs, size_t n, int64_t clen)
+{
+    cache_x *x = ex->cache;
+    const gh_cache_cfg *c = x->conf;
+    x->lifetime_ms = gh_cache_lifetime_ms(status, hdrs, n, c->ttl_ms, time(NULL));
+    if (x->lifetime_ms == 0 || (clen >= 0 && (uint64_t)clen > c->max_entry))
+        x->filling = false;
+    if (x->filling && (x->hdrs = gh_arena_alloc(&ex->arena, (n ? n : 1) * sizeof(*hdrs)))) {
+        x->status = status;
+        for (size_t i = 0; i < n; i++) {
+            if (hdr_is(&hdrs[i], "age", 3)) {
+                char buf[16];
+                snprintf(buf, sizeof(buf), "%.*s", (int)(hdrs[i].value_len < 15 ? hdrs[i].value_len : 15), hdrs[i].value);
+                x->age0 = (uint32_t)strtoul(buf, NULL, 10);
+            }
+            if (!kept(ex, &hdrs[i]))
+                continue;
+            /* the producer's head may live in a buffer its body reuses */
+            char *t = gh_arena_alloc(&ex->arena, hdrs[i].name_len + hdrs[i].value_len + 1);
+            if (!t) {
+                x->filling = false;
+                break;
+            }
+            memcpy(t, hdrs[i].name, hdrs[i].name_len);
+            memcpy(t + hdrs[i].name_len, hdrs[i].value, hdrs[i].value_len);
+            x->hdrs[x->nhdrs++] = (gh_header){ t, t + hdrs[i].name_len, hdrs[i].name_len, hdrs[i].value_len };
+        }
+    } else {
+        x->filling = false;
+    }
+    const gh_downstream_ops *next = x->next;
+    int rc = next->send_head(ex, status, hdrs, n, clen);
+    stay_on_top(ex, x);
+    return rc;
+}
+
+static int tee_send_body(gh_exchange *ex, const char *p, size_t len)
+{
+    cache_x *x = ex->cache;
+    if (x->filling && len) {
+        if (x->len + len > x->conf->max_entry) {
+            fill_drop(x);   /* past max_entry: served, not kept */
+        } else {
+            if (x->len + len > x->cap) {
+                size_t cap = x->cap ? x->cap * 2 : 16384;
+                while (cap < x->len + len)
+                    cap *= 2;
+                char *b = realloc(x->body, cap);
+                if (!b) {
+                    fill_drop(x);
+                    return x->next->send_body(ex, p, len);
+                }
+                x->body = b;
+                x->cap = cap;
+            }
+            memcpy(x->body + x->len, p, len);
+            x->len += len;
+        }
+    }
+    return x->next->send_body(ex, p, len);
+}
+
+/* The whole response went by: it becomes an entry. */
+static void fill_keep(gh_exchange *ex, cache_x *x)
+{
+    x->filling = false;
+    const gh_str route = ex->log.route;
+    gh_cache_entry *e = gh_cache_entry_new(x->key, route, ex->path, x->status, x->hdrs, x->nhdrs, x->body, x->len);
+    x->body = NULL;
+    if (!e)
+        return;
+    for (size_t i = 0; i < e->nhdrs; i++) {
+        if (hdr_is(&e->hdrs[i], "etag", 4))
+            e->etag = (gh_str){ e->hdrs[i].value, e->hdrs[i].value_len };
+        else if (hdr_is(&e->hdrs[i], "last-modified", 13))
+            gh_cache_http_date(e->hdrs[i].value, e->hdrs[i].value_len, &e->last_modified);
+    }
+    e->stored_ms = gh_now_ms(ex->env);
+    e->expires_ms = e->stored_ms + x->lifetime_ms;
+    gh_cache_insert(x->store, e);
+}
+
+static int tee_finish(gh_exchange *ex)
+{
+    cache_x *x = ex->cache;
+    if (x->filling)
+        fill_keep(ex, x);
+    return x->next->finish(ex);
+}
+
+static int tee_finish_trailers(gh_exchange *ex, const gh_header *h, size_t n)
+{
+    cache_x *x = ex->cache;
+    fill_drop(x);   /* trailers are not kept: such a response is not stored */
+    return x->next->finish_trailers(ex, h, n);
+}
+
+static void tee_abort(gh_exchange *ex)
+{
+    cache_x *x = ex->cache;
+    fill_drop(x);   /* a truncated body is never an entry */
+    x->next->abort(ex);
+}
+
+static void tee_resume_body(gh_exchange *ex) { ((cache_x *)ex->cache)->next->resume_body(ex); }
+
+static int tee_upgrade(gh_exchange *ex, const gh_header *h, size_t n, gh_takeover *t)
+{
+    cache_x *x = ex->cache;
+    fill_drop(x);
+    ex->down = x->next;
+    return x->next->upgrade(ex, h, n, t);
+}
+
+static const gh_downstream_ops tee_ops = {
+    .send_head = tee_send_head,
+    .send_body = tee_send_body,
+    .finish = tee_finish,
+    .abort = tee_abort,
+    .resume_body = tee_resume_body,
+    .finish_trailers = tee_finish_trailers,
+    .upgrade = tee_upgrade,
+};
+
+/* The chain passed (compress's filter, if any, is in ex->down): the tee
+ * goes on top, then the target runs. */
+static void start_fill(gh_plugin_run *run)
+{
+    gh_exchange *ex = run->ex;
+    cache_x *x = ex->cache;
+    x->next = ex->down;
+    x->filling = true;
+    ex->down = &tee_ops;
+    run->done = x->done;
+    run->done_ctx = x->done_ctx;
+    run->done(run);
+}
+
+/* --------------------------------------------------------------- plugin -- */
+
+static int cache_request(gh_plugin_run *run, const gh_plugin_cfg *conf)
+{
+    gh_exchange *ex = run->ex;
+    const gh_cache_cfg *c = (const gh_cache_cfg *)conf;
+    if (ex->dry_run || !conf->rt)
+        return GH_PLUGIN_NEXT;   /* explain records the route, sends nothing */
+    if (!(ex->method_bit & c->methods) || (!c->shared_auth && gh_exchange_header(ex, "authorization", 13))) {
+        mark(ex, result_bypass, "BYPASS");
+        return GH_PLUGIN_NEXT;
+    }
+    cache_x *x = gh_arena_zalloc(&ex->arena, sizeof(*x));
+    if (!x || !gh_cache_key(ex, ex->log.route, c, &x->key))
+        return GH_PLUGIN_NEXT;
+    x->conf = c;
+    x->store = conf->rt;
+    x->done = run->done;
+    x->done_ctx = run->done_ctx;
+    ex->cache = x;
+    x->entry = gh_cache_lookup(x->store, gh_cache_hash(x->key), x->key, gh_now_ms(ex->env));
+    if (x->entry) {
+        mark(ex, result_hit, "HIT");
+        run->done = serve_hit;
+    } else {
+        mark(ex, result_miss, "MISS");
+        if (ex->method_bit == GH_M_GET)   /* a HEAD has no body to keep */
+            run->done = start_fill;
+    }
+    return GH_PLUGIN_NEXT;
+}
+
+static void cache_after(gh_plugin_run *run, const gh_plugin_cfg *conf, void *ctx)
+{
+    (void)conf;
+    (void)ctx;
+    cache_x *x = run->ex->cache;
+    if (!x)
+        return;
+    gh_cache_entry_unref(x->entry);
+    x->entry = NULL;
+    fill_drop(x);
+}
+
+static bool cache_compile(gh_plugin_cfg *conf, const gh_plugin_build *b)
+{
+    const gh_cache_cfg *c = (const gh_cache_cfg *)conf;
+    if (c->store == GH_CACHE_REDIS) {
+        gh_diag_error(b->diag, conf->mark, "cache store 'redis' is not available yet (use store: memory)");
+        return false;
+    }
+    conf->rt = gh_cache_store_get(conf->state_key, c->size);
+    return conf->rt != NULL;
+}
+
+static void cache_release(gh_plugin_cfg *conf)
+{
+    gh_cache_store_put(conf->rt);
+    conf->rt = NULL;
+}
+
+static void cache_describe(const gh_config *cfg, const gh_plugin_cfg *conf, char *buf, size_t cap)
+{
+    (void)cfg;
+    const gh_cache_cfg *c = (const gh_cache_cfg *)conf;
+    snprintf(buf, cap, "ttl %llus, max entry %llu bytes, size %llu bytes%s%s",
+             (unsigned long long)(c->ttl_ms / 1000), (unsigned long long)c->max_entry,
+             (unsigned long long)c->size, c->collapse ? ", collapse" : "", c->shared_auth ? ", shared_auth" : "");
+}
+
+const gh_plugin_ops gh_cache_plugin = {
+    .name = "cache", .compile = cache_compile, .release = cache_release, .request = cache_request,
+    .describe = cache_describe, .after = cache_after,
+};
