@@ -17,6 +17,7 @@
 #include <string.h>
 #include <strings.h>
 #include "core/method.h"
+#include "plugins/cache_flight.h"
 #include "plugins/cache_policy.h"
 #include "plugins/cache_store.h"
 #include "plugins/plugin.h"
@@ -24,13 +25,18 @@
 typedef struct cache_x {
     const gh_cache_cfg *conf;
     gh_cache_store *store;
+    gh_cache_wake *wake;            /* this worker's, with collapse */
     gh_str key;
+    uint64_t hash;
+    gh_cache_waiter waiter;         /* collapse: waiting for another request's fill */
+    gh_cache_flight *flight;        /* collapse: others wait for this fill */
     gh_cache_entry *entry;          /* HIT: the entry served (a reference) */
     void (*done)(gh_plugin_run *run);   /* the chain's own continuation */
     void *done_ctx;
     /* MISS on GET: the fill */
     const gh_downstream_ops *next;  /* under the tee */
     bool filling;
+    bool keep;                      /* the response may be stored (else only shared) */
     int status;
     uint64_t lifetime_ms;
     uint32_t age0;
@@ -98,11 +104,16 @@ static void serve_hit(gh_plugin_run *run)
 
 /* ----------------------------------------------------------------- fill -- */
 
-static void fill_drop(cache_x *x)
+/* The fill stops: nothing is stored; waiters for it collapse again when
+ * the leader went (retry), else each goes on alone (it cannot be shared). */
+static void fill_drop(cache_x *x, bool retry)
 {
     x->filling = false;
     free(x->body);
     x->body = NULL;
+    if (x->flight)
+        gh_cache_flight_done(x->store, x->flight, NULL, false, retry);
+    x->flight = NULL;
 }
 
 /* Headers the entry does not keep: per-response ones made again on each
@@ -135,8 +146,10 @@ static int tee_send_head(gh_exchange *ex, int status, const gh_header *hdrs, siz
     cache_x *x = ex->cache;
     const gh_cache_cfg *c = x->conf;
     x->lifetime_ms = gh_cache_lifetime_ms(status, hdrs, n, c->ttl_ms, time(NULL));
-    if (x->lifetime_ms == 0 || (clen >= 0 && (uint64_t)clen > c->max_entry))
-        x->filling = false;
+    x->keep = x->lifetime_ms > 0;
+    /* not storable, but waiters share it (an error too) */
+    if ((!x->keep && !x->flight) || (clen >= 0 && (uint64_t)clen > c->max_entry))
+        fill_drop(x, false);
     if (x->filling && (x->hdrs = gh_arena_alloc(&ex->arena, (n ? n : 1) * sizeof(*hdrs)))) {
         x->status = status;
         for (size_t i = 0; i < n; i++) {
@@ -157,8 +170,8 @@ static int tee_send_head(gh_exchange *ex, int status, const gh_header *hdrs, siz
             memcpy(t + hdrs[i].name_len, hdrs[i].value, hdrs[i].value_len);
             x->hdrs[x->nhdrs++] = (gh_header){ t, t + hdrs[i].name_len, hdrs[i].name_len, hdrs[i].value_len };
         }
-    } else {
-        x->filling = false;
+    } else if (x->filling) {
+        fill_drop(x, false);
     }
     const gh_downstream_ops *next = x->next;
     int rc = next->send_head(ex, status, hdrs, n, clen);
@@ -171,7 +184,7 @@ static int tee_send_body(gh_exchange *ex, const char *p, size_t len)
     cache_x *x = ex->cache;
     if (x->filling && len) {
         if (x->len + len > x->conf->max_entry) {
-            fill_drop(x);   /* past max_entry: served, not kept */
+            fill_drop(x, false);   /* past max_entry: served, not kept */
         } else {
             if (x->len + len > x->cap) {
                 size_t cap = x->cap ? x->cap * 2 : 16384;
@@ -179,7 +192,7 @@ static int tee_send_body(gh_exchange *ex, const char *p, size_t len)
                     cap *= 2;
                 char *b = realloc(x->body, cap);
                 if (!b) {
-                    fill_drop(x);
+                    fill_drop(x, false);
                     return x->next->send_body(ex, p, len);
                 }
                 x->body = b;
@@ -199,8 +212,13 @@ static void fill_keep(gh_exchange *ex, cache_x *x)
     const gh_str route = ex->log.route;
     gh_cache_entry *e = gh_cache_entry_new(x->key, route, ex->path, x->status, x->hdrs, x->nhdrs, x->body, x->len);
     x->body = NULL;
-    if (!e)
+    gh_cache_flight *f = x->flight;
+    x->flight = NULL;
+    if (!e) {
+        if (f)
+            gh_cache_flight_done(x->store, f, NULL, false, false);
         return;
+    }
     for (size_t i = 0; i < e->nhdrs; i++) {
         if (hdr_is(&e->hdrs[i], "etag", 4))
             e->etag = (gh_str){ e->hdrs[i].value, e->hdrs[i].value_len };
@@ -209,7 +227,10 @@ static void fill_keep(gh_exchange *ex, cache_x *x)
     }
     e->stored_ms = gh_now_ms(ex->env);
     e->expires_ms = e->stored_ms + x->lifetime_ms;
-    gh_cache_insert(x->store, e);
+    if (f)
+        gh_cache_flight_done(x->store, f, e, x->keep, false);
+    else
+        gh_cache_insert(x->store, e);
 }
 
 static int tee_finish(gh_exchange *ex)
@@ -223,14 +244,14 @@ static int tee_finish(gh_exchange *ex)
 static int tee_finish_trailers(gh_exchange *ex, const gh_header *h, size_t n)
 {
     cache_x *x = ex->cache;
-    fill_drop(x);   /* trailers are not kept: such a response is not stored */
+    fill_drop(x, false);   /* trailers are not kept: such a response is not stored */
     return x->next->finish_trailers(ex, h, n);
 }
 
 static void tee_abort(gh_exchange *ex)
 {
     cache_x *x = ex->cache;
-    fill_drop(x);   /* a truncated body is never an entry */
+    fill_drop(x, true);   /* a truncated body is never an entry */
     x->next->abort(ex);
 }
 
@@ -239,7 +260,7 @@ static void tee_resume_body(gh_exchange *ex) { ((cache_x *)ex->cache)->next->res
 static int tee_upgrade(gh_exchange *ex, const gh_header *h, size_t n, gh_takeover *t)
 {
     cache_x *x = ex->cache;
-    fill_drop(x);
+    fill_drop(x, false);
     ex->down = x->next;
     return x->next->upgrade(ex, h, n, t);
 }
@@ -270,6 +291,52 @@ static void start_fill(gh_plugin_run *run)
 
 /* --------------------------------------------------------------- plugin -- */
 
+/* HIT, MISS (leading a fill, or alone), or wait for the fill under way. */
+static int decide(gh_plugin_run *run, cache_x *x)
+{
+    gh_exchange *ex = run->ex;
+    bool get = ex->method_bit == GH_M_GET;   /* a HEAD has no body to keep or share */
+    gh_cache_waiter *w = x->wake && get ? &x->waiter : NULL;
+    gh_cache_flight *lead = NULL;
+    int r = gh_cache_decide(x->store, x->hash, x->key, gh_now_ms(ex->env), w, &x->entry, &lead);
+    if (r == GH_CACHE_JOINED)
+        return GH_PLUGIN_WAIT;
+    if (r == GH_CACHE_HIT) {
+        mark(ex, result_hit, "HIT");
+        run->done = serve_hit;
+        return GH_PLUGIN_NEXT;
+    }
+    x->flight = lead;
+    mark(ex, result_miss, "MISS");
+    if (get)
+        run->done = start_fill;
+    return GH_PLUGIN_NEXT;
+}
+
+/* The fill this request waited for ended (on this worker's loop). */
+static void waited(gh_cache_waiter *w)
+{
+    gh_plugin_run *run = w->data;
+    cache_x *x = run->ex->cache;
+    if (w->entry) {
+        x->entry = w->entry;   /* the leader's answer, whatever it was */
+        w->entry = NULL;
+        mark(run->ex, result_hit, "HIT");
+        run->done = serve_hit;
+    } else if (!w->retry) {
+        mark(run->ex, result_miss, "MISS");   /* it could not be shared: alone, no fill */
+    } else if (decide(run, x) == GH_PLUGIN_WAIT) {
+        return;   /* the leader left: another one leads now */
+    }
+    gh_plugin_resume(run, GH_PLUGIN_NEXT);
+}
+
+static void wait_cancel(gh_plugin_run *run)
+{
+    cache_x *x = run->ex->cache;
+    gh_cache_waiter_cancel(x->store, &x->waiter);
+}
+
 static int cache_request(gh_plugin_run *run, const gh_plugin_cfg *conf)
 {
     gh_exchange *ex = run->ex;
@@ -285,19 +352,17 @@ static int cache_request(gh_plugin_run *run, const gh_plugin_cfg *conf)
         return GH_PLUGIN_NEXT;
     x->conf = c;
     x->store = conf->rt;
+    x->wake = c->collapse ? gh_plugin_context(run, conf) : NULL;
+    x->hash = gh_cache_hash(x->key);
+    x->waiter.wake = x->wake;
+    x->waiter.data = run;
     x->done = run->done;
     x->done_ctx = run->done_ctx;
     ex->cache = x;
-    x->entry = gh_cache_lookup(x->store, gh_cache_hash(x->key), x->key, gh_now_ms(ex->env));
-    if (x->entry) {
-        mark(ex, result_hit, "HIT");
-        run->done = serve_hit;
-    } else {
-        mark(ex, result_miss, "MISS");
-        if (ex->method_bit == GH_M_GET)   /* a HEAD has no body to keep */
-            run->done = start_fill;
-    }
-    return GH_PLUGIN_NEXT;
+    int r = decide(run, x);
+    if (r == GH_PLUGIN_WAIT)
+        run->cancel = wait_cancel;
+    return r;
 }
 
 static void cache_after(gh_plugin_run *run, const gh_plugin_cfg *conf, void *ctx)
@@ -309,8 +374,16 @@ static void cache_after(gh_plugin_run *run, const gh_plugin_cfg *conf, void *ctx
         return;
     gh_cache_entry_unref(x->entry);
     x->entry = NULL;
-    fill_drop(x);
+    fill_drop(x, true);   /* the client left before the fill ended */
 }
+
+static void *cache_context_new(const gh_plugin_cfg *conf, uv_loop_t *loop)
+{
+    const gh_cache_cfg *c = (const gh_cache_cfg *)conf;
+    return c->collapse && conf->rt ? gh_cache_wake_new(conf->rt, loop, waited) : NULL;
+}
+
+static void cache_context_free(void *ctx) { gh_cache_wake_free(ctx); }
 
 static bool cache_compile(gh_plugin_cfg *conf, const gh_plugin_build *b)
 {
@@ -341,4 +414,5 @@ static void cache_describe(const gh_config *cfg, const gh_plugin_cfg *conf, char
 const gh_plugin_ops gh_cache_plugin = {
     .name = "cache", .compile = cache_compile, .release = cache_release, .request = cache_request,
     .describe = cache_describe, .after = cache_after,
+    .context_new = cache_context_new, .context_free = cache_context_free,
 };

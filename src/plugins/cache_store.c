@@ -7,18 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "core/siphash.h"
-
-#define NBUCKETS 4096u
-
-struct gh_cache_store {
-    pthread_mutex_t mu;
-    gh_cache_entry *buckets[NBUCKETS];
-    gh_cache_entry *mru, *lru;      /* most and least recently used */
-    uint64_t bytes, cap;
-    uint64_t state_key;
-    int users;                      /* configurations holding it (registry lock) */
-    gh_cache_store *next;           /* the registry */
-};
+#include "plugins/cache_store_int.h"
 
 static pthread_mutex_t registry_mu = PTHREAD_MUTEX_INITIALIZER;
 static gh_cache_store *registry;
@@ -158,34 +147,39 @@ void gh_cache_entry_unref(gh_cache_entry *e)
     }
 }
 
-gh_cache_entry *gh_cache_lookup(gh_cache_store *s, uint64_t hash, gh_str key, uint64_t now_ms)
+gh_cache_entry *gh_cache_find_locked(gh_cache_store *s, uint64_t hash, gh_str key, uint64_t now_ms,
+                                     gh_cache_entry **stale)
 {
-    gh_cache_entry *stale = NULL, *hit = NULL;
-    pthread_mutex_lock(&s->mu);
     for (gh_cache_entry *e = s->buckets[hash % NBUCKETS]; e; e = e->hnext) {
         if (e->hash != hash || !gh_str_eq(e->key, key))
             continue;
         if (e->expires_ms <= now_ms) {
             drop(s, e);   /* expired: a MISS, and the fill replaces it */
-            stale = e;
-        } else {
-            lru_unlink(s, e);
-            lru_front(s, e);
-            atomic_fetch_add_explicit(&e->refs, 1, memory_order_relaxed);
-            hit = e;
+            *stale = e;
+            return NULL;
         }
-        break;
+        lru_unlink(s, e);
+        lru_front(s, e);
+        atomic_fetch_add_explicit(&e->refs, 1, memory_order_relaxed);
+        return e;
     }
+    return NULL;
+}
+
+gh_cache_entry *gh_cache_lookup(gh_cache_store *s, uint64_t hash, gh_str key, uint64_t now_ms)
+{
+    gh_cache_entry *stale = NULL;
+    pthread_mutex_lock(&s->mu);
+    gh_cache_entry *hit = gh_cache_find_locked(s, hash, key, now_ms, &stale);
     pthread_mutex_unlock(&s->mu);
     gh_cache_entry_unref(stale);
     return hit;
 }
 
-void gh_cache_insert(gh_cache_store *s, gh_cache_entry *e)
+gh_cache_entry *gh_cache_insert_locked(gh_cache_store *s, gh_cache_entry *e)
 {
     gh_cache_entry *gone = NULL;   /* dropped ones, chained by hnext, freed outside the lock */
     e->hash = gh_cache_hash(e->key);
-    pthread_mutex_lock(&s->mu);
     for (gh_cache_entry *o = s->buckets[e->hash % NBUCKETS]; o; o = o->hnext) {
         if (o->hash == e->hash && gh_str_eq(o->key, e->key)) {
             drop(s, o);
@@ -204,12 +198,24 @@ void gh_cache_insert(gh_cache_store *s, gh_cache_entry *e)
         v->hnext = gone;
         gone = v;
     }
-    pthread_mutex_unlock(&s->mu);
+    return gone;
+}
+
+void gh_cache_unref_chain(gh_cache_entry *gone)
+{
     while (gone) {
         gh_cache_entry *next = gone->hnext;
         gh_cache_entry_unref(gone);
         gone = next;
     }
+}
+
+void gh_cache_insert(gh_cache_store *s, gh_cache_entry *e)
+{
+    pthread_mutex_lock(&s->mu);
+    gh_cache_entry *gone = gh_cache_insert_locked(s, e);
+    pthread_mutex_unlock(&s->mu);
+    gh_cache_unref_chain(gone);
 }
 
 size_t gh_cache_purge(gh_str route, gh_str path)

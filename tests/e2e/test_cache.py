@@ -315,3 +315,60 @@ def test_gzip_on_hit(g, up):
     assert up.count(t) == 1
 
 
+
+
+def send_all(g, target, n):
+    conns = []
+    for _ in range(n):
+        c = http.client.HTTPConnection("127.0.0.1", g.port, timeout=20)
+        c.request("GET", target)
+        conns.append(c)
+    return conns
+
+
+def answers(conns):
+    out = []
+    for c in conns:
+        r = c.getresponse()
+        out.append((r.status, r.getheader("Gatehouse-Cache"), r.read()))
+        c.close()
+    return out
+
+
+@pytest.mark.parametrize("target,status", [("/col?hold=1", 200), ("/col?hold=1&status=500", 500)])
+def test_collapse_100_concurrent_misses(g, up, target, status):
+    conns = send_all(g, target, 100)
+    wait_until(lambda: up.count(target) == 1, what="the leader's upstream request")
+    wait_read(g.port, 100)   # every request is in the gateway, waiting
+    up.go.set()
+    got = answers(conns)
+    assert {s for s, _, _ in got} == {status}
+    assert len({b for _, _, b in got}) == 1   # one answer, shared
+    assert sorted(c for _, c, _ in got).count("MISS") == 1
+    assert up.count(target) == 1
+
+
+def test_collapse_off_sends_each(gatehouse, up):
+    g = start(gatehouse, up, collapse="false")
+    target = "/nocol?hold=1"
+    conns = send_all(g, target, 5)
+    wait_until(lambda: up.count(target) == 5, what="five upstream requests")
+    up.go.set()
+    assert {s for s, _, _ in answers(conns)} == {200}
+
+
+def test_collapse_leader_leaves(g, up):
+    target = "/lead?hold=1"
+    leader = socket.create_connection(("127.0.0.1", g.port))
+    leader.sendall(b"GET %s HTTP/1.1\r\nHost: x\r\n\r\n" % target.encode())
+    wait_until(lambda: up.count(target) == 1, what="the leader's upstream request")
+    conns = send_all(g, target, 5)
+    wait_read(g.port, 6)
+    leader.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+    leader.close()   # a reset: the leader's client is gone
+    # one waiter takes the lead: one more upstream request, not five
+    wait_until(lambda: up.count(target) == 2, what="the new leader's upstream request")
+    up.go.set()
+    got = answers(conns)
+    assert {s for s, _, _ in got} == {200} and len({b for _, _, b in got}) == 1
+    assert up.count(target) == 2
