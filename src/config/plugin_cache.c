@@ -13,7 +13,7 @@ static int clip(gh_str s) { return s.len > 80 ? 80 : (int)s.len; }
 
 enum { K_TTL, K_METHODS, K_VARY, K_KEY_HEADERS, K_MAX_ENTRY, K_SIZE, K_STORE, K_COLLAPSE, K_SHARED_AUTH, K_COUNT };
 static const gh_key cache_keys[] = {
-    [K_TTL] = GH_KEY_NUM("ttl", GH_V_DURATION, gh_cache_cfg, ttl_ms, 1000, 0),
+    [K_TTL] = GH_KEY_NUM("ttl", GH_V_DURATION, gh_cache_cfg, ttl_ms, 1, 0),
     [K_METHODS] = GH_KEY_DEFER("methods"),
     [K_VARY] = GH_KEY_DEFER("vary"),
     [K_KEY_HEADERS] = GH_KEY_DEFER("key_headers"),
