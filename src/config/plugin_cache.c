@@ -82,6 +82,7 @@ static bool store(gh_load *ld, gh_cache_cfg *c, const gh_ynode *n)
     gh_str s;
     if (!gh_ld_text(ld, n, "memory or redis", &s, NULL))
         return false;
+    c->store_mark = n->mark;
     if (gh_str_eq_c(s, "memory"))
         c->store = GH_CACHE_MEMORY;
     else if (gh_str_eq_c(s, "redis"))

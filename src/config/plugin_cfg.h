@@ -168,6 +168,7 @@ typedef struct gh_cache_cfg {
     uint64_t max_entry;           /* bytes of body (1MiB) */
     uint64_t size;                /* bytes of the store (256MiB) */
     int store;                    /* GH_CACHE_MEMORY | GH_CACHE_REDIS */
+    gh_mark store_mark;
     bool collapse;                /* concurrent identical misses share one fill */
     bool shared_auth;             /* requests with Authorization may use the cache */
 } gh_cache_cfg;

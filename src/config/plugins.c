@@ -184,13 +184,18 @@ static void resolve_chain(gh_load *ld, gh_route_cfg *r, const gh_plugin_cfg **mt
                      r->name.p);
 }
 
-/* A rate_limit with scope: cluster counts in Redis: the file must say where. */
+/* A rate_limit with scope: cluster counts in Redis, a cache with store:
+ * redis keeps its entries there: the file must say where. */
 static void cluster_needs_redis(gh_load *ld, const gh_plugin_set *own)
 {
     const gh_rate_limit_cfg *rl = (const gh_rate_limit_cfg *)own->p[GH_PLUGIN_RATE_LIMIT];
     if (rl && rl->base.enabled && rl->scope == GH_RL_CLUSTER && !ld->cfg->redis)
         gh_ld_error(ld, rl->scope_mark,
                     "rate_limit scope 'cluster' needs a top-level redis: section (redis: { address: host:port })");
+    const gh_cache_cfg *c = (const gh_cache_cfg *)own->p[GH_PLUGIN_CACHE];
+    if (c && c->base.enabled && c->store == GH_CACHE_REDIS && !ld->cfg->redis)
+        gh_ld_error(ld, c->store_mark,
+                    "cache store 'redis' needs a top-level redis: section (redis: { address: host:port })");
 }
 
 /* Cross-checks that need the whole file: every route's and version's

@@ -19,6 +19,7 @@
 #include "core/method.h"
 #include "plugins/cache_flight.h"
 #include "plugins/cache_policy.h"
+#include "plugins/cache_redis.h"
 #include "plugins/cache_store.h"
 #include "plugins/plugin.h"
 
@@ -30,6 +31,7 @@ typedef struct cache_x {
     uint64_t hash;
     gh_cache_waiter waiter;         /* collapse: waiting for another request's fill */
     gh_cache_flight *flight;        /* collapse: others wait for this fill */
+    gh_cache_redis_get rget;        /* store: redis, the lookup under way */
     gh_cache_entry *entry;          /* HIT: the entry served (a reference) */
     void (*done)(gh_plugin_run *run);   /* the chain's own continuation */
     void *done_ctx;
@@ -227,8 +229,13 @@ static void fill_keep(gh_exchange *ex, cache_x *x)
     }
     e->stored_ms = gh_now_ms(ex->env);
     e->expires_ms = e->stored_ms + x->lifetime_ms;
+    bool redis = x->conf->store == GH_CACHE_REDIS;
+    if (redis && x->keep)
+        gh_cache_redis_store(ex->env->redis, e, x->lifetime_ms);
     if (f)
-        gh_cache_flight_done(x->store, f, e, x->keep, false);
+        gh_cache_flight_done(x->store, f, e, x->keep && !redis, false);
+    else if (redis || !x->keep)
+        gh_cache_entry_unref(e);
     else
         gh_cache_insert(x->store, e);
 }
@@ -337,6 +344,28 @@ static void wait_cancel(gh_plugin_run *run)
     gh_cache_waiter_cancel(x->store, &x->waiter);
 }
 
+/* store: redis answered (any failure is a MISS, never an error). */
+static void redis_answered(void *ctx, gh_cache_entry *e)
+{
+    gh_plugin_run *run = ctx;
+    cache_x *x = run->ex->cache;
+    if (e) {
+        x->entry = e;
+        mark(run->ex, result_hit, "HIT");
+        run->done = serve_hit;
+    } else if (decide(run, x) == GH_PLUGIN_WAIT) {
+        run->cancel = wait_cancel;   /* another request of this process fills it */
+        return;
+    }
+    gh_plugin_resume(run, GH_PLUGIN_NEXT);
+}
+
+static void redis_cancel(gh_plugin_run *run)
+{
+    cache_x *x = run->ex->cache;
+    gh_redis_cancel(x->rget.h);
+}
+
 static int cache_request(gh_plugin_run *run, const gh_plugin_cfg *conf)
 {
     gh_exchange *ex = run->ex;
@@ -359,6 +388,13 @@ static int cache_request(gh_plugin_run *run, const gh_plugin_cfg *conf)
     x->done = run->done;
     x->done_ctx = run->done_ctx;
     ex->cache = x;
+    if (c->store == GH_CACHE_REDIS) {
+        x->rget = (gh_cache_redis_get){ .cb = redis_answered, .ctx = run, .key = x->key, .now_ms = gh_now_ms(ex->env) };
+        if (gh_cache_redis_lookup(ex->env->redis, x->hash, &x->rget)) {
+            run->cancel = redis_cancel;
+            return GH_PLUGIN_WAIT;
+        }   /* not connected: a MISS */
+    }
     int r = decide(run, x);
     if (r == GH_PLUGIN_WAIT)
         run->cancel = wait_cancel;
@@ -388,10 +424,6 @@ static void cache_context_free(void *ctx) { gh_cache_wake_free(ctx); }
 static bool cache_compile(gh_plugin_cfg *conf, const gh_plugin_build *b)
 {
     const gh_cache_cfg *c = (const gh_cache_cfg *)conf;
-    if (c->store == GH_CACHE_REDIS) {
-        gh_diag_error(b->diag, conf->mark, "cache store 'redis' is not available yet (use store: memory)");
-        return false;
-    }
     conf->rt = gh_cache_store_get(conf->state_key, c->size);
     return conf->rt != NULL;
 }

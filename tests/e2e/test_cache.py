@@ -17,6 +17,7 @@ import urllib.parse
 import pytest
 
 from conftest import free_port, wait_port, wait_read, wait_until
+from redis_server import redis, redis_cluster  # noqa: F401  (fixtures)
 
 CONFIG = """
 listen:
@@ -372,3 +373,59 @@ def test_collapse_leader_leaves(g, up):
     got = answers(conns)
     assert {s for s, _, _ in got} == {200} and len({b for _, _, b in got}) == 1
     assert up.count(target) == 2
+
+
+REDIS_CONFIG = """
+listen: [ { address: "127.0.0.1:{port}" } ]
+log: { access: off }
+redis: { REDIS, timeout: 500ms }
+upstreams:
+  main: { targets: [ "{up}" ], retries: { attempts: 0 } }
+routes:
+  - name: api
+    match: { prefix: / }
+    upstream: main
+    plugins:
+      cache: { ttl: 60s, store: redis }
+"""
+
+
+def redis_gates(gatehouse, up, where, connected):
+    cfg = REDIS_CONFIG.replace("REDIS", where)
+    gates = [gatehouse(cfg, subst={"up": "127.0.0.1:%d" % up.port}) for _ in range(2)]
+    for g in gates:
+        g.wait_stderr(lambda err: err.count(connected) >= 2, what="both workers connected to Redis")
+    return gates
+
+
+def check_shared(gates, up, keys):
+    g1, g2 = gates
+    s, h, body = g1.get("/shared-entry?cc=max-age%3D30")
+    assert (s, cache_of(h)) == (200, "MISS")
+    wait_until(lambda: len(keys()) == 1, what="the entry in Redis")
+    for g in (g2, g1):
+        s, h, b = g.get("/shared-entry?cc=max-age%3D30")
+        assert (s, cache_of(h), b) == (200, "HIT", body)
+        assert 0 <= int(h["age"]) <= 30
+    assert up.count("/shared-entry?cc=max-age%3D30") == 1
+
+
+def test_redis_store_shared_by_two_gateways(gatehouse, up, redis):
+    r = redis()
+    gates = redis_gates(gatehouse, up, 'address: "%s"' % r.address, "redis %s: connected" % r.address)
+    keys = lambda: [k for k in r.cli("KEYS", "gh:c:*").split() if k]
+    check_shared(gates, up, keys)
+    ttl = int(r.cli("PTTL", keys()[0]))
+    assert 0 < ttl <= 30000   # max-age (shorter than ttl) is the TTL in Redis
+    # Redis gone: a MISS, never an error
+    r.stop()
+    s, h, _ = gates[1].get("/after-redis")
+    assert (s, cache_of(h)) == (200, "MISS")
+
+
+def test_redis_cluster_store_shared(gatehouse, up, redis_cluster):
+    c = redis_cluster()
+    gates = redis_gates(gatehouse, up, "cluster: [ %s ]" % ", ".join('"%s"' % s for s in c.seeds[:1]),
+                        "redis cluster: 16384 of 16384 slots mapped over 3 nodes")
+    keys = lambda: [k for ks in c.keys("gh:c:*").values() for k in ks]
+    check_shared(gates, up, keys)
