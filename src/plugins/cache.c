@@ -438,9 +438,10 @@ static void cache_describe(const gh_config *cfg, const gh_plugin_cfg *conf, char
 {
     (void)cfg;
     const gh_cache_cfg *c = (const gh_cache_cfg *)conf;
-    snprintf(buf, cap, "ttl %llus, max entry %llu bytes, size %llu bytes%s%s",
-             (unsigned long long)(c->ttl_ms / 1000), (unsigned long long)c->max_entry,
-             (unsigned long long)c->size, c->collapse ? ", collapse" : "", c->shared_auth ? ", shared_auth" : "");
+    snprintf(buf, cap, "ttl %llums, store %s, size %llu bytes, max entry %llu bytes%s%s",
+             (unsigned long long)c->ttl_ms, c->store == GH_CACHE_REDIS ? "redis" : "memory",
+             (unsigned long long)c->size, (unsigned long long)c->max_entry, c->collapse ? ", collapse" : "",
+             c->shared_auth ? ", shared_auth" : "");
 }
 
 const gh_plugin_ops gh_cache_plugin = {
