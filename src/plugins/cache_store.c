@@ -116,7 +116,8 @@ gh_cache_entry *gh_cache_entry_new(gh_str key, gh_str route, gh_str path, int st
     char *o = (char *)(e->hdrs + n);
 #define COPY(dst, src)                                                                                              \
     do {                                                                                                            \
-        memcpy(o, (src).p, (src).len);                                                                              \
+        if ((src).len)                                                                                              \
+            memcpy(o, (src).p, (src).len);                                                                          \
         (dst) = (gh_str){ o, (src).len };                                                                           \
         o += (src).len;                                                                                             \
     } while (0)

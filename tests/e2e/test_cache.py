@@ -163,6 +163,12 @@ def test_miss_then_hit_with_age(g, up):
     assert cache_of(g.get("/a?x=2")[1]) == "MISS"
     log = g.access_log(wait_for=3)
     assert [l["cache"] for l in log[:3]] == ["miss", "hit", "miss"]
+    c = http.client.HTTPConnection("127.0.0.1", g.admin, timeout=5)
+    c.request("GET", "/metrics")
+    text = c.getresponse().read().decode()
+    c.close()
+    assert 'gatehouse_cache_total{route="api",result="hit"} 1' in text
+    assert 'gatehouse_cache_total{route="api",result="miss"} 2' in text
 
 
 @pytest.mark.parametrize("cc,stored", [
