@@ -83,7 +83,7 @@ static void serve_hit(gh_plugin_run *run)
     uint64_t now = gh_now_ms(ex->env);
     now = now > e->stored_ms ? now : e->stored_ms;   /* another worker's loop clock may be a little ahead */
     char *age = gh_arena_alloc(&ex->arena, 24);
-    int alen = age ? snprintf(age, 24, "%llu", (unsigned long long)(e->age0 + (now - e->stored_ms) / 1000)) : 0;
+    size_t alen = age ? gh_u64_dec(age, e->age0 + (now - e->stored_ms) / 1000) : 0;
     gh_header *h = gh_arena_alloc(&ex->arena, (e->nhdrs + 1) * sizeof(*h));
     if (!h || !age) {
         gh_problem(ex, 500, "internal_error", "out of memory", NULL, 0, NULL);
@@ -155,10 +155,11 @@ static int tee_send_head(gh_exchange *ex, int status, const gh_header *hdrs, siz
     if (x->filling && (x->hdrs = gh_arena_alloc(&ex->arena, (n ? n : 1) * sizeof(*hdrs)))) {
         x->status = status;
         for (size_t i = 0; i < n; i++) {
-            if (hdr_is(&hdrs[i], "age", 3)) {
-                char buf[16];
-                snprintf(buf, sizeof(buf), "%.*s", (int)(hdrs[i].value_len < 15 ? hdrs[i].value_len : 15), hdrs[i].value);
-                x->age0 = (uint32_t)strtoul(buf, NULL, 10);
+            if (hdr_is(&hdrs[i], "age", 3)) {   /* delta-seconds; junk counts as 0 */
+                uint32_t age = 0;
+                for (size_t k = 0; k < hdrs[i].value_len && k < 9; k++)
+                    age = hdrs[i].value[k] >= '0' && hdrs[i].value[k] <= '9' ? age * 10 + (uint32_t)(hdrs[i].value[k] - '0') : 0;
+                x->age0 = age;
             }
             if (!kept(ex, &hdrs[i]))
                 continue;
@@ -390,7 +391,7 @@ static int cache_request(gh_plugin_run *run, const gh_plugin_cfg *conf)
     ex->cache = x;
     if (c->store == GH_CACHE_REDIS) {
         x->rget = (gh_cache_redis_get){ .cb = redis_answered, .ctx = run, .key = x->key, .now_ms = gh_now_ms(ex->env) };
-        if (gh_cache_redis_lookup(ex->env->redis, x->hash, &x->rget)) {
+        if (gh_cache_redis_lookup(ex->env->redis, &x->rget)) {
             run->cancel = redis_cancel;
             return GH_PLUGIN_WAIT;
         }   /* not connected: a MISS */

@@ -3,7 +3,6 @@
  * u32 header count and name/value pairs, and the body. */
 #include "plugins/cache_redis.h"
 #include <hiredis/hiredis.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -119,9 +118,23 @@ gh_cache_entry *gh_cache_decode(const char *p, size_t len, gh_str key, uint64_t 
     return e;
 }
 
-static int redis_key(uint64_t hash, char out[32])
+#include "core/siphash.h"
+
+/* The Redis key: the same on every gateway (a fixed siphash key; a
+ * collision only makes the value's full-key check fail: a MISS). */
+static int redis_key(gh_str key, char out[40])
 {
-    return snprintf(out, 32, "gh:c:{%016llx}", (unsigned long long)hash);
+    static const uint8_t k[16] = "gatehouse-cache1";
+    uint8_t h[16];
+    gh_siphash128(k, key.p, key.len, h);
+    static const char hex[] = "0123456789abcdef";
+    memcpy(out, "gh:c:{", 6);
+    for (int i = 0; i < 16; i++) {
+        out[6 + 2 * i] = hex[h[i] >> 4];
+        out[7 + 2 * i] = hex[h[i] & 15];
+    }
+    out[38] = '}';
+    return 39;
 }
 
 static void on_get(void *ctx, int status, const struct redisReply *reply)
@@ -137,10 +150,10 @@ static void on_get(void *ctx, int status, const struct redisReply *reply)
     g->cb(g->ctx, e);
 }
 
-bool gh_cache_redis_lookup(gh_redis *r, uint64_t hash, gh_cache_redis_get *g)
+bool gh_cache_redis_lookup(gh_redis *r, gh_cache_redis_get *g)
 {
-    char name[32];
-    int n = redis_key(hash, name);
+    char name[40];
+    int n = redis_key(g->key, name);
     const char *argv[] = { "GET", name };
     size_t argvlen[] = { 3, (size_t)n };
     return r && gh_redis_command(r, 2, argv, argvlen, 1, on_get, g, &g->h) == GH_REDIS_OK;
@@ -163,11 +176,11 @@ void gh_cache_redis_store(gh_redis *r, const gh_cache_entry *e, uint64_t lifetim
     char *value = gh_cache_encode(e, (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000, &len);
     if (!value)
         return;
-    char name[32], px[24];
-    int n = redis_key(e->hash ? e->hash : gh_cache_hash(e->key), name);
-    int pn = snprintf(px, sizeof(px), "%llu", (unsigned long long)lifetime_ms);
+    char name[40], px[24];
+    int n = redis_key(e->key, name);
+    size_t pn = gh_u64_dec(px, lifetime_ms);
     const char *argv[] = { "SET", name, value, "PX", px };
-    size_t argvlen[] = { 3, (size_t)n, len, 2, (size_t)pn };
+    size_t argvlen[] = { 3, (size_t)n, len, 2, pn };
     gh_redis_handle h;
     gh_redis_command(r, 5, argv, argvlen, 1, on_set, NULL, &h);
     free(value);

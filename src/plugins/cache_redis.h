@@ -1,7 +1,7 @@
 /* cache_redis.h — `store: redis`: entries shared by every gateway of a
  * fleet (SPEC §7.3), through the worker's asynchronous Redis client
  * (cluster/redis.h; Redis Cluster too). An entry is one string value with
- * a TTL (PX, its lifetime): "gh:c:{HASH}" holds the full key (checked on
+ * a TTL (PX, its lifetime): "gh:c:{HASH}" (128 bits) holds the full key (checked on
  * read: a hash collision is a MISS), the status, the headers, the body and
  * when it was stored (wall clock, so Age counts across gateways). */
 #ifndef GH_PLUGINS_CACHE_REDIS_H
@@ -27,7 +27,7 @@ typedef struct gh_cache_redis_get {
     uint64_t now_ms;
     gh_redis_handle h;
 } gh_cache_redis_get;
-bool gh_cache_redis_lookup(gh_redis *r, uint64_t hash, gh_cache_redis_get *g);
+bool gh_cache_redis_lookup(gh_redis *r, gh_cache_redis_get *g);
 /* SET it with its lifetime, fire and forget (a failure only loses the entry). */
 void gh_cache_redis_store(gh_redis *r, const gh_cache_entry *e, uint64_t lifetime_ms);
 

@@ -4,6 +4,8 @@
  * would make the LRU order per shard instead of exact. */
 #include "plugins/cache_store.h"
 #include <pthread.h>
+#include <sys/random.h>
+#include <uv.h>
 #include <stdlib.h>
 #include <string.h>
 #include "core/siphash.h"
@@ -12,11 +14,24 @@
 static pthread_mutex_t registry_mu = PTHREAD_MUTEX_INITIALIZER;
 static gh_cache_store *registry;
 
+/* The buckets' hash is keyed with a secret of this process: request
+ * paths and queries cannot be chosen to pile up in one chain. */
+static uint8_t hash_key[16];
+static pthread_once_t hash_once = PTHREAD_ONCE_INIT;
+
+static void hash_key_init(void)
+{
+    if (getrandom(hash_key, sizeof(hash_key), 0) != (ssize_t)sizeof(hash_key)) {
+        uint64_t t = uv_hrtime() ^ (uint64_t)(uintptr_t)&hash_key;   /* no entropy: better than none */
+        memcpy(hash_key, &t, sizeof(t));
+    }
+}
+
 uint64_t gh_cache_hash(gh_str key)
 {
-    static const uint8_t k[16] = "gatehouse-cache!";   /* keys are ours, not an attacker's choice of bucket */
+    pthread_once(&hash_once, hash_key_init);
     uint8_t out[16];
-    gh_siphash128(k, key.p, key.len, out);
+    gh_siphash128(hash_key, key.p, key.len, out);
     uint64_t h;
     memcpy(&h, out, 8);
     return h;

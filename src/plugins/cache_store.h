@@ -55,6 +55,7 @@ void gh_cache_insert(gh_cache_store *s, gh_cache_entry *e);
  * returns how many. */
 size_t gh_cache_purge(gh_str route, gh_str path);
 
+/* The key's bucket hash (keyed per process: not for sharing across gateways). */
 uint64_t gh_cache_hash(gh_str key);
 
 #endif
