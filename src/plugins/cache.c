@@ -212,6 +212,10 @@ static int tee_send_body(gh_exchange *ex, const char *p, size_t len)
 static void fill_keep(gh_exchange *ex, cache_x *x)
 {
     x->filling = false;
+    if (x->body && x->cap > x->len) {   /* `size` counts what the entry holds: no growth slack */
+        char *b = realloc(x->body, x->len ? x->len : 1);
+        x->body = b ? b : x->body;
+    }
     const gh_str route = ex->log.route;
     gh_cache_entry *e = gh_cache_entry_new(x->key, route, ex->path, x->status, x->hdrs, x->nhdrs, x->body, x->len);
     x->body = NULL;
@@ -221,12 +225,6 @@ static void fill_keep(gh_exchange *ex, cache_x *x)
         if (f)
             gh_cache_flight_done(x->store, f, NULL, false, false);
         return;
-    }
-    for (size_t i = 0; i < e->nhdrs; i++) {
-        if (hdr_is(&e->hdrs[i], "etag", 4))
-            e->etag = (gh_str){ e->hdrs[i].value, e->hdrs[i].value_len };
-        else if (hdr_is(&e->hdrs[i], "last-modified", 13))
-            gh_cache_http_date(e->hdrs[i].value, e->hdrs[i].value_len, &e->last_modified);
     }
     e->stored_ms = gh_now_ms(ex->env);
     e->expires_ms = e->stored_ms + x->lifetime_ms;

@@ -107,9 +107,6 @@ gh_cache_entry *gh_cache_decode(const char *p, size_t len, gh_str key, uint64_t 
     gh_cache_entry *e = gh_cache_entry_new(key, (gh_str){ 0 }, (gh_str){ 0 }, status, h, nh, copy, blen);
     if (!e)
         return NULL;
-    for (size_t i = 0; i < e->nhdrs; i++)
-        if (e->hdrs[i].name_len == 4 && strncasecmp(e->hdrs[i].name, "etag", 4) == 0)
-            e->etag = (gh_str){ e->hdrs[i].value, e->hdrs[i].value_len };
     int64_t age_ms = unix_now_ms - unix_ms;
     age_ms = age_ms < 0 ? 0 : age_ms > (int64_t)now_ms ? (int64_t)now_ms : age_ms;
     e->stored_ms = now_ms - (uint64_t)age_ms;

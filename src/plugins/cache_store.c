@@ -8,7 +8,9 @@
 #include <uv.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include "core/siphash.h"
+#include "plugins/cache_policy.h"
 #include "plugins/cache_store_int.h"
 
 static pthread_mutex_t registry_mu = PTHREAD_MUTEX_INITIALIZER;
@@ -147,6 +149,13 @@ gh_cache_entry *gh_cache_entry_new(gh_str key, gh_str route, gh_str path, int st
         o += h[i].name_len + h[i].value_len;
     }
     e->nhdrs = n;
+    for (size_t i = 0; i < n; i++) {   /* the validators conditional requests are checked against */
+        const gh_header *v = &e->hdrs[i];
+        if (v->name_len == 4 && strncasecmp(v->name, "etag", 4) == 0)
+            e->etag = (gh_str){ v->value, v->value_len };
+        else if (v->name_len == 13 && strncasecmp(v->name, "last-modified", 13) == 0)
+            gh_cache_http_date(v->value, v->value_len, &e->last_modified);
+    }
     e->status = status;
     e->body = body;
     e->body_len = body_len;

@@ -39,8 +39,9 @@ typedef struct gh_cache_store gh_cache_store;
 gh_cache_store *gh_cache_store_get(uint64_t state_key, uint64_t cap);
 void gh_cache_store_put(gh_cache_store *s);
 
-/* A new entry (refs 1) with copies of key, route, path and headers; takes
- * body (malloc'd). NULL when out of memory (body freed). */
+/* A new entry (refs 1) with copies of key, route, path and headers (its
+ * ETag and Last-Modified read from them); takes body (malloc'd). NULL when
+ * out of memory (body freed). */
 gh_cache_entry *gh_cache_entry_new(gh_str key, gh_str route, gh_str path, int status, const gh_header *h,
                                    size_t n, char *body, size_t body_len);
 void gh_cache_entry_unref(gh_cache_entry *e);
