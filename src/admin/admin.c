@@ -241,6 +241,7 @@ static const endpoint endpoints[] = {
     { "/api/stats", GH_M_GET | GH_M_HEAD, "GET, HEAD", true, gh_admin_stats },
     { "/", GH_M_GET | GH_M_HEAD, "GET, HEAD", false, gh_admin_dashboard },
     { "/dashboard/*", GH_M_GET | GH_M_HEAD, "GET, HEAD", false, gh_admin_dashboard },
+    { "/api/cache", GH_M_DELETE, "DELETE", true, gh_admin_cache_purge },
 };
 
 void gh_admin_handle(gh_exchange *ex)

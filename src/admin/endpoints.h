@@ -17,6 +17,7 @@ void gh_admin_versions(gh_exchange *ex);    /* GET /api/versions */
 void gh_admin_config(gh_exchange *ex);      /* GET /api/config */
 void gh_admin_metrics(gh_exchange *ex);     /* GET /metrics */
 void gh_admin_stats(gh_exchange *ex);       /* GET /api/stats */
+void gh_admin_cache_purge(gh_exchange *ex); /* DELETE /api/cache */
 /* The last reload's result ({"result","at","errors"}), or JSON null. */
 json_t *gh_admin_last_reload(void);
 

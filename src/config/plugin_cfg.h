@@ -20,7 +20,7 @@ enum gh_plugin_id { GH_PLUGIN_TABLE(GH_PLUGIN_ID_) GH_PLUGIN_COUNT };
 #undef GH_PLUGIN_ID_
 
 /* Phases (SPEC §5), in order; each plugin names its own in the table. */
-enum gh_plugin_phase { GH_PHASE_FILTER, GH_PHASE_AUTH, GH_PHASE_AUTHZ, GH_PHASE_LIMIT, GH_PHASE_VALIDATE, GH_PHASE_RESPONSE };
+enum gh_plugin_phase { GH_PHASE_FILTER, GH_PHASE_AUTH, GH_PHASE_AUTHZ, GH_PHASE_LIMIT, GH_PHASE_VALIDATE, GH_PHASE_CACHE, GH_PHASE_RESPONSE };
 
 /* The head of every plugin's configuration. */
 typedef struct gh_plugin_cfg {
@@ -153,6 +153,25 @@ typedef struct gh_request_validation_cfg {
     gh_str *required_query;       /* query parameter names */
     size_t nrequired_query;
 } gh_request_validation_cfg;
+
+/* cache (SPEC §7.3): responses kept and served again (plugins/cache.c). */
+#define GH_CACHE_MAX_HEADERS 8
+enum { GH_CACHE_MEMORY = 0, GH_CACHE_REDIS };
+typedef struct gh_cache_cfg {
+    gh_plugin_cfg base;
+    uint64_t ttl_ms;              /* the longest an entry lives (30s) */
+    uint32_t methods;             /* GH_M_GET | GH_M_HEAD (the only ones accepted) */
+    gh_str vary[GH_CACHE_MAX_HEADERS];        /* request headers in the key, and forwarded */
+    size_t nvary;
+    gh_str key_headers[GH_CACHE_MAX_HEADERS]; /* request headers in the key only */
+    size_t nkey_headers;
+    uint64_t max_entry;           /* bytes of body (1MiB) */
+    uint64_t size;                /* bytes of the store (256MiB) */
+    int store;                    /* GH_CACHE_MEMORY | GH_CACHE_REDIS */
+    gh_mark store_mark;
+    bool collapse;                /* concurrent identical misses share one fill */
+    bool shared_auth;             /* requests with Authorization may use the cache */
+} gh_cache_cfg;
 
 /* compress (SPEC §7.3): response content codings, by Accept-Encoding. */
 enum { GH_COMPRESS_BR = 0, GH_COMPRESS_GZIP, GH_COMPRESS_COUNT };

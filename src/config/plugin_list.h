@@ -22,6 +22,7 @@
     X(RATE_LIMIT, rate_limit, LIMIT, gh_rate_limit_cfg, gh_ld_rate_limit, gh_rate_limit_plugin)      \
     X(REQUEST_VALIDATION, request_validation, VALIDATE, gh_request_validation_cfg,                  \
       gh_ld_request_validation, gh_request_validation_plugin)                                       \
+    X(CACHE, cache, CACHE, gh_cache_cfg, gh_ld_cache, gh_cache_plugin)                              \
     X(COMPRESS, compress, RESPONSE, gh_compress_cfg, gh_ld_compress, gh_compress_plugin)
 
 #endif

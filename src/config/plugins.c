@@ -20,9 +20,6 @@ static const struct {
 } rows[GH_PLUGIN_COUNT] = { GH_PLUGIN_TABLE(ROW_) };
 #undef ROW_
 
-/* SPEC §5 names whose feature has not landed: a clear message, not "unknown". */
-static const char *const later[] = { "cache" };
-
 /* FNV-1a over a plugin's configuration node: kinds, keys and values (with
  * ${ENV} expanded, so a changed variable is a changed configuration). What
  * a reload compares to keep a plugin's state (plugins/context.c). */
@@ -97,11 +94,9 @@ bool gh_ld_plugin_set(gh_load *ld, const gh_ynode *map, gh_plugin_set *set)
 {
     if (!gh_ld_is_map(ld, map))
         return false;
-    static const char *names[GH_PLUGIN_COUNT + sizeof(later) / sizeof(later[0])];
+    static const char *names[GH_PLUGIN_COUNT];
     for (size_t i = 0; i < GH_PLUGIN_COUNT; i++)
         names[i] = rows[i].name;
-    for (size_t i = 0; i < sizeof(later) / sizeof(later[0]); i++)
-        names[GH_PLUGIN_COUNT + i] = later[i];
     for (size_t i = 0; map->kind == GH_Y_MAP && i < map->n; i++) {
         const gh_ypair *kv = &map->pairs[i];
         gh_str name = kv->key->text;
@@ -110,17 +105,12 @@ bool gh_ld_plugin_set(gh_load *ld, const gh_ynode *map, gh_plugin_set *set)
             if (gh_str_eq_c(name, rows[k].name))
                 id = k;
         if (id < 0) {
-            bool soon = false;
-            for (size_t k = 0; k < sizeof(later) / sizeof(later[0]); k++)
-                soon |= gh_str_eq_c(name, later[k]);
-            const char *hint = soon ? NULL : gh_ld_suggest(name, names, GH_PLUGIN_COUNT);
+            const char *hint = gh_ld_suggest(name, names, GH_PLUGIN_COUNT);
             char known[256];
             size_t k = 0;
             for (int j = 0; j < GH_PLUGIN_COUNT && k < sizeof(known); j++)
                 k += (size_t)snprintf(known + k, sizeof(known) - k, "%s%s", j ? ", " : "", rows[j].name);
-            if (soon)
-                gh_ld_error(ld, kv->key->mark, "plugin '%.*s' is not supported yet", clip(name), name.p);
-            else if (hint)
+            if (hint)
                 gh_ld_error(ld, kv->key->mark, "unknown plugin '%.*s' (did you mean '%s'?); known plugins: %s",
                             clip(name), name.p, hint, known);
             else
@@ -194,13 +184,18 @@ static void resolve_chain(gh_load *ld, gh_route_cfg *r, const gh_plugin_cfg **mt
                      r->name.p);
 }
 
-/* A rate_limit with scope: cluster counts in Redis: the file must say where. */
+/* A rate_limit with scope: cluster counts in Redis, a cache with store:
+ * redis keeps its entries there: the file must say where. */
 static void cluster_needs_redis(gh_load *ld, const gh_plugin_set *own)
 {
     const gh_rate_limit_cfg *rl = (const gh_rate_limit_cfg *)own->p[GH_PLUGIN_RATE_LIMIT];
     if (rl && rl->base.enabled && rl->scope == GH_RL_CLUSTER && !ld->cfg->redis)
         gh_ld_error(ld, rl->scope_mark,
                     "rate_limit scope 'cluster' needs a top-level redis: section (redis: { address: host:port })");
+    const gh_cache_cfg *c = (const gh_cache_cfg *)own->p[GH_PLUGIN_CACHE];
+    if (c && c->base.enabled && c->store == GH_CACHE_REDIS && !ld->cfg->redis)
+        gh_ld_error(ld, c->store_mark,
+                    "cache store 'redis' needs a top-level redis: section (redis: { address: host:port })");
 }
 
 /* Cross-checks that need the whole file: every route's and version's

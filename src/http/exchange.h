@@ -163,6 +163,7 @@ struct gh_exchange {
     void *plugin_run;               /* the chain, when a plugin that ran has an after-response
                                        hook (plugins/plugin.h); the done path calls them */
     gh_resp_filter *filter;         /* a response filter sits in ex->down (compress), or NULL */
+    void *cache;                    /* the cache plugin's state for this exchange (plugins/cache.c) */
 
     /* ---- what the access log and metrics report ---- */
     struct {

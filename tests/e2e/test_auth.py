@@ -1026,8 +1026,8 @@ BASE = "listen: [ { address: \"127.0.0.1:18080\" } ]\n"
      "key_auht", r"unknown plugin 'key_auht'.*did you mean 'key_auth'", 1),
     ("typo_global", BASE + "plugins: { ip_filtr: { allow: [127.0.0.1] } }\nroutes:\n" +
      route("r", "/r", None, target="echo: {}"), "ip_filtr", r"did you mean 'ip_filter'", 1),
-    ("later", BASE + "routes:\n" + route("r", "/r", "{ cache: { ttl: 1s } }", target="echo: {}"),
-     "cache", r"not supported yet", 1),
+    ("cache_store", BASE + "routes:\n" + route("r", "/r", "{ cache: { store: disk } }", target="echo: {}"),
+     "disk", r"unknown cache store 'disk' \(use memory or redis\)", 1),
     ("option_typo", BASE + "routes:\n" + route("r", "/r", "{ key_auth: { heder: X-Key } }", target="echo: {}"),
      "heder", r"header", 1),
     ("dup_key", BASE + "consumers:\n"

@@ -414,8 +414,6 @@ static void test_aggregate_and_batch_keys(void **state)
 
 static void test_not_yet_supported_keys(void **state)
 {
-    assert_string_equal(errors_of(LISTEN "plugins: { cache: {} }\n"),
-                        "test.yaml:3:12: plugin 'cache' is not supported yet");
     assert_string_equal(errors_of(LISTEN "upstreams:\n  u:\n    targets: [127.0.0.1:1]\n    protocol: h3\n"),
                         "test.yaml:6:15: invalid protocol 'h3' (use http1 or h2)");
     assert_string_equal(errors_of(LISTEN "routes:\n  - name: v\n    match: { prefix: /v }\n    aggregate: {}\n"),

@@ -411,10 +411,6 @@ static void test_config_errors(void **state)
     assert_non_null(strstr(e, "t.yaml:2:"));
     assert_non_null(strstr(e, "did you mean 'key_auth'"));
     errors_of("listen: [{ address: 127.0.0.1:1 }]\n"
-              "plugins:\n"
-              "  cache: {}\n", e, sizeof(e));
-    assert_non_null(strstr(e, "t.yaml:3:3: plugin 'cache' is not supported yet"));
-    errors_of("listen: [{ address: 127.0.0.1:1 }]\n"
               "consumers:\n"
               "  - { name: a, api_keys: [same-key-123456] }\n"
               "  - { name: b, api_keys: [same-key-123456] }\n", e, sizeof(e));
@@ -495,6 +491,34 @@ static void test_request_validation_config(void **state)
 #undef RV
 }
 
+/* cache (SPEC §7.3): every bad value at its line:col */
+static void test_cache_config(void **state)
+{
+    char e[4096];
+#define C(x) "listen: [{ address: 127.0.0.1:1 }]\nplugins:\n  cache: " x "\n"
+    errors_of(C("{ ttl: 0s }"), e, sizeof(e));
+    assert_non_null(strstr(e, "t.yaml:3:17: expected a duration greater than 0"));
+    errors_of(C("{ methods: [GET, POST] }"), e, sizeof(e));
+    assert_non_null(strstr(e, "t.yaml:3:27: cache methods: 'POST' cannot be cached (use GET and/or HEAD)"));
+    errors_of(C("{ methods: [] }"), e, sizeof(e));
+    assert_non_null(strstr(e, "t.yaml:3:21: cache methods: list GET, HEAD or both"));
+    errors_of(C("{ vary: [\"bad header\"] }"), e, sizeof(e));
+    assert_non_null(strstr(e, "t.yaml:3:19: cache vary: 'bad header' is not a header name"));
+    errors_of(C("{ key_headers: [X-A, x-a] }"), e, sizeof(e));
+    assert_non_null(strstr(e, "t.yaml:3:31: cache key_headers: 'x-a' is listed twice"));
+    errors_of(C("{ store: disk }"), e, sizeof(e));
+    assert_non_null(strstr(e, "t.yaml:3:19: unknown cache store 'disk' (use memory or redis)"));
+    errors_of(C("{ max_entry: 2MiB, size: 1MiB }"), e, sizeof(e));
+    assert_non_null(strstr(e, "t.yaml:3:23: cache max_entry (2097152 bytes) is larger than size (1048576 bytes)"));
+    errors_of(C("{ collapse: sometimes }"), e, sizeof(e));
+    assert_non_null(strstr(e, "t.yaml:3:22: expected true or false"));
+    errors_of(C("{ tll: 5s }"), e, sizeof(e));
+    assert_non_null(strstr(e, "t.yaml:3:12: unknown key 'tll' (did you mean 'ttl'?)"));
+    errors_of(C("{ ttl: 5s, vary: [Accept-Language], key_headers: [X-Tenant], store: memory }"), e, sizeof(e));
+    assert_string_equal(e, "");
+#undef C
+}
+
 static const char validated[] =
     "listen: [{ address: 127.0.0.1:1 }]\n"
     "routes:\n"
@@ -557,6 +581,7 @@ int main(void)
         cmocka_unit_test(test_cors_preflight_is_answered_before_auth),
         cmocka_unit_test(test_config_errors),
         cmocka_unit_test(test_request_validation_config),
+        cmocka_unit_test(test_cache_config),
         cmocka_unit_test(test_request_validation),
         cmocka_unit_test(test_key_index_finds_both_forms_and_nothing_else),
         cmocka_unit_test(test_key_given_twice_in_two_forms_is_refused),
