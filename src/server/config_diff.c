@@ -2,9 +2,8 @@
  * by name and compared facet by facet in the words `routes` prints; the
  * requests are samples derived from each route's match, answered by the
  * real dispatcher in dry-run mode (DESIGN "One dispatcher") on both
- * snapshots. A canary's random placement is not a difference: a request is
- * described by the version it asked for (or the default), whose target is
- * what the configuration says it gets. */
+ * snapshots. A random canary draws from the same seed on both sides, so an
+ * unchanged canary places a sample alike and the output is repeatable. */
 #include "server/config_diff.h"
 #include <jansson.h>
 #include <stdlib.h>
@@ -19,8 +18,9 @@
 
 /* ---- routes ---- */
 
-enum { F_MATCH, F_TARGET, F_REWRITE, F_PLUGINS, F_VERSIONS, NFACETS };
-static const char *const facet_name[NFACETS] = { "match", "target", "rewrite", "plugins", "versions" };
+enum { F_MATCH, F_TARGET, F_ANSWER, F_REWRITE, F_HEADERS, F_TIMEOUT, F_PLUGINS, F_VERSIONS, NFACETS };
+static const char *const facet_name[NFACETS] = { "match", "target", "answer", "rewrite", "headers", "timeout",
+                                                 "plugins", "versions" };
 
 typedef char facets[NFACETS][2048];
 
@@ -47,17 +47,53 @@ static void target_text(const gh_config *cfg, const gh_route_cfg *r, char *buf, 
         snprintf(buf, cap, "%s", t);
 }
 
+/* "Name: value, ..." then "-Name, ..." for removals; ${ENV} values as "***". */
+static size_t kv_text(const gh_config *cfg, const gh_kv *kv, size_t n, const gh_str *rm, size_t nrm, char *buf,
+                      size_t cap, size_t at)
+{
+    for (size_t i = 0; i < n; i++) {
+        at = put(buf, cap, at, at ? ", " : "");
+        at = put(buf, cap, at, kv[i].name.p);
+        at = put(buf, cap, at, ": ");
+        at = put(buf, cap, at, kv[i].secret ? "***" : kv[i].value.p);
+    }
+    for (size_t i = 0; i < nrm; i++) {
+        at = put(buf, cap, put(buf, cap, at, at ? ", -" : "-"), rm[i].p);
+    }
+    return at;
+}
+
 static void describe_route(const gh_config *cfg, const gh_route_cfg *r, facets f)
 {
     gh_router_describe(cfg, r, f[F_MATCH], sizeof(f[F_MATCH]));
     target_text(cfg, r, f[F_TARGET], sizeof(f[F_TARGET]));
+    /* what a respond target answers: its body (shown up to 60 bytes) and headers */
+    f[F_ANSWER][0] = '\0';
+    if (r->target == GH_TARGET_RESPOND) {
+        gh_str b = gh_config_show(cfg, r->respond.body);
+        snprintf(f[F_ANSWER], sizeof(f[F_ANSWER]), "body \"%.*s\"%s (%zu bytes)",
+                                    b.len > 60 ? 60 : (int)b.len, b.p, b.len > 60 ? "..." : "", b.len);
+        if (r->respond.nheaders)
+            kv_text(cfg, r->respond.headers, r->respond.nheaders, NULL, 0, f[F_ANSWER], sizeof(f[F_ANSWER]),
+                    put(f[F_ANSWER], sizeof(f[F_ANSWER]), strlen(f[F_ANSWER]), ", headers "));
+    }
+    size_t n = kv_text(cfg, r->request_headers.set, r->request_headers.nset, r->request_headers.remove,
+                       r->request_headers.nremove, f[F_HEADERS], sizeof(f[F_HEADERS]),
+                       put(f[F_HEADERS], sizeof(f[F_HEADERS]), 0, "request: "));
+    n = put(f[F_HEADERS], sizeof(f[F_HEADERS]), n, "; response: ");
+    kv_text(cfg, r->response_headers.set, r->response_headers.nset, r->response_headers.remove,
+            r->response_headers.nremove, f[F_HEADERS], sizeof(f[F_HEADERS]), n);
+    if (r->timeout_ms)
+        snprintf(f[F_TIMEOUT], sizeof(f[F_TIMEOUT]), "%llu ms", (unsigned long long)r->timeout_ms);
+    else
+        snprintf(f[F_TIMEOUT], sizeof(f[F_TIMEOUT]), "the upstream's");
     snprintf(f[F_REWRITE], sizeof(f[F_REWRITE]), "%s%s%s%s%s", r->rewrite.strip_prefix ? "strip_prefix" : "",
              r->rewrite.prefix.len ? " prefix " : "", r->rewrite.prefix.len ? SHOW(cfg, r->rewrite.prefix) : "",
              r->rewrite.path.len ? " path " : "", r->rewrite.path.len ? SHOW(cfg, r->rewrite.path) : "");
     if (!f[F_REWRITE][0])
         snprintf(f[F_REWRITE], sizeof(f[F_REWRITE]), "none");
     gh_plugins_describe(cfg, &r->chain, f[F_PLUGINS], sizeof(f[F_PLUGINS]));
-    size_t n = 0;
+    n = 0;
     f[F_VERSIONS][0] = '\0';
     for (size_t i = 0; r->versions && i < r->versions->n; i++) {
         const gh_version_cfg *v = &r->versions->list[i];
@@ -288,7 +324,8 @@ static void outcome(gh_snapshot *snap, const sample *s, char *buf, size_t cap)
         const char *colon = strchr(s->hdr[i], ':');
         hs[i] = (gh_header){ s->hdr[i], colon + 2, (uint32_t)(colon - s->hdr[i]), (uint32_t)strlen(colon + 2) };
     }
-    gh_dry_request rq = { .method = s->method, .url = s->url, .headers = hs, .nheaders = s->nhdr };
+    gh_dry_request rq = { .method = s->method, .url = s->url, .headers = hs, .nheaders = s->nhdr,
+                          .seed = 0x5eed };
     gh_dry_run d;
     const char *err = NULL;
     if (!gh_dry_run_request(snap, &rq, &d, &err)) {
@@ -303,9 +340,11 @@ static void outcome(gh_snapshot *snap, const sample *s, char *buf, size_t cap)
         n = put(buf, cap, 0, "route "), n = put(buf, cap, n, SHOW(cfg, d.m.route->name));
     else
         buf[0] = '\0';
-    const gh_version_cfg *v = d.versioned ? d.pick.asked : NULL;
+    const gh_version_cfg *v = d.versioned ? d.pick.v : NULL;
     if (v)
         n = put(buf, cap, put(buf, cap, n, ", version "), v->name.p);
+    if (v && d.pick.by_canary)
+        n = put(buf, cap, put(buf, cap, n, " (canary; asked for "), d.pick.asked->name.p), n = put(buf, cap, n, ")");
     if (!d.reached) {
         json_t *j = json_loads(d.body, 0, NULL);
         const char *code = j ? json_string_value(json_object_get(j, "code")) : NULL;
@@ -313,10 +352,9 @@ static void outcome(gh_snapshot *snap, const sample *s, char *buf, size_t cap)
         json_decref(j);
         put(buf, cap, n, t);
     } else {
-        const gh_route_cfg *target = v && d.pick.by_canary ? &v->route : d.target;
-        target_text(cfg, target, t, sizeof(t));
+        target_text(cfg, d.target, t, sizeof(t));
         n = put(buf, cap, put(buf, cap, n, " -> "), t);
-        if (d.forwarded.p && !d.pick.by_canary) {
+        if (d.forwarded.p) {
             snprintf(t, sizeof(t), ", forwarded %.*s", (int)d.forwarded.len, d.forwarded.p);
             put(buf, cap, n, t);
         }
