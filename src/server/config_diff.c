@@ -190,14 +190,37 @@ out:
 
 /* ---- sample requests ---- */
 
+/* "URL\nMETHOD\nName: value\n..." in one allocation: sorts by URL then
+ * method, and two samples are the same request when their texts are equal. */
 typedef struct sample {
-    char method[32];
-    char url[512];                /* origin-form, or http://host/... */
-    char hdr[MAX_SAMPLE_HEADERS][256];   /* "Name: value" */
-    size_t nhdr;
-    char key[1024];               /* url, method, headers: sort order and identity */
+    char *text;
     bool secret;                  /* holds a ${ENV} value: printed without its conditions */
 } sample;
+
+/* A sample taken apart again, for running and printing. */
+typedef struct sample_req {
+    char buf[2048];
+    const char *url, *method;
+    const char *hdr[MAX_SAMPLE_HEADERS + 1];
+    size_t nhdr;
+} sample_req;
+
+static void sample_split(const sample *s, sample_req *r)
+{
+    snprintf(r->buf, sizeof(r->buf), "%s", s->text);
+    char *p = r->buf, *nl;
+    r->url = p;
+    r->method = "";
+    r->nhdr = 0;
+    for (int field = 0; (nl = strchr(p, '\n')); field++) {
+        *nl = '\0';
+        p = nl + 1;
+        if (field == 0)
+            r->method = p;
+        else if (r->nhdr < MAX_SAMPLE_HEADERS + 1)
+            r->hdr[r->nhdr++] = p;
+    }
+}
 
 typedef struct samples {
     sample *v;
@@ -239,18 +262,17 @@ static void add(samples *ss, const char *method, const char *host, const char *p
         }
         ss->v = v, ss->cap = cap;
     }
-    sample *s = &ss->v[ss->n++];
-    snprintf(s->method, sizeof(s->method), "%s", method);
-    snprintf(s->url, sizeof(s->url), "%s%s%s%s%s", host ? "http://" : "", host ? host : "", path,
-             query[0] ? "?" : "", query);
-    s->nhdr = nhdr;
-    s->secret = secret;
-    size_t k = (size_t)snprintf(s->key, sizeof(s->key), "%s %s", s->url, s->method);
-    for (size_t i = 0; i < nhdr; i++) {
-        memcpy(s->hdr[i], hdr[i], sizeof(s->hdr[i]));
-        if (k < sizeof(s->key))
-            k += (size_t)snprintf(s->key + k, sizeof(s->key) - k, " [%s]", hdr[i]);
+    char text[2048];
+    size_t n = (size_t)snprintf(text, sizeof(text), "%s%s%s%s%s\n%s", host ? "http://" : "", host ? host : "", path,
+                                query[0] ? "?" : "", query, method);
+    for (size_t i = 0; i < nhdr && n < sizeof(text); i++)
+        n += (size_t)snprintf(text + n, sizeof(text) - n, "\n%s", hdr[i]);
+    char *t = strdup(text);
+    if (!t) {
+        ss->oom = true;
+        return;
     }
+    ss->v[ss->n++] = (sample){ t, secret };
 }
 
 /* Each route's samples: its paths x its methods, with its host and its
@@ -313,13 +335,13 @@ static void route_samples(const gh_config *cfg, const gh_route_cfg *r, samples *
 
 static int by_key(const void *a, const void *b)
 {
-    return strcmp(((const sample *)a)->key, ((const sample *)b)->key);
+    return strcmp(((const sample *)a)->text, ((const sample *)b)->text);
 }
 
 /* What the dispatcher does with s on snapshot snap, in one line. */
-static void outcome(gh_snapshot *snap, const sample *s, char *buf, size_t cap)
+static void outcome(gh_snapshot *snap, const sample_req *s, char *buf, size_t cap)
 {
-    gh_header hs[MAX_SAMPLE_HEADERS];
+    gh_header hs[MAX_SAMPLE_HEADERS + 1];
     for (size_t i = 0; i < s->nhdr; i++) {
         const char *colon = strchr(s->hdr[i], ':');
         hs[i] = (gh_header){ s->hdr[i], colon + 2, (uint32_t)(colon - s->hdr[i]), (uint32_t)strlen(colon + 2) };
@@ -370,48 +392,54 @@ static long diff_samples(gh_snapshot *a, gh_snapshot *b, FILE *out)
         route_samples(a->cfg, &a->cfg->routes[i], &ss);
     for (size_t i = 0; i < b->cfg->nroutes; i++)
         route_samples(b->cfg, &b->cfg->routes[i], &ss);
-    if (ss.oom) {
-        free(ss.v);
-        return -1;
-    }
+    long differ = -1;
+    char *before = malloc(4096), *after = malloc(4096), *lines = NULL;
+    sample_req *rq = malloc(sizeof(*rq));
+    size_t lines_len = 0;
+    FILE *mem = before && after && rq && !ss.oom ? open_memstream(&lines, &lines_len) : NULL;
+    if (!mem)
+        goto out;
     if (ss.n)
         qsort(ss.v, ss.n, sizeof(*ss.v), by_key);
     size_t uniq = 0;
-    for (size_t i = 0; i < ss.n; i++)
-        if (!uniq || strcmp(ss.v[uniq - 1].key, ss.v[i].key) != 0)
+    for (size_t i = 0; i < ss.n; i++) {
+        if (uniq && strcmp(ss.v[uniq - 1].text, ss.v[i].text) == 0) {
+            ss.v[uniq - 1].secret |= ss.v[i].secret;
+            free(ss.v[i].text);
+        } else {
             ss.v[uniq++] = ss.v[i];
-    long differ = 0;
-    char *before = malloc(4096), *after = malloc(4096), *lines = NULL;
-    size_t lines_len = 0;
-    FILE *mem = before && after ? open_memstream(&lines, &lines_len) : NULL;
-    if (!mem) {
-        free(before), free(after), free(ss.v);
-        return -1;
+        }
     }
+    ss.n = uniq;
+    differ = 0;
     for (size_t i = 0; i < uniq; i++) {
-        const sample *s = &ss.v[i];
-        outcome(a, s, before, 4096);
-        outcome(b, s, after, 4096);
+        sample_split(&ss.v[i], rq);
+        outcome(a, rq, before, 4096);
+        outcome(b, rq, after, 4096);
         if (strcmp(before, after) == 0)
             continue;
         differ++;
-        if (s->secret) {
-            const char *q = strchr(s->url, '?');
-            fprintf(mem, "  %s %.*s (with its route's conditions, values from ${ENV} not shown)", s->method,
-                    q ? (int)(q - s->url) : (int)strlen(s->url), s->url);
+        if (ss.v[i].secret) {
+            const char *q = strchr(rq->url, '?');
+            fprintf(mem, "  %s %.*s (with its route's conditions, values from ${ENV} not shown)", rq->method,
+                    q ? (int)(q - rq->url) : (int)strlen(rq->url), rq->url);
         } else {
-            fprintf(mem, "  %s %s", s->method, s->url);
-            for (size_t k = 0; k < s->nhdr; k++)
-                fprintf(mem, " [%s]", s->hdr[k]);
+            fprintf(mem, "  %s %s", rq->method, rq->url);
+            for (size_t k = 0; k < rq->nhdr; k++)
+                fprintf(mem, " [%s]", rq->hdr[k]);
         }
         fprintf(mem, "\n      before: %s\n      after:  %s\n", before, after);
     }
     fclose(mem);
     fprintf(out, "requests: %ld of %zu sample%s answered differently\n", differ, uniq, uniq == 1 ? "" : "s");
     fputs(lines ? lines : "", out);
+out:
+    for (size_t i = 0; i < ss.n; i++)
+        free(ss.v[i].text);
     free(lines);
     free(before);
     free(after);
+    free(rq);
     free(ss.v);
     return differ;
 }
