@@ -697,6 +697,29 @@ static bool try_re(scan *s, const rt *t)
     return c && re_match(s->r, t, s->req->path, s->out) && settle(s, t, c);
 }
 
+/* Templates in precedence order: the tree's candidates, or all of them when
+ * more shapes fit than the buffer holds. Always the tree, even for a few
+ * templates: a scan is cheaper for some paths and dearer for others (the
+ * plain "/" among them), and only the tree costs the same at any size. */
+static bool try_templates(scan *s, const group *g)
+{
+    const gh_router *r = s->r;
+    if (g->troot) {
+        uint32_t cand[GH_TPL_CAND];
+        size_t nc = gh_tpl_candidates(r, g, s->req->path, cand, GH_TPL_CAND);
+        if (nc != (size_t)-1) {
+            for (size_t i = 0; i < nc; i++)
+                if (try_tpl(s, &r->routes[cand[i]]))
+                    return true;
+            return false;
+        }
+    }
+    for (size_t i = g->tpl_b; i < g->tpl_e; i++)
+        if (try_tpl(s, &r->routes[i]))
+            return true;
+    return false;
+}
+
 static bool try_group(scan *s, uint32_t gid)
 {
     const gh_router *r = s->r;
@@ -706,19 +729,8 @@ static bool try_group(scan *s, uint32_t gid)
         return true;
     if (g->iexact && try_run(s, ht_find(r, K_IEXACT, gid, path.p, path.len), path))
         return true;
-    if (g->troot) {
-        uint32_t cand[GH_TPL_CAND];
-        size_t nc = gh_tpl_candidates(r, g, path, cand, GH_TPL_CAND);
-        if (nc != (size_t)-1) {
-            for (size_t i = 0; i < nc; i++)
-                if (try_tpl(s, &r->routes[cand[i]]))
-                    return true;
-        } else {   /* more shapes fit than the buffer holds: the same answer by scanning */
-            for (size_t i = g->tpl_b; i < g->tpl_e; i++)
-                if (try_tpl(s, &r->routes[i]))
-                    return true;
-        }
-    }
+    if (g->tpl_b < g->tpl_e && try_templates(s, g))
+        return true;
     if (g->prefix || g->iprefix) {
         /* Candidates, longest first: the path (without a trailing '/'), then
          * up to each earlier '/', then "/" itself. */

@@ -16,11 +16,14 @@
 
 static uint32_t edge_hash(uint32_t parent, bool icase, const char *p, size_t n)
 {
-    uint32_t h = 2166136261u;
-    h = (h ^ parent) * 16777619u;
+    uint32_t h = (2166136261u ^ parent) * 16777619u;
     h = (h ^ (uint32_t)icase) * 16777619u;
-    for (size_t i = 0; i < n; i++)
-        h = (h ^ (unsigned char)(icase ? gh_lower(p[i]) : p[i])) * 16777619u;
+    if (icase)
+        for (size_t i = 0; i < n; i++)
+            h = (h ^ (unsigned char)gh_lower(p[i])) * 16777619u;
+    else
+        for (size_t i = 0; i < n; i++)
+            h = (h ^ (unsigned char)p[i]) * 16777619u;
     return h;
 }
 
