@@ -139,14 +139,9 @@ static int cmd_check(const char *file)
 
 static void print_date(const char *what, int64_t t)
 {
-    if (t == GH_NO_DATE)
-        return;
-    time_t tt = (time_t)t;
-    struct tm tm;
-    char d[32];
-    gmtime_r(&tt, &tm);
-    strftime(d, sizeof(d), "%Y-%m-%dT%H:%M:%SZ", &tm);
-    printf(", %s %s%s", what, d, t <= (int64_t)time(NULL) ? " (past)" : "");
+    char d[96];
+    gh_date_describe(d, sizeof(d), what, t);
+    fputs(d, stdout);
 }
 
 /* One line per version: its target, lifecycle, plugins. */

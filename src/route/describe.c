@@ -28,9 +28,10 @@ const char *gh_route_target_describe(const gh_config *cfg, const gh_route_cfg *r
     return buf;
 }
 
-/* ", deprecated 2025-01-01T00:00:00Z (past)" */
-static size_t put_date(char *buf, size_t cap, const char *what, int64_t t)
+size_t gh_date_describe(char *buf, size_t cap, const char *what, int64_t t)
 {
+    if (cap)
+        buf[0] = '\0';
     if (t == GH_NO_DATE || !cap)
         return 0;
     time_t tt = (time_t)t;
@@ -48,8 +49,8 @@ const char *gh_version_describe(const gh_config *cfg, const gh_version_cfg *v, c
     int w = snprintf(buf, cap, "version %s: %s", v->name.p,
                      gh_route_target_describe(cfg, &v->route, target, sizeof(target)));
     size_t n = w < 0 ? 0 : (size_t)w < cap ? (size_t)w : cap - 1;
-    n += put_date(buf + n, cap - n, "deprecated", v->deprecated);
-    n += put_date(buf + n, cap - n, "sunset", v->sunset);
+    n += gh_date_describe(buf + n, cap - n, "deprecated", v->deprecated);
+    n += gh_date_describe(buf + n, cap - n, "sunset", v->sunset);
     if (v->preview && n < cap)
         snprintf(buf + n, cap - n, ", preview%s%s%s%s", v->preview_group.len ? " for group " : "",
                  v->preview_group.len ? v->preview_group.p : "", v->preview_header.len ? " with header " : "",

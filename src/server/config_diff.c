@@ -278,7 +278,7 @@ static void add(samples *ss, const char *method, const char *host, const char *p
 /* Each route's samples: its paths x its methods, with its host and its
  * header and query conditions; a versioned route's also ask for each
  * version by header or query, where the route takes them from there. */
-static void route_samples(const gh_config *cfg, const gh_route_cfg *r, samples *ss)
+static void route_samples(const gh_route_cfg *r, samples *ss)
 {
     if (r->match.regex.len)
         return;                   /* a regex names no path to try */
@@ -389,9 +389,9 @@ static long diff_samples(gh_snapshot *a, gh_snapshot *b, FILE *out)
 {
     samples ss = { 0 };
     for (size_t i = 0; i < a->cfg->nroutes; i++)
-        route_samples(a->cfg, &a->cfg->routes[i], &ss);
+        route_samples(&a->cfg->routes[i], &ss);
     for (size_t i = 0; i < b->cfg->nroutes; i++)
-        route_samples(b->cfg, &b->cfg->routes[i], &ss);
+        route_samples(&b->cfg->routes[i], &ss);
     long differ = -1;
     char *before = malloc(4096), *after = malloc(4096), *lines = NULL;
     sample_req *rq = malloc(sizeof(*rq));
