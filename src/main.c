@@ -1,5 +1,5 @@
-/* main.c — the command line (SPEC §1): run, check, routes, explain, status,
- * config, version. Exit codes: 0 ok, 1 configuration error, 2 usage, 3 runtime. */
+/* main.c — the command line (SPEC §1): run, check, routes, explain, diff,
+ * status, config, version. Exit codes: 0 ok, 1 configuration error, 2 usage, 3 runtime. */
 #include "version.h"
 #include <jansson.h>
 #include <nghttp2/nghttp2.h>
@@ -18,6 +18,7 @@
 #include "core/log.h"
 #include "route/route.h"
 #include "server/config_cli.h"
+#include "server/config_diff.h"
 #include "server/dry_run.h"
 #include "server/server.h"
 #include "plugins/plugin.h"
@@ -46,6 +47,13 @@ static const command_help commands[] = {
       "The request runs through the same dispatcher as a real one (routing, version and canary,\n"
       "plugins) without sending anything: prints the route, version, plugins and target, the\n"
       "forwarded path and the upstream, or the answer the gateway would give instead (401, 404...).\n" },
+    { "diff", "diff -c OLD NEW", "what applying NEW instead of OLD changes",
+      "Routes added (+), removed (-) and changed (~, with what changed: match, target, rewrite,\n"
+      "plugins, versions), then sample requests derived from every route's match (its path,\n"
+      "prefix and prefix/x, a filled template; host, methods, header and query conditions, version\n"
+      "selectors), run through the dispatcher against both without sending anything; those that\n"
+      "would now reach another route, version, upstream or answer are listed.\n"
+      "Exit codes, as diff(1): 0 no difference, 1 differences, 2 trouble (an invalid file, usage).\n" },
     { "status", "status -a ADDR [--token T] [--interval 1s]", "a running gatehouse's summary, from its admin API",
       "  -a, --admin ADDR      the admin listener, HOST:PORT\n"
       "  --token T             the admin token (default: $GATEHOUSE_ADMIN_TOKEN)\n"
@@ -141,28 +149,17 @@ static int cmd_check(const char *file)
 
 static void print_date(const char *what, int64_t t)
 {
-    if (t == GH_NO_DATE)
-        return;
-    time_t tt = (time_t)t;
-    struct tm tm;
-    char d[32];
-    gmtime_r(&tt, &tm);
-    strftime(d, sizeof(d), "%Y-%m-%dT%H:%M:%SZ", &tm);
-    printf(", %s %s%s", what, d, t <= (int64_t)time(NULL) ? " (past)" : "");
+    char d[96];
+    gh_date_describe(d, sizeof(d), what, t);
+    fputs(d, stdout);
 }
 
 /* One line per version: its target, lifecycle, plugins. */
 static void print_version(const gh_config *cfg, const gh_version_cfg *v, const char *indent)
 {
-    char target[512], plugins[1024];
-    printf("%sversion %s: %s", indent, v->name.p, gh_route_target_describe(cfg, &v->route, target, sizeof(target)));
-    print_date("deprecated", v->deprecated);
-    print_date("sunset", v->sunset);
-    if (v->preview)
-        printf(", preview%s%s%s%s", v->preview_group.len ? " for group " : "", v->preview_group.len ? v->preview_group.p : "",
-               v->preview_header.len ? " with header " : "", v->preview_header.len ? v->preview_header.p : "");
+    char line[1024], plugins[1024];
     gh_plugins_describe(cfg, &v->route.chain, plugins, sizeof(plugins));
-    printf("\n%s  plugins: %s\n", indent, plugins);
+    printf("%s%s\n%s  plugins: %s\n", indent, gh_version_describe(cfg, v, line, sizeof(line)), indent, plugins);
 }
 
 static int cmd_routes(const char *file)
@@ -330,6 +327,22 @@ static int cmd_explain(const char *file, const char *method, const char *url, ch
     return 0;
 }
 
+/* diff: exit codes as diff(1), so scripts can tell "changes" from "trouble". */
+static int cmd_diff(const char *old_file, const char *new_file)
+{
+    gh_diag d;
+    gh_snapshot *a = load(old_file, &d);
+    gh_diag_free(&d);
+    gh_snapshot *b = a ? load(new_file, &d) : NULL;
+    if (a)
+        gh_diag_free(&d);
+    int rc = a && b ? gh_config_diff(a, b, stdout) : -1;
+    gh_snapshot_unref(a);
+    gh_snapshot_unref(b);
+    gh_router_thread_done();
+    return rc < 0 ? 2 : rc;
+}
+
 static int cmd_version(void)
 {
     printf("gatehouse %s\n", GH_VERSION);
@@ -476,6 +489,11 @@ int main(int argc, char **argv)
         return npos ? usage_error("check takes no arguments ('%s')", pos[0]) : cmd_check(file);
     if (strcmp(cmd, "routes") == 0)
         return npos ? usage_error("routes takes no arguments ('%s')", pos[0]) : cmd_routes(file);
+    if (strcmp(cmd, "diff") == 0) {
+        if (npos != 1)
+            return usage_error("diff needs -c OLD and NEW%s", "");
+        return cmd_diff(file, pos[0]);
+    }
     if (strcmp(cmd, "explain") == 0) {
         if (npos != 2)
             return usage_error("explain needs METHOD and URL%s", "");

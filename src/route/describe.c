@@ -1,6 +1,7 @@
-/* describe.c — a route's target in words, for `gatehouse routes` and the
- * admin API's /api/routes (one wording for both). */
+/* describe.c — a route's target and a version in words, for `gatehouse
+ * routes`, `diff` and the admin API's /api/routes (one wording for all). */
 #include <stdio.h>
+#include <time.h>
 #include "route/route.h"
 
 const char *gh_route_target_describe(const gh_config *cfg, const gh_route_cfg *r, char *buf, size_t cap)
@@ -40,5 +41,35 @@ const char *gh_route_target_describe(const gh_config *cfg, const gh_route_cfg *r
         break;
     default: snprintf(buf, cap, "?"); break;
     }
+    return buf;
+}
+
+size_t gh_date_describe(char *buf, size_t cap, const char *what, int64_t t)
+{
+    if (cap)
+        buf[0] = '\0';
+    if (t == GH_NO_DATE || !cap)
+        return 0;
+    time_t tt = (time_t)t;
+    struct tm tm;
+    char d[32];
+    gmtime_r(&tt, &tm);
+    strftime(d, sizeof(d), "%Y-%m-%dT%H:%M:%SZ", &tm);
+    int n = snprintf(buf, cap, ", %s %s%s", what, d, t <= (int64_t)time(NULL) ? " (past)" : "");
+    return n < 0 ? 0 : (size_t)n < cap ? (size_t)n : cap - 1;
+}
+
+const char *gh_version_describe(const gh_config *cfg, const gh_version_cfg *v, char *buf, size_t cap)
+{
+    char target[512];
+    int w = snprintf(buf, cap, "version %s: %s", v->name.p,
+                     gh_route_target_describe(cfg, &v->route, target, sizeof(target)));
+    size_t n = w < 0 ? 0 : (size_t)w < cap ? (size_t)w : cap - 1;
+    n += gh_date_describe(buf + n, cap - n, "deprecated", v->deprecated);
+    n += gh_date_describe(buf + n, cap - n, "sunset", v->sunset);
+    if (v->preview && n < cap)
+        snprintf(buf + n, cap - n, ", preview%s%s%s%s", v->preview_group.len ? " for group " : "",
+                 v->preview_group.len ? v->preview_group.p : "", v->preview_header.len ? " with header " : "",
+                 v->preview_header.len ? v->preview_header.p : "");
     return buf;
 }

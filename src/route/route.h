@@ -77,6 +77,12 @@ void gh_router_describe(const gh_config *cfg, const gh_route_cfg *route, char *b
 /* The route's target in words ("upstream users", "respond 200", "versions
  * 1, 2 (default 2)"); ${ENV} values as "***". Returns buf. */
 const char *gh_route_target_describe(const gh_config *cfg, const gh_route_cfg *r, char *buf, size_t cap);
+/* "version 2: upstream b, deprecated 2025-01-01T00:00:00Z (past), preview
+ * for group beta" (without its plugins). Returns buf. */
+const char *gh_version_describe(const gh_config *cfg, const gh_version_cfg *v, char *buf, size_t cap);
+/* ", deprecated 2025-01-01T00:00:00Z (past)" for a date (Unix seconds), ""
+ * for GH_NO_DATE; returns the length written. */
+size_t gh_date_describe(char *buf, size_t cap, const char *what, int64_t t);
 
 /* ---- rewrite ---- */
 /* The path to forward for a matched route: strip_prefix, prefix, or a path

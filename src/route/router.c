@@ -459,7 +459,7 @@ gh_router *gh_router_build(const gh_config *cfg, gh_diag *diag)
     if (!ok || d->errors != errors0)
         goto fail;
     qsort(r->routes, r->n, sizeof(rt), cmp_rt);
-    if (!index_routes(r))
+    if (!index_routes(r) || !gh_tpl_index_build(r))
         goto fail;
     for (size_t i = 0; i < r->n; i++)
         gh_rt_check_rewrite(&r->routes[i], d);
@@ -657,27 +657,66 @@ static bool re_match(const gh_router *r, const rt *t, gh_str path, gh_route_matc
     return true;
 }
 
+/* An exact or prefix route t whose path matched (matched: what it took). */
+static bool try_one(scan *s, const rt *t, gh_str matched)
+{
+    int c = conds(s, t);
+    if (!c)
+        return false;
+    s->out->nparams = 0;
+    s->out->matched_prefix = matched;
+    if (t->path_kind == PATH_PREFIX) {
+        /* a prefix route offers what follows the prefix as {rest} */
+        gh_str path = s->req->path;
+        size_t at = matched.len < path.len && path.p[matched.len] == '/' ? matched.len + 1 : matched.len;
+        if (matched.len == 1)
+            at = 1;
+        s->out->params[0] = (gh_param){ GH_STR("rest"), gh_str_from(path.p + at, path.len - at) };
+        s->out->nparams = 1;
+    }
+    return settle(s, t, c);
+}
+
 static bool try_run(scan *s, const hent *e, gh_str matched)
 {
-    for (size_t i = e ? e->begin : 0; e && i < e->end; i++) {
-        const rt *t = &s->r->routes[i];
-        int c = conds(s, t);
-        if (c) {
-            s->out->nparams = 0;
-            s->out->matched_prefix = matched;
-            if (t->path_kind == PATH_PREFIX) {
-                /* a prefix route offers what follows the prefix as {rest} */
-                gh_str path = s->req->path;
-                size_t at = matched.len < path.len && path.p[matched.len] == '/' ? matched.len + 1 : matched.len;
-                if (matched.len == 1)
-                    at = 1;
-                s->out->params[0] = (gh_param){ GH_STR("rest"), gh_str_from(path.p + at, path.len - at) };
-                s->out->nparams = 1;
-            }
-            if (settle(s, t, c))
-                return true;
+    for (size_t i = e ? e->begin : 0; e && i < e->end; i++)
+        if (try_one(s, &s->r->routes[i], matched))
+            return true;
+    return false;
+}
+
+static bool try_tpl(scan *s, const rt *t)
+{
+    int c = conds(s, t);
+    return c && tpl_match(t, s->req->path, s->out) && settle(s, t, c);
+}
+
+static bool try_re(scan *s, const rt *t)
+{
+    int c = conds(s, t);
+    return c && re_match(s->r, t, s->req->path, s->out) && settle(s, t, c);
+}
+
+/* Templates in precedence order: the tree's candidates, or all of them when
+ * more shapes fit than the buffer holds. Always the tree, even for a few
+ * templates: a scan is cheaper for some paths and dearer for others (the
+ * plain "/" among them), and only the tree costs the same at any size. */
+static bool try_templates(scan *s, const group *g)
+{
+    const gh_router *r = s->r;
+    if (g->troot) {
+        uint32_t cand[GH_TPL_CAND];
+        size_t nc = gh_tpl_candidates(r, g, s->req->path, cand, GH_TPL_CAND);
+        if (nc != (size_t)-1) {
+            for (size_t i = 0; i < nc; i++)
+                if (try_tpl(s, &r->routes[cand[i]]))
+                    return true;
+            return false;
         }
     }
+    for (size_t i = g->tpl_b; i < g->tpl_e; i++)
+        if (try_tpl(s, &r->routes[i]))
+            return true;
     return false;
 }
 
@@ -690,12 +729,8 @@ static bool try_group(scan *s, uint32_t gid)
         return true;
     if (g->iexact && try_run(s, ht_find(r, K_IEXACT, gid, path.p, path.len), path))
         return true;
-    for (size_t i = g->tpl_b; i < g->tpl_e; i++) {
-        const rt *t = &r->routes[i];
-        int c = conds(s, t);
-        if (c && tpl_match(t, path, s->out) && settle(s, t, c))
-            return true;
-    }
+    if (g->tpl_b < g->tpl_e && try_templates(s, g))
+        return true;
     if (g->prefix || g->iprefix) {
         /* Candidates, longest first: the path (without a trailing '/'), then
          * up to each earlier '/', then "/" itself. */
@@ -716,12 +751,9 @@ static bool try_group(scan *s, uint32_t gid)
                 k--;                /* path[0..k) now ends just before that '/' */
         }
     }
-    for (size_t i = g->re_b; i < g->re_e; i++) {
-        const rt *t = &r->routes[i];
-        int c = conds(s, t);
-        if (c && re_match(r, t, path, s->out) && settle(s, t, c))
+    for (size_t i = g->re_b; i < g->re_e; i++)   /* a regex cannot be indexed: file order */
+        if (try_re(s, &r->routes[i]))
             return true;
-    }
     return false;
 }
 
@@ -779,16 +811,36 @@ static gh_str bare_host(gh_str h)
     return h;
 }
 
-int gh_router_match(const gh_router *r, const gh_route_request *req, gh_route_match *out)
+/* The start both matchers share; false: no route can match (404). */
+static bool scan_init(scan *s, const gh_router *r, const gh_route_request *req, gh_route_match *out)
 {
     out->route = NULL;
     out->nparams = 0;
     out->matched_prefix = gh_str_from(req->path.p, 0);
     out->allow = 0;
     out->allow_text[0] = '\0';
-    if (!r || !req->path.p || req->path.len == 0)
+    *s = (scan){ .r = r, .req = req, .out = out, .mbit = method_bit(req->method) };
+    return r && req->path.p && req->path.len;
+}
+
+/* No full match: 405 with what the path's routes allow, or 404. */
+static int no_match(scan *s)
+{
+    gh_route_match *out = s->out;
+    out->nparams = 0;
+    out->matched_prefix = gh_str_from(s->req->path.p, 0);
+    if (!s->allow && !s->nallow_ext)
         return GH_ROUTE_NONE;
-    scan s = { .r = r, .req = req, .out = out, .mbit = method_bit(req->method) };
+    out->allow = s->allow;
+    allow_text(s);
+    return GH_ROUTE_METHOD;
+}
+
+int gh_router_match(const gh_router *r, const gh_route_request *req, gh_route_match *out)
+{
+    scan s;
+    if (!scan_init(&s, r, req, out))
+        return GH_ROUTE_NONE;
     gh_str host = bare_host(req->host.p ? req->host : gh_str_from("", 0));
     if (host.len) {
         const hent *e = ht_find(r, K_HOST, 0, host.p, host.len);
@@ -806,13 +858,64 @@ int gh_router_match(const gh_router *r, const gh_route_request *req, gh_route_ma
     }
     if (r->any_group >= 0 && try_group(&s, (uint32_t)r->any_group))
         return GH_ROUTE_FOUND;
-    out->nparams = 0;
-    out->matched_prefix = gh_str_from(req->path.p, 0);
-    if (!s.allow && !s.nallow_ext)
+    return no_match(&s);
+}
+
+/* ---- the linear oracle: every route in precedence order, no index ---- */
+
+static bool host_fits(const rt *t, gh_str host)
+{
+    if (t->host_kind == HOST_ANY)
+        return true;
+    if (t->host_kind == HOST_EXACT)
+        return gh_str_ieq(host, t->host);
+    return host.len > t->host.len &&
+           strncasecmp(host.p + host.len - t->host.len, t->host.p, t->host.len) == 0;
+}
+
+/* A prefix takes the path (trailing '/' aside) when equal to it or to the
+ * part before one of its '/'; "/" takes every path. */
+static bool prefix_fits(const rt *t, gh_str path, gh_str *matched)
+{
+    size_t k = path.len, n = t->path.len;
+    while (k > 1 && path.p[k - 1] == '/')
+        k--;
+    *matched = gh_str_from(path.p, n);
+    if (n == 1)
+        return true;
+    if (n > k || (n < k && path.p[n] != '/'))
+        return false;
+    return t->icase ? strncasecmp(path.p, t->path.p, n) == 0 : memcmp(path.p, t->path.p, n) == 0;
+}
+
+int gh_router_match_linear(const gh_router *r, const gh_route_request *req, gh_route_match *out)
+{
+    scan s;
+    if (!scan_init(&s, r, req, out))
         return GH_ROUTE_NONE;
-    out->allow = s.allow;
-    allow_text(&s);
-    return GH_ROUTE_METHOD;
+    gh_str host = bare_host(req->host.p ? req->host : gh_str_from("", 0)), path = req->path, m;
+    for (size_t i = 0; i < r->n; i++) {
+        const rt *t = &r->routes[i];
+        if (!host_fits(t, host))
+            continue;
+        bool hit = false;
+        switch (t->path_kind) {
+        case PATH_EXACT:
+            hit = (t->icase ? gh_str_ieq(path, t->path) : gh_str_eq(path, t->path)) && try_one(&s, t, path);
+            break;
+        case PATH_PREFIX:
+            hit = prefix_fits(t, path, &m) && try_one(&s, t, m);
+            break;
+        case PATH_TPL:
+            hit = try_tpl(&s, t);
+            break;
+        default:
+            hit = try_re(&s, t);
+        }
+        if (hit)
+            return GH_ROUTE_FOUND;
+    }
+    return no_match(&s);
 }
 
 /* ---- describe ---- */

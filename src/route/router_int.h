@@ -39,12 +39,28 @@ typedef struct rt {
     bool any_method, has_cond;
     bool icase;                   /* match.case_insensitive: the path ignores ASCII case */
     size_t ncond, mcount;
+    uint32_t tnext;               /* template index: next route (index + 1) in its node's list */
 } rt;
 
 typedef struct group {
     size_t tpl_b, tpl_e, re_b, re_e;
     bool exact, prefix, iexact, iprefix;
+    uint32_t troot;               /* template tree root (tpl_index.c); 0: none */
 } group;
+
+/* A node of a group's template tree: one per distinct run of leading
+ * segments; literal children are edges in a hash table. Lists hold route
+ * indexes + 1 chained through rt.tnext, ascending (precedence order). */
+typedef struct tnode {
+    uint32_t param;               /* child for a {name} segment; 0: none */
+    uint32_t end, rest;           /* routes ending here / with {rest*} here */
+} tnode;
+
+typedef struct tedge {
+    gh_str key;                   /* key.p == NULL: free slot */
+    uint32_t hash, parent, child;
+    bool icase;
+} tedge;
 
 typedef struct hent {
     gh_str key;                   /* key.p == NULL: free slot */
@@ -62,6 +78,11 @@ struct gh_router {
     hent *ht;
     size_t htmask;
     uint32_t max_pairs;           /* regex ovector pairs needed */
+    tnode *tnodes;                /* template trees of all groups; [0] unused */
+    size_t ntnodes;
+    tedge *tedges;
+    size_t temask;
+    bool has_itpl;                /* some template ignores case */
 };
 
 #define RNAME(c) (int)(c)->name.len, (c)->name.p
@@ -71,6 +92,18 @@ struct gh_router {
 int gh_rt_cmp_path_key(const rt *a, const rt *b);
 /* Is m one of t's extension methods (compared exactly)? */
 bool gh_rt_ext_has(const rt *t, gh_str m);
+
+/* Linear matcher over the precedence order: the test oracle the indexed
+ * gh_router_match is checked against (tests/unit/test_route_index.c). */
+int gh_router_match_linear(const gh_router *r, const gh_route_request *req, gh_route_match *out);
+
+/* tpl_index.c */
+bool gh_tpl_index_build(gh_router *r);
+/* The template routes of group g whose segment shape can match path, as
+ * ascending route indexes in out; (size_t)-1 when more than cap (the
+ * caller then scans the group's templates). */
+#define GH_TPL_CAND 64
+size_t gh_tpl_candidates(const gh_router *r, const group *g, gh_str path, uint32_t *out, size_t cap);
 
 /* route_check.c */
 /* Ties (errors) and shadows (warnings) among routes [b, e) of one host group. */

@@ -167,8 +167,8 @@ bool gh_dry_run_request(gh_snapshot *s, const gh_dry_request *rq, gh_dry_run *re
     st->env.loop = &st->loop;
     st->env.unpin = no_unpin;
     st->env.limits = &s->cfg->limits;
-    st->env.rng[0] = uv_hrtime() | 1;   /* a random canary places each run anew, as requests are */
-    st->env.rng[1] = (uint64_t)getpid() * 0x9e3779b97f4a7c15ull;
+    st->env.rng[0] = (rq->seed ? rq->seed : uv_hrtime()) | 1;   /* a random canary places each run anew */
+    st->env.rng[1] = (rq->seed ? rq->seed : (uint64_t)getpid()) * 0x9e3779b97f4a7c15ull;
     st->pin.snap = s;
     gh_exchange *ex = gh_exchange_new(&st->env);
     if (!ex) {

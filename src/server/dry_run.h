@@ -19,6 +19,8 @@ typedef struct gh_dry_request {
     const gh_header *headers;     /* as a client would send them (Host among them) */
     size_t nheaders;
     const char *client;           /* the TCP peer; NULL = 127.0.0.1 */
+    uint64_t seed;                /* a random canary's draws: 0 = fresh each run (explain);
+                                   * fixed = the same draws on every snapshot (diff) */
 } gh_dry_request;
 
 typedef struct gh_dry_run {
