@@ -261,7 +261,7 @@ bool gh_callers_totals(void (*each)(void *arg, const char *route, const char *ve
             ok = ok && push(&rows, &n, &cap, p, &p->other);
         }
     }
-    if (ok) {
+    if (ok && n) {   /* (qsort must not be given NULL, even for no rows) */
         qsort(rows, n, sizeof(*rows), by_names);
         for (size_t i = 0; i < n;) {   /* one call per label set: the workers' counts summed */
             size_t j = i + 1;
