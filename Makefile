@@ -79,8 +79,12 @@ run: deps
 unit: $(UNIT_BINS)
 	@set -e; for t in $(UNIT_BINS); do echo "== $$t"; $$t; done
 
+# Two test processes (pytest-xdist): most tests wait on sockets and child
+# processes, and every test takes its own ports (tests/e2e/conftest.py), so
+# they run side by side; E2E_JOBS=1 runs them one at a time.
+E2E_JOBS ?= 2
 e2e: $(BUILD)/gatehouse
-	GATEHOUSE_BIN=$(CURDIR)/$(BUILD)/gatehouse $(PYTEST) -q tests/e2e $(PYTEST_ARGS)
+	GATEHOUSE_BIN=$(CURDIR)/$(BUILD)/gatehouse $(PYTEST) -q -p no:cacheprovider -n $(E2E_JOBS) tests/e2e $(PYTEST_ARGS)
 
 # The whole suite: release build, then the same tests under ASan+UBSan.
 test:

@@ -4,7 +4,7 @@
 set -eu
 BUILD="gcc clang make pkg-config libuv1-dev libssl-dev libnghttp2-dev libfyaml-dev
  libjansson-dev libpcre2-dev libhiredis-dev zlib1g-dev libbrotli-dev libargon2-dev libcrypt-dev"
-TEST="libcmocka-dev python3 python3-pytest curl nghttp2-client openssl libclang-rt-14-dev
+TEST="libcmocka-dev python3 python3-pytest python3-pytest-xdist curl nghttp2-client openssl libclang-rt-14-dev
  python3-websockets python3-brotli python3-grpcio python3-grpc-tools python3-h2 redis-server redis-tools argon2 iproute2
  chromium fonts-dejavu-core prometheus etcd-server"
 BENCH="nginx-light haproxy wrk valgrind strace"
