@@ -67,10 +67,12 @@ static const command_help commands[] = {
       "  config push -c BOOTSTRAP FILE validate FILE as the fleet will load it (under BOOTSTRAP's\n"
       "                                listen, admin and config_source) and store it in etcd, only if\n"
       "                                nobody changed the stored document since it was read\n"
-      "    --dry-run                   validate and show what would change; write nothing\n"
+      "    --dry-run                   validate and print the diff; write nothing\n"
       "    --base-revision N           store only if the stored document is still at revision N\n"
       "  config pull -c BOOTSTRAP      print the stored document (its revision on stderr)\n"
-      "Exit codes: 0 ok, 1 invalid document or push refused, 3 etcd unreachable.\n" },
+      "push prints the same diff as 'gatehouse diff' (stored document -> FILE) before writing.\n"
+      "Exit codes: 0 ok, 1 invalid document or push refused, 3 etcd unreachable; with --dry-run,\n"
+      "as diff's: 0 nothing would change, 1 something would, 2 invalid or refused, 3 etcd unreachable.\n" },
     { "version", "version", "versions of gatehouse and its libraries", "" },
 };
 #define NCOMMANDS (sizeof(commands) / sizeof(commands[0]))

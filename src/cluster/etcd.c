@@ -83,6 +83,9 @@ struct call {
     char *in, *body;              /* raw bytes; decoded body */
     size_t inlen, incap, blen, bcap, used;
     size_t scanned;
+    size_t jscan;                 /* a watch: body scanned for object ends up to here */
+    int jdepth;                   /* ... nesting there, and whether inside a string */
+    bool jstr, jesc;
     int head;                     /* head length once parsed */
     int status;
     gh_h1_message m;
@@ -154,9 +157,40 @@ static bool body_add(call *c, const char *p, size_t n)
     return true;
 }
 
-/* Whole JSON objects in the body so far (a watch sends one per message). */
+/* A watch: whether a whole top-level JSON object lies in the body past
+ * what was delivered. Each byte is scanned once, so a large message
+ * arriving in many reads is parsed once, not once per read. */
+static bool object_ready(call *c)
+{
+    for (; c->jscan < c->blen; c->jscan++) {
+        char ch = c->body[c->jscan];
+        if (c->jstr) {
+            if (c->jesc)
+                c->jesc = false;
+            else if (ch == '\\')
+                c->jesc = true;
+            else if (ch == '"')
+                c->jstr = false;
+        } else if (ch == '"') {
+            c->jstr = true;
+        } else if (ch == '{' || ch == '[') {
+            c->jdepth++;
+        } else if ((ch == '}' || ch == ']') && --c->jdepth <= 0) {
+            c->jdepth = 0;
+            c->jscan++;
+            return true;
+        }
+    }
+    return false;
+}
+
+/* Whole JSON objects in the body so far (a watch sends one per message).
+ * A plain call's answer is parsed once, when its body is complete: a large
+ * document arrives in many reads, and a prefix of it is not an error. */
 static void deliver(call *c, bool final)
 {
+    if (!c->stream && !final)
+        return;
     while (!c->done && c->used < c->blen) {
         json_error_t je;
         const char *p = c->body + c->used;
@@ -164,12 +198,11 @@ static void deliver(call *c, bool final)
         while (n && (*p == '\n' || *p == '\r' || *p == ' ')) {
             p++, n--, c->used++;
         }
-        if (!n)
+        if (!n || (c->stream && !final && !object_ready(c)))
             break;
         json_t *j = json_loadb(p, n, JSON_DISABLE_EOF_CHECK, &je);
-        if (!j) {
-            if (final || !c->stream)
-                call_fail(c, "invalid JSON from etcd: %s", je.text);
+        if (!j) {   /* a whole answer, or a whole watch message */
+            call_fail(c, "invalid JSON from etcd: %s", je.text);
             return;
         }
         c->used += (size_t)je.position;
@@ -194,6 +227,12 @@ static void deliver(call *c, bool final)
         json_decref(j);
         if (!c->stream)
             c->done = true;
+    }
+    if (c->stream && !c->done && c->used) {   /* a long watch keeps only what is not delivered yet */
+        memmove(c->body, c->body + c->used, c->blen - c->used + 1);
+        c->blen -= c->used;
+        c->jscan = c->jscan > c->used ? c->jscan - c->used : 0;
+        c->used = 0;
     }
 }
 

@@ -621,8 +621,16 @@ bool gh_ld_version_route(gh_load *ld, const gh_route_cfg *r, gh_version_cfg *v, 
     return true;
 }
 
-/* name_marks: where the names of the routes before this one are. */
-static void load_route(gh_load *ld, gh_route_cfg *r, const gh_ynode *item, gh_mark *name_marks)
+/* The names of the routes loaded so far: where each is, and a hash set
+ * of them (route index + 1 per slot), so that the duplicate check costs
+ * the same with 10,000 routes as with 10. */
+typedef struct route_names {
+    gh_mark *marks;
+    uint32_t *slot;
+    size_t mask;
+} route_names;
+
+static void load_route(gh_load *ld, gh_route_cfg *r, const gh_ynode *item, route_names *names)
 {
     const gh_ypair *seen[R_COUNT] = { 0 };
     r->mark = item->mark;
@@ -632,13 +640,19 @@ static void load_route(gh_load *ld, gh_route_cfg *r, const gh_ynode *item, gh_ma
         gh_ld_error(ld, item->mark, "route needs a name");
     } else if (gh_ld_str(ld, seen[R_NAME]->value, &r->name, NULL)) {
         const gh_ynode *v = seen[R_NAME]->value;
-        name_marks[r->index] = v->mark;
+        names->marks[r->index] = v->mark;
         if (r->name.len == 0)
             gh_ld_error(ld, v->mark, "expected a route name");
-        for (size_t i = 0; r->name.len && i < r->index; i++) {
-            if (gh_str_eq(ld->cfg->routes[i].name, r->name)) {
+        size_t h = r->name.len ? (size_t)gh_str_hash(r->name) & names->mask : 0;
+        for (; r->name.len; h = (h + 1) & names->mask) {
+            uint32_t i = names->slot[h];
+            if (!i) {
+                names->slot[h] = (uint32_t)r->index + 1;
+                break;
+            }
+            if (gh_str_eq(ld->cfg->routes[i - 1].name, r->name)) {
                 gh_ld_error(ld, v->mark, "duplicate route name '%.*s' (first at line %u)", clip(r->name),
-                            r->name.p, name_marks[i].line);
+                            r->name.p, names->marks[i - 1].line);
                 break;
             }
         }
@@ -665,12 +679,16 @@ bool gh_ld_routes(gh_load *ld, void *obj, const gh_ypair *kv)
     if (list->kind != GH_Y_SEQ || list->n == 0)
         return true;
     cfg->routes = gh_ld_array(ld, list->n, sizeof(*cfg->routes));
-    gh_mark *name_marks = gh_ld_array(ld, list->n, sizeof(gh_mark));
+    route_names names = { .marks = gh_ld_array(ld, list->n, sizeof(gh_mark)), .mask = 15 };
+    while (names.mask < 2 * list->n)
+        names.mask = names.mask * 2 + 1;
+    names.slot = gh_ld_tmp(ld, (names.mask + 1) * sizeof(uint32_t));
+    memset(names.slot, 0, (names.mask + 1) * sizeof(uint32_t));
     for (size_t i = 0; i < list->n; i++) {
         gh_route_cfg *r = &cfg->routes[i];
         r->index = i;
         cfg->nroutes = i + 1;
-        load_route(ld, r, list->items[i], name_marks);
+        load_route(ld, r, list->items[i], &names);
     }
     return true;
 }

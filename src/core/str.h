@@ -47,6 +47,16 @@ static inline bool gh_ident(gh_str s)
     return true;
 }
 
+/* FNV-1a: for tables of names the configuration chose (route and
+ * upstream names), not of bytes a client sends (those use siphash). */
+static inline uint64_t gh_str_hash(gh_str s)
+{
+    uint64_t h = 1469598103934665603ull;
+    for (size_t i = 0; i < s.len; i++)
+        h = (h ^ (unsigned char)s.p[i]) * 1099511628211ull;
+    return h;
+}
+
 /* The value of a hex digit, or -1. */
 static inline int gh_hexval(unsigned char c)
 {

@@ -61,6 +61,12 @@ static char *route_names[GH_METRICS_MAX_ROUTES];
 static atomic_uint nroute_names;
 static char *up_names[GH_METRICS_MAX_UPSTREAMS];
 static atomic_uint nup_names;
+/* name -> id for intern (the loader's side only): open addressing over
+ * twice as many slots as names, so interning 10,000 routes stays linear. */
+_Static_assert((GH_METRICS_MAX_ROUTES & (GH_METRICS_MAX_ROUTES - 1)) == 0, "a power of two");
+_Static_assert((GH_METRICS_MAX_UPSTREAMS & (GH_METRICS_MAX_UPSTREAMS - 1)) == 0, "a power of two");
+static uint32_t route_slot[2 * GH_METRICS_MAX_ROUTES];
+static uint32_t up_slot[2 * GH_METRICS_MAX_UPSTREAMS];
 
 static atomic_uint_fast64_t redis_errors;
 
@@ -100,17 +106,23 @@ gh_metrics_worker *gh_metrics_for_worker(int id)
     return id >= 0 && id < nworkers ? workers[id] : NULL;
 }
 
-static uint32_t intern(char **names, atomic_uint *count, unsigned max, gh_str name)
+static uint32_t intern(char **names, uint32_t *slot, atomic_uint *count, unsigned max, gh_str name)
 {
+    if (name.len == 0)
+        return 0;
+    size_t mask = 2 * (size_t)max - 1, h = (size_t)gh_str_hash(name) & mask;
+    for (; slot[h]; h = (h + 1) & mask) {   /* at most max - 1 names: an empty slot is always found */
+        const char *have = names[slot[h]];
+        if (strlen(have) == name.len && memcmp(have, name.p, name.len) == 0)
+            return slot[h];
+    }
     unsigned n = atomic_load(count);
-    for (unsigned i = 1; i < n; i++)
-        if (strlen(names[i]) == name.len && memcmp(names[i], name.p, name.len) == 0)
-            return i;
-    if (n >= max || name.len == 0)
+    if (n >= max)
         return 0;
     names[n] = strndup(name.p, name.len);
     if (!names[n])
         return 0;
+    slot[h] = n;
     atomic_store_explicit(count, n + 1, memory_order_release);
     return n;
 }
@@ -145,11 +157,11 @@ void gh_metrics_assign(gh_config *cfg)
         return;
     ensure_chunk(0, true);   /* "": requests that matched no route */
     for (size_t i = 0; i < cfg->nroutes; i++) {
-        uint32_t id = intern(route_names, &nroute_names, GH_METRICS_MAX_ROUTES, cfg->routes[i].name);
+        uint32_t id = intern(route_names, route_slot, &nroute_names, GH_METRICS_MAX_ROUTES, cfg->routes[i].name);
         cfg->routes[i].metric_id = ensure_chunk(id, true) ? id : 0;
     }
     for (size_t i = 0; i < cfg->nupstreams; i++) {
-        uint32_t id = intern(up_names, &nup_names, GH_METRICS_MAX_UPSTREAMS, cfg->upstreams[i].name);
+        uint32_t id = intern(up_names, up_slot, &nup_names, GH_METRICS_MAX_UPSTREAMS, cfg->upstreams[i].name);
         cfg->upstreams[i].metric_id = ensure_chunk(id, false) ? id : 0;
     }
 }

@@ -10,6 +10,8 @@
 #include <string.h>
 #include "cluster/etcd.h"
 #include "config/config.h"
+#include "route/route.h"
+#include "server/config_diff.h"
 #include "server/snapshot.h"
 
 static gh_config *load_bootstrap(const char *bootstrap, gh_tls_client **tls)
@@ -38,15 +40,47 @@ static gh_config *load_bootstrap(const char *bootstrap, gh_tls_client **tls)
     return boot;
 }
 
-/* What the push changes, printed before writing. `gatehouse diff` (route
- * changes and the sample requests that move) plugs in here when it lands;
- * until then, the revisions involved. */
-static void show_changes(const char *key, const char *stored, int64_t rev, const char *file)
+/* The stored document as a node would load it, to diff against: the empty
+ * document when there is none yet or when it no longer loads (an invalid
+ * one put into etcd by other means), so the diff shows everything FILE
+ * brings. */
+static gh_snapshot *stored_snapshot(const char *bootstrap, const char *key, const char *stored, size_t slen,
+                                    int64_t rev)
+{
+    char name[512];
+    snprintf(name, sizeof(name), "etcd:%s@%lld", key, (long long)rev);
+    gh_diag d;
+    gh_diag_init(&d, name);
+    gh_config *cfg = stored ? gh_config_load_layered(bootstrap, name, stored, slen, &d) : NULL;
+    gh_snapshot *s = cfg ? gh_snapshot_build(cfg, 1, &d) : NULL;
+    gh_diag_free(&d);
+    if (stored && !s)
+        fprintf(stderr, "%s: the stored document does not load; showing %s against an empty one\n", name, key);
+    if (s)
+        return s;
+    gh_diag_init(&d, name);
+    static const char empty[] = "routes: []\n";
+    cfg = gh_config_load_layered(bootstrap, name, empty, sizeof(empty) - 1, &d);
+    s = cfg ? gh_snapshot_build(cfg, 1, &d) : NULL;
+    gh_diag_free(&d);
+    return s;
+}
+
+/* What the push changes, printed on stdout before writing: exactly what
+ * `gatehouse diff` prints for the stored document against FILE. Returns
+ * gh_config_diff's answer (0 same, 1 differs, -1 trouble). */
+static int show_changes(const char *bootstrap, const char *key, const char *stored, size_t slen, int64_t rev,
+                        gh_snapshot *neu, const char *file)
 {
     if (stored)
-        fprintf(stderr, "%s: replacing revision %lld with %s\n", key, (long long)rev, file);
+        printf("%s@%lld -> %s\n", key, (long long)rev, file);
     else
-        fprintf(stderr, "%s: no document yet; storing %s\n", key, file);
+        printf("%s: no document yet -> %s\n", key, file);
+    gh_snapshot *old = stored_snapshot(bootstrap, key, stored, slen, rev);
+    int rc = old ? gh_config_diff(old, neu, stdout) : -1;
+    gh_snapshot_unref(old);
+    fflush(stdout);
+    return rc;
 }
 
 int gh_config_push(const char *bootstrap, const char *file, bool dry_run, int64_t base_revision)
@@ -70,27 +104,33 @@ int gh_config_push(const char *bootstrap, const char *file, bool dry_run, int64_
     int rc = 0;
     if (!snap) {
         fprintf(stderr, "gatehouse: %s is invalid: nothing written to etcd\n", file);
-        rc = 1;
+        rc = dry_run ? 2 : 1;
         goto out;
     }
     char err[768] = "", *stored = NULL;
-    size_t slen;
+    size_t slen = 0;
     int64_t rev;
     if (!gh_etcd_get(boot->etcd, tls, &stored, &slen, &rev, err, sizeof(err))) {
         fprintf(stderr, "gatehouse: cannot read %s from etcd: %s\n", boot->etcd->key.p, err);
         rc = 3;
         goto out;
     }
-    show_changes(boot->etcd->key.p, stored, rev, file);
+    int changes = show_changes(bootstrap, boot->etcd->key.p, stored, slen, rev, snap, file);
     free(stored);
+    if (changes < 0) {
+        fprintf(stderr, "gatehouse: cannot compare with the stored document (out of memory); nothing written\n");
+        rc = dry_run ? 2 : 1;
+        goto out;
+    }
     if (base_revision >= 0 && base_revision != rev) {
         fprintf(stderr, "gatehouse: refused: %s is at revision %lld, not %lld (someone pushed since); pull, review, "
                         "push again\n", boot->etcd->key.p, (long long)rev, (long long)base_revision);
-        rc = 1;
+        rc = dry_run ? 2 : 1;
         goto out;
     }
-    if (dry_run) {
+    if (dry_run) {   /* exit codes as `diff`'s: 0 nothing would change, 1 something would */
         fprintf(stderr, "dry run: %s is valid; nothing written\n", file);
+        rc = changes;
         goto out;
     }
     bool conflict;
@@ -107,6 +147,7 @@ out:
     free(text);
     gh_tls_client_free(tls);
     gh_config_free(boot);
+    gh_router_thread_done();
     return rc;
 }
 

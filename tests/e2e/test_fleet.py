@@ -78,7 +78,7 @@ def push(boot_path, text, tmp, *args):
 
 
 def revision_of(r):
-    m = re.search(r"revision (\d+)", r.stdout)
+    m = re.search(r"^pushed .* revision (\d+)$", r.stdout, re.M)
     assert r.returncode == 0 and m, r.stdout + r.stderr
     return int(m.group(1))
 
@@ -227,8 +227,6 @@ def test_push_refuses_lost_update_and_invalid_document(etcd, tmp_path):
     assert "nothing written" in bad.stderr
     own = push(boot, doc("d") + "listen: [{ address: 127.0.0.1:1 }]\n", str(tmp_path))
     assert own.returncode == 1 and "`listen` comes from the bootstrap file" in own.stderr, own.stderr
-    dry = push(boot, doc("e"), str(tmp_path), "--dry-run")
-    assert dry.returncode == 0 and "nothing written" in dry.stderr
     assert e.get(KEY)[0] == doc("b")
 
     pulled = subprocess.run([BIN, "config", "pull", "-c", boot], capture_output=True, text=True)
@@ -239,6 +237,99 @@ def test_push_refuses_lost_update_and_invalid_document(etcd, tmp_path):
         f.write("routes: []\n")
     r = subprocess.run([BIN, "check", "-c", boot], capture_output=True, text=True)
     assert r.returncode == 1 and "`routes` comes from etcd" in r.stdout + r.stderr
+
+
+def write_boot(e, tmp):
+    boot = os.path.join(tmp, "boot-%d.yaml" % free_port())
+    with open(boot, "w") as f:
+        f.write(BOOT.replace("{port}", str(free_port())).replace("{admin}", str(free_port()))
+                .replace("{endpoints}", e.url).replace("{cache}", os.path.join(tmp, "c.yaml"))
+                .replace("{extra}", ""))
+    return boot
+
+
+TWO = """
+upstreams:
+  app: { targets: [127.0.0.1:9] }
+routes:
+  - name: hello
+    match: { path: / }
+    respond: { status: 200, body: "%s" }
+  - name: api
+    match: { prefix: /api }
+    upstream: app
+"""
+
+
+def test_push_prints_the_diff_and_dry_run_stops_there(etcd, tmp_path):
+    """push shows what `gatehouse diff` shows (stored document -> FILE)
+    before writing; --dry-run stops there, with diff's exit codes."""
+    e = etcd()
+    tmp = str(tmp_path)
+    boot = write_boot(e, tmp)
+    first = push(boot, doc("a"), tmp)
+    assert first.returncode == 0, first.stderr
+    assert "%s: no document yet" % KEY in first.stdout
+    assert "routes: 1 added, 0 removed, 0 changed, 0 unchanged" in first.stdout
+    base = revision_of(first)
+
+    # the diff push prints is the one `gatehouse diff` prints for the same two documents
+    old_full, new_full = os.path.join(tmp, "old.yaml"), os.path.join(tmp, "new.yaml")
+    own = 'listen: [{ address: "127.0.0.1:%d" }]\n' % free_port()
+    with open(old_full, "w") as f:
+        f.write(own + doc("a"))
+    with open(new_full, "w") as f:
+        f.write(own + TWO % "b")
+    want = subprocess.run([BIN, "diff", "-c", old_full, new_full], capture_output=True, text=True)
+    assert want.returncode == 1 and "+ api" in want.stdout, want.stdout + want.stderr
+    dry = push(boot, TWO % "b", tmp, "--dry-run")
+    assert dry.returncode == 1, dry.stdout + dry.stderr
+    assert dry.stdout == "%s@%d -> %s\n" % (KEY, base, re.search(r"-> (\S+)", dry.stdout).group(1)) + want.stdout
+    assert "nothing written" in dry.stderr and "pushed" not in dry.stdout
+    assert e.get(KEY) == (doc("a"), base)
+
+    # the same document again: nothing would change (0); invalid or a stale base: trouble (2)
+    same = push(boot, doc("a"), tmp, "--dry-run")
+    assert same.returncode == 0 and "routes: 0 added, 0 removed, 0 changed, 1 unchanged" in same.stdout, \
+        same.stdout + same.stderr
+    bad = push(boot, "routes:\n  - name: x\n    nope: 1\n", tmp, "--dry-run")
+    assert bad.returncode == 2 and "unknown key 'nope'" in bad.stderr, bad.stderr
+    stale = push(boot, TWO % "b", tmp, "--dry-run", "--base-revision", str(base - 1))
+    assert stale.returncode == 2 and "refused" in stale.stderr, stale.stderr
+
+    # a real push prints the same diff, then stores
+    real = push(boot, TWO % "b", tmp)
+    assert real.stdout.startswith("%s@%d -> " % (KEY, base)) and want.stdout in real.stdout, real.stdout
+    rev = revision_of(real)
+    assert e.get(KEY) == (TWO % "b", rev)
+
+    # a stored document that no longer loads (put by other means): diffed as if empty
+    e.put(KEY, "routes: [oops\n")
+    r = push(boot, doc("c"), tmp, "--dry-run")
+    assert r.returncode == 1 and "does not load" in r.stderr, r.stderr
+    assert "routes: 1 added, 0 removed" in r.stdout, r.stdout
+
+
+def test_concurrent_pushes_from_one_base(etcd, tmp_path):
+    """Two operators push at the same moment from the revision both read:
+    exactly one is stored, the other refused (exit 1)."""
+    e = etcd()
+    tmp = str(tmp_path)
+    boot = write_boot(e, tmp)
+    base = revision_of(push(boot, doc("base"), tmp))
+    procs = []
+    for name in ("x", "y"):
+        path = os.path.join(tmp, "op-%s.yaml" % name)
+        with open(path, "w") as f:
+            f.write(doc(name))
+        procs.append(subprocess.Popen([BIN, "config", "push", "-c", boot, path, "--base-revision", str(base)],
+                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+    outs = [p.communicate(timeout=30) + (p.returncode,) for p in procs]
+    codes = sorted(o[2] for o in outs)
+    assert codes == [0, 1], outs
+    winner = [i for i, o in enumerate(outs) if o[2] == 0][0]
+    assert "refused" in outs[1 - winner][1]
+    assert e.get(KEY)[0] == doc("xy"[winner])
 
 
 def test_tls_with_client_certificate(gatehouse, tmp_path):

@@ -851,6 +851,24 @@ static void test_upstream_errors(void **state)
 
 #define ROUTE_HEAD LISTEN "upstreams:\n  u: { targets: [127.0.0.1:9000] }\nroutes:\n"
 
+/* Many routes: the names go through a hash set; every duplicate is still
+ * found, pointing at the first. */
+static void test_duplicate_route_names_among_many(void **state)
+{
+    enum { N = 3000 };
+    size_t cap = N * 64 + 256, len = 0;
+    char *yaml = malloc(cap);
+    assert_non_null(yaml);
+    len += (size_t)snprintf(yaml, cap, "%s", ROUTE_HEAD);
+    for (int i = 0; i < N; i++)
+        len += (size_t)snprintf(yaml + len, cap - len, "  - { name: r%d, match: { prefix: /p%d }, echo: {} }\n", i, i);
+    snprintf(yaml + len, cap - len, "  - { name: r1234, match: { prefix: /dup }, echo: {} }\n");
+    char want[128];
+    snprintf(want, sizeof(want), "test.yaml:%d:13: duplicate route name 'r1234' (first at line %d)", 6 + N, 6 + 1234);
+    assert_string_equal(errors_of(yaml), want);
+    free(yaml);
+}
+
 static void test_undefined_upstream(void **state)
 {
     assert_string_equal(errors_of(ROUTE_HEAD "  - name: r\n    match: { prefix: /r }\n    upstream: users\n"),
@@ -1069,6 +1087,7 @@ int main(void)
         cmocka_unit_test(test_upstream_errors),
         cmocka_unit_test(test_undefined_upstream),
         cmocka_unit_test(test_duplicate_route_names),
+        cmocka_unit_test(test_duplicate_route_names_among_many),
         cmocka_unit_test(test_targets),
         cmocka_unit_test(test_match_errors),
         cmocka_unit_test(test_path_templates),
