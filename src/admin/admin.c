@@ -59,6 +59,40 @@ static bool token_matches(const gh_str *want, const char *got, size_t len)
     return CRYPTO_memcmp(a, b, sizeof(a)) == 0;
 }
 
+static bool str_is(gh_str s, const char *lit)
+{
+    size_t n = strlen(lit);
+    return s.len == n && memcmp(s.p, lit, n) == 0;
+}
+
+/* Without a token the admin port trusts whoever can reach loopback, which
+ * includes any web page the operator's browser has open: a page on another
+ * site may post to it (CSRF), and one whose name re-resolves to 127.0.0.1
+ * (DNS rebinding) may read it. Browsers always say who they are, so:
+ * the Host must name loopback, and an Origin, when sent, must be this very
+ * address. Command-line tools, Prometheus and the dashboard itself pass. */
+static bool browser_safe(gh_exchange *ex)
+{
+    gh_str h = ex->host;
+    bool loop_host = str_is(h, "localhost") || str_is(h, "[::1]") || str_is(h, "::1") ||
+                     (h.len > 4 && memcmp(h.p, "127.", 4) == 0 && strspn(h.p, "0123456789.") >= h.len);
+    if (!loop_host) {
+        gh_problem(ex, 403, "forbidden", "the admin port answers only requests addressed to a loopback host "
+                   "(Host: 127.0.0.1, [::1] or localhost) when no admin.token is set", NULL, 0, NULL);
+        return false;
+    }
+    const gh_header *o = gh_exchange_header(ex, "origin", 6);
+    if (o) {
+        size_t scheme = o->value_len > 7 && memcmp(o->value, "http://", 7) == 0 ? 7 : 0;
+        if (!scheme || o->value_len - scheme != ex->authority.len ||
+            strncasecmp(o->value + scheme, ex->authority.p, ex->authority.len) != 0) {
+            gh_problem(ex, 403, "forbidden", "cross-origin requests to the admin port are refused", NULL, 0, NULL);
+            return false;
+        }
+    }
+    return true;
+}
+
 /* /api/...: with admin.token, the bearer token from any address; without,
  * loopback clients only. */
 static bool allowed(gh_exchange *ex)
@@ -249,6 +283,8 @@ void gh_admin_handle(gh_exchange *ex)
     gh_str path = ex->raw_path;
     bool api = path.len >= 5 && memcmp(path.p, "/api/", 5) == 0;
     if (api && !allowed(ex))   /* before anything else: no probing of /api/... paths */
+        return;
+    if ((!ex->cfg->admin || ex->cfg->admin->token.len == 0) && !browser_safe(ex))
         return;
     for (size_t i = 0; i < sizeof(endpoints) / sizeof(endpoints[0]); i++) {
         const endpoint *e = &endpoints[i];

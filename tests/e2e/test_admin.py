@@ -176,3 +176,27 @@ def test_post_reload_ok_and_refused(gatehouse):
     assert g.get("/hello")[2] == b"hi again"   # the old configuration keeps serving
     st, _, body = call(g.admin_port, "GET", "/api/status")
     assert json.loads(body)["config"]["generation"] == 2
+
+
+def test_without_a_token_browsers_of_other_sites_are_refused(gatehouse):
+    """No token: loopback is trusted, so a web page in the operator's browser
+    must not reach it: a Host that is not loopback (DNS rebinding) and a
+    foreign Origin (CSRF) are refused; tools and the dashboard pass."""
+    g = start(gatehouse)
+    p = g.admin_port
+    for path in ("/api/status", "/metrics", "/"):
+        st, _, body = call(p, "GET", path, {"Host": "rebound.attacker.example:%d" % p})
+        assert st == 403 and b"loopback host" in body, (path, st, body)
+    st, _, body = call(p, "POST", "/api/reload", {"Origin": "https://attacker.example", "Content-Length": "0"})
+    assert st == 403 and b"cross-origin" in body
+    st, _, _ = call(p, "POST", "/api/reload", {"Origin": "http://127.0.0.1:%d" % p, "Content-Length": "0"})
+    assert st == 200
+    for host in ("localhost:%d" % p, "127.0.0.1:%d" % p, "127.0.0.1"):
+        assert call(p, "GET", "/api/status", {"Host": host})[0] == 200, host
+
+
+def test_with_a_token_the_host_is_not_checked(gatehouse):
+    g = start(gatehouse, token=True)
+    st, _, _ = call(g.admin_port, "GET", "/api/status",
+                    {"Host": "admin.internal.example", "Authorization": "Bearer " + TOKEN})
+    assert st == 200
