@@ -36,9 +36,12 @@ enum { GH_CACHE_HIT, GH_CACHE_LEAD, GH_CACHE_JOINED, GH_CACHE_MISS };
  * (*lead); without w a plain MISS. */
 int gh_cache_decide(gh_cache_store *s, uint64_t hash, gh_str key, uint64_t now_ms, gh_cache_waiter *w,
                     gh_cache_entry **hit, gh_cache_flight **lead);
-/* The leader's fill ended: e (a reference the call takes; NULL when there
- * is nothing to share, then retry tells the waiters whether to collapse
- * again) goes to every waiter and, when keep, into the store, in one step:
+/* The leader waits for its own fill like the others (a detached fill,
+ * answered by gh_cache_flight_done). */
+void gh_cache_flight_join(gh_cache_store *s, gh_cache_flight *f, gh_cache_waiter *w);
+/* The leader's fill ended: e (a reference the call takes; NULL or a pass
+ * marker when there is nothing to share, then retry tells the waiters
+ * whether to collapse again) goes to every waiter and, when keep, into the store, in one step:
  * a request after this sees the entry, or no flight. */
 void gh_cache_flight_done(gh_cache_store *s, gh_cache_flight *f, gh_cache_entry *e, bool keep, bool retry);
 /* The waiting client left: w leaves the flight or its worker's ready list. */

@@ -47,6 +47,11 @@ routes:
     plugins:
       cache: { ttl: 60s }
       compress: { min_size: 100 }
+  - name: colbig
+    match: { prefix: /colbig }
+    upstream: main
+    plugins:
+      cache: { ttl: 60s, max_entry: 3000, collapse: true }
   - name: api
     match: { prefix: / }
     upstream: main
@@ -153,7 +158,7 @@ def cache_of(h):
 def test_miss_then_hit_with_age(g, up):
     s1, h1, b1 = g.get("/a?x=1")
     assert (s1, cache_of(h1)) == (200, "MISS")
-    assert "age" not in h1
+    assert h1.get("age") == "0"   # collapse: the MISS is served from its fill's entry
     s2, h2, b2 = g.get("/a?x=1")
     assert (s2, cache_of(h2), b2) == (200, "HIT", b1)
     assert int(h2["age"]) >= 0 and h2["content-type"] == "text/plain"
@@ -161,8 +166,9 @@ def test_miss_then_hit_with_age(g, up):
     assert up.count("/a?x=1") == 1
     # the query is part of the key
     assert cache_of(g.get("/a?x=2")[1]) == "MISS"
-    log = g.access_log(wait_for=3)
-    assert [l["cache"] for l in log[:3]] == ["miss", "hit", "miss"]
+    # each collapsed fill is a sub-request of its own, logged without a cache field
+    log = [l["cache"] for l in g.access_log(wait_for=5)]
+    assert [c for c in log if c] == ["miss", "hit", "miss"] and log.count(None) == 2
     c = http.client.HTTPConnection("127.0.0.1", g.admin, timeout=5)
     c.request("GET", "/metrics")
     text = c.getresponse().read().decode()
@@ -240,12 +246,15 @@ def test_lru_eviction_under_size(g, up):
 
 
 def test_max_entry(g, up):
+    # route small collapses (the default): the first big MISS is a fill cut at
+    # max_entry and then its own request; the key is then marked to pass, so
+    # the next one goes upstream once, alone
     big, fits = "/small/big?n=3001", "/small/fits?n=3000"
     for t in (big, fits):
         s, _, body = g.get(t)
         assert (s, len(body)) == (200, int(t.split("=")[1]))
         g.get(t)
-    assert (up.count(big), up.count(fits)) == (2, 1)
+    assert (up.count(big), up.count(fits)) == (3, 1)
 
 
 def test_authorization_bypass_and_shared_auth(g, up):
@@ -364,21 +373,105 @@ def test_collapse_off_sends_each(gatehouse, up):
     assert {s for s, _, _ in answers(conns)} == {200}
 
 
+def request_bytes(g, target):
+    """What http.client sends: the same Host, so the same cache key."""
+    return b"GET %s HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n\r\n" % (target.encode(), g.port)
+
+
+def leave(sock):
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+    sock.close()   # a reset: the client is gone
+
+
+def wait_gone(g, n):
+    """The gateway logged n clients that left (499) before their answer."""
+    wait_until(lambda: sum(1 for l in g.access_log() if l.get("status") == 499) >= n,
+               what="%d clients logged as gone" % n)
+
+
 def test_collapse_leader_leaves(g, up):
+    # the fill is the flight's, not the leader's: its client going cancels nothing
     target = "/lead?hold=1"
     leader = socket.create_connection(("127.0.0.1", g.port))
-    leader.sendall(b"GET %s HTTP/1.1\r\nHost: x\r\n\r\n" % target.encode())
-    wait_until(lambda: up.count(target) == 1, what="the leader's upstream request")
+    leader.sendall(request_bytes(g, target))
+    wait_until(lambda: up.count(target) == 1, what="the fill's upstream request")
     conns = send_all(g, target, 5)
     wait_read(g.port, 6)
-    leader.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
-    leader.close()   # a reset: the leader's client is gone
-    # one waiter takes the lead: one more upstream request, not five
-    wait_until(lambda: up.count(target) == 2, what="the new leader's upstream request")
+    leave(leader)
+    wait_gone(g, 1)
     up.go.set()
     got = answers(conns)
     assert {s for s, _, _ in got} == {200} and len({b for _, _, b in got}) == 1
+    assert {c for _, c, _ in got} == {"HIT"}
+    assert up.count(target) == 1
+    # the fill was stored: a later request is a HIT from it
+    s, h, b = g.get(target)
+    assert (s, cache_of(h), b) == (200, "HIT", got[0][2])
+    assert up.count(target) == 1
+
+
+def test_collapse_everyone_leaves(g, up):
+    # nobody waits any more: the fill still ends and stores its entry
+    target = "/gone?hold=1"
+    socks = []
+    for _ in range(4):
+        c = socket.create_connection(("127.0.0.1", g.port))
+        c.sendall(request_bytes(g, target))
+        socks.append(c)
+    wait_until(lambda: up.count(target) == 1, what="the fill's upstream request")
+    wait_read(g.port, 4)
+    for c in socks:
+        leave(c)
+    wait_gone(g, 4)
+    up.go.set()
+    wait_until(lambda: g.access_log() and any(l.get("path", "").startswith("/gone") and l.get("status") == 200
+                                              for l in g.access_log()), what="the fill's log line")
+    s, h, _ = g.get(target)
+    assert (s, cache_of(h)) == (200, "HIT")
+    assert up.count(target) == 1
+
+
+def test_collapse_everyone_leaves_then_stop(g, up):
+    # the gateway stops while a fill nobody waits for is still held: no leak
+    target = "/stop?hold=1"
+    c = socket.create_connection(("127.0.0.1", g.port))
+    c.sendall(request_bytes(g, target))
+    wait_until(lambda: up.count(target) == 1, what="the fill's upstream request")
+    leave(c)
+    wait_gone(g, 1)
+    g.check_clean_exit()
+
+
+def test_collapse_shares_a_non_storable_answer(g, up):
+    # asked at the same time: one answer for all; not kept for later ones
+    target = "/ns?hold=1&cc=no-store"
+    conns = send_all(g, target, 10)
+    wait_until(lambda: up.count(target) == 1, what="the fill's upstream request")
+    wait_read(g.port, 10)
+    up.go.set()
+    got = answers(conns)
+    assert {s for s, _, _ in got} == {200} and len({b for _, _, b in got}) == 1
+    assert up.count(target) == 1
+    s, h, _ = g.get(target)
+    assert (s, cache_of(h)) == (200, "MISS")
     assert up.count(target) == 2
+
+
+def test_collapse_over_max_entry_goes_alone(g, up):
+    # the fill is cut at max_entry: every waiter then asks the upstream itself
+    target = "/colbig/x?hold=1&n=3001"
+    conns = send_all(g, target, 4)
+    wait_until(lambda: up.count(target) == 1, what="the fill's upstream request")
+    wait_read(g.port, 4)
+    up.go.set()
+    got = answers(conns)
+    assert [(s, len(b)) for s, _, b in got] == [(200, 3001)] * 4
+    assert {c for _, c, _ in got} == {"MISS"}
+    assert up.count(target) == 5
+    # marked to pass: a later miss goes upstream on its own, no second cut fill
+    s, h, b = g.get(target)
+    assert (s, cache_of(h), len(b)) == (200, "MISS", 3001)
+    assert up.count(target) == 6
 
 
 REDIS_CONFIG = """
