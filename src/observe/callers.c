@@ -262,7 +262,8 @@ bool gh_callers_totals(void (*each)(void *arg, const char *route, const char *ve
         }
     }
     if (ok) {
-        qsort(rows, n, sizeof(*rows), by_names);
+        if (n)   /* qsort(NULL, 0) is undefined */
+            qsort(rows, n, sizeof(*rows), by_names);
         for (size_t i = 0; i < n;) {   /* one call per label set: the workers' counts summed */
             size_t j = i + 1;
             uint64_t sum = rows[i].total;

@@ -521,7 +521,8 @@ static int cache_request(gh_plugin_run *run, const gh_plugin_cfg *conf)
     x->done_ctx = run->done_ctx;
     ex->cache = x;
     if (c->store == GH_CACHE_REDIS) {
-        x->rget = (gh_cache_redis_get){ .cb = redis_answered, .ctx = run, .key = x->key, .now_ms = gh_now_ms(ex->env) };
+        x->rget = (gh_cache_redis_get){ .cb = redis_answered, .ctx = run, .key = x->key,
+                                     .route = ex->log.route, .path = ex->path, .now_ms = gh_now_ms(ex->env) };
         if (gh_cache_redis_lookup(ex->env->redis, &x->rget)) {
             run->cancel = redis_cancel;
             return GH_PLUGIN_WAIT;

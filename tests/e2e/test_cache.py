@@ -476,6 +476,7 @@ def test_collapse_over_max_entry_goes_alone(g, up):
 
 REDIS_CONFIG = """
 listen: [ { address: "127.0.0.1:{port}" } ]
+admin: { address: "127.0.0.1:{admin}" }
 log: { access: off }
 redis: { REDIS, timeout: 500ms }
 upstreams:
@@ -491,8 +492,10 @@ routes:
 
 def redis_gates(gatehouse, up, where, connected):
     cfg = REDIS_CONFIG.replace("REDIS", where)
-    gates = [gatehouse(cfg, subst={"up": "127.0.0.1:%d" % up.port}) for _ in range(2)]
+    gates = [gatehouse(cfg, subst={"up": "127.0.0.1:%d" % up.port, "admin": free_port()}) for _ in range(2)]
     for g in gates:
+        g.admin = g.subst["admin"]
+        wait_port(g.admin)
         g.wait_stderr(lambda err: err.count(connected) >= 2, what="both workers connected to Redis")
     return gates
 
@@ -509,6 +512,26 @@ def check_shared(gates, up, keys):
     assert up.count("/shared-entry?cc=max-age%3D30") == 1
 
 
+def check_purge(gates, up, keys):
+    """An entry stored in Redis by one gateway, purged through the other's
+    admin API, is a MISS on the first: by path, then the whole route."""
+    a, b = gates
+    x, y = "/pg/x?cc=max-age%3D30", "/pg/y?cc=max-age%3D30"
+    before = len(keys())
+    for t in (x, y):
+        assert cache_of(a.get(t)[1]) == "MISS"
+    wait_until(lambda: len(keys()) == before + 2, what="both entries in Redis")
+    assert admin_delete(b, "?route=api&path=/pg/x") == (200, {"route": "api", "purged": 1})
+    assert len(keys()) == before + 1
+    assert cache_of(a.get(x)[1]) == "MISS" and up.count(x) == 2
+    assert cache_of(a.get(y)[1]) == "HIT" and up.count(y) == 1
+    wait_until(lambda: len(keys()) == before + 2, what="x stored again")
+    status, body = admin_delete(b, "?route=api")
+    assert status == 200 and body["purged"] == before + 2
+    assert keys() == []
+    assert cache_of(a.get(y)[1]) == "MISS" and up.count(y) == 2
+
+
 def test_redis_store_shared_by_two_gateways(gatehouse, up, redis):
     r = redis()
     gates = redis_gates(gatehouse, up, 'address: "%s"' % r.address, "redis %s: connected" % r.address)
@@ -516,10 +539,14 @@ def test_redis_store_shared_by_two_gateways(gatehouse, up, redis):
     check_shared(gates, up, keys)
     ttl = int(r.cli("PTTL", keys()[0]))
     assert 0 < ttl <= 30000   # max-age (shorter than ttl) is the TTL in Redis
+    check_purge(gates, up, keys)
     # Redis gone: a MISS, never an error
     r.stop()
     s, h, _ = gates[1].get("/after-redis")
     assert (s, cache_of(h)) == (200, "MISS")
+    # and a purge says Redis could not be reached, not that it purged
+    status, body = admin_delete(gates[1], "?route=api")
+    assert (status, body["code"]) == (503, "upstream_unavailable") and "redis" in body["detail"]
 
 
 def test_redis_cluster_store_shared(gatehouse, up, redis_cluster):
@@ -528,3 +555,4 @@ def test_redis_cluster_store_shared(gatehouse, up, redis_cluster):
                         "redis cluster: 16384 of 16384 slots mapped over 3 nodes")
     keys = lambda: [k for ks in c.keys("gh:c:*").values() for k in ks]
     check_shared(gates, up, keys)
+    check_purge(gates, up, keys)
