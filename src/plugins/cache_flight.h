@@ -1,9 +1,12 @@
 /* cache_flight.h — collapsed fills (SPEC §7.3 `collapse`): concurrent
- * identical misses make one upstream request, the first one's (the
- * leader); the others wait for its response, whatever it is (an error
- * too), and are woken on their own worker's loop (a uv_async per worker,
- * gh_cache_wake). Everything is under the store's lock; the waiters live in
- * their exchanges' arenas and leave the lists when their client goes. */
+ * identical misses make one upstream request, the fill, started by the
+ * first (the leader): a detached sub-request the leader waits for like the
+ * others (gh_cache_flight_join), or, where a route cannot detach, the
+ * leader's own teed response. The waiters get its answer, whatever it is
+ * (an error too), and are woken on their own worker's loop (a uv_async per
+ * worker, gh_cache_wake). Everything is under the store's lock; the
+ * waiters live in their exchanges' arenas and leave the lists when their
+ * client goes, which never stops the fill. */
 #ifndef GH_PLUGINS_CACHE_FLIGHT_H
 #define GH_PLUGINS_CACHE_FLIGHT_H
 #include <uv.h>

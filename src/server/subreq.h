@@ -17,8 +17,8 @@
  * afterwards. Whoever holds the gh_subreq decides its lifetime: aggregate
  * and batch keep it in the parent's arena and cancel every running one
  * when the parent ends (its on_abort), so `done` can never reach a parent
- * that is gone; a cache fill shared by several clients may keep it in its
- * own memory and let it finish after the client that started it left.
+ * that is gone; a collapsed cache fill is detached (below): the worker
+ * holds it and it finishes after the client that started it left.
  * After `done` the results stay readable until gh_subreq_release.
  * Children are logged and counted like requests. */
 #ifndef GH_SERVER_SUBREQ_H
