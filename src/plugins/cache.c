@@ -390,7 +390,7 @@ static void detached_done(void *ctx, const gh_detached_answer *a)
     bool redis = f->conf->store == GH_CACHE_REDIS;
     if (e && redis && lifetime && !e->pass)
         gh_cache_redis_store(a->env->redis, e, lifetime);
-    gh_cache_flight_done(f->store, f->flight, e, lifetime && (!redis || e->pass), false);
+    gh_cache_flight_done(f->store, f->flight, e, e && lifetime && (!redis || e->pass), false);
     free(f);
 }
 
