@@ -9,6 +9,14 @@
  * response into a new entry as it streams to the client. The store keeps
  * the identity body: one entry serves every Accept-Encoding.
  *
+ * With collapse, the MISS that leads a flight does not fill through its own
+ * response: the fill is a detached sub-request (gh_plugin_run.detach), owned
+ * by the flight rather than by the leader's exchange, and the leader waits
+ * for it like every other request of the flight. Its answer becomes one
+ * entry that every waiter is served from, stored or not, so a client that
+ * leaves cancels nothing for the others. Where a route cannot detach
+ * (versioned routes, targets other than an upstream) the leader tees.
+ *
  * A HIT takes a reference on the immutable entry and sends its body from
  * the entry's memory (no copy, no upstream-call layer); the reference goes
  * in the after-response hook, when the codec is done with the bytes. */
@@ -30,7 +38,8 @@ typedef struct cache_x {
     gh_str key;
     uint64_t hash;
     gh_cache_waiter waiter;         /* collapse: waiting for another request's fill */
-    gh_cache_flight *flight;        /* collapse: others wait for this fill */
+    gh_cache_flight *flight;        /* collapse: others wait for this fill (teed) */
+    bool led;                       /* collapse: this request started the detached fill */
     gh_cache_redis_get rget;        /* store: redis, the lookup under way */
     gh_cache_entry *entry;          /* HIT: the entry served (a reference) */
     void (*done)(gh_plugin_run *run);   /* the chain's own continuation */
@@ -120,16 +129,26 @@ static void fill_drop(cache_x *x, bool retry)
 }
 
 /* Headers the entry does not keep: per-response ones made again on each
- * HIT, and the ones every response of the exchange gets (CORS, ...). */
+ * HIT, and the ones every response of the exchange gets (CORS, ...; ex
+ * NULL: a detached fill's, which has none). */
 static bool kept(const gh_exchange *ex, const gh_header *h)
 {
     if (hdr_is(h, "date", 4) || hdr_is(h, "age", 3) || hdr_is(h, "x-request-id", 12) ||
         hdr_is(h, "gatehouse-cache", 15))
         return false;
-    for (size_t i = 0; i < ex->nresp_extra; i++)
+    for (size_t i = 0; ex && i < ex->nresp_extra; i++)
         if (hdr_is(h, ex->resp_extra[i].name, ex->resp_extra[i].name_len))
             return false;
     return true;
+}
+
+/* An Age field's delta-seconds; junk counts as 0. */
+static uint32_t age_of(const gh_header *h)
+{
+    uint32_t age = 0;
+    for (size_t k = 0; k < h->value_len && k < 9; k++)
+        age = h->value[k] >= '0' && h->value[k] <= '9' ? age * 10 + (uint32_t)(h->value[k] - '0') : 0;
+    return age;
 }
 
 static const gh_downstream_ops tee_ops;
@@ -157,12 +176,8 @@ static int tee_send_head(gh_exchange *ex, int status, const gh_header *hdrs, siz
     if (x->filling && (x->hdrs = gh_arena_alloc(&ex->arena, (n ? n : 1) * sizeof(*hdrs)))) {
         x->status = status;
         for (size_t i = 0; i < n; i++) {
-            if (hdr_is(&hdrs[i], "age", 3)) {   /* delta-seconds; junk counts as 0 */
-                uint32_t age = 0;
-                for (size_t k = 0; k < hdrs[i].value_len && k < 9; k++)
-                    age = hdrs[i].value[k] >= '0' && hdrs[i].value[k] <= '9' ? age * 10 + (uint32_t)(hdrs[i].value[k] - '0') : 0;
-                x->age0 = age;
-            }
+            if (hdr_is(&hdrs[i], "age", 3))
+                x->age0 = age_of(&hdrs[i]);
             if (!kept(ex, &hdrs[i]))
                 continue;
             /* the producer's head may live in a buffer its body reuses */
@@ -306,6 +321,107 @@ static void start_fill(gh_plugin_run *run)
     run->done(run);
 }
 
+/* -------------------------------------------------------- detached fill -- */
+
+/* A collapsed fill: the flight's, not an exchange's (malloc'd, with copies
+ * of the key, route and path; freed when the answer went to the flight). */
+typedef struct cache_fill {
+    const gh_cache_cfg *conf;       /* the pinned snapshot's: the child holds the pin */
+    gh_cache_store *store;
+    gh_cache_flight *flight;
+    gh_str key, route, path;
+} cache_fill;
+
+/* The entry the fill's answer makes, with *lifetime (0: share, do not keep). */
+static gh_cache_entry *answer_entry(const cache_fill *f, const gh_detached_answer *a, uint64_t *lifetime)
+{
+    *lifetime = gh_cache_lifetime_ms(a->status, a->headers, a->nheaders, f->conf->ttl_ms, time(NULL));
+    gh_header *hs = malloc((a->nheaders ? a->nheaders : 1) * sizeof(*hs));
+    char *body = malloc(a->body_len ? a->body_len : 1);
+    if (!hs || !body) {
+        free(hs);
+        free(body);
+        return NULL;
+    }
+    uint32_t age0 = 0;
+    size_t n = 0;
+    for (size_t i = 0; i < a->nheaders; i++) {
+        if (hdr_is(&a->headers[i], "age", 3))
+            age0 = age_of(&a->headers[i]);
+        if (kept(NULL, &a->headers[i]))
+            hs[n++] = a->headers[i];
+    }
+    memcpy(body, a->body, a->body_len);   /* once per fill: the waiters share the entry */
+    gh_cache_entry *e = gh_cache_entry_new(f->key, f->route, f->path, a->status, hs, n, body, a->body_len);
+    free(hs);
+    if (e) {
+        e->stored_ms = gh_now_ms(a->env);
+        e->expires_ms = e->stored_ms + *lifetime;
+        e->age0 = age0;
+    }
+    return e;
+}
+
+/* A marker that sends the key's misses upstream on their own for ttl. */
+static gh_cache_entry *pass_marker(const cache_fill *f, const gh_detached_answer *a)
+{
+    gh_cache_entry *e = gh_cache_entry_new(f->key, f->route, f->path, 0, NULL, 0, NULL, 0);
+    if (e) {
+        e->pass = true;
+        e->stored_ms = gh_now_ms(a->env);
+        e->expires_ms = e->stored_ms + f->conf->ttl_ms;
+    }
+    return e;
+}
+
+/* The fill answered (on the leader's worker): every waiter gets it, an
+ * error too; it is kept when storable. No answer (cut short, the worker
+ * stopping): each waiter goes upstream alone. Over max_entry: the same,
+ * and a pass marker keeps later misses of the key from collapsing into
+ * another fill that would be cut again. */
+static void detached_done(void *ctx, const gh_detached_answer *a)
+{
+    cache_fill *f = ctx;
+    uint64_t lifetime = 0;
+    bool big = a->error && strcmp(a->error, "response_too_large") == 0;
+    gh_cache_entry *e = a->status && !a->error ? answer_entry(f, a, &lifetime) : NULL;
+    if (big && (e = pass_marker(f, a)))
+        lifetime = f->conf->ttl_ms;
+    bool redis = f->conf->store == GH_CACHE_REDIS;
+    if (e && redis && lifetime && !e->pass)
+        gh_cache_redis_store(a->env->redis, e, lifetime);
+    gh_cache_flight_done(f->store, f->flight, e, e && lifetime && (!redis || e->pass), false);
+    free(f);
+}
+
+/* Lead the flight with a detached fill and wait for it like the others;
+ * false (nothing changed) when the route cannot detach. */
+static bool detach_fill(gh_plugin_run *run, cache_x *x, gh_cache_flight *lead)
+{
+    gh_exchange *ex = run->ex;
+    if (!run->detach)
+        return false;
+    gh_str route = ex->log.route;
+    cache_fill *f = malloc(sizeof(*f) + x->key.len + route.len + ex->path.len + 1);
+    if (!f)
+        return false;
+    char *p = (char *)(f + 1);
+    *f = (cache_fill){ .conf = x->conf, .store = x->store, .flight = lead };
+    f->key = (gh_str){ memcpy(p, x->key.p, x->key.len), x->key.len };
+    p += x->key.len;
+    f->route = (gh_str){ route.len ? memcpy(p, route.p, route.len) : p, route.len };
+    p += route.len;
+    f->path = (gh_str){ ex->path.len ? memcpy(p, ex->path.p, ex->path.len) : p, ex->path.len };
+    gh_cache_flight_join(x->store, lead, &x->waiter);   /* answered on a later turn at the earliest */
+    if (!run->detach(run, x->conf->max_entry, detached_done, f)) {
+        gh_cache_waiter_cancel(x->store, &x->waiter);
+        free(f);
+        return false;
+    }
+    x->led = true;
+    return true;
+}
+
 /* --------------------------------------------------------------- plugin -- */
 
 /* HIT, MISS (leading a fill, or alone), or wait for the fill under way. */
@@ -323,6 +439,8 @@ static int decide(gh_plugin_run *run, cache_x *x)
         run->done = serve_hit;
         return GH_PLUGIN_NEXT;
     }
+    if (r == GH_CACHE_LEAD && detach_fill(run, x, lead))
+        return GH_PLUGIN_WAIT;
     x->flight = lead;
     mark(ex, result_miss, "MISS");
     if (get)
@@ -336,11 +454,15 @@ static void waited(gh_cache_waiter *w)
     gh_plugin_run *run = w->data;
     cache_x *x = run->ex->cache;
     if (w->entry) {
-        x->entry = w->entry;   /* the leader's answer, whatever it was */
+        x->entry = w->entry;   /* the fill's answer, whatever it was */
         w->entry = NULL;
-        mark(run->ex, result_hit, "HIT");
+        if (x->led)
+            mark(run->ex, result_miss, "MISS");   /* its own fill: served from the entry */
+        else
+            mark(run->ex, result_hit, "HIT");
         run->done = serve_hit;
     } else if (!w->retry) {
+        x->led = false;
         mark(run->ex, result_miss, "MISS");   /* it could not be shared: alone, no fill */
     } else if (decide(run, x) == GH_PLUGIN_WAIT) {
         return;   /* the leader left: another one leads now */
@@ -399,7 +521,8 @@ static int cache_request(gh_plugin_run *run, const gh_plugin_cfg *conf)
     x->done_ctx = run->done_ctx;
     ex->cache = x;
     if (c->store == GH_CACHE_REDIS) {
-        x->rget = (gh_cache_redis_get){ .cb = redis_answered, .ctx = run, .key = x->key, .now_ms = gh_now_ms(ex->env) };
+        x->rget = (gh_cache_redis_get){ .cb = redis_answered, .ctx = run, .key = x->key,
+                                     .route = ex->log.route, .path = ex->path, .now_ms = gh_now_ms(ex->env) };
         if (gh_cache_redis_lookup(ex->env->redis, &x->rget)) {
             run->cancel = redis_cancel;
             return GH_PLUGIN_WAIT;

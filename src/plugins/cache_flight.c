@@ -10,24 +10,30 @@ struct gh_cache_flight {
     gh_cache_waiter *waiters;
 };
 
+static void join_locked(gh_cache_flight *f, gh_cache_waiter *w)
+{
+    w->flight = f;
+    w->entry = NULL;
+    w->next = f->waiters;
+    f->waiters = w;
+}
+
 int gh_cache_decide(gh_cache_store *s, uint64_t hash, gh_str key, uint64_t now_ms, gh_cache_waiter *w,
                     gh_cache_entry **hit, gh_cache_flight **lead)
 {
     gh_cache_entry *stale = NULL;
+    bool pass = false;
     int r = GH_CACHE_MISS;
     pthread_mutex_lock(&s->mu);
-    *hit = gh_cache_find_locked(s, hash, key, now_ms, &stale);
+    *hit = gh_cache_find_locked(s, hash, key, now_ms, &stale, &pass);
     if (*hit) {
         r = GH_CACHE_HIT;
-    } else if (w) {
+    } else if (w && !pass) {
         gh_cache_flight *f = s->flights;
         while (f && !(f->hash == hash && gh_str_eq(f->key, key)))
             f = f->next;
         if (f) {
-            w->flight = f;
-            w->entry = NULL;
-            w->next = f->waiters;
-            f->waiters = w;
+            join_locked(f, w);
             r = GH_CACHE_JOINED;
         } else if ((f = malloc(sizeof(*f) + key.len))) {
             memcpy(f + 1, key.p, key.len);
@@ -42,6 +48,13 @@ int gh_cache_decide(gh_cache_store *s, uint64_t hash, gh_str key, uint64_t now_m
     return r;
 }
 
+void gh_cache_flight_join(gh_cache_store *s, gh_cache_flight *f, gh_cache_waiter *w)
+{
+    pthread_mutex_lock(&s->mu);
+    join_locked(f, w);
+    pthread_mutex_unlock(&s->mu);
+}
+
 void gh_cache_flight_done(gh_cache_store *s, gh_cache_flight *f, gh_cache_entry *e, bool keep, bool retry)
 {
     gh_cache_entry *gone = NULL;
@@ -54,11 +67,12 @@ void gh_cache_flight_done(gh_cache_store *s, gh_cache_flight *f, gh_cache_entry 
         atomic_fetch_add_explicit(&e->refs, 1, memory_order_relaxed);   /* the store's */
         gone = gh_cache_insert_locked(s, e);
     }
+    gh_cache_entry *share = e && !e->pass ? e : NULL;   /* a pass marker is kept, not served */
     for (gh_cache_waiter *w = f->waiters, *next; w; w = next) {
         next = w->next;
-        if (e)
-            atomic_fetch_add_explicit(&e->refs, 1, memory_order_relaxed);
-        w->entry = e;
+        if (share)
+            atomic_fetch_add_explicit(&share->refs, 1, memory_order_relaxed);
+        w->entry = share;
         w->retry = retry;
         w->flight = NULL;
         w->next = w->wake->ready;

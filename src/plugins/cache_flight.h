@@ -1,9 +1,12 @@
 /* cache_flight.h — collapsed fills (SPEC §7.3 `collapse`): concurrent
- * identical misses make one upstream request, the first one's (the
- * leader); the others wait for its response, whatever it is (an error
- * too), and are woken on their own worker's loop (a uv_async per worker,
- * gh_cache_wake). Everything is under the store's lock; the waiters live in
- * their exchanges' arenas and leave the lists when their client goes. */
+ * identical misses make one upstream request, the fill, started by the
+ * first (the leader): a detached sub-request the leader waits for like the
+ * others (gh_cache_flight_join), or, where a route cannot detach, the
+ * leader's own teed response. The waiters get its answer, whatever it is
+ * (an error too), and are woken on their own worker's loop (a uv_async per
+ * worker, gh_cache_wake). Everything is under the store's lock; the
+ * waiters live in their exchanges' arenas and leave the lists when their
+ * client goes, which never stops the fill. */
 #ifndef GH_PLUGINS_CACHE_FLIGHT_H
 #define GH_PLUGINS_CACHE_FLIGHT_H
 #include <uv.h>
@@ -36,9 +39,12 @@ enum { GH_CACHE_HIT, GH_CACHE_LEAD, GH_CACHE_JOINED, GH_CACHE_MISS };
  * (*lead); without w a plain MISS. */
 int gh_cache_decide(gh_cache_store *s, uint64_t hash, gh_str key, uint64_t now_ms, gh_cache_waiter *w,
                     gh_cache_entry **hit, gh_cache_flight **lead);
-/* The leader's fill ended: e (a reference the call takes; NULL when there
- * is nothing to share, then retry tells the waiters whether to collapse
- * again) goes to every waiter and, when keep, into the store, in one step:
+/* The leader waits for its own fill like the others (a detached fill,
+ * answered by gh_cache_flight_done). */
+void gh_cache_flight_join(gh_cache_store *s, gh_cache_flight *f, gh_cache_waiter *w);
+/* The leader's fill ended: e (a reference the call takes; NULL or a pass
+ * marker when there is nothing to share, then retry tells the waiters
+ * whether to collapse again) goes to every waiter and, when keep, into the store, in one step:
  * a request after this sees the entry, or no flight. */
 void gh_cache_flight_done(gh_cache_store *s, gh_cache_flight *f, gh_cache_entry *e, bool keep, bool retry);
 /* The waiting client left: w leaves the flight or its worker's ready list. */

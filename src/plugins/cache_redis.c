@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include "core/siphash.h"
 
 static char *put(char *o, const void *p, size_t n)
 {
@@ -115,23 +116,40 @@ gh_cache_entry *gh_cache_decode(const char *p, size_t len, gh_str key, uint64_t 
     return e;
 }
 
-#include "core/siphash.h"
-
-/* The Redis key: the same on every gateway (a fixed siphash key; a
- * collision only makes the value's full-key check fail: a MISS). */
-static int redis_key(gh_str key, char out[40])
+/* hex of 16 siphash bytes of p, n of them (a fixed key: the same on every
+ * gateway; a collision only makes the value's full-key check fail) */
+static char *hex_hash(char *o, gh_str p, int n)
 {
     static const uint8_t k[16] = "gatehouse-cache1";
-    uint8_t h[16];
-    gh_siphash128(k, key.p, key.len, h);
     static const char hex[] = "0123456789abcdef";
-    memcpy(out, "gh:c:{", 6);
-    for (int i = 0; i < 16; i++) {
-        out[6 + 2 * i] = hex[h[i] >> 4];
-        out[7 + 2 * i] = hex[h[i] & 15];
+    uint8_t h[16];
+    gh_siphash128(k, p.p ? p.p : "", p.len, h);
+    for (int i = 0; i < n; i++) {
+        *o++ = hex[h[i] >> 4];
+        *o++ = hex[h[i] & 15];
     }
-    out[38] = '}';
-    return 39;
+    return o;
+}
+
+/* "gh:c:{ROUTE}:PATH:" (hashes): the prefix of the route's (route+path's)
+ * keys, the route in the hash tag; path NULL stops after the route. */
+static char *key_prefix(char *o, gh_str route, const gh_str *path)
+{
+    memcpy(o, "gh:c:{", 6);
+    o = hex_hash(o + 6, route, 8);
+    *o++ = '}';
+    *o++ = ':';
+    if (path) {
+        o = hex_hash(o, *path, 8);
+        *o++ = ':';
+    }
+    return o;
+}
+
+static int redis_key(gh_str route, gh_str path, gh_str key, char out[GH_CACHE_REDIS_KEY])
+{
+    char *o = hex_hash(key_prefix(out, route, &path), key, 16);
+    return (int)(o - out);
 }
 
 static void on_get(void *ctx, int status, const struct redisReply *reply)
@@ -149,8 +167,8 @@ static void on_get(void *ctx, int status, const struct redisReply *reply)
 
 bool gh_cache_redis_lookup(gh_redis *r, gh_cache_redis_get *g)
 {
-    char name[40];
-    int n = redis_key(g->key, name);
+    char name[GH_CACHE_REDIS_KEY];
+    int n = redis_key(g->route, g->path, g->key, name);
     const char *argv[] = { "GET", name };
     size_t argvlen[] = { 3, (size_t)n };
     return r && gh_redis_command(r, 2, argv, argvlen, 1, on_get, g, &g->h) == GH_REDIS_OK;
@@ -173,8 +191,8 @@ void gh_cache_redis_store(gh_redis *r, const gh_cache_entry *e, uint64_t lifetim
     char *value = gh_cache_encode(e, (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000, &len);
     if (!value)
         return;
-    char name[40], px[24];
-    int n = redis_key(e->key, name);
+    char name[GH_CACHE_REDIS_KEY], px[24];
+    int n = redis_key(e->route, e->path, e->key, name);
     size_t pn = gh_u64_dec(px, lifetime_ms);
     const char *argv[] = { "SET", name, value, "PX", px };
     size_t argvlen[] = { 3, (size_t)n, len, 2, pn };
@@ -182,3 +200,92 @@ void gh_cache_redis_store(gh_redis *r, const gh_cache_entry *e, uint64_t lifetim
     gh_redis_command(r, 5, argv, argvlen, 1, on_set, NULL, &h);
     free(value);
 }
+
+/* ---------------------------------------------------------------- purge -- */
+
+static void scan(gh_cache_redis_purge *p);
+
+static void purge_end(gh_cache_redis_purge *p, int status)
+{
+    p->h = (gh_redis_handle){ 0 };
+    p->cb(p->ctx, status, p->deleted);
+}
+
+static void on_unlink(void *ctx, int status, const struct redisReply *reply)
+{
+    gh_cache_redis_purge *p = ctx;
+    if (status != GH_REDIS_OK || !reply || reply->type != REDIS_REPLY_INTEGER) {
+        purge_end(p, status == GH_REDIS_OK ? GH_REDIS_ERROR : status);
+        return;
+    }
+    p->deleted += (uint64_t)reply->integer;
+    if (strcmp(p->cursor, "0") == 0)
+        purge_end(p, GH_REDIS_OK);
+    else
+        scan(p);
+}
+
+static void on_scan(void *ctx, int status, const struct redisReply *reply)
+{
+    gh_cache_redis_purge *p = ctx;
+    if (status != GH_REDIS_OK || !reply || reply->type != REDIS_REPLY_ARRAY || reply->elements != 2 ||
+        reply->element[0]->type != REDIS_REPLY_STRING || reply->element[0]->len >= sizeof(p->cursor) ||
+        reply->element[1]->type != REDIS_REPLY_ARRAY) {
+        purge_end(p, status == GH_REDIS_OK ? GH_REDIS_ERROR : status);
+        return;
+    }
+    memcpy(p->cursor, reply->element[0]->str, reply->element[0]->len);
+    p->cursor[reply->element[0]->len] = '\0';
+    const struct redisReply *keys = reply->element[1];
+    if (keys->elements == 0) {
+        if (strcmp(p->cursor, "0") == 0)
+            purge_end(p, GH_REDIS_OK);
+        else
+            scan(p);
+        return;
+    }
+    /* one UNLINK for the batch: the keys share the route's slot */
+    size_t n = keys->elements + 1;
+    const char **argv = malloc(n * sizeof(*argv));
+    size_t *argvlen = malloc(n * sizeof(*argvlen));
+    if (!argv || !argvlen) {
+        free(argv);
+        free(argvlen);
+        purge_end(p, GH_REDIS_ERROR);
+        return;
+    }
+    argv[0] = "UNLINK";
+    argvlen[0] = 6;
+    for (size_t i = 0; i < keys->elements; i++) {
+        argv[i + 1] = keys->element[i]->str;
+        argvlen[i + 1] = keys->element[i]->len;
+    }
+    int rc = gh_redis_command(p->r, (int)n, argv, argvlen, 1, on_unlink, p, &p->h);
+    free(argv);
+    free(argvlen);
+    if (rc != GH_REDIS_OK)
+        purge_end(p, rc);
+}
+
+static void scan(gh_cache_redis_purge *p)
+{
+    /* the pattern carries the route's hash tag: Cluster sends it to the node of the route's slot */
+    const char *argv[] = { "SCAN", p->cursor, "MATCH", p->pattern, "COUNT", "1000" };
+    size_t argvlen[] = { 4, strlen(p->cursor), 5, p->plen, 5, 4 };
+    int rc = gh_redis_command(p->r, 6, argv, argvlen, 3, on_scan, p, &p->h);
+    if (rc != GH_REDIS_OK)
+        purge_end(p, rc);
+}
+
+void gh_cache_redis_purge_start(gh_redis *r, gh_cache_redis_purge *p, gh_str route, gh_str path)
+{
+    p->r = r;
+    p->deleted = 0;
+    char *o = key_prefix(p->pattern, route, path.len ? &path : NULL);
+    *o++ = '*';
+    p->plen = (size_t)(o - p->pattern);
+    memcpy(p->cursor, "0", 2);
+    scan(p);
+}
+
+void gh_cache_redis_purge_cancel(gh_cache_redis_purge *p) { gh_redis_cancel(p->h); }

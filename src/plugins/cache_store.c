@@ -173,7 +173,7 @@ void gh_cache_entry_unref(gh_cache_entry *e)
 }
 
 gh_cache_entry *gh_cache_find_locked(gh_cache_store *s, uint64_t hash, gh_str key, uint64_t now_ms,
-                                     gh_cache_entry **stale)
+                                     gh_cache_entry **stale, bool *pass)
 {
     for (gh_cache_entry *e = s->buckets[hash % NBUCKETS]; e; e = e->hnext) {
         if (e->hash != hash || !gh_str_eq(e->key, key))
@@ -181,6 +181,10 @@ gh_cache_entry *gh_cache_find_locked(gh_cache_store *s, uint64_t hash, gh_str ke
         if (e->expires_ms <= now_ms) {
             drop(s, e);   /* expired: a MISS, and the fill replaces it */
             *stale = e;
+            return NULL;
+        }
+        if (e->pass) {
+            *pass = true;
             return NULL;
         }
         lru_unlink(s, e);
@@ -194,8 +198,9 @@ gh_cache_entry *gh_cache_find_locked(gh_cache_store *s, uint64_t hash, gh_str ke
 gh_cache_entry *gh_cache_lookup(gh_cache_store *s, uint64_t hash, gh_str key, uint64_t now_ms)
 {
     gh_cache_entry *stale = NULL;
+    bool pass = false;
     pthread_mutex_lock(&s->mu);
-    gh_cache_entry *hit = gh_cache_find_locked(s, hash, key, now_ms, &stale);
+    gh_cache_entry *hit = gh_cache_find_locked(s, hash, key, now_ms, &stale, &pass);
     pthread_mutex_unlock(&s->mu);
     gh_cache_entry_unref(stale);
     return hit;

@@ -30,6 +30,9 @@ typedef struct gh_cache_entry {
     uint64_t stored_ms, expires_ms; /* the loop clock (gh_now_ms) */
     uint32_t age0;                  /* the upstream's Age when stored */
     size_t cost;                    /* bytes counted against `size` */
+    bool pass;                      /* a marker, not an answer: a collapsed fill of this key was over
+                                     * max_entry, so until it expires its misses go upstream on their
+                                     * own (no flight, no second cut fill) */
     struct gh_cache_entry *hnext, *prev, *next;   /* bucket chain; LRU (store's lock) */
 } gh_cache_entry;
 

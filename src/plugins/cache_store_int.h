@@ -20,9 +20,10 @@ struct gh_cache_store {
 };
 
 /* Under s->mu: the fresh entry for key with a reference taken, or NULL
- * (an expired one is unlinked into *stale for the caller to unref). */
+ * (an expired one is unlinked into *stale for the caller to unref; a pass
+ * marker sets *pass). */
 gh_cache_entry *gh_cache_find_locked(gh_cache_store *s, uint64_t hash, gh_str key, uint64_t now_ms,
-                                     gh_cache_entry **stale);
+                                     gh_cache_entry **stale, bool *pass);
 /* Under s->mu: insert e; returns the entries it dropped, chained by hnext,
  * to be released with gh_cache_unref_chain once the lock is let go. */
 gh_cache_entry *gh_cache_insert_locked(gh_cache_store *s, gh_cache_entry *e);

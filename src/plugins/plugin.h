@@ -21,6 +21,19 @@ enum gh_plugin_step { GH_PLUGIN_NEXT = 0, GH_PLUGIN_DONE, GH_PLUGIN_WAIT };
 
 #define GH_MAX_CHALLENGES 4
 
+/* The answer of a detached run of the route's target (gh_plugin_run.detach),
+ * valid during the done call only. */
+typedef struct gh_detached_answer {
+    int status;                   /* 0: no response head came */
+    const gh_header *headers;
+    size_t nheaders;
+    const char *body;
+    size_t body_len;
+    const char *error;            /* NULL, "response_too_large" (over max_body) or "aborted" */
+    gh_http_env *env;             /* the worker's where it ran */
+} gh_detached_answer;
+typedef void (*gh_detached_done)(void *ctx, const gh_detached_answer *a);
+
 typedef struct gh_plugin_run gh_plugin_run;
 struct gh_plugin_run {
     gh_exchange *ex;
@@ -42,6 +55,14 @@ struct gh_plugin_run {
      * are on (else NULL), and the clock at the current step's start */
     struct gh_metrics_worker *timing;
     uint64_t step_ns;
+    /* The dispatcher's: run the route's target as a sub-request that belongs
+     * to the worker, not to ex, so it runs to its end after the client left
+     * (a collapsed cache fill shared by several clients). It sends the
+     * request's fields as they stand, GET, no body; done runs once, on a
+     * later turn of this worker's loop (status 0 and "aborted" when the
+     * worker stops first). NULL where it cannot: dry runs, versioned
+     * routes, targets other than an upstream. false: not started. */
+    bool (*detach)(gh_plugin_run *run, size_t max_body, gh_detached_done done, void *ctx);
     /* the chain ran to its end: the dispatcher's continuation (the target) */
     void (*done)(gh_plugin_run *run);
     void *done_ctx;

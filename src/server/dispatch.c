@@ -1,4 +1,5 @@
 #include "server/dispatch.h"
+#include <stddef.h>
 #include <stdio.h>
 #include <string.h>
 #include "http/status.h"
@@ -8,6 +9,7 @@
 #include "server/client_addr.h"
 #include "server/dry_run.h"
 #include "server/intake.h"
+#include "server/subreq.h"
 #include "server/worker.h"
 #include "targets/aggregate.h"
 #include "targets/batch.h"
@@ -130,6 +132,19 @@ static void chain_passed(gh_plugin_run *run)
     run_target(run->ex, c->snap, &c->m);
 }
 
+/* gh_plugin_run.detach: the route's upstream call as a detached sub-request
+ * with the path the target would forward (run is a chained's). */
+static bool detach_target(gh_plugin_run *run, size_t max_body, gh_detached_done done, void *ctx)
+{
+    chained *c = (chained *)((char *)run - offsetof(chained, run));
+    gh_exchange *ex = run->ex;
+    size_t nh = 0;
+    gh_header *hs = gh_subreq_fields(ex, &nh);
+    gh_subreq_spec spec = { .method = GH_STR("GET"), .target = forward_path(ex, &c->m), .headers = hs,
+                            .nheaders = nh, .max_body = max_body, .route = c->m.route };
+    return hs && spec.target.p && gh_subreq_detach(ex, &spec, done, ctx);
+}
+
 /* path_version: the name of a /vN/ segment the dispatcher cut off. */
 static void start_route(gh_exchange *ex, gh_snapshot *snap, const gh_route_match *m, gh_str path_version)
 {
@@ -178,6 +193,8 @@ static void start_route(gh_exchange *ex, gh_snapshot *snap, const gh_route_match
     c->run.contexts = gh_pin_plugin_contexts(ex->pin);
     c->run.done = chain_passed;
     c->run.done_ctx = c;
+    if (!c->versioned && !ex->dry_run && route->target == GH_TARGET_UPSTREAM)
+        c->run.detach = detach_target;
     if (plugins)
         gh_plugin_chain_start(&c->run);
     else

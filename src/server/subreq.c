@@ -1,5 +1,6 @@
 /* subreq.c — child exchanges with an in-memory downstream (subreq.h). */
 #include "server/subreq.h"
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include "core/method.h"
@@ -295,6 +296,90 @@ void gh_subreq_release(gh_subreq *sr)
     sr->nheaders = 0;
     sr->body = "";
     sr->body_len = 0;
+}
+
+/* ------------------------------------------------------------ detached -- */
+
+typedef struct detached {
+    gh_subreq sr;
+    gh_detached_done done;
+    void *ctx;
+    gh_http_env *env;
+    struct detached *prev, *next;   /* the worker's running ones */
+} detached;
+
+static void detached_unlink(detached *d)
+{
+    gh_worker *w = d->env->owner;
+    if (d->prev)
+        d->prev->next = d->next;
+    else
+        w->detached = d->next;
+    if (d->next)
+        d->next->prev = d->prev;
+}
+
+static void detached_done(gh_subreq *sr)
+{
+    detached *d = sr->ctx;
+    detached_unlink(d);
+    gh_detached_answer a = { sr->status, sr->headers, sr->nheaders, sr->body, sr->body_len, sr->error, d->env };
+    d->done(d->ctx, &a);
+    gh_subreq_release(sr);
+    free(d);
+}
+
+bool gh_subreq_detach(gh_exchange *parent, const gh_subreq_spec *spec, gh_detached_done done, void *ctx)
+{
+    detached *d = calloc(1, sizeof(*d));
+    if (!d)
+        return false;
+    gh_worker *w = parent->env->owner;
+    d->done = done;
+    d->ctx = ctx;
+    d->env = parent->env;
+    if (!gh_subreq_start(&d->sr, parent, spec, detached_done, d)) {
+        free(d);
+        return false;
+    }
+    d->sr.parent = NULL;   /* it may outlive the parent: nobody reads it */
+    d->next = w->detached;
+    if (d->next)
+        d->next->prev = d;
+    w->detached = d;
+    return true;
+}
+
+void gh_subreq_detached_stop(gh_http_env *env)
+{
+    gh_worker *w = env->owner;
+    while (w->detached) {
+        detached *d = w->detached;
+        detached_unlink(d);
+        gh_subreq_cancel(&d->sr);
+        gh_detached_answer a = { .error = "aborted", .body = "", .env = env };
+        d->done(d->ctx, &a);
+        free(d);
+    }
+}
+
+gh_header *gh_subreq_fields(gh_exchange *ex, size_t *n)
+{
+    static const char *const drop[] = { "content-length", "content-type", "transfer-encoding", "expect",
+                                        "accept-encoding", "range", "if-range", "if-none-match",
+                                        "if-modified-since" };
+    gh_header *hs = gh_arena_alloc(&ex->arena, (ex->nheaders + 1) * sizeof(*hs));
+    size_t k = 0;
+    for (size_t i = 0; hs && i < ex->nheaders; i++) {
+        bool keep = true;
+        for (size_t j = 0; keep && j < sizeof(drop) / sizeof(drop[0]); j++)
+            keep = !(ex->headers[i].name_len == strlen(drop[j]) &&
+                     strncasecmp(ex->headers[i].name, drop[j], ex->headers[i].name_len) == 0);
+        if (keep)
+            hs[k++] = ex->headers[i];
+    }
+    *n = k;
+    return hs;
 }
 
 const gh_header *gh_subreq_header(const gh_subreq *sr, const char *name, size_t len)

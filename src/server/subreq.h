@@ -17,8 +17,8 @@
  * afterwards. Whoever holds the gh_subreq decides its lifetime: aggregate
  * and batch keep it in the parent's arena and cancel every running one
  * when the parent ends (its on_abort), so `done` can never reach a parent
- * that is gone; a cache fill shared by several clients may keep it in its
- * own memory and let it finish after the client that started it left.
+ * that is gone; a collapsed cache fill is detached (below): the worker
+ * holds it and it finishes after the client that started it left.
  * After `done` the results stay readable until gh_subreq_release.
  * Children are logged and counted like requests. */
 #ifndef GH_SERVER_SUBREQ_H
@@ -27,6 +27,7 @@
 #include <stddef.h>
 #include "config/config.h"
 #include "http/exchange.h"
+#include "plugins/plugin.h"
 
 typedef struct gh_subreq gh_subreq;
 typedef void (*gh_subreq_done)(gh_subreq *sr);
@@ -76,6 +77,20 @@ void gh_subreq_cancel(gh_subreq *sr);
 void gh_subreq_release(gh_subreq *sr);
 /* Is it still running (started, done not yet called)? */
 static inline bool gh_subreq_running(const gh_subreq *sr) { return sr->running; }
+
+/* Detached sub-requests (gh_plugin_run.detach): owned by the parent's
+ * worker, not by any exchange, so they run to their end after the client
+ * that started them left (a collapsed cache fill). done gets the answer
+ * once, on a later turn of that worker's loop; the child is freed after
+ * it returns. gh_subreq_detached_stop (the worker's loop ended) cancels
+ * the ones still running, each done told status 0, "aborted". */
+bool gh_subreq_detach(gh_exchange *parent, const gh_subreq_spec *spec, gh_detached_done done, void *ctx);
+void gh_subreq_detached_stop(gh_http_env *env);
+
+/* The parent's request fields a sub-request is sent: all as they stand
+ * but those about its body, its encoding, a range or a condition (the
+ * answer is read by the gateway, whole and identity). In ex's arena. */
+gh_header *gh_subreq_fields(gh_exchange *ex, size_t *n);
 
 /* Is ex a sub-request's child? */
 bool gh_subreq_is_child(const gh_exchange *ex);

@@ -16,6 +16,7 @@
 #include "admin/admin.h"
 #include "observe/metrics.h"
 #include "server/dispatch.h"
+#include "server/subreq.h"
 
 _Atomic(gh_snapshot *) gh_current_snapshot;
 atomic_bool gh_draining;
@@ -338,6 +339,7 @@ static void run(void *arg)
     gh_worker *w = arg;
     uv_run(&w->loop, UV_RUN_DEFAULT);
     /* drained (or stopped): release everything this thread owns */
+    gh_subreq_detached_stop(&w->env);   /* before the proxy and the log they use */
     gh_access_log_flush(&w->alog);
     gh_proxy_worker_free(w->pw);
     w->pw = NULL;

@@ -58,6 +58,7 @@ typedef struct gh_worker {
     size_t listeners_closing;
     atomic_bool stopped;
     bool draining;
+    struct detached *detached;    /* running detached sub-requests (server/subreq.h) */
 } gh_worker;
 
 int gh_worker_start(gh_worker *w, int id);

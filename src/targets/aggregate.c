@@ -285,27 +285,6 @@ static void arm(agg *a)
     a->timer = gh_backoff_start(a->ex->env->loop, next > now ? next - now : 0, on_deadline, a);
 }
 
-/* What the backends are sent: the request's fields as they stand, without
- * those about its body or its encoding (the answer is read here). */
-static gh_header *backend_fields(gh_exchange *ex, size_t *n)
-{
-    static const char *const drop[] = { "content-length", "content-type", "transfer-encoding", "expect",
-                                        "accept-encoding", "range", "if-range", "if-none-match",
-                                        "if-modified-since" };
-    gh_header *hs = gh_arena_alloc(&ex->arena, (ex->nheaders + 1) * sizeof(*hs));
-    size_t k = 0;
-    for (size_t i = 0; hs && i < ex->nheaders; i++) {
-        bool keep = true;
-        for (size_t j = 0; keep && j < sizeof(drop) / sizeof(drop[0]); j++)
-            keep = !(ex->headers[i].name_len == strlen(drop[j]) &&
-                     strncasecmp(ex->headers[i].name, drop[j], ex->headers[i].name_len) == 0);
-        if (keep)
-            hs[k++] = ex->headers[i];
-    }
-    *n = k;
-    return hs;
-}
-
 void gh_target_aggregate(gh_exchange *ex, const gh_route_cfg *route, const gh_route_match *m)
 {
     const gh_aggregate_cfg *cfg = route->aggregate;
@@ -315,7 +294,7 @@ void gh_target_aggregate(gh_exchange *ex, const gh_route_cfg *route, const gh_ro
     }
     agg *a = gh_arena_zalloc(&ex->arena, sizeof(*a) + cfg->n * sizeof(call));
     size_t nh = 0;
-    gh_header *hs = a ? backend_fields(ex, &nh) : NULL;
+    gh_header *hs = a ? gh_subreq_fields(ex, &nh) : NULL;   /* what the backends are sent */
     if (!hs) {
         gh_problem(ex, 500, "internal_error", "out of memory", NULL, 0, NULL);
         return;

@@ -47,6 +47,11 @@ routes:
     plugins:
       cache: { ttl: 60s }
       compress: { min_size: 100 }
+  - name: colbig
+    match: { prefix: /colbig }
+    upstream: main
+    plugins:
+      cache: { ttl: 60s, max_entry: 3000, collapse: true }
   - name: api
     match: { prefix: / }
     upstream: main
@@ -153,7 +158,7 @@ def cache_of(h):
 def test_miss_then_hit_with_age(g, up):
     s1, h1, b1 = g.get("/a?x=1")
     assert (s1, cache_of(h1)) == (200, "MISS")
-    assert "age" not in h1
+    assert h1.get("age") == "0"   # collapse: the MISS is served from its fill's entry
     s2, h2, b2 = g.get("/a?x=1")
     assert (s2, cache_of(h2), b2) == (200, "HIT", b1)
     assert int(h2["age"]) >= 0 and h2["content-type"] == "text/plain"
@@ -161,8 +166,9 @@ def test_miss_then_hit_with_age(g, up):
     assert up.count("/a?x=1") == 1
     # the query is part of the key
     assert cache_of(g.get("/a?x=2")[1]) == "MISS"
-    log = g.access_log(wait_for=3)
-    assert [l["cache"] for l in log[:3]] == ["miss", "hit", "miss"]
+    # each collapsed fill is a sub-request of its own, logged without a cache field
+    log = [l["cache"] for l in g.access_log(wait_for=5)]
+    assert [c for c in log if c] == ["miss", "hit", "miss"] and log.count(None) == 2
     c = http.client.HTTPConnection("127.0.0.1", g.admin, timeout=5)
     c.request("GET", "/metrics")
     text = c.getresponse().read().decode()
@@ -240,12 +246,15 @@ def test_lru_eviction_under_size(g, up):
 
 
 def test_max_entry(g, up):
+    # route small collapses (the default): the first big MISS is a fill cut at
+    # max_entry and then its own request; the key is then marked to pass, so
+    # the next one goes upstream once, alone
     big, fits = "/small/big?n=3001", "/small/fits?n=3000"
     for t in (big, fits):
         s, _, body = g.get(t)
         assert (s, len(body)) == (200, int(t.split("=")[1]))
         g.get(t)
-    assert (up.count(big), up.count(fits)) == (2, 1)
+    assert (up.count(big), up.count(fits)) == (3, 1)
 
 
 def test_authorization_bypass_and_shared_auth(g, up):
@@ -364,25 +373,110 @@ def test_collapse_off_sends_each(gatehouse, up):
     assert {s for s, _, _ in answers(conns)} == {200}
 
 
+def request_bytes(g, target):
+    """What http.client sends: the same Host, so the same cache key."""
+    return b"GET %s HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n\r\n" % (target.encode(), g.port)
+
+
+def leave(sock):
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+    sock.close()   # a reset: the client is gone
+
+
+def wait_gone(g, n):
+    """The gateway logged n clients that left (499) before their answer."""
+    wait_until(lambda: sum(1 for l in g.access_log() if l.get("status") == 499) >= n,
+               what="%d clients logged as gone" % n)
+
+
 def test_collapse_leader_leaves(g, up):
+    # the fill is the flight's, not the leader's: its client going cancels nothing
     target = "/lead?hold=1"
     leader = socket.create_connection(("127.0.0.1", g.port))
-    leader.sendall(b"GET %s HTTP/1.1\r\nHost: x\r\n\r\n" % target.encode())
-    wait_until(lambda: up.count(target) == 1, what="the leader's upstream request")
+    leader.sendall(request_bytes(g, target))
+    wait_until(lambda: up.count(target) == 1, what="the fill's upstream request")
     conns = send_all(g, target, 5)
     wait_read(g.port, 6)
-    leader.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
-    leader.close()   # a reset: the leader's client is gone
-    # one waiter takes the lead: one more upstream request, not five
-    wait_until(lambda: up.count(target) == 2, what="the new leader's upstream request")
+    leave(leader)
+    wait_gone(g, 1)
     up.go.set()
     got = answers(conns)
     assert {s for s, _, _ in got} == {200} and len({b for _, _, b in got}) == 1
+    assert {c for _, c, _ in got} == {"HIT"}
+    assert up.count(target) == 1
+    # the fill was stored: a later request is a HIT from it
+    s, h, b = g.get(target)
+    assert (s, cache_of(h), b) == (200, "HIT", got[0][2])
+    assert up.count(target) == 1
+
+
+def test_collapse_everyone_leaves(g, up):
+    # nobody waits any more: the fill still ends and stores its entry
+    target = "/gone?hold=1"
+    socks = []
+    for _ in range(4):
+        c = socket.create_connection(("127.0.0.1", g.port))
+        c.sendall(request_bytes(g, target))
+        socks.append(c)
+    wait_until(lambda: up.count(target) == 1, what="the fill's upstream request")
+    wait_read(g.port, 4)
+    for c in socks:
+        leave(c)
+    wait_gone(g, 4)
+    up.go.set()
+    wait_until(lambda: g.access_log() and any(l.get("path", "").startswith("/gone") and l.get("status") == 200
+                                              for l in g.access_log()), what="the fill's log line")
+    s, h, _ = g.get(target)
+    assert (s, cache_of(h)) == (200, "HIT")
+    assert up.count(target) == 1
+
+
+def test_collapse_everyone_leaves_then_stop(g, up):
+    # the gateway stops while a fill nobody waits for is still held: no leak
+    target = "/stop?hold=1"
+    c = socket.create_connection(("127.0.0.1", g.port))
+    c.sendall(request_bytes(g, target))
+    wait_until(lambda: up.count(target) == 1, what="the fill's upstream request")
+    leave(c)
+    wait_gone(g, 1)
+    g.check_clean_exit()
+
+
+def test_collapse_shares_a_non_storable_answer(g, up):
+    # asked at the same time: one answer for all; not kept for later ones
+    target = "/ns?hold=1&cc=no-store"
+    conns = send_all(g, target, 10)
+    wait_until(lambda: up.count(target) == 1, what="the fill's upstream request")
+    wait_read(g.port, 10)
+    up.go.set()
+    got = answers(conns)
+    assert {s for s, _, _ in got} == {200} and len({b for _, _, b in got}) == 1
+    assert up.count(target) == 1
+    s, h, _ = g.get(target)
+    assert (s, cache_of(h)) == (200, "MISS")
     assert up.count(target) == 2
+
+
+def test_collapse_over_max_entry_goes_alone(g, up):
+    # the fill is cut at max_entry: every waiter then asks the upstream itself
+    target = "/colbig/x?hold=1&n=3001"
+    conns = send_all(g, target, 4)
+    wait_until(lambda: up.count(target) == 1, what="the fill's upstream request")
+    wait_read(g.port, 4)
+    up.go.set()
+    got = answers(conns)
+    assert [(s, len(b)) for s, _, b in got] == [(200, 3001)] * 4
+    assert {c for _, c, _ in got} == {"MISS"}
+    assert up.count(target) == 5
+    # marked to pass: a later miss goes upstream on its own, no second cut fill
+    s, h, b = g.get(target)
+    assert (s, cache_of(h), len(b)) == (200, "MISS", 3001)
+    assert up.count(target) == 6
 
 
 REDIS_CONFIG = """
 listen: [ { address: "127.0.0.1:{port}" } ]
+admin: { address: "127.0.0.1:{admin}" }
 log: { access: off }
 redis: { REDIS, timeout: 500ms }
 upstreams:
@@ -398,8 +492,10 @@ routes:
 
 def redis_gates(gatehouse, up, where, connected):
     cfg = REDIS_CONFIG.replace("REDIS", where)
-    gates = [gatehouse(cfg, subst={"up": "127.0.0.1:%d" % up.port}) for _ in range(2)]
+    gates = [gatehouse(cfg, subst={"up": "127.0.0.1:%d" % up.port, "admin": free_port()}) for _ in range(2)]
     for g in gates:
+        g.admin = g.subst["admin"]
+        wait_port(g.admin)
         g.wait_stderr(lambda err: err.count(connected) >= 2, what="both workers connected to Redis")
     return gates
 
@@ -416,6 +512,26 @@ def check_shared(gates, up, keys):
     assert up.count("/shared-entry?cc=max-age%3D30") == 1
 
 
+def check_purge(gates, up, keys):
+    """An entry stored in Redis by one gateway, purged through the other's
+    admin API, is a MISS on the first: by path, then the whole route."""
+    a, b = gates
+    x, y = "/pg/x?cc=max-age%3D30", "/pg/y?cc=max-age%3D30"
+    before = len(keys())
+    for t in (x, y):
+        assert cache_of(a.get(t)[1]) == "MISS"
+    wait_until(lambda: len(keys()) == before + 2, what="both entries in Redis")
+    assert admin_delete(b, "?route=api&path=/pg/x") == (200, {"route": "api", "purged": 1})
+    assert len(keys()) == before + 1
+    assert cache_of(a.get(x)[1]) == "MISS" and up.count(x) == 2
+    assert cache_of(a.get(y)[1]) == "HIT" and up.count(y) == 1
+    wait_until(lambda: len(keys()) == before + 2, what="x stored again")
+    status, body = admin_delete(b, "?route=api")
+    assert status == 200 and body["purged"] == before + 2
+    assert keys() == []
+    assert cache_of(a.get(y)[1]) == "MISS" and up.count(y) == 2
+
+
 def test_redis_store_shared_by_two_gateways(gatehouse, up, redis):
     r = redis()
     gates = redis_gates(gatehouse, up, 'address: "%s"' % r.address, "redis %s: connected" % r.address)
@@ -423,10 +539,14 @@ def test_redis_store_shared_by_two_gateways(gatehouse, up, redis):
     check_shared(gates, up, keys)
     ttl = int(r.cli("PTTL", keys()[0]))
     assert 0 < ttl <= 30000   # max-age (shorter than ttl) is the TTL in Redis
+    check_purge(gates, up, keys)
     # Redis gone: a MISS, never an error
     r.stop()
     s, h, _ = gates[1].get("/after-redis")
     assert (s, cache_of(h)) == (200, "MISS")
+    # and a purge says Redis could not be reached, not that it purged
+    status, body = admin_delete(gates[1], "?route=api")
+    assert (status, body["code"]) == (503, "upstream_unavailable") and "redis" in body["detail"]
 
 
 def test_redis_cluster_store_shared(gatehouse, up, redis_cluster):
@@ -435,3 +555,4 @@ def test_redis_cluster_store_shared(gatehouse, up, redis_cluster):
                         "redis cluster: 16384 of 16384 slots mapped over 3 nodes")
     keys = lambda: [k for ks in c.keys("gh:c:*").values() for k in ks]
     check_shared(gates, up, keys)
+    check_purge(gates, up, keys)

@@ -223,6 +223,78 @@ static void test_child_outlives_its_parent(void **state)
     free(sr);
 }
 
+static void detached_seen(void *ctx, const gh_detached_answer *a)
+{
+    seen *s = ctx;
+    s->calls++;
+    s->status = a->status;
+    s->error = a->error;
+    snprintf(s->body, sizeof(s->body), "%.*s", (int)a->body_len, a->body);
+}
+
+static gh_exchange *short_parent(void)
+{
+    gh_exchange *p = gh_exchange_new(&F.env);
+    F.pin.inflight++;
+    p->pin = &F.pin;
+    p->cfg = F.snap->cfg;
+    p->host = p->authority = GH_STR("example.com");
+    return p;
+}
+
+/* A detached one belongs to the worker: the parent ends at once, the
+ * answer still comes (once, later), and the child is freed after it. */
+static void test_detached_runs_after_its_parent_ended(void **state)
+{
+    gh_exchange *p = short_parent();
+    seen s = { 0 };
+    gh_subreq_spec spec = { .method = GH_STR("GET"), .target = GH_STR("/hello"), .max_body = 1024 };
+    assert_true(gh_subreq_detach(p, &spec, detached_seen, &s));
+    gh_exchange_free(p);
+    assert_non_null(F.w->detached);
+    assert_int_equal(s.calls, 0);
+    run_loop();
+    assert_int_equal(s.calls, 1);
+    assert_int_equal(s.status, 201);
+    assert_string_equal(s.body, "hello there");
+    assert_null(s.error);
+    assert_null(F.w->detached);
+    assert_int_equal(F.pin.inflight, 1);
+}
+
+/* The worker stops first: each running one is told "aborted", once. */
+static void test_detached_stopped_with_the_worker(void **state)
+{
+    gh_exchange *p = short_parent();
+    seen s = { 0 };
+    gh_subreq_spec spec = { .method = GH_STR("GET"), .target = GH_STR("/hello"), .max_body = 1024 };
+    assert_true(gh_subreq_detach(p, &spec, detached_seen, &s));
+    assert_true(gh_subreq_detach(p, &spec, detached_seen, &s));
+    gh_exchange_free(p);
+    gh_subreq_detached_stop(&F.env);
+    assert_int_equal(s.calls, 2);
+    assert_int_equal(s.status, 0);
+    assert_string_equal(s.error, "aborted");
+    run_loop();
+    assert_int_equal(s.calls, 2);
+    assert_null(F.w->detached);
+    assert_int_equal(F.pin.inflight, 1);
+}
+
+static void test_fields_leave_out_body_encoding_and_conditions(void **state)
+{
+    gh_header h[4] = { { "Accept", "*/*", 6, 3 }, { "If-None-Match", "\"x\"", 13, 3 },
+                       { "Accept-Encoding", "gzip", 15, 4 }, { "X-Tenant", "t", 8, 1 } };
+    F.parent->headers = h;
+    F.parent->nheaders = 4;
+    size_t n = 0;
+    gh_header *out = gh_subreq_fields(F.parent, &n);
+    assert_int_equal(n, 2);
+    assert_string_equal(out[0].name, "Accept");
+    assert_string_equal(out[1].name, "X-Tenant");
+    F.parent->nheaders = 0;
+}
+
 static void test_depth_counts_nested_children(void **state)
 {
     assert_int_equal(gh_subreq_depth(F.parent), 0);
@@ -239,6 +311,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_cancelled_child_never_reports, setup, teardown),
         cmocka_unit_test_setup_teardown(test_target_must_be_a_path, setup, teardown),
         cmocka_unit_test_setup_teardown(test_child_outlives_its_parent, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_detached_runs_after_its_parent_ended, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_detached_stopped_with_the_worker, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_fields_leave_out_body_encoding_and_conditions, setup, teardown),
         cmocka_unit_test_setup_teardown(test_depth_counts_nested_children, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
