@@ -150,8 +150,10 @@ static int encode(cz *f, int mode, size_t *n)
 /* Encode and hand to the codec until the pending work is done (GH_OK), the
  * codec holds our buffer (GH_AGAIN), or it failed (GH_ERROR). The output
  * goes out when the buffer is full, flushed or at the end, not per input
- * piece: a body that arrives at once leaves in one write with the head
- * (the encoder's 10-byte gzip header alone would otherwise cost a write). */
+ * piece, and the end's last bytes wait for end_now (the codec's send_last):
+ * a body that arrives at once leaves in one write with the head and the
+ * terminator, as without compression (the encoder's 10-byte gzip header
+ * alone, then the rest, then the terminator were three writes). */
 static int pump(gh_exchange *ex, cz *f)
 {
     while (f->work && !f->out_busy) {
@@ -165,7 +167,8 @@ static int pump(gh_exchange *ex, cz *f)
         f->work = !done;
         f->flush_due &= !done;
         f->out_len += n;
-        if (f->out_len && (f->out_len == f->out->cap || (done && mode != MODE_MORE))) {
+        bool last = done && mode == MODE_FINISH && f->ending == 1 && f->base.next->send_last;
+        if (f->out_len && (f->out_len == f->out->cap || (done && mode != MODE_MORE && !last))) {
             n = f->out_len;
             f->out_len = 0;
             int rc = f->base.next->send_body(ex, f->out->data, n);
@@ -347,6 +350,10 @@ static int cz_send_body(gh_exchange *ex, const char *p, size_t len)
 static int end_now(gh_exchange *ex, cz *f)
 {
     const gh_downstream_ops *next = f->base.next;
+    size_t n = f->out_len;   /* held by pump for send_last */
+    f->out_len = 0;
+    if (n)
+        return next->send_last(ex, f->out->data, n);
     return f->ending == 2 ? next->finish_trailers(ex, f->trailers, f->ntrailers) : next->finish(ex);
 }
 
