@@ -72,6 +72,11 @@ typedef struct gh_downstream_ops {
      * (status line + hdrs + Connection: upgrade) still to be written.
      * GH_ERROR if the codec cannot (HTTP/2); then nothing changed. */
     int (*upgrade)(gh_exchange *ex, const gh_header *hdrs, size_t n, gh_takeover *t);
+    /* Optional: send_body(p, len) and finish() in one write (a chunked
+     * body's last chunk with its terminator). GH_AGAIN: the codec keeps
+     * p[0..len) until the exchange ends, and ends it itself. NULL: the
+     * caller sends, then finishes. */
+    int (*send_last)(gh_exchange *ex, const char *p, size_t len);
 } gh_downstream_ops;
 
 /* Returns how many of the len bytes the consumer took; the codec keeps the

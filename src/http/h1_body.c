@@ -149,34 +149,43 @@ static int h1_send_head(gh_exchange *ex, int status, const gh_header *hdrs, size
     return GH_OK;
 }
 
-static int h1_send_body(gh_exchange *ex, const char *p, size_t len)
+/* The iovecs of len body bytes (framed as the response is) and, when
+ * `last`, of the chunked terminator; the held head goes first. */
+static int body_iov(gh_exchange *ex, h1_active *a, struct iovec *iov, const char *p, size_t len, bool last)
 {
-    h1_conn *c = CONN(ex);
-    h1_active *a = c->act;
-    if (c->flags & F_DEAD)
-        return GH_ERROR;
-    struct iovec iov[4];
     int n = 0;
     if (a->head) {
         iov[n++] = (struct iovec){ a->head, a->head_len };
         a->head = NULL;
     }
-    if (a->resp_mode == RESP_NONE || len == 0) {
-        if (n == 0)
-            return GH_OK;
-    } else if (a->resp_mode == RESP_CHUNKED) {
-        int l = snprintf(a->chunk_line, sizeof(a->chunk_line), "%zx\r\n", len);
-        iov[n++] = (struct iovec){ a->chunk_line, (size_t)l };
+    bool chunked = a->resp_mode == RESP_CHUNKED;
+    if (a->resp_mode != RESP_NONE && len) {
+        if (chunked) {
+            int l = snprintf(a->chunk_line, sizeof(a->chunk_line), "%zx\r\n", len);
+            iov[n++] = (struct iovec){ a->chunk_line, (size_t)l };
+        }
         iov[n++] = (struct iovec){ (void *)p, len };
-        iov[n++] = (struct iovec){ "\r\n", 2 };
-    } else {
-        iov[n++] = (struct iovec){ (void *)p, len };
+        if (chunked)
+            iov[n++] = last ? (struct iovec){ "\r\n0\r\n\r\n", 7 } : (struct iovec){ "\r\n", 2 };
+        ex->bytes_out += len;
+    } else if (chunked && last) {
+        iov[n++] = (struct iovec){ "0\r\n\r\n", 5 };
     }
-    ex->bytes_out += len;
-    return gh_h1c_writev(c, iov, n);
+    return n;
 }
 
-static int h1_finish(gh_exchange *ex)
+static int h1_send_body(gh_exchange *ex, const char *p, size_t len)
+{
+    h1_conn *c = CONN(ex);
+    if (c->flags & F_DEAD)
+        return GH_ERROR;
+    struct iovec iov[4];
+    int n = body_iov(ex, c->act, iov, p, len, false);
+    return n ? gh_h1c_writev(c, iov, n) : GH_OK;
+}
+
+/* The last body bytes (maybe none) and the end, in one write. */
+static int h1_send_last(gh_exchange *ex, const char *p, size_t len)
 {
     h1_conn *c = CONN(ex);
     h1_active *a = c->act;
@@ -185,21 +194,17 @@ static int h1_finish(gh_exchange *ex)
         return GH_ERROR;
     if (!ex->body_done)
         c->flags |= F_CLOSE_AFTER;
-    struct iovec iov[2];
-    int n = 0;
-    if (a->head) {
-        iov[n++] = (struct iovec){ a->head, a->head_len };
-        a->head = NULL;
-    }
-    if (a->resp_mode == RESP_CHUNKED)
-        iov[n++] = (struct iovec){ "0\r\n\r\n", 5 };
     if (a->wq_n)   /* an earlier write is still pending: flush() completes */
         return GH_AGAIN;
+    struct iovec iov[4];
+    int n = body_iov(ex, a, iov, p, len, true);
     int rc = n ? gh_h1c_writev(c, iov, n) : GH_OK;
     if (rc == GH_OK)
         gh_h1c_exchange_complete(c);
     return rc;
 }
+
+static int h1_finish(gh_exchange *ex) { return h1_send_last(ex, NULL, 0); }
 
 static void h1_abort(gh_exchange *ex)
 {
@@ -267,6 +272,7 @@ const gh_downstream_ops gh_h1_ops = {
     .send_head = h1_send_head,
     .send_body = h1_send_body,
     .finish = h1_finish,
+    .send_last = h1_send_last,
     .abort = h1_abort,
     .resume_body = h1_resume_body,
     .finish_trailers = h1_finish_trailers,

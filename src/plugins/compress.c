@@ -33,6 +33,7 @@ typedef struct cz {
     struct zpool *pool;             /* where z goes back; NULL: freed */
     BrotliEncoderState *br;
     gh_buf *out;                    /* one pool buffer: the encoder's output */
+    size_t out_len;                 /* bytes of out not yet handed to the codec */
     const uint8_t *in;              /* the producer's bytes not yet encoded */
     size_t in_len;
     bool work;                      /* the encoder has input, a flush or the end to emit */
@@ -111,12 +112,12 @@ static bool encoder_start(gh_exchange *ex, cz *f, int algo)
     return true;
 }
 
-/* Encode what is pending into out: *n bytes made; true when the flush (or
- * the end) is complete. -1 on an encoder error. */
+/* Encode what is pending into out after out_len: *n bytes made; true when
+ * the flush (or the end) is complete. -1 on an encoder error. */
 static int encode(cz *f, int mode, size_t *n)
 {
-    size_t cap = f->out->cap;
-    uint8_t *buf = (uint8_t *)f->out->data;
+    size_t cap = f->out->cap - f->out_len;
+    uint8_t *buf = (uint8_t *)f->out->data + f->out_len;
     if (f->algo == GH_COMPRESS_GZIP) {
         z_stream *z = f->z;
         z->next_in = (Bytef *)(uintptr_t)f->in;
@@ -147,19 +148,29 @@ static int encode(cz *f, int mode, size_t *n)
 }
 
 /* Encode and hand to the codec until the pending work is done (GH_OK), the
- * codec holds our buffer (GH_AGAIN), or it failed (GH_ERROR). */
+ * codec holds our buffer (GH_AGAIN), or it failed (GH_ERROR). The output
+ * goes out when the buffer is full, flushed or at the end, not per input
+ * piece, and the end's last bytes wait for end_now (the codec's send_last):
+ * a body that arrives at once leaves in one write with the head and the
+ * terminator, as without compression (the encoder's 10-byte gzip header
+ * alone, then the rest, then the terminator were three writes). */
 static int pump(gh_exchange *ex, cz *f)
 {
     while (f->work && !f->out_busy) {
         size_t n = 0;
-        int done = encode(f, f->ending ? MODE_FINISH : f->flush_due ? MODE_FLUSH : MODE_MORE, &n);
+        int mode = f->ending ? MODE_FINISH : f->flush_due ? MODE_FLUSH : MODE_MORE;
+        int done = encode(f, mode, &n);
         if (done < 0) {
             f->base.next->abort(ex);   /* a truncated body must look truncated */
             return GH_ERROR;
         }
         f->work = !done;
         f->flush_due &= !done;
-        if (n) {
+        f->out_len += n;
+        bool last = done && mode == MODE_FINISH && f->ending == 1 && f->base.next->send_last;
+        if (f->out_len && (f->out_len == f->out->cap || (done && mode != MODE_MORE && !last))) {
+            n = f->out_len;
+            f->out_len = 0;
             int rc = f->base.next->send_body(ex, f->out->data, n);
             if (rc == GH_ERROR)
                 return GH_ERROR;
@@ -339,6 +350,10 @@ static int cz_send_body(gh_exchange *ex, const char *p, size_t len)
 static int end_now(gh_exchange *ex, cz *f)
 {
     const gh_downstream_ops *next = f->base.next;
+    size_t n = f->out_len;   /* held by pump for send_last */
+    f->out_len = 0;
+    if (n)
+        return next->send_last(ex, f->out->data, n);
     return f->ending == 2 ? next->finish_trailers(ex, f->trailers, f->ntrailers) : next->finish(ex);
 }
 
