@@ -504,7 +504,11 @@ static int cache_request(gh_plugin_run *run, const gh_plugin_cfg *conf)
     const gh_cache_cfg *c = (const gh_cache_cfg *)conf;
     if (ex->dry_run || !conf->rt)
         return GH_PLUGIN_NEXT;   /* explain records the route, sends nothing */
-    if (!(ex->method_bit & c->methods) || (!c->shared_auth && gh_exchange_header(ex, "authorization", 13))) {
+    /* credentials: Authorization, or any the authentication plugins took
+     * (an API key in a header or the query, a client certificate): one
+     * consumer's answer must not reach another */
+    bool credentials = gh_exchange_header(ex, "authorization", 13) || ex->log.consumer.len;
+    if (!(ex->method_bit & c->methods) || (!c->shared_auth && credentials)) {
         mark(ex, result_bypass, "BYPASS");
         return GH_PLUGIN_NEXT;
     }

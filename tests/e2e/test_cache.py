@@ -30,7 +30,16 @@ upstreams:
     targets: [ "{up}" ]
     timeouts: { connect: 1s, send: 5s, read: 10s }
     retries: { attempts: 0 }
+consumers:
+  - { name: alice, api_keys: [ "alice-key-0123456789abcdef" ] }
+  - { name: bob, api_keys: [ "bob-key-0123456789abcdef00" ] }
 routes:
+  - name: keyed
+    match: { prefix: /keyed }
+    upstream: main
+    plugins:
+      key_auth: {}
+      cache: { ttl: 60s }
   - name: small
     match: { prefix: /small }
     upstream: main
@@ -266,6 +275,15 @@ def test_authorization_bypass_and_shared_auth(g, up):
     g.request("GET", "/shared/p", headers=auth)
     assert cache_of(g.request("GET", "/shared/p", headers=auth)[1]) == "HIT"
     assert up.count("/shared/p") == 1
+
+
+def test_a_consumer_s_answer_never_reaches_another(g, up):
+    """An API key in X-API-Key (not Authorization) identifies a consumer too:
+    without shared_auth the answer is neither stored nor served."""
+    for key in ("alice-key-0123456789abcdef", "bob-key-0123456789abcdef00", "alice-key-0123456789abcdef"):
+        s, h, _ = g.request("GET", "/keyed/me", headers={"X-API-Key": key})
+        assert (s, cache_of(h)) == (200, "BYPASS")
+    assert up.count("/keyed/me") == 3
 
 
 def test_vary_and_key_headers(g, up):
