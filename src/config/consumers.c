@@ -37,7 +37,8 @@ static bool load_api_key(gh_load *ld, gh_api_key_cfg *k, const gh_ynode *item)
     for (size_t i = 0; ok && i < 32; i++) {
         int hi = gh_hexval((unsigned char)hex.p[2 * i]), lo = gh_hexval((unsigned char)hex.p[2 * i + 1]);
         ok = hi >= 0 && lo >= 0;
-        k->sha256[i] = (uint8_t)(hi << 4 | lo);
+        if (ok)
+            k->sha256[i] = (uint8_t)(hi << 4 | lo);
     }
     if (!ok) {
         gh_ld_error(ld, seen[0]->value->mark, "sha256 must be 64 hex digits (sha256sum of the key)");

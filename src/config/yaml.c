@@ -297,6 +297,66 @@ static bool printable(unsigned c)
     return (c >= 0x20 && c < 0x7f) || (c >= 0xa0 && c != 0xfffe && c != 0xffff);
 }
 
+static bool yaml_blank(char c)
+{
+    return c == ' ' || c == '\t';
+}
+
+/* libfyaml 0.7.12 (Debian 12) frees its parser state twice when a tab
+ * separates a block indicator (`-`, `?`, `:`) from another one inside an
+ * explicit key (`? a:<TAB>- b`): it reports "cannot use tab for
+ * indentation" and then crashes in fy_parser_destroy (fixed upstream).
+ * Such text is invalid YAML either way, so it is refused here, before the
+ * parser sees it, wherever it appears: a tab in the blanks after an
+ * indicator, followed by an indicator. Quoted text and comments are
+ * skipped. */
+static bool tab_before_indicator(gh_load *ld, const char *t, size_t len)
+{
+    gh_mark at = { 1, 1 };
+    char quote = 0;
+    bool comment = false;
+    for (size_t i = 0; i < len; i++, at.col++) {
+        char c = t[i];
+        if (c == '\n') {
+            at.line++;
+            at.col = 0;
+            comment = false;
+            quote = 0;   /* (a multi-line quoted scalar only risks a clear refusal) */
+            continue;
+        }
+        if (comment)
+            continue;
+        if (quote) {
+            quote = c == quote ? 0 : quote;
+            continue;
+        }
+        bool after_blank = i == 0 || yaml_blank(t[i - 1]) || t[i - 1] == '\n';
+        if ((c == '"' || c == '\'') && after_blank) {
+            quote = c;
+            continue;
+        }
+        if (c == '#' && after_blank) {
+            comment = true;
+            continue;
+        }
+        bool indicator = c == ':' || ((c == '-' || c == '?') && after_blank);
+        if (!indicator || i + 1 >= len || !yaml_blank(t[i + 1]))
+            continue;
+        size_t j = i + 1;
+        bool tab = false;
+        for (; j < len && yaml_blank(t[j]); j++)
+            tab |= t[j] == '\t';
+        if (tab && j < len && (t[j] == '-' || t[j] == '?' || t[j] == ':') &&
+            (j + 1 == len || yaml_blank(t[j + 1]) || t[j + 1] == '\n' || t[j + 1] == '\r')) {
+            gh_mark m = { at.line, at.col + (unsigned)(j - i) };
+            gh_ld_error(ld, m, "invalid YAML: a tab cannot separate '%c' from the block indicator '%c' (use spaces)",
+                        c, t[j]);
+            return false;
+        }
+    }
+    return true;
+}
+
 /* YAML text is printable Unicode. libfyaml 0.7.12 is also known to spin
  * forever on some invalid UTF-8 and to crash on a NUL byte, so it never
  * sees either. */
@@ -323,7 +383,7 @@ static bool check_text(gh_load *ld, const char *text, size_t len)
         }
         i += n;
     }
-    return true;
+    return tab_before_indicator(ld, text, len);
 }
 
 gh_ynode *gh_ld_parse_yaml(gh_load *ld, const char *text, size_t len)

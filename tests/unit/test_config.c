@@ -741,6 +741,19 @@ static void test_yaml_errors(void **state)
     assert_string_equal(errors_of("%a\xa9\n"), "test.yaml:1:3: invalid YAML: the file is not valid UTF-8");
     assert_string_equal(errors_of(LISTEN "log: { access: \"caf\xc3\xa9\xed\xa0\x80\" }\n"),
                         "test.yaml:3:21: invalid YAML: the file is not valid UTF-8");
+    /* a tab between two block indicators crashes libfyaml 0.7.12 inside an
+     * explicit key: refused first, at the second indicator (the fuzzer's find) */
+    assert_string_equal(errors_of(LISTEN "? a:\t- b\n"),
+                        "test.yaml:3:6: invalid YAML: a tab cannot separate ':' from the block indicator '-' (use spaces)");
+    assert_string_equal(errors_of("lis*en:\n?  l-xamsten:\t?  l-st 0en 0en:"),
+                        "test.yaml:2:15: invalid YAML: a tab cannot separate ':' from the block indicator '?' (use spaces)");
+    /* a tab inside a plain or quoted scalar, or a comment, is not an indicator */
+    {
+        gh_diag ok;
+        gh_config *c = load_ok(LISTEN "log: { access: \"/tmp/a:\t- b\" }\nworkers: 2 # x:\t- y\n", &ok);
+        gh_config_free(c);
+        gh_diag_free(&ok);
+    }
     /* so is a NUL byte (libfyaml 0.7.12 crashes on some) and any other control character */
     static const char nul[] = "listen: [{ address: 127.0.0.1:80 }]\n? a: \t\0b\n";
     gh_diag d;
