@@ -744,10 +744,12 @@ static void test_yaml_errors(void **state)
     /* a tab between two block indicators crashes libfyaml 0.7.12 inside an
      * explicit key: refused first, at the second indicator (the fuzzer's find) */
     assert_string_equal(errors_of(LISTEN "? a:\t- b\n"),
-                        "test.yaml:3:6: invalid YAML: a tab cannot separate ':' from the block indicator '-' (use spaces)");
+                        "test.yaml:3:6: invalid YAML: a tab cannot come before the block indicator '-' (use spaces)");
     assert_string_equal(errors_of("lis*en:\n?  l-xamsten:\t?  l-st 0en 0en:"),
-                        "test.yaml:2:15: invalid YAML: a tab cannot separate ':' from the block indicator '?' (use spaces)");
-    /* a tab inside a plain or quoted scalar, or a comment, is not an indicator */
+                        "test.yaml:2:15: invalid YAML: a tab cannot come before the block indicator '?' (use spaces)");
+    assert_string_equal(errors_of(LISTEN "? l-xam sten \t? l-st: 1\n"),
+                        "test.yaml:3:15: invalid YAML: a tab cannot come before the block indicator '?' (use spaces)");
+    /* a tab inside a quoted scalar or a comment places nothing */
     {
         gh_diag ok;
         gh_config *c = load_ok(LISTEN "log: { access: \"/tmp/a:\t- b\" }\nworkers: 2 # x:\t- y\n", &ok);
