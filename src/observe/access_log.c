@@ -292,7 +292,7 @@ void gh_access_log_add(gh_access_log *al, gh_exchange *ex, uint64_t now_ns)
     gh_trace_begin(ex);
     const gh_header *ua = user_agent(ex);
     gh_str path = ex->path.len ? ex->path : ex->raw_path;
-    size_t clen = strlen(ex->client), rlen = strlen(ex->request_id);
+    size_t clen = strlen(ex->client), rlen = ex->request_id_len;
     size_t elen = ex->log.error ? strlen(ex->log.error) : 0, tlen = ex->log.tls ? strlen(ex->log.tls) : 0;
     /* fixed text, trace id, numbers and the two safe arrays under 576 + 96
      * bytes; each string at most 6x */

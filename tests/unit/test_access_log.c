@@ -60,7 +60,7 @@ static void test_fields(void **state)
     ex.cfg = cfg;
     ex.start_ns = uv_hrtime();
     strcpy(ex.client, "192.0.2.1");
-    strcpy(ex.request_id, "abc");
+    gh_exchange_put_request_id(&ex, "abc", 3);
     /* the trace the upstream was sent (observe/trace.c) */
     strcpy(ex.trace.parent, "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01");
     ex.trace.set = true;
@@ -239,7 +239,7 @@ static void test_fields_escaped_at_every_length(void **state)
     memset(&ex, 0, sizeof(ex));
     ex.start_ns = uv_hrtime();
     strcpy(ex.client, "2001:db8::1");
-    strcpy(ex.request_id, "0123456789abcdef0123456789abcdef");
+    gh_exchange_put_request_id(&ex, "0123456789abcdef0123456789abcdef", 32);
     ex.trace.set = true;
     strcpy(ex.trace.parent, "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01");
     ex.method = GH_STR("GET");
@@ -311,7 +311,7 @@ static void test_user_agent_by_name_in_any_case(void **state)
     memset(&ex, 0, sizeof(ex));
     ex.start_ns = uv_hrtime();
     strcpy(ex.client, "192.0.2.1");
-    strcpy(ex.request_id, "abc");
+    gh_exchange_put_request_id(&ex, "abc", 3);
     ex.trace.set = true;
     strcpy(ex.trace.parent, "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01");
     gh_header h[] = {
