@@ -197,8 +197,7 @@ void gh_exchange_set_request_id(gh_exchange *ex)
 {
     const gh_header *h = gh_exchange_header(ex, "x-request-id", 12);
     if (h && request_id_ok(h->value, h->value_len)) {
-        memcpy(ex->request_id, h->value, h->value_len);
-        ex->request_id[h->value_len] = '\0';
+        gh_exchange_put_request_id(ex, h->value, h->value_len);
         return;
     }
     static const char hex[] = "0123456789abcdef";
@@ -208,6 +207,7 @@ void gh_exchange_set_request_id(gh_exchange *ex)
         ex->request_id[16 + i] = hex[(b >> (i * 4)) & 15];
     }
     ex->request_id[32] = '\0';
+    ex->request_id_len = 32;
 }
 
 void gh_exchange_cache_clear(gh_http_env *env)

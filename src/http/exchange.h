@@ -10,6 +10,7 @@
 #define GH_HTTP_EXCHANGE_H
 #include <stdbool.h>
 #include <stdint.h>
+#include <string.h>
 #include <sys/uio.h>
 #include <uv.h>
 #include "config/config.h"
@@ -119,6 +120,7 @@ struct gh_exchange {
                                        the peer is a trusted proxy (set by the dispatcher) */
     uint16_t client_port;
     char request_id[40];
+    uint8_t request_id_len;         /* strlen(request_id): read by the upstream head, the response and the log */
     struct {                        /* W3C trace context (observe/trace.c fills it once) */
         char parent[56];            /* the traceparent the upstream gets: 00-<trace-id>-<our span>-<flags> */
         gh_str state;               /* the client's tracestate, kept beside a valid traceparent */
@@ -329,5 +331,12 @@ uint64_t gh_random(gh_http_env *env);
 
 /* A fresh 32-hex-digit id (or the client's well-formed X-Request-Id). */
 void gh_exchange_set_request_id(gh_exchange *ex);
+/* Sets the request id to s[0..n) (n < 40, already checked), with its length. */
+static inline void gh_exchange_put_request_id(gh_exchange *ex, const char *s, size_t n)
+{
+    memcpy(ex->request_id, s, n);
+    ex->request_id[n] = '\0';
+    ex->request_id_len = (uint8_t)n;
+}
 
 #endif

@@ -164,7 +164,7 @@ int gh_respond(gh_exchange *ex, int status, const gh_header *hdrs, size_t n,
         memcpy(all, hdrs, n * sizeof(*all));
     const char *date = gh_arena_strndup(&ex->arena, gh_http_date(), 29);
     all[n++] = (gh_header){ "Date", date, 4, 29 };
-    all[n++] = (gh_header){ "X-Request-Id", ex->request_id, 12, (uint32_t)strlen(ex->request_id) };
+    all[n++] = (gh_header){ "X-Request-Id", ex->request_id, 12, ex->request_id_len };
     int rc = gh_exchange_send_head(ex, status, all, n, (int64_t)body_len);
     if (rc == GH_ERROR)
         return rc;
@@ -225,7 +225,7 @@ static int grpc_problem(gh_exchange *ex, int status, const char *code, const cha
         { "Content-Type", "application/grpc", 12, 16 },
         { "grpc-status", st, 11, (uint32_t)strlen(st) },
         { "grpc-message", enc, 12, (uint32_t)o },
-        { "X-Request-Id", ex->request_id, 12, (uint32_t)strlen(ex->request_id) },
+        { "X-Request-Id", ex->request_id, 12, ex->request_id_len },
     };
     ex->log.error = code;
     int rc = gh_exchange_send_head(ex, 200, h, 4, -1);

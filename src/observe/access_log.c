@@ -83,7 +83,7 @@ static const char digit_pairs[] =
     "8081828384858687888990919293949596979899";
 
 /* Count the digits, then write them backwards two at a time from a table. */
-static char *put_u64(char *o, uint64_t v)
+static inline __attribute__((always_inline)) char *put_u64(char *o, uint64_t v)
 {
     size_t n = 1;
     for (uint64_t p = 10; n < 20 && v >= p; p *= 10)
@@ -108,7 +108,7 @@ static char *put_2(char *o, unsigned v)
 }
 
 /* microseconds as milliseconds with 3 decimals: 1234 -> 1.234 */
-static char *put_ms(char *o, uint64_t us)
+static inline __attribute__((always_inline)) char *put_ms(char *o, uint64_t us)
 {
     o = put_u64(o, us / 1000);
     unsigned f = (unsigned)(us % 1000);
@@ -259,14 +259,40 @@ static char *put_status(char *o, int s)
     return put_2(o + 1, (unsigned)s % 100);
 }
 
+/* "User-Agent" in any case, as two loads: OR 0x20 lower-cases the letters
+ * and keeps '-' (0x0d, the only other byte it could come from, is no token
+ * byte, so no header name holds it). No call, unlike a strncasecmp. */
+static inline bool is_user_agent(const char *name, size_t len)
+{
+    if (len != 10)
+        return false;
+    uint64_t a;
+    uint16_t b;
+    memcpy(&a, name, 8);
+    memcpy(&b, name + 8, 2);
+    uint64_t want_a;
+    uint16_t want_b;
+    memcpy(&want_a, "user-age", 8);
+    memcpy(&want_b, "nt", 2);
+    return (a | 0x2020202020202020ull) == want_a && (uint16_t)(b | 0x2020) == want_b;
+}
+
+static const gh_header *user_agent(const gh_exchange *ex)
+{
+    for (size_t i = 0; i < ex->nheaders; i++)
+        if (is_user_agent(ex->headers[i].name, ex->headers[i].name_len))
+            return &ex->headers[i];
+    return NULL;
+}
+
 void gh_access_log_add(gh_access_log *al, gh_exchange *ex, uint64_t now_ns)
 {
     if (!al->buf || !gh_access_log_enabled())
         return;
     gh_trace_begin(ex);
-    const gh_header *ua = gh_exchange_header(ex, "user-agent", 10);
+    const gh_header *ua = user_agent(ex);
     gh_str path = ex->path.len ? ex->path : ex->raw_path;
-    size_t clen = strlen(ex->client), rlen = strlen(ex->request_id);
+    size_t clen = strlen(ex->client), rlen = ex->request_id_len;
     size_t elen = ex->log.error ? strlen(ex->log.error) : 0, tlen = ex->log.tls ? strlen(ex->log.tls) : 0;
     /* fixed text, trace id, numbers and the two safe arrays under 576 + 96
      * bytes; each string at most 6x */

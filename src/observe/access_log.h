@@ -1,6 +1,6 @@
 /* access_log.h — one JSON object per request (SPEC §9), buffered per worker
- * and written once per loop iteration, so logging costs no syscall per
- * request under load. The target (stdout, a file, or off) is process-wide
+ * and written by the worker's tick (every 100 ms) or once 48 KiB are
+ * buffered: a few large writes a second instead of one per loop turn. The target (stdout, a file, or off) is process-wide
  * and reopened on SIGUSR1. */
 #ifndef GH_OBSERVE_ACCESS_LOG_H
 #define GH_OBSERVE_ACCESS_LOG_H

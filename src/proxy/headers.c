@@ -137,7 +137,7 @@ gh_header *gh_proxy_response_headers(gh_exchange *ex, const gh_route_cfg *route,
     for (size_t i = 0; i < ops->nset; i++)
         out[k++] = (gh_header){ ops->set[i].name.p, ops->set[i].value.p,
                                 (uint32_t)ops->set[i].name.len, (uint32_t)ops->set[i].value.len };
-    out[k++] = (gh_header){ "X-Request-Id", ex->request_id, 12, (uint32_t)strlen(ex->request_id) };
+    out[k++] = (gh_header){ "X-Request-Id", ex->request_id, 12, ex->request_id_len };
     if (!dated) {   /* RFC 9110 §6.6.1: a forwarded response without Date gets one */
         char *d = gh_arena_strndup(&ex->arena, gh_http_date(), 29);
         if (d)
@@ -216,7 +216,7 @@ gh_header *gh_proxy_request_fields(gh_exchange *ex, const gh_route_cfg *route, b
     if (ex->authority.len)
         out[k++] = (gh_header){ "X-Forwarded-Host", ex->authority.p, 16, (uint32_t)ex->authority.len };
     out[k++] = (gh_header){ "X-Forwarded-Port", port, 16, (uint32_t)port_len };
-    out[k++] = (gh_header){ "X-Request-Id", ex->request_id, 12, (uint32_t)strlen(ex->request_id) };
+    out[k++] = (gh_header){ "X-Request-Id", ex->request_id, 12, ex->request_id_len };
     if (ex->client_cert.len)
         out[k++] = (gh_header){ "X-Client-Cert-Subject", ex->client_cert.p, 21, (uint32_t)ex->client_cert.len };
     if (ex->log.consumer.len)

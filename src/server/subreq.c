@@ -213,6 +213,7 @@ static bool fill_request(gh_exchange *c, const gh_exchange *parent, const gh_sub
     memcpy(c->client, parent->client, sizeof(c->client));
     c->client_port = parent->client_port;
     memcpy(c->request_id, parent->request_id, sizeof(c->request_id));
+    c->request_id_len = parent->request_id_len;
     c->trace = parent->trace;
     c->trace.state = (gh_str){ copy(c, parent->trace.state.p ? parent->trace.state.p : "", parent->trace.state.len),
                                parent->trace.state.len };

@@ -295,14 +295,12 @@ static void on_tick(uv_timer_t *t)
     }
     if (w->draining)
         gh_h1_close_idle(&w->env);
-    stop_loop_if_done(w);
-}
-
-static void on_flush(uv_check_t *c)
-{
-    gh_worker *w = c->data;
+    /* The access log is written here, once a tick, or by gh_access_log_add
+     * when its buffer is nearly full: few large writes instead of one per
+     * loop turn. A crash loses at most the last tick's lines. */
     if (w->alog.len)
         gh_access_log_flush(&w->alog);
+    stop_loop_if_done(w);
 }
 
 static void on_done(gh_exchange *ex)
@@ -404,9 +402,6 @@ int gh_worker_start(gh_worker *w, int id)
     uv_timer_start(&w->tick, on_tick, TICK_MS, TICK_MS);
     uv_timer_init(&w->loop, &w->accept_pause);
     w->accept_pause.data = w;
-    uv_check_init(&w->loop, &w->flush);
-    w->flush.data = w;
-    uv_check_start(&w->flush, on_flush);
     follow_snapshot(w);
     return uv_thread_create(&w->thread, run, w);
 }

@@ -40,7 +40,6 @@ typedef struct gh_worker {
     uv_thread_t thread;
     uv_async_t wake;
     uv_timer_t tick;
-    uv_check_t flush;
     gh_http_env env;
     gh_h1_worker h1;
     gh_bufpool bufs;

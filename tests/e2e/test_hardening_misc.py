@@ -85,7 +85,7 @@ def test_refusals_offer_only_the_versions_still_served(gatehouse):
 
 def log_lines(g, count):
     """The access-log lines once there are `count` of them (waits on the
-    condition: lines are flushed once per loop iteration)."""
+    condition: each worker writes its lines in batches)."""
     lines = g.access_log(wait_for=count, timeout=10)
     assert len(lines) >= count, lines
     return lines

@@ -60,7 +60,7 @@ static void test_fields(void **state)
     ex.cfg = cfg;
     ex.start_ns = uv_hrtime();
     strcpy(ex.client, "192.0.2.1");
-    strcpy(ex.request_id, "abc");
+    gh_exchange_put_request_id(&ex, "abc", 3);
     /* the trace the upstream was sent (observe/trace.c) */
     strcpy(ex.trace.parent, "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01");
     ex.trace.set = true;
@@ -239,7 +239,7 @@ static void test_fields_escaped_at_every_length(void **state)
     memset(&ex, 0, sizeof(ex));
     ex.start_ns = uv_hrtime();
     strcpy(ex.client, "2001:db8::1");
-    strcpy(ex.request_id, "0123456789abcdef0123456789abcdef");
+    gh_exchange_put_request_id(&ex, "0123456789abcdef0123456789abcdef", 32);
     ex.trace.set = true;
     strcpy(ex.trace.parent, "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01");
     ex.method = GH_STR("GET");
@@ -301,6 +301,34 @@ static void test_fields_escaped_at_every_length(void **state)
     check_field(bigline, "user_agent", big, sizeof(big));
 }
 
+/* The User-Agent is found by name in any case, and only by that name:
+ * near misses (an underscore, one letter off, one byte longer) are other
+ * headers. */
+static void test_user_agent_by_name_in_any_case(void **state)
+{
+    (void)state;
+    static gh_exchange ex;
+    memset(&ex, 0, sizeof(ex));
+    ex.start_ns = uv_hrtime();
+    strcpy(ex.client, "192.0.2.1");
+    gh_exchange_put_request_id(&ex, "abc", 3);
+    ex.trace.set = true;
+    strcpy(ex.trace.parent, "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01");
+    gh_header h[] = {
+        { "user_agent", "underscore", 10, 10 },
+        { "user-agenu", "letter", 10, 6 },
+        { "user-agents", "longer", 11, 6 },
+        { "user-agen", "shorter", 9, 7 },
+        { "uSeR-aGeNT", "this one", 10, 8 },
+        { "user-agent", "second", 10, 6 },
+    };
+    ex.headers = h;
+    ex.nheaders = 4;
+    assert_non_null(strstr(line_of(&ex), "\"user_agent\":null,"));
+    ex.nheaders = 6;
+    assert_non_null(strstr(line_of(&ex), "\"user_agent\":\"this one\","));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -309,6 +337,7 @@ int main(void)
         cmocka_unit_test(test_json_escape_keeps_utf8_and_replaces_the_rest),
         cmocka_unit_test(test_word_check_matches_the_table),
         cmocka_unit_test(test_fields_escaped_at_every_length),
+        cmocka_unit_test(test_user_agent_by_name_in_any_case),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -40,7 +40,7 @@ static void record(int worker, uint32_t route, uint32_t method_bit, int status, 
     ex.method_bit = method_bit;
     ex.method = GH_STR("GET");
     ex.raw_path = GH_STR("/x");
-    strcpy(ex.request_id, "rid");
+    gh_exchange_put_request_id(&ex, "rid", 3);
     ex.status = status;
     ex.start_ns = 1000000000ull;
     ex.log.route_id = route;

@@ -113,7 +113,7 @@ static gh_exchange *run_chain(world *w, size_t ri, const char *method, const cha
     ex->query = gh_str_c(query);
     ex->log.route = w->cfg->routes[ri].name;
     snprintf(ex->client, sizeof(ex->client), "%s", client ? client : "127.0.0.1");
-    snprintf(ex->request_id, sizeof(ex->request_id), "00000000000000000000000000000001");
+    gh_exchange_put_request_id(ex, "00000000000000000000000000000001", 32);
     if (cert)
         ex->client_cert = gh_str_c(cert);
     static gh_header hs[16];

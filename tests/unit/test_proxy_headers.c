@@ -34,7 +34,7 @@ static gh_exchange *make_exchange(const char *head)
     ex->content_length = m.content_length;
     strcpy(ex->peer, "192.0.2.7");
     strcpy(ex->client, "192.0.2.7");
-    strcpy(ex->request_id, "0123456789abcdef0123456789abcdef");
+    gh_exchange_put_request_id(ex, "0123456789abcdef0123456789abcdef", 32);
     return ex;
 }
 

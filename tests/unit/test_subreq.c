@@ -72,7 +72,7 @@ static int setup(void **state)
     F.parent->authority = GH_STR("example.com");
     snprintf(F.parent->peer, sizeof(F.parent->peer), "10.0.0.7");
     snprintf(F.parent->client, sizeof(F.parent->client), "10.0.0.7");
-    snprintf(F.parent->request_id, sizeof(F.parent->request_id), "parent-id");
+    gh_exchange_put_request_id(F.parent, "parent-id", 9);
     return 0;
 }
 
@@ -208,7 +208,7 @@ static void test_child_outlives_its_parent(void **state)
     p->cfg = F.snap->cfg;
     char *host = gh_arena_strndup(&p->arena, "short.lived", 11);
     p->host = p->authority = (gh_str){ host, 11 };
-    snprintf(p->request_id, sizeof(p->request_id), "gone-id");
+    gh_exchange_put_request_id(p, "gone-id", 7);
     gh_subreq *sr = calloc(1, sizeof(*sr));
     seen s = { 0 };
     gh_subreq_spec spec = { .method = GH_STR("GET"), .target = GH_STR("/echo/x"), .max_body = 4096 };
