@@ -2,6 +2,7 @@
 #include "version.h"
 #include "admin/admin.h"
 #include "admin/endpoints.h"
+#include "http/json_body.h"
 #include "admin/dashboard.h"
 #include <jansson.h>
 #include <openssl/crypto.h>
@@ -27,17 +28,14 @@ void gh_admin_rfc3339(int64_t t, char out[32])
 
 void gh_admin_send_json(gh_exchange *ex, int status, json_t *j)
 {
-    char *text = j ? json_dumps(j, JSON_COMPACT | JSON_REAL_PRECISION(10))   /* 5.382, not 5.3819999999999997 */ : NULL;
-    json_decref(j);
-    if (!text) {
+    size_t len;   /* reals with 10 digits: 5.382, not 5.3819999999999997 */
+    char *body = gh_json_in_arena(ex, j, JSON_COMPACT | JSON_REAL_PRECISION(10), 0, &len);
+    if (!body) {
         gh_problem(ex, 500, "internal_error", "cannot build the answer", NULL, 0, NULL);
         return;
     }
-    size_t len = strlen(text);
-    char *body = gh_arena_strndup(&ex->arena, text, len);   /* lives as long as the exchange */
-    free(text);
     static const gh_header ct = { "Content-Type", "application/json", 12, 16 };
-    gh_respond(ex, status, &ct, 1, body, body ? len : 0);
+    gh_respond(ex, status, &ct, 1, body, len);
 }
 
 /* -------------------------------------------------------------- access -- */
@@ -208,11 +206,8 @@ static void reload_answered(uv_async_t *a)
                                      "Unprocessable Content", "status", 422, "code", "bad_request", "detail",
                                      "the configuration was refused; the running one is kept", "request_id",
                                      ex->request_id, "generation", (json_int_t)r->generation, "errors", r->errors);
-            char *text = json_dumps(body, JSON_COMPACT);
-            json_decref(body);
-            size_t len = text ? strlen(text) : 0;
-            char *copy = gh_arena_strndup(&ex->arena, text ? text : "", len);
-            free(text);
+            size_t len;
+            char *copy = gh_json_in_arena(ex, body, JSON_COMPACT, 0, &len);
             static const gh_header ct = { "Content-Type", "application/problem+json", 12, 24 };
             gh_respond(ex, 422, &ct, 1, copy, copy ? len : 0);
         }

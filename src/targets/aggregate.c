@@ -19,6 +19,7 @@
 #include <string.h>
 #include <strings.h>
 #include "core/template.h"
+#include "http/json_body.h"
 #include "http/request.h"
 #include "http/status.h"
 #include "proxy/backoff.h"
@@ -190,13 +191,8 @@ static void answer(agg *a)
         json_object_set_new(o, cfg->backends[i].key.p, c->value ? c->value : json_null());
         c->value = NULL;
     }
-    char *text = o ? json_dumps(o, JSON_COMPACT) : NULL;
-    json_decref(o);
-    size_t len = text ? strlen(text) : 0;
-    char *body = text ? gh_arena_alloc(&ex->arena, len + 1) : NULL;   /* alive until written */
-    if (body)
-        memcpy(body, text, len);
-    free(text);
+    size_t len;
+    char *body = gh_json_in_arena(ex, o, JSON_COMPACT, 0, &len);   /* alive until written */
     ex->on_abort = NULL;
     ex->consumer = NULL;
     if (!body || !partial) {

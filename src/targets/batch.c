@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
+#include "http/json_body.h"
 #include "http/status.h"
 #include "proxy/headers.h"
 #include "server/subreq.h"
@@ -146,14 +147,9 @@ static void finish(batch *bt)
         bt->items[i].answer = NULL;
     }
     json_t *o = json_pack("{s:o}", "responses", list);
-    char *text = o ? json_dumps(o, JSON_COMPACT) : NULL;
-    json_decref(o);
+    size_t len;
+    char *body = gh_json_in_arena(ex, o, JSON_COMPACT, 0, &len);   /* alive until written */
     release(bt);
-    size_t len = text ? strlen(text) : 0;
-    char *body = text ? gh_arena_alloc(&ex->arena, len + 1) : NULL;   /* alive until written */
-    if (body)
-        memcpy(body, text, len);
-    free(text);
     ex->on_abort = NULL;
     ex->consumer = NULL;
     gh_header h[1] = { { "Content-Type", "application/json", 12, 16 } };

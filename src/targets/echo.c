@@ -1,6 +1,7 @@
 #include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
+#include "http/json_body.h"
 #include "http/status.h"
 #include "proxy/headers.h"
 #include "targets/targets.h"
@@ -55,23 +56,17 @@ static void answer(gh_exchange *ex, echo_state *st)
     json_object_set_new(o, "route", jstr(st->route->name));
     json_object_set_new(o, "consumer", ex->log.consumer.len ? jstr(ex->log.consumer) : json_null());
     json_object_set_new(o, "version", ex->log.version.len ? jstr(ex->log.version) : json_null());
-    char *text = json_dumps(o, JSON_COMPACT);
-    json_decref(o);
-    if (!text) {
+    size_t len;
+    char *body = gh_json_in_arena(ex, o, JSON_COMPACT, 1, &len);
+    if (!body) {
         gh_problem(ex, 500, "internal_error", "out of memory", NULL, 0, NULL);
         return;
     }
-    size_t len = strlen(text);
-    char *body = gh_arena_alloc(&ex->arena, len + 1);
-    if (body) {
-        memcpy(body, text, len);
-        body[len++] = '\n';
-    }
-    free(text);
+    body[len++] = '\n';
     gh_header h[1] = { { "Content-Type", "application/json", 12, 16 } };
     size_t n;
     gh_header *out = gh_apply_header_ops(ex, &st->route->response_headers, h, 1, &n);
-    if (!body || !out) {
+    if (!out) {
         gh_problem(ex, 500, "internal_error", "out of memory", NULL, 0, NULL);
         return;
     }
