@@ -306,13 +306,16 @@ static bool printable(unsigned c)
 static bool tab_outside_quotes(gh_load *ld, const char *t, size_t len)
 {
     gh_mark at = { 1, 1 };
-    char quote = 0;
+    char quote = 0, last = '\n';   /* last: the line's last non-blank character so far */
     bool comment = false;
     for (size_t i = 0; i < len; i++, at.col++) {
-        char c = t[i];
+        char c = t[i], before = last;
+        if (c != ' ' && c != '\t' && c != '\n' && !comment && !quote)
+            last = c;
         if (c == '\n') {
             at.line++;
             at.col = 0;
+            last = '\n';
             comment = false;
             quote = 0;   /* (a multi-line quoted scalar only risks a clear refusal) */
             continue;
@@ -320,14 +323,19 @@ static bool tab_outside_quotes(gh_load *ld, const char *t, size_t len)
         if (comment)
             continue;
         if (quote) {
-            if (c == '\\' && quote == '"' && i + 1 < len && t[i + 1] != '\n')
-                i++, at.col++;   /* an escaped character, \" included */
+            if ((c == '\\' && quote == '"' && i + 1 < len && t[i + 1] != '\n') ||
+                (c == '\'' && quote == '\'' && i + 1 < len && t[i + 1] == '\''))
+                i++, at.col++;   /* an escaped character: \" in "...", '' in '...' */
             else if (c == quote)
                 quote = 0;
             continue;
         }
         bool after_blank = i == 0 || t[i - 1] == ' ' || t[i - 1] == '\t' || t[i - 1] == '\n';
-        if (c == '"' || (c == '\'' && after_blank)) {
+        /* a quote opens quoted text only where a scalar starts (after an
+         * indicator or at the start of a line); inside a plain scalar
+         * (`ab"c`, `a b "c`) it is just a character */
+        bool scalar_start = (after_blank && strchr("\n:-?[{,", before)) || (i > 0 && strchr("[{,", t[i - 1]));
+        if ((c == '"' || c == '\'') && scalar_start) {
             quote = c;
             continue;
         }
